@@ -1,0 +1,193 @@
+//! The union of all commands: their HTTP names, the aggregate each one changes, the facts each
+//! one needs, and the dispatch to the aggregate deciders.
+
+use schemars::{Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::event::{AggregateState, Event};
+use crate::facts::AggregateRef;
+use crate::group::{self, AddGroupMember, DefineGroup, RemoveGroupMember};
+use crate::item::{self, Assign, AssignmentRole, ChangeItemStatus, RecordItem, RevokeAssignment, SetItemDeadline};
+use crate::plan::{self, AmendPlan, IssuePlan};
+use crate::rejection::Rejection;
+use crate::report::{self, ReportKey, ReturnReport, ReviseReport, SubmitReport, line_references};
+use crate::task::{self, CancelTask, ChangeTaskStatus, PlanTask, RescheduleTask};
+use crate::unit::{self, RegisterUnit, RenameUnit, SucceedUnit};
+
+/// A command body that could not be read, with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ParseError {
+    pub path: String,
+    pub message: String,
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| ParseError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })?;
+    deserializer.end().map_err(|e| ParseError {
+        path: ".".to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// How the edge finds, documents and reads one command.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// The kebab-case name, also the last segment of its HTTP path.
+    pub name: &'static str,
+    /// Aggregate type it changes.
+    pub aggregate: &'static str,
+    pub summary: &'static str,
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    pub parse: fn(&[u8]) -> Result<Command, ParseError>,
+}
+
+macro_rules! commands {
+    ($($variant:ident($body:ty) => $name:literal, $aggregate:literal, $summary:literal;)*) => {
+        /// Lệnh — any command.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Command {
+            $($variant($body),)*
+        }
+
+        /// Every command, in the order the API documents them.
+        pub const COMMANDS: &[CommandSpec] = &[
+            $(CommandSpec {
+                name: $name,
+                aggregate: $aggregate,
+                summary: $summary,
+                schema: |generator| generator.subschema_for::<$body>(),
+                parse: |body| parse::<$body>(body).map(Command::$variant),
+            },)*
+        ];
+
+        impl Command {
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Command::$variant(_) => $name,)*
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    RegisterUnit(RegisterUnit) => "register-unit", "unit", "Đăng ký đơn vị — register a unit";
+    RenameUnit(RenameUnit) => "rename-unit", "unit", "Đổi tên đơn vị — rename a unit";
+    SucceedUnit(SucceedUnit) => "succeed-unit", "unit", "Sáp nhập, giải thể — a unit is succeeded from a date";
+    DefineGroup(DefineGroup) => "define-group", "group", "Lập nhóm đơn vị — define a unit group";
+    AddGroupMember(AddGroupMember) => "add-group-member", "group", "Thêm thành viên nhóm — add a unit to a group from a date";
+    RemoveGroupMember(RemoveGroupMember) => "remove-group-member", "group", "Bớt thành viên nhóm — remove a unit from a group from a date";
+    IssuePlan(IssuePlan) => "issue-plan", "plan", "Ban hành kế hoạch — issue a plan";
+    AmendPlan(AmendPlan) => "amend-plan", "plan", "Sửa đổi kế hoạch — amend a plan";
+    RecordItem(RecordItem) => "record-item", "item", "Ghi nhận nội dung hạn chế — record an item";
+    AssignLead(Assign) => "assign-lead", "item", "Giao chủ trì — assign a lead unit or group";
+    AssignCoordinator(Assign) => "assign-coordinator", "item", "Giao phối hợp — assign a coordinating unit or group";
+    RevokeAssignment(RevokeAssignment) => "revoke-assignment", "item", "Thu hồi phân công — revoke an assignment, with a reason";
+    SetItemDeadline(SetItemDeadline) => "set-item-deadline", "item", "Đặt thời hạn — set or change an item's deadline";
+    ChangeItemStatus(ChangeItemStatus) => "change-item-status", "item", "Chuyển trạng thái nội dung — change an item's status, with a reason";
+    PlanTask(PlanTask) => "plan-task", "task", "Lập nhiệm vụ — plan a task in a unit's detailed plan";
+    RescheduleTask(RescheduleTask) => "reschedule-task", "task", "Điều chỉnh thời hạn nhiệm vụ — reschedule a task";
+    ChangeTaskStatus(ChangeTaskStatus) => "change-task-status", "task", "Chuyển trạng thái nhiệm vụ — change a task's status, with a reason";
+    CancelTask(CancelTask) => "cancel-task", "task", "Hủy nhiệm vụ — cancel a task, with a reason";
+    SubmitReport(SubmitReport) => "submit-report", "report", "Gửi báo cáo quý — submit a quarterly report";
+    ReviseReport(ReviseReport) => "revise-report", "report", "Chỉnh sửa báo cáo — revise a submitted or returned report";
+    AcceptReport(ReportKey) => "accept-report", "report", "Tiếp nhận báo cáo — the Department of Finance accepts a report";
+    ReturnReport(ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
+}
+
+fn wrap<E>(into: fn(E) -> Event) -> impl Fn(Vec<E>) -> Vec<Event> {
+    move |events| events.into_iter().map(into).collect()
+}
+
+impl Command {
+    /// The one aggregate the command changes.
+    pub fn target(&self) -> AggregateRef {
+        match self {
+            Command::RegisterUnit(c) => AggregateRef::Unit(c.unit_id.clone()),
+            Command::RenameUnit(c) => AggregateRef::Unit(c.unit_id.clone()),
+            Command::SucceedUnit(c) => AggregateRef::Unit(c.unit_id.clone()),
+            Command::DefineGroup(c) => AggregateRef::Group(c.group_id.clone()),
+            Command::AddGroupMember(c) => AggregateRef::Group(c.group_id.clone()),
+            Command::RemoveGroupMember(c) => AggregateRef::Group(c.group_id.clone()),
+            Command::IssuePlan(c) => AggregateRef::Plan(c.plan_id.clone()),
+            Command::AmendPlan(c) => AggregateRef::Plan(c.plan_id.clone()),
+            Command::RecordItem(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::AssignLead(c) | Command::AssignCoordinator(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::RevokeAssignment(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::SetItemDeadline(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::ChangeItemStatus(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::PlanTask(c) => AggregateRef::Task(c.task_id.clone()),
+            Command::RescheduleTask(c) => AggregateRef::Task(c.task_id.clone()),
+            Command::ChangeTaskStatus(c) => AggregateRef::Task(c.task_id.clone()),
+            Command::CancelTask(c) => AggregateRef::Task(c.task_id.clone()),
+            Command::SubmitReport(c) => AggregateRef::Report(c.key().report_id()),
+            Command::ReviseReport(c) => AggregateRef::Report(c.key().report_id()),
+            Command::AcceptReport(c) => AggregateRef::Report(c.report_id()),
+            Command::ReturnReport(c) => AggregateRef::Report(c.key().report_id()),
+        }
+    }
+
+    /// Aggregates the decision reads besides its target (their own references are followed by
+    /// the loader).
+    pub fn references(&self) -> Vec<AggregateRef> {
+        match self {
+            Command::SucceedUnit(c) => c.successors.iter().cloned().map(AggregateRef::Unit).collect(),
+            Command::AddGroupMember(c) => vec![AggregateRef::Unit(c.unit_id.clone())],
+            Command::RecordItem(c) => vec![AggregateRef::Plan(c.plan_id.clone())],
+            Command::AssignLead(c) | Command::AssignCoordinator(c) => vec![c.assignee.reference()],
+            Command::PlanTask(c) => vec![
+                AggregateRef::Unit(c.unit_id.clone()),
+                AggregateRef::Item(c.item_id.clone()),
+            ],
+            Command::SubmitReport(c) => c.key().references().into_iter().chain(line_references(&c.lines)).collect(),
+            Command::ReviseReport(c) => c.key().references().into_iter().chain(line_references(&c.lines)).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Decides the command against the target's state. A rejection yields no events; a command
+    /// that would change nothing yields an empty list.
+    pub fn decide(&self, state: &AggregateState, ctx: &Context) -> Result<Vec<Event>, Rejection> {
+        ctx.check_effective_time()?;
+        use AggregateState as S;
+        match (self, state) {
+            (Command::RegisterUnit(c), S::Unit(s)) => unit::register(s, c, ctx).map(wrap(Event::Unit)),
+            (Command::RenameUnit(c), S::Unit(s)) => unit::rename(s, c, ctx).map(wrap(Event::Unit)),
+            (Command::SucceedUnit(c), S::Unit(s)) => unit::succeed(s, c, ctx).map(wrap(Event::Unit)),
+            (Command::DefineGroup(c), S::Group(s)) => group::define(s, c, ctx).map(wrap(Event::Group)),
+            (Command::AddGroupMember(c), S::Group(s)) => group::add_member(s, c, ctx).map(wrap(Event::Group)),
+            (Command::RemoveGroupMember(c), S::Group(s)) => group::remove_member(s, c, ctx).map(wrap(Event::Group)),
+            (Command::IssuePlan(c), S::Plan(s)) => plan::issue(s, c, ctx).map(wrap(Event::Plan)),
+            (Command::AmendPlan(c), S::Plan(s)) => plan::amend(s, c, ctx).map(wrap(Event::Plan)),
+            (Command::RecordItem(c), S::Item(s)) => item::record(s, c, ctx).map(wrap(Event::Item)),
+            (Command::AssignLead(c), S::Item(s)) => item::assign(s, c, AssignmentRole::Lead, ctx).map(wrap(Event::Item)),
+            (Command::AssignCoordinator(c), S::Item(s)) => {
+                item::assign(s, c, AssignmentRole::Coordinator, ctx).map(wrap(Event::Item))
+            }
+            (Command::RevokeAssignment(c), S::Item(s)) => item::revoke(s, c, ctx).map(wrap(Event::Item)),
+            (Command::SetItemDeadline(c), S::Item(s)) => item::set_deadline(s, c, ctx).map(wrap(Event::Item)),
+            (Command::ChangeItemStatus(c), S::Item(s)) => item::change_status(s, c, ctx).map(wrap(Event::Item)),
+            (Command::PlanTask(c), S::Task(s)) => task::plan(s, c, ctx).map(wrap(Event::Task)),
+            (Command::RescheduleTask(c), S::Task(s)) => task::reschedule(s, c, ctx).map(wrap(Event::Task)),
+            (Command::ChangeTaskStatus(c), S::Task(s)) => task::change_status(s, c, ctx).map(wrap(Event::Task)),
+            (Command::CancelTask(c), S::Task(s)) => task::cancel(s, c, ctx).map(wrap(Event::Task)),
+            (Command::SubmitReport(c), S::Report(s)) => report::submit(s, c, ctx).map(wrap(Event::Report)),
+            (Command::ReviseReport(c), S::Report(s)) => report::revise(s, c, ctx).map(wrap(Event::Report)),
+            (Command::AcceptReport(c), S::Report(s)) => report::accept(s, c, ctx).map(wrap(Event::Report)),
+            (Command::ReturnReport(c), S::Report(s)) => {
+                report::return_for_revision(s, c, ctx).map(wrap(Event::Report))
+            }
+            (command, _) => Err(Rejection::not_found(format!(
+                "command {} does not apply to this aggregate",
+                command.name()
+            ))),
+        }
+    }
+}

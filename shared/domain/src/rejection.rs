@@ -1,0 +1,84 @@
+//! Why a command was refused. Every variant maps to one HTTP status at the edge.
+
+use std::fmt;
+
+/// A refused command. Refusals never produce events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The aggregate the command targets, or one it refers to, does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The actor may not issue this command (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A business rule forbids the command in the current state (422).
+    #[error("{detail}")]
+    Rule { rule: Rule, detail: String },
+}
+
+/// The business rules a command can break; each has a stable code for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    AlreadyExists,
+    UnitSucceeded,
+    NotAssigned,
+    DeadlineBeforePlanIssue,
+    InvalidTransition,
+    EvidenceRequired,
+    ReportAccepted,
+    ReportNotSubmitted,
+    ReportReturned,
+    QuarterNotStarted,
+    EffectiveTimeInFuture,
+    InvalidSuccession,
+    EmptyReport,
+    DuplicateLine,
+    WrongPlan,
+    TaskClosed,
+}
+
+impl Rule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rule::AlreadyExists => "already-exists",
+            Rule::UnitSucceeded => "unit-succeeded",
+            Rule::NotAssigned => "not-assigned",
+            Rule::DeadlineBeforePlanIssue => "deadline-before-plan-issue",
+            Rule::InvalidTransition => "invalid-transition",
+            Rule::EvidenceRequired => "evidence-required",
+            Rule::ReportAccepted => "report-accepted",
+            Rule::ReportNotSubmitted => "report-not-submitted",
+            Rule::ReportReturned => "report-returned",
+            Rule::QuarterNotStarted => "quarter-not-started",
+            Rule::EffectiveTimeInFuture => "effective-time-in-future",
+            Rule::InvalidSuccession => "invalid-succession",
+            Rule::EmptyReport => "empty-report",
+            Rule::DuplicateLine => "duplicate-line",
+            Rule::WrongPlan => "wrong-plan",
+            Rule::TaskClosed => "task-closed",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Rejection {
+    pub fn rule(rule: Rule, detail: impl Into<String>) -> Self {
+        Rejection::Rule {
+            rule,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Rejection::NotFound(detail.into())
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Rejection::Forbidden(detail.into())
+    }
+}

@@ -1,0 +1,212 @@
+//! Validated text and identifiers.
+//!
+//! Every string that enters the domain passes through one of these types, so the rules (Unicode
+//! NFC, trimmed, bounded length, subject-safe identifiers) are enforced once, at deserialisation,
+//! and nothing downstream has to re-check them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+/// Free text normalised to NFC and trimmed; never empty, at most `MAX` characters.
+///
+/// Vietnamese can be typed precomposed or with combining marks; normalising at the edge makes
+/// equal words compare equal (a repeated command then really is a repeat) and makes search work.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Text<const MAX: usize>(String);
+
+/// Why a string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("longer than {max} characters ({len})")]
+    TooLong { max: usize, len: usize },
+    #[error(
+        "identifier must be short and made of lowercase ASCII letters, digits, '-' or '_' (got {0:?})"
+    )]
+    BadIdentifier(String),
+}
+
+impl<const MAX: usize> Text<MAX> {
+    pub fn new(raw: &str) -> Result<Self, TextError> {
+        let normalised: String = raw.trim().nfc().collect();
+        let len = normalised.chars().count();
+        if len == 0 {
+            return Err(TextError::Empty);
+        }
+        if len > MAX {
+            return Err(TextError::TooLong { max: MAX, len });
+        }
+        Ok(Self(normalised))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> fmt::Display for Text<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::new(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<const MAX: usize> JsonSchema for Text<MAX> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("Text{MAX}").into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX,
+            "description": "Unicode text, stored NFC-normalised and trimmed."
+        })
+    }
+}
+
+/// A short name: units, groups, people.
+pub type Name = Text<200>;
+/// A title of a plan, item or task.
+pub type Title = Text<500>;
+/// Why something changed; required on every status change, revocation and correction.
+pub type Reason = Text<1000>;
+/// Longer prose: causes, remedies, progress, evidence.
+pub type Prose = Text<4000>;
+
+/// Checks the identifier alphabet. Identifiers become NATS subject tokens
+/// (`events.<aggregate>.<id>`), so '.', '*', '>' and whitespace must never reach them.
+fn check_identifier(raw: &str, max: usize) -> Result<(), TextError> {
+    let ok = (1..=max).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(TextError::BadIdentifier(raw.to_owned()))
+    }
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $max:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(raw: impl Into<String>) -> Result<Self, TextError> {
+                let raw = raw.into();
+                check_identifier(&raw, $max)?;
+                Ok(Self(raw))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::new(raw).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "type": "string",
+                    "pattern": concat!("^[a-z0-9_-]{1,", $max, "}$")
+                })
+            }
+        }
+    };
+}
+
+identifier!(
+    /// Identifier of a unit (đơn vị), e.g. `so-tai-chinh`.
+    UnitId,
+    64
+);
+identifier!(
+    /// Identifier of a unit group (nhóm đơn vị), e.g. `ubnd-cac-huyen-thi-xa-thanh-pho`.
+    GroupId,
+    64
+);
+identifier!(
+    /// Identifier of a plan (kế hoạch), e.g. `kh-63-2025`.
+    PlanId,
+    64
+);
+identifier!(
+    /// Identifier of an item (nội dung hạn chế), e.g. `kh-63-2025-01`.
+    ItemId,
+    64
+);
+identifier!(
+    /// Identifier of a task (nhiệm vụ) in a unit's detailed plan.
+    TaskId,
+    64
+);
+identifier!(
+    /// Identifier of a quarterly report (báo cáo quý); derived from plan, unit and quarter.
+    ReportId,
+    160
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_nfc_normalised_and_trimmed() {
+        // "Hóa" typed with a combining acute accent.
+        let decomposed = "  Thanh Ho\u{0301}a ";
+        let text = Name::new(decomposed).unwrap();
+        assert_eq!(text.as_str(), "Thanh Hóa");
+        assert_eq!(text, Name::new("Thanh Hóa").unwrap());
+    }
+
+    #[test]
+    fn text_limits_count_characters_not_bytes() {
+        assert!(Text::<3>::new("Sở").is_ok());
+        assert_eq!(
+            Text::<3>::new("Sở Y").unwrap_err(),
+            TextError::TooLong { max: 3, len: 4 }
+        );
+        assert_eq!(Text::<3>::new("   ").unwrap_err(), TextError::Empty);
+    }
+
+    #[test]
+    fn identifiers_are_subject_safe() {
+        assert!(UnitId::new("so-tai-chinh").is_ok());
+        for bad in ["", "a.b", "a*", "a>", "A", "sở", "a b", &"x".repeat(65)] {
+            assert!(UnitId::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
