@@ -1,1 +1,129 @@
-fn main() {}
+//! `remediation-admin`: operate the event store — provision the stream, load the Plan 63 seed
+//! through the command handler, issue bearer tokens, and measure throughput.
+
+mod bench;
+mod seed;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use command_api::auth::TokenKeys;
+use command_api::config::{stream_settings, token_secret};
+use remediation_domain::text::UnitId;
+use remediation_domain::{Actor, Role};
+
+#[derive(Debug, Parser)]
+#[command(name = "remediation-admin", about = "Operate the Plan 63 event store")]
+struct Cli {
+    /// NATS server.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    nats_url: String,
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    ProvinceOffice,
+    DepartmentOfFinance,
+    UnitStaff,
+    Auditor,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::ProvinceOffice => Role::ProvinceOffice,
+            RoleArg::DepartmentOfFinance => Role::DepartmentOfFinance,
+            RoleArg::UnitStaff => Role::UnitStaff,
+            RoleArg::Auditor => Role::Auditor,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Create the stream and idempotency bucket, or align their settings (STREAM_REPLICAS,
+    /// DUPLICATE_WINDOW_SECS). Safe to repeat.
+    Provision,
+    /// Load a plan seed through the command handler; a second run appends nothing.
+    Seed {
+        #[arg(long, default_value = "deploy/seed/ke-hoach-63.json")]
+        file: std::path::PathBuf,
+    },
+    /// Print a signed bearer token (key from TOKEN_SECRET or TOKEN_SECRET_FILE).
+    Token {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The user's unit; required for unit staff.
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long, default_value = "demo")]
+        user: String,
+        #[arg(long, default_value_t = 24 * 30)]
+        ttl_hours: i64,
+    },
+    /// Measure commands/s through HTTP against the raw JetStream publish rate of the same payloads.
+    Bench(bench::BenchArgs),
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Action::Provision => {
+            let (client, js) = command_api::connect_nats(
+                &cli.nats_url,
+                "remediation-admin",
+                std::time::Duration::from_secs(5),
+            )
+            .await?;
+            let settings = stream_settings()?;
+            let outcome = event_store::provision(&js, &settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("stream {}: {outcome:?}", settings.name);
+            client.flush().await.map_err(|e| e.to_string())
+        }
+        Action::Seed { file } => seed::load(&cli.nats_url, &file).await,
+        Action::Token {
+            role,
+            unit,
+            user,
+            ttl_hours,
+        } => {
+            let keys = TokenKeys::new(&token_secret()?)?;
+            let actor = Actor {
+                user,
+                unit: unit
+                    .map(UnitId::new)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                role: role.into(),
+            };
+            let token = keys
+                .issue(&actor, chrono::Duration::hours(ttl_hours))
+                .map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+        Action::Bench(args) => bench::run(&cli.nats_url, args).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    command_api::init_tracing();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

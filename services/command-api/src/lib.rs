@@ -1,0 +1,154 @@
+//! Command service of the remediation-plan tracker: HTTP in, decisions by the domain, commits
+//! appended to JetStream.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod http;
+mod idempotency;
+mod metrics;
+mod openapi;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use event_store::{EventStore, Repository, StreamSettings, provision};
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::handler::CommandHandler;
+use crate::http::AppState;
+
+pub use openapi::document as openapi_document;
+
+/// Reconnects quickly at first and then every two seconds: a NATS restart should cost a client
+/// seconds, not the default's growing back-off.
+fn reconnect_delay(attempts: usize) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(2))
+}
+
+/// Connects to NATS and returns the client and its JetStream context.
+pub async fn connect_nats(
+    url: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(async_nats::Client, jetstream::Context), String> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .request_timeout(Some(timeout))
+        .connection_timeout(timeout)
+        .reconnect_delay_callback(reconnect_delay)
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client.clone());
+    Ok((client, js))
+}
+
+/// Provisions (idempotently) and opens the event store, waiting up to a minute for NATS to come
+/// up: services and NATS are often started together.
+pub async fn open_store(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<EventStore, String> {
+    let mut last_error = String::new();
+    for attempt in 1..=60 {
+        match provision(js, settings).await {
+            Ok(outcome) => {
+                tracing::info!(stream = %settings.name, ?outcome, "stream provisioned");
+                return EventStore::open(js.clone(), settings.clone())
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                tracing::warn!(attempt, error = %e, "event store not ready yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(format!("event store never became ready: {last_error}"))
+}
+
+/// Builds the HTTP state: NATS connection, provisioned stream, handler, token keys.
+pub async fn app_state(config: &Config) -> Result<AppState, String> {
+    let (client, js) = connect_nats(&config.nats_url, "command-api", config.nats_timeout).await?;
+    let store = open_store(&js, &config.stream).await?;
+    Ok(AppState {
+        handler: Arc::new(CommandHandler::new(
+            Repository::new(store, config.cache_capacity),
+            config.handler,
+        )),
+        keys: Arc::new(TokenKeys::new(&config.token_secret)?),
+        nats: client,
+    })
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight commands finish and flushes NATS.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let state = app_state(&config).await?;
+    let nats = state.nats.clone();
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    tracing::info!(addr = %config.bind, "command API listening");
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    nats.flush()
+        .await
+        .map_err(|e| format!("flushing NATS: {e}"))?;
+    tracing::info!("command API stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight commands");
+}
+
+/// Logs as JSON when `LOG_FORMAT=json`, else human-readable; `RUST_LOG` filters.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -27,7 +27,9 @@ pub fn start_of_local_day(date: NaiveDate) -> DateTime<Utc> {
 }
 
 /// A calendar quarter (quý), e.g. Q2/2025.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "QuarterParts")]
 pub struct Quarter {
     pub year: i32,
@@ -57,7 +59,8 @@ impl TryFrom<QuarterParts> for Quarter {
 
 impl Quarter {
     pub fn new(year: i32, quarter: u8) -> Option<Self> {
-        ((1..=4).contains(&quarter) && (2000..=2100).contains(&year)).then_some(Self { year, quarter })
+        ((1..=4).contains(&quarter) && (2000..=2100).contains(&year))
+            .then_some(Self { year, quarter })
     }
 
     /// The quarter an instant falls in, in local time.
@@ -222,11 +225,26 @@ mod tests {
     fn deadline_qualifier_edges() {
         let due = NaiveDate::from_ymd_opt(2025, 9, 30);
         use DeadlineQualifier::*;
-        assert_eq!(deadline_qualifier(None, local("2025-01-01T00:00:00Z")), NoDeadline);
-        assert_eq!(deadline_qualifier(due, local("2025-09-27T23:59:59+07:00")), WithinTime);
-        assert_eq!(deadline_qualifier(due, local("2025-09-28T00:00:00+07:00")), DueSoon);
-        assert_eq!(deadline_qualifier(due, local("2025-09-30T23:59:59+07:00")), DueSoon);
-        assert_eq!(deadline_qualifier(due, local("2025-10-01T00:00:00+07:00")), Overdue);
+        assert_eq!(
+            deadline_qualifier(None, local("2025-01-01T00:00:00Z")),
+            NoDeadline
+        );
+        assert_eq!(
+            deadline_qualifier(due, local("2025-09-27T23:59:59+07:00")),
+            WithinTime
+        );
+        assert_eq!(
+            deadline_qualifier(due, local("2025-09-28T00:00:00+07:00")),
+            DueSoon
+        );
+        assert_eq!(
+            deadline_qualifier(due, local("2025-09-30T23:59:59+07:00")),
+            DueSoon
+        );
+        assert_eq!(
+            deadline_qualifier(due, local("2025-10-01T00:00:00+07:00")),
+            Overdue
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::context::Context;
 use crate::event::{AggregateState, Event};
 use crate::facts::AggregateRef;
 use crate::group::{self, AddGroupMember, DefineGroup, RemoveGroupMember};
-use crate::item::{self, Assign, AssignmentRole, ChangeItemStatus, RecordItem, RevokeAssignment, SetItemDeadline};
+use crate::item::{
+    self, Assign, AssignmentRole, ChangeItemStatus, RecordItem, RevokeAssignment, SetItemDeadline,
+};
 use crate::plan::{self, AmendPlan, IssuePlan};
 use crate::rejection::Rejection;
 use crate::report::{self, ReportKey, ReturnReport, ReviseReport, SubmitReport, line_references};
@@ -119,7 +121,9 @@ impl Command {
             Command::IssuePlan(c) => AggregateRef::Plan(c.plan_id.clone()),
             Command::AmendPlan(c) => AggregateRef::Plan(c.plan_id.clone()),
             Command::RecordItem(c) => AggregateRef::Item(c.item_id.clone()),
-            Command::AssignLead(c) | Command::AssignCoordinator(c) => AggregateRef::Item(c.item_id.clone()),
+            Command::AssignLead(c) | Command::AssignCoordinator(c) => {
+                AggregateRef::Item(c.item_id.clone())
+            }
             Command::RevokeAssignment(c) => AggregateRef::Item(c.item_id.clone()),
             Command::SetItemDeadline(c) => AggregateRef::Item(c.item_id.clone()),
             Command::ChangeItemStatus(c) => AggregateRef::Item(c.item_id.clone()),
@@ -138,7 +142,12 @@ impl Command {
     /// the loader).
     pub fn references(&self) -> Vec<AggregateRef> {
         match self {
-            Command::SucceedUnit(c) => c.successors.iter().cloned().map(AggregateRef::Unit).collect(),
+            Command::SucceedUnit(c) => c
+                .successors
+                .iter()
+                .cloned()
+                .map(AggregateRef::Unit)
+                .collect(),
             Command::AddGroupMember(c) => vec![AggregateRef::Unit(c.unit_id.clone())],
             Command::RecordItem(c) => vec![AggregateRef::Plan(c.plan_id.clone())],
             Command::AssignLead(c) | Command::AssignCoordinator(c) => vec![c.assignee.reference()],
@@ -146,8 +155,18 @@ impl Command {
                 AggregateRef::Unit(c.unit_id.clone()),
                 AggregateRef::Item(c.item_id.clone()),
             ],
-            Command::SubmitReport(c) => c.key().references().into_iter().chain(line_references(&c.lines)).collect(),
-            Command::ReviseReport(c) => c.key().references().into_iter().chain(line_references(&c.lines)).collect(),
+            Command::SubmitReport(c) => c
+                .key()
+                .references()
+                .into_iter()
+                .chain(line_references(&c.lines))
+                .collect(),
+            Command::ReviseReport(c) => c
+                .key()
+                .references()
+                .into_iter()
+                .chain(line_references(&c.lines))
+                .collect(),
             _ => vec![],
         }
     }
@@ -158,29 +177,57 @@ impl Command {
         ctx.check_effective_time()?;
         use AggregateState as S;
         match (self, state) {
-            (Command::RegisterUnit(c), S::Unit(s)) => unit::register(s, c, ctx).map(wrap(Event::Unit)),
+            (Command::RegisterUnit(c), S::Unit(s)) => {
+                unit::register(s, c, ctx).map(wrap(Event::Unit))
+            }
             (Command::RenameUnit(c), S::Unit(s)) => unit::rename(s, c, ctx).map(wrap(Event::Unit)),
-            (Command::SucceedUnit(c), S::Unit(s)) => unit::succeed(s, c, ctx).map(wrap(Event::Unit)),
-            (Command::DefineGroup(c), S::Group(s)) => group::define(s, c, ctx).map(wrap(Event::Group)),
-            (Command::AddGroupMember(c), S::Group(s)) => group::add_member(s, c, ctx).map(wrap(Event::Group)),
-            (Command::RemoveGroupMember(c), S::Group(s)) => group::remove_member(s, c, ctx).map(wrap(Event::Group)),
+            (Command::SucceedUnit(c), S::Unit(s)) => {
+                unit::succeed(s, c, ctx).map(wrap(Event::Unit))
+            }
+            (Command::DefineGroup(c), S::Group(s)) => {
+                group::define(s, c, ctx).map(wrap(Event::Group))
+            }
+            (Command::AddGroupMember(c), S::Group(s)) => {
+                group::add_member(s, c, ctx).map(wrap(Event::Group))
+            }
+            (Command::RemoveGroupMember(c), S::Group(s)) => {
+                group::remove_member(s, c, ctx).map(wrap(Event::Group))
+            }
             (Command::IssuePlan(c), S::Plan(s)) => plan::issue(s, c, ctx).map(wrap(Event::Plan)),
             (Command::AmendPlan(c), S::Plan(s)) => plan::amend(s, c, ctx).map(wrap(Event::Plan)),
             (Command::RecordItem(c), S::Item(s)) => item::record(s, c, ctx).map(wrap(Event::Item)),
-            (Command::AssignLead(c), S::Item(s)) => item::assign(s, c, AssignmentRole::Lead, ctx).map(wrap(Event::Item)),
+            (Command::AssignLead(c), S::Item(s)) => {
+                item::assign(s, c, AssignmentRole::Lead, ctx).map(wrap(Event::Item))
+            }
             (Command::AssignCoordinator(c), S::Item(s)) => {
                 item::assign(s, c, AssignmentRole::Coordinator, ctx).map(wrap(Event::Item))
             }
-            (Command::RevokeAssignment(c), S::Item(s)) => item::revoke(s, c, ctx).map(wrap(Event::Item)),
-            (Command::SetItemDeadline(c), S::Item(s)) => item::set_deadline(s, c, ctx).map(wrap(Event::Item)),
-            (Command::ChangeItemStatus(c), S::Item(s)) => item::change_status(s, c, ctx).map(wrap(Event::Item)),
+            (Command::RevokeAssignment(c), S::Item(s)) => {
+                item::revoke(s, c, ctx).map(wrap(Event::Item))
+            }
+            (Command::SetItemDeadline(c), S::Item(s)) => {
+                item::set_deadline(s, c, ctx).map(wrap(Event::Item))
+            }
+            (Command::ChangeItemStatus(c), S::Item(s)) => {
+                item::change_status(s, c, ctx).map(wrap(Event::Item))
+            }
             (Command::PlanTask(c), S::Task(s)) => task::plan(s, c, ctx).map(wrap(Event::Task)),
-            (Command::RescheduleTask(c), S::Task(s)) => task::reschedule(s, c, ctx).map(wrap(Event::Task)),
-            (Command::ChangeTaskStatus(c), S::Task(s)) => task::change_status(s, c, ctx).map(wrap(Event::Task)),
+            (Command::RescheduleTask(c), S::Task(s)) => {
+                task::reschedule(s, c, ctx).map(wrap(Event::Task))
+            }
+            (Command::ChangeTaskStatus(c), S::Task(s)) => {
+                task::change_status(s, c, ctx).map(wrap(Event::Task))
+            }
             (Command::CancelTask(c), S::Task(s)) => task::cancel(s, c, ctx).map(wrap(Event::Task)),
-            (Command::SubmitReport(c), S::Report(s)) => report::submit(s, c, ctx).map(wrap(Event::Report)),
-            (Command::ReviseReport(c), S::Report(s)) => report::revise(s, c, ctx).map(wrap(Event::Report)),
-            (Command::AcceptReport(c), S::Report(s)) => report::accept(s, c, ctx).map(wrap(Event::Report)),
+            (Command::SubmitReport(c), S::Report(s)) => {
+                report::submit(s, c, ctx).map(wrap(Event::Report))
+            }
+            (Command::ReviseReport(c), S::Report(s)) => {
+                report::revise(s, c, ctx).map(wrap(Event::Report))
+            }
+            (Command::AcceptReport(c), S::Report(s)) => {
+                report::accept(s, c, ctx).map(wrap(Event::Report))
+            }
             (Command::ReturnReport(c), S::Report(s)) => {
                 report::return_for_revision(s, c, ctx).map(wrap(Event::Report))
             }

@@ -37,13 +37,12 @@ impl Context<'_> {
     pub fn require_acts_for(&self, unit: &UnitId, action: &str) -> Result<(), Rejection> {
         match (self.actor.role, &self.actor.unit) {
             (Role::ProvinceOffice, _) => Ok(()),
-            (Role::UnitStaff, Some(own)) if self.facts.acts_for(own, unit, self.effective_at) => Ok(()),
+            (Role::UnitStaff, Some(own)) if self.facts.acts_for(own, unit, self.effective_at) => {
+                Ok(())
+            }
             (Role::UnitStaff, _) => Err(Rejection::forbidden(format!(
                 "staff of {} may not {action} for unit {unit}",
-                self.actor
-                    .unit
-                    .as_ref()
-                    .map_or("no unit", UnitId::as_str)
+                self.actor.unit.as_ref().map_or("no unit", UnitId::as_str)
             ))),
             (role, _) => Err(Rejection::forbidden(format!(
                 "role {} may not {action}",

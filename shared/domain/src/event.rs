@@ -34,7 +34,11 @@ pub enum DecodeError {
     #[error("unknown aggregate type {0:?}")]
     UnknownAggregate(String),
     #[error("event {kind}.{name} has version {version}; this build knows up to {CURRENT_VERSION}")]
-    FutureVersion { kind: String, name: String, version: u32 },
+    FutureVersion {
+        kind: String,
+        name: String,
+        version: u32,
+    },
     #[error("event {kind}.{name}: {source}")]
     Payload {
         kind: String,
@@ -58,7 +62,13 @@ pub struct Upcaster {
 pub const UPCASTERS: &[Upcaster] = &[];
 
 /// Applies `upcasters` in version order until the payload reaches `CURRENT_VERSION`.
-pub fn upcast(upcasters: &[Upcaster], kind: &str, name: &str, mut version: u32, mut data: Value) -> Result<Value, DecodeError> {
+pub fn upcast(
+    upcasters: &[Upcaster],
+    kind: &str,
+    name: &str,
+    mut version: u32,
+    mut data: Value,
+) -> Result<Value, DecodeError> {
     if version > CURRENT_VERSION {
         return Err(DecodeError::FutureVersion {
             kind: kind.to_owned(),
@@ -83,7 +93,13 @@ fn split<E: Serialize>(event: &E) -> (String, Value) {
     // yields the wire name and payload without a hand-kept table that could drift.
     let mut tagged = serde_json::to_value(event).expect("events always serialise");
     let name = tagged["event"].as_str().unwrap_or_default().to_owned();
-    (name, tagged.get_mut("data").map(Value::take).unwrap_or(Value::Null))
+    (
+        name,
+        tagged
+            .get_mut("data")
+            .map(Value::take)
+            .unwrap_or(Value::Null),
+    )
 }
 
 fn join<E: DeserializeOwned>(kind: &str, name: &str, data: Value) -> Result<E, DecodeError> {
@@ -168,11 +184,15 @@ impl AggregateState {
     pub fn evolve(self, event: &Event) -> Self {
         match (self, event) {
             (AggregateState::Unit(s), Event::Unit(e)) => AggregateState::Unit(unit::evolve(s, e)),
-            (AggregateState::Group(s), Event::Group(e)) => AggregateState::Group(group::evolve(s, e)),
+            (AggregateState::Group(s), Event::Group(e)) => {
+                AggregateState::Group(group::evolve(s, e))
+            }
             (AggregateState::Plan(s), Event::Plan(e)) => AggregateState::Plan(plan::evolve(s, e)),
             (AggregateState::Item(s), Event::Item(e)) => AggregateState::Item(item::evolve(s, e)),
             (AggregateState::Task(s), Event::Task(e)) => AggregateState::Task(task::evolve(s, e)),
-            (AggregateState::Report(s), Event::Report(e)) => AggregateState::Report(report::evolve(s, e)),
+            (AggregateState::Report(s), Event::Report(e)) => {
+                AggregateState::Report(report::evolve(s, e))
+            }
             (state, _) => state,
         }
     }

@@ -56,7 +56,9 @@ impl AggregateRef {
 }
 
 /// Either a unit or a group of units, as the plan names those responsible.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignee {
     Unit(UnitId),
@@ -117,7 +119,13 @@ impl Facts {
         holders
     }
 
-    fn collect_holders(&self, unit: &UnitId, date: NaiveDate, depth: usize, out: &mut BTreeSet<UnitId>) {
+    fn collect_holders(
+        &self,
+        unit: &UnitId,
+        date: NaiveDate,
+        depth: usize,
+        out: &mut BTreeSet<UnitId>,
+    ) {
         let succession = self
             .units
             .get(unit)

@@ -85,9 +85,18 @@ pub struct RemoveGroupMember {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event", content = "data")]
 pub enum GroupEvent {
-    Defined { name: Name },
-    MemberAdded { unit_id: UnitId, from: NaiveDate },
-    MemberRemoved { unit_id: UnitId, from: NaiveDate, reason: Reason },
+    Defined {
+        name: Name,
+    },
+    MemberAdded {
+        unit_id: UnitId,
+        from: NaiveDate,
+    },
+    MemberRemoved {
+        unit_id: UnitId,
+        from: NaiveDate,
+        reason: Reason,
+    },
 }
 
 pub type State = Option<Group>;
@@ -122,19 +131,32 @@ pub fn evolve(state: State, event: &GroupEvent) -> State {
 
 const MANAGE: &[Role] = &[Role::ProvinceOffice];
 
-pub fn define(state: &State, cmd: &DefineGroup, ctx: &Context) -> Result<Vec<GroupEvent>, Rejection> {
+pub fn define(
+    state: &State,
+    cmd: &DefineGroup,
+    ctx: &Context,
+) -> Result<Vec<GroupEvent>, Rejection> {
     ctx.require_role(MANAGE, "define unit groups")?;
     match state {
-        None => Ok(vec![GroupEvent::Defined { name: cmd.name.clone() }]),
+        None => Ok(vec![GroupEvent::Defined {
+            name: cmd.name.clone(),
+        }]),
         Some(group) if group.name == cmd.name => Ok(vec![]),
         Some(group) => Err(Rejection::rule(
             Rule::AlreadyExists,
-            format!("group {} is already defined as {}", cmd.group_id, group.name),
+            format!(
+                "group {} is already defined as {}",
+                cmd.group_id, group.name
+            ),
         )),
     }
 }
 
-pub fn add_member(state: &State, cmd: &AddGroupMember, ctx: &Context) -> Result<Vec<GroupEvent>, Rejection> {
+pub fn add_member(
+    state: &State,
+    cmd: &AddGroupMember,
+    ctx: &Context,
+) -> Result<Vec<GroupEvent>, Rejection> {
     ctx.require_role(MANAGE, "change group membership")?;
     let group = existing(state, &cmd.group_id)?;
     if group.open_membership(&cmd.unit_id).is_some() {
@@ -144,7 +166,10 @@ pub fn add_member(state: &State, cmd: &AddGroupMember, ctx: &Context) -> Result<
     if unit.succeeded_by(cmd.from.max(local_date(ctx.effective_at))) {
         return Err(Rejection::rule(
             Rule::UnitSucceeded,
-            format!("unit {} has been succeeded and takes no new assignments", cmd.unit_id),
+            format!(
+                "unit {} has been succeeded and takes no new assignments",
+                cmd.unit_id
+            ),
         ));
     }
     Ok(vec![GroupEvent::MemberAdded {
@@ -153,7 +178,11 @@ pub fn add_member(state: &State, cmd: &AddGroupMember, ctx: &Context) -> Result<
     }])
 }
 
-pub fn remove_member(state: &State, cmd: &RemoveGroupMember, ctx: &Context) -> Result<Vec<GroupEvent>, Rejection> {
+pub fn remove_member(
+    state: &State,
+    cmd: &RemoveGroupMember,
+    ctx: &Context,
+) -> Result<Vec<GroupEvent>, Rejection> {
     ctx.require_role(MANAGE, "change group membership")?;
     let group = existing(state, &cmd.group_id)?;
     let Some(membership) = group.open_membership(&cmd.unit_id) else {

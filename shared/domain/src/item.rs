@@ -14,7 +14,9 @@ use crate::rejection::{Rejection, Rule};
 use crate::text::{ItemId, Name, PlanId, Prose, Reason, Title};
 
 /// Vai trò được giao — chủ trì (lead) or phối hợp (coordinating).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentRole {
     /// Đơn vị chủ trì — lead unit.
@@ -62,7 +64,11 @@ impl Item {
     }
 
     pub fn references(&self) -> Vec<AggregateRef> {
-        let mut refs: Vec<AggregateRef> = self.assignments.iter().map(|a| a.assignee.reference()).collect();
+        let mut refs: Vec<AggregateRef> = self
+            .assignments
+            .iter()
+            .map(|a| a.assignee.reference())
+            .collect();
         refs.sort();
         refs.dedup();
         refs.push(AggregateRef::Plan(self.plan_id.clone()));
@@ -190,7 +196,14 @@ pub fn evolve(state: State, event: &ItemEvent) -> State {
             due_on: None,
             status: Lifecycle::NotStarted,
         }),
-        (Some(mut item), ItemEvent::Assigned { role, assignee, from }) => {
+        (
+            Some(mut item),
+            ItemEvent::Assigned {
+                role,
+                assignee,
+                from,
+            },
+        ) => {
             item.assignments.push(Assignment {
                 role: *role,
                 assignee: assignee.clone(),
@@ -199,7 +212,15 @@ pub fn evolve(state: State, event: &ItemEvent) -> State {
             });
             Some(item)
         }
-        (Some(mut item), ItemEvent::AssignmentRevoked { role, assignee, until, .. }) => {
+        (
+            Some(mut item),
+            ItemEvent::AssignmentRevoked {
+                role,
+                assignee,
+                until,
+                ..
+            },
+        ) => {
             if let Some(a) = item
                 .assignments
                 .iter_mut()
@@ -209,13 +230,17 @@ pub fn evolve(state: State, event: &ItemEvent) -> State {
             }
             Some(item)
         }
-        (Some(item), ItemEvent::DeadlineSet { due_on } | ItemEvent::DeadlineChanged { to: due_on, .. }) => {
-            Some(Item {
-                due_on: Some(*due_on),
-                ..item
-            })
-        }
-        (Some(item), ItemEvent::StatusChanged { to, .. }) => Some(Item { status: *to, ..item }),
+        (
+            Some(item),
+            ItemEvent::DeadlineSet { due_on } | ItemEvent::DeadlineChanged { to: due_on, .. },
+        ) => Some(Item {
+            due_on: Some(*due_on),
+            ..item
+        }),
+        (Some(item), ItemEvent::StatusChanged { to, .. }) => Some(Item {
+            status: *to,
+            ..item
+        }),
         (state, _) => state,
     }
 }
@@ -243,12 +268,19 @@ pub fn record(state: &State, cmd: &RecordItem, ctx: &Context) -> Result<Vec<Item
     };
     match state {
         None => Ok(vec![recorded]),
-        Some(item) if item.plan_id == cmd.plan_id && item.ordinal == cmd.ordinal && item.title == cmd.title => {
+        Some(item)
+            if item.plan_id == cmd.plan_id
+                && item.ordinal == cmd.ordinal
+                && item.title == cmd.title =>
+        {
             Ok(vec![])
         }
         Some(_) => Err(Rejection::rule(
             Rule::AlreadyExists,
-            format!("item {} is already recorded with other content", cmd.item_id),
+            format!(
+                "item {} is already recorded with other content",
+                cmd.item_id
+            ),
         )),
     }
 }
@@ -266,7 +298,11 @@ pub fn assign(
     }
     match &cmd.assignee {
         Assignee::Unit(unit_id) => {
-            if ctx.facts.unit(unit_id)?.succeeded_by(local_date(ctx.effective_at)) {
+            if ctx
+                .facts
+                .unit(unit_id)?
+                .succeeded_by(local_date(ctx.effective_at))
+            {
                 return Err(Rejection::rule(
                     Rule::UnitSucceeded,
                     format!("unit {unit_id} has been succeeded and takes no new assignments"),
@@ -284,7 +320,11 @@ pub fn assign(
     }])
 }
 
-pub fn revoke(state: &State, cmd: &RevokeAssignment, ctx: &Context) -> Result<Vec<ItemEvent>, Rejection> {
+pub fn revoke(
+    state: &State,
+    cmd: &RevokeAssignment,
+    ctx: &Context,
+) -> Result<Vec<ItemEvent>, Rejection> {
     ctx.require_role(MANAGE, "revoke assignments")?;
     let item = existing(state, &cmd.item_id)?;
     if item.open_assignment(cmd.role, &cmd.assignee).is_none() {
@@ -298,7 +338,11 @@ pub fn revoke(state: &State, cmd: &RevokeAssignment, ctx: &Context) -> Result<Ve
     }])
 }
 
-pub fn set_deadline(state: &State, cmd: &SetItemDeadline, ctx: &Context) -> Result<Vec<ItemEvent>, Rejection> {
+pub fn set_deadline(
+    state: &State,
+    cmd: &SetItemDeadline,
+    ctx: &Context,
+) -> Result<Vec<ItemEvent>, Rejection> {
     ctx.require_role(MANAGE, "set item deadlines")?;
     let item = existing(state, &cmd.item_id)?;
     if cmd.due_on < item.plan_issued_on {
@@ -315,7 +359,10 @@ pub fn set_deadline(state: &State, cmd: &SetItemDeadline, ctx: &Context) -> Resu
         None => Ok(vec![ItemEvent::DeadlineSet { due_on: cmd.due_on }]),
         Some(current) => {
             let reason = cmd.reason.clone().ok_or_else(|| {
-                Rejection::rule(Rule::InvalidTransition, "changing a deadline needs a reason")
+                Rejection::rule(
+                    Rule::InvalidTransition,
+                    "changing a deadline needs a reason",
+                )
             })?;
             Ok(vec![ItemEvent::DeadlineChanged {
                 from: current,
@@ -326,7 +373,11 @@ pub fn set_deadline(state: &State, cmd: &SetItemDeadline, ctx: &Context) -> Resu
     }
 }
 
-pub fn change_status(state: &State, cmd: &ChangeItemStatus, ctx: &Context) -> Result<Vec<ItemEvent>, Rejection> {
+pub fn change_status(
+    state: &State,
+    cmd: &ChangeItemStatus,
+    ctx: &Context,
+) -> Result<Vec<ItemEvent>, Rejection> {
     let item = existing(state, &cmd.item_id)?;
     let from = item.status;
     if from == cmd.to {
@@ -336,7 +387,9 @@ pub fn change_status(state: &State, cmd: &ChangeItemStatus, ctx: &Context) -> Re
         ctx.require_role(MANAGE, "confirm or reopen a completion")?;
     } else if ctx.actor.role != Role::ProvinceOffice {
         ctx.require_role(&[Role::UnitStaff], "change item status")?;
-        let leads = ctx.facts.responsible_units(item, Some(AssignmentRole::Lead), ctx.effective_at);
+        let leads = ctx
+            .facts
+            .responsible_units(item, Some(AssignmentRole::Lead), ctx.effective_at);
         if !ctx.actor.unit.as_ref().is_some_and(|u| leads.contains(u)) {
             return Err(Rejection::forbidden(format!(
                 "only the province office or a lead unit of item {} may change its status",
@@ -355,11 +408,19 @@ pub fn change_status(state: &State, cmd: &ChangeItemStatus, ctx: &Context) -> Re
 }
 
 /// The lifecycle rules items and tasks share.
-pub(crate) fn check_transition(from: Lifecycle, to: Lifecycle, evidence: Option<&Prose>) -> Result<(), Rejection> {
+pub(crate) fn check_transition(
+    from: Lifecycle,
+    to: Lifecycle,
+    evidence: Option<&Prose>,
+) -> Result<(), Rejection> {
     if !from.can_become(to) {
         return Err(Rejection::rule(
             Rule::InvalidTransition,
-            format!("status cannot go from “{}” to “{}”", from.label_vi(), to.label_vi()),
+            format!(
+                "status cannot go from “{}” to “{}”",
+                from.label_vi(),
+                to.label_vi()
+            ),
         ));
     }
     if to == Lifecycle::AwaitingConfirmation && evidence.is_none() {

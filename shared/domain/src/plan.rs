@@ -105,7 +105,10 @@ pub fn issue(state: &State, cmd: &IssuePlan, ctx: &Context) -> Result<Vec<PlanEv
         Some(plan) if plan == &issued => Ok(vec![]),
         Some(_) => Err(Rejection::rule(
             Rule::AlreadyExists,
-            format!("plan {} is already issued with other content; amend it instead", cmd.plan_id),
+            format!(
+                "plan {} is already issued with other content; amend it instead",
+                cmd.plan_id
+            ),
         )),
     }
 }
@@ -118,7 +121,10 @@ pub fn amend(state: &State, cmd: &AmendPlan, ctx: &Context) -> Result<Vec<PlanEv
     // Only fields that really change are recorded, so a repeated amendment yields nothing.
     let title = cmd.title.clone().filter(|t| t != &plan.title);
     let legal_basis = cmd.legal_basis.clone().filter(|l| l != &plan.legal_basis);
-    let reporting_rule = cmd.reporting_rule.clone().filter(|r| r != &plan.reporting_rule);
+    let reporting_rule = cmd
+        .reporting_rule
+        .clone()
+        .filter(|r| r != &plan.reporting_rule);
     if title.is_none() && legal_basis.is_none() && reporting_rule.is_none() {
         return Ok(vec![]);
     }

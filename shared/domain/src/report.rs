@@ -50,8 +50,11 @@ pub struct Report {
 
 /// The one report a unit sends for a plan and quarter has a derived identity.
 pub fn report_id(plan: &PlanId, unit: &UnitId, quarter: Quarter) -> ReportId {
-    ReportId::new(format!("{plan}--{unit}--{}-q{}", quarter.year, quarter.quarter))
-        .expect("plan and unit identifiers compose into a valid report identifier")
+    ReportId::new(format!(
+        "{plan}--{unit}--{}-q{}",
+        quarter.year, quarter.quarter
+    ))
+    .expect("plan and unit identifiers compose into a valid report identifier")
 }
 
 /// Addresses the report of `unit_id` on `plan_id` for `quarter`.
@@ -210,10 +213,17 @@ pub fn evolve(state: State, event: &ReportEvent) -> State {
 fn check_lines(key: &ReportKey, lines: &[ReportLine], ctx: &Context) -> Result<(), Rejection> {
     ctx.require_acts_for(&key.unit_id, "submit reports")?;
     ctx.facts.plan(&key.plan_id)?;
-    if ctx.facts.unit(&key.unit_id)?.succeeded_by(local_date(ctx.effective_at)) {
+    if ctx
+        .facts
+        .unit(&key.unit_id)?
+        .succeeded_by(local_date(ctx.effective_at))
+    {
         return Err(Rejection::rule(
             Rule::UnitSucceeded,
-            format!("unit {} has been succeeded; its successors report", key.unit_id),
+            format!(
+                "unit {} has been succeeded; its successors report",
+                key.unit_id
+            ),
         ));
     }
     if ctx.effective_at < key.quarter.starts_at() {
@@ -223,7 +233,10 @@ fn check_lines(key: &ReportKey, lines: &[ReportLine], ctx: &Context) -> Result<(
         ));
     }
     if lines.is_empty() {
-        return Err(Rejection::rule(Rule::EmptyReport, "a report has at least one line"));
+        return Err(Rejection::rule(
+            Rule::EmptyReport,
+            "a report has at least one line",
+        ));
     }
     let mut seen = BTreeSet::new();
     for line in lines {
@@ -247,14 +260,21 @@ fn check_lines(key: &ReportKey, lines: &[ReportLine], ctx: &Context) -> Result<(
         {
             return Err(Rejection::rule(
                 Rule::NotAssigned,
-                format!("unit {} is not assigned to item {}", key.unit_id, line.item_id),
+                format!(
+                    "unit {} is not assigned to item {}",
+                    key.unit_id, line.item_id
+                ),
             ));
         }
     }
     Ok(())
 }
 
-pub fn submit(state: &State, cmd: &SubmitReport, ctx: &Context) -> Result<Vec<ReportEvent>, Rejection> {
+pub fn submit(
+    state: &State,
+    cmd: &SubmitReport,
+    ctx: &Context,
+) -> Result<Vec<ReportEvent>, Rejection> {
     let key = cmd.key();
     if let Some(report) = state {
         ctx.require_acts_for(&key.unit_id, "submit reports")?;
@@ -292,7 +312,11 @@ fn existing<'s>(state: &'s State, key: &ReportKey) -> Result<&'s Report, Rejecti
     })
 }
 
-pub fn revise(state: &State, cmd: &ReviseReport, ctx: &Context) -> Result<Vec<ReportEvent>, Rejection> {
+pub fn revise(
+    state: &State,
+    cmd: &ReviseReport,
+    ctx: &Context,
+) -> Result<Vec<ReportEvent>, Rejection> {
     let key = cmd.key();
     let report = existing(state, &key)?;
     ctx.require_acts_for(&key.unit_id, "revise reports")?;
@@ -315,7 +339,11 @@ pub fn revise(state: &State, cmd: &ReviseReport, ctx: &Context) -> Result<Vec<Re
 
 const REVIEW: &[Role] = &[Role::DepartmentOfFinance];
 
-pub fn accept(state: &State, key: &ReportKey, ctx: &Context) -> Result<Vec<ReportEvent>, Rejection> {
+pub fn accept(
+    state: &State,
+    key: &ReportKey,
+    ctx: &Context,
+) -> Result<Vec<ReportEvent>, Rejection> {
     ctx.require_role(REVIEW, "accept reports")?;
     let report = existing(state, key)?;
     match report.status {
@@ -330,7 +358,11 @@ pub fn accept(state: &State, key: &ReportKey, ctx: &Context) -> Result<Vec<Repor
     }
 }
 
-pub fn return_for_revision(state: &State, cmd: &ReturnReport, ctx: &Context) -> Result<Vec<ReportEvent>, Rejection> {
+pub fn return_for_revision(
+    state: &State,
+    cmd: &ReturnReport,
+    ctx: &Context,
+) -> Result<Vec<ReportEvent>, Rejection> {
     ctx.require_role(REVIEW, "return reports")?;
     let report = existing(state, &cmd.key())?;
     match report.status {

@@ -92,7 +92,11 @@ impl Seed {
                 assignee: assignee.clone(),
             };
             commands.extend(item.leads.iter().map(|a| Command::AssignLead(assign(a))));
-            commands.extend(item.coordinators.iter().map(|a| Command::AssignCoordinator(assign(a))));
+            commands.extend(
+                item.coordinators
+                    .iter()
+                    .map(|a| Command::AssignCoordinator(assign(a))),
+            );
         }
         commands
     }

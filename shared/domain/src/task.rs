@@ -135,8 +135,14 @@ pub fn evolve(state: State, event: &TaskEvent) -> State {
             status: Lifecycle::NotStarted,
             cancelled: false,
         }),
-        (Some(task), TaskEvent::Rescheduled { to, .. }) => Some(Task { due_on: *to, ..task }),
-        (Some(task), TaskEvent::StatusChanged { to, .. }) => Some(Task { status: *to, ..task }),
+        (Some(task), TaskEvent::Rescheduled { to, .. }) => Some(Task {
+            due_on: *to,
+            ..task
+        }),
+        (Some(task), TaskEvent::StatusChanged { to, .. }) => Some(Task {
+            status: *to,
+            ..task
+        }),
         (Some(task), TaskEvent::Cancelled { .. }) => Some(Task {
             cancelled: true,
             ..task
@@ -150,7 +156,10 @@ fn open<'s>(state: &'s State, id: &TaskId) -> Result<&'s Task, Rejection> {
         .as_ref()
         .ok_or_else(|| Rejection::not_found(format!("task {id} has not been planned")))?;
     if task.cancelled {
-        return Err(Rejection::rule(Rule::TaskClosed, format!("task {id} was cancelled")));
+        return Err(Rejection::rule(
+            Rule::TaskClosed,
+            format!("task {id} was cancelled"),
+        ));
     }
     Ok(task)
 }
@@ -187,10 +196,17 @@ pub fn plan(state: &State, cmd: &PlanTask, ctx: &Context) -> Result<Vec<TaskEven
             ))
         };
     }
-    if ctx.facts.unit(&cmd.unit_id)?.succeeded_by(local_date(ctx.effective_at)) {
+    if ctx
+        .facts
+        .unit(&cmd.unit_id)?
+        .succeeded_by(local_date(ctx.effective_at))
+    {
         return Err(Rejection::rule(
             Rule::UnitSucceeded,
-            format!("unit {} has been succeeded; its successors plan the work", cmd.unit_id),
+            format!(
+                "unit {} has been succeeded; its successors plan the work",
+                cmd.unit_id
+            ),
         ));
     }
     if !ctx
@@ -200,14 +216,21 @@ pub fn plan(state: &State, cmd: &PlanTask, ctx: &Context) -> Result<Vec<TaskEven
     {
         return Err(Rejection::rule(
             Rule::NotAssigned,
-            format!("unit {} is not assigned to item {}", cmd.unit_id, cmd.item_id),
+            format!(
+                "unit {} is not assigned to item {}",
+                cmd.unit_id, cmd.item_id
+            ),
         ));
     }
     check_due(cmd.due_on, item.plan_issued_on)?;
     Ok(vec![planned])
 }
 
-pub fn reschedule(state: &State, cmd: &RescheduleTask, ctx: &Context) -> Result<Vec<TaskEvent>, Rejection> {
+pub fn reschedule(
+    state: &State,
+    cmd: &RescheduleTask,
+    ctx: &Context,
+) -> Result<Vec<TaskEvent>, Rejection> {
     let task = open(state, &cmd.task_id)?;
     ctx.require_acts_for(&task.unit_id, "reschedule tasks")?;
     if task.due_on == cmd.due_on {
@@ -221,7 +244,11 @@ pub fn reschedule(state: &State, cmd: &RescheduleTask, ctx: &Context) -> Result<
     }])
 }
 
-pub fn change_status(state: &State, cmd: &ChangeTaskStatus, ctx: &Context) -> Result<Vec<TaskEvent>, Rejection> {
+pub fn change_status(
+    state: &State,
+    cmd: &ChangeTaskStatus,
+    ctx: &Context,
+) -> Result<Vec<TaskEvent>, Rejection> {
     let task = open(state, &cmd.task_id)?;
     if task.status == cmd.to {
         return Ok(vec![]);
@@ -243,7 +270,10 @@ pub fn change_status(state: &State, cmd: &ChangeTaskStatus, ctx: &Context) -> Re
 
 pub fn cancel(state: &State, cmd: &CancelTask, ctx: &Context) -> Result<Vec<TaskEvent>, Rejection> {
     let Some(task) = state else {
-        return Err(Rejection::not_found(format!("task {} has not been planned", cmd.task_id)));
+        return Err(Rejection::not_found(format!(
+            "task {} has not been planned",
+            cmd.task_id
+        )));
     };
     ctx.require_acts_for(&task.unit_id, "cancel tasks")?;
     if task.cancelled {

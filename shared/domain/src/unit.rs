@@ -59,7 +59,9 @@ impl Unit {
 
     /// Whether the unit has been succeeded by `date` and so takes no new work from then on.
     pub fn succeeded_by(&self, date: NaiveDate) -> bool {
-        self.succession.as_ref().is_some_and(|s| s.effective_on <= date)
+        self.succession
+            .as_ref()
+            .is_some_and(|s| s.effective_on <= date)
     }
 }
 
@@ -94,8 +96,15 @@ pub struct SucceedUnit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event", content = "data")]
 pub enum UnitEvent {
-    Registered { name: Name, kind: UnitKind },
-    Renamed { from: Name, to: Name, reason: Reason },
+    Registered {
+        name: Name,
+        kind: UnitKind,
+    },
+    Renamed {
+        from: Name,
+        to: Name,
+        reason: Reason,
+    },
     Succeeded(Succession),
 }
 
@@ -124,7 +133,11 @@ pub fn evolve(state: State, event: &UnitEvent) -> State {
 
 const MANAGE: &[Role] = &[Role::ProvinceOffice];
 
-pub fn register(state: &State, cmd: &RegisterUnit, ctx: &Context) -> Result<Vec<UnitEvent>, Rejection> {
+pub fn register(
+    state: &State,
+    cmd: &RegisterUnit,
+    ctx: &Context,
+) -> Result<Vec<UnitEvent>, Rejection> {
     ctx.require_role(MANAGE, "register units")?;
     match state {
         None => Ok(vec![UnitEvent::Registered {
@@ -134,7 +147,10 @@ pub fn register(state: &State, cmd: &RegisterUnit, ctx: &Context) -> Result<Vec<
         Some(unit) if unit.name == cmd.name && unit.kind == cmd.kind => Ok(vec![]),
         Some(unit) => Err(Rejection::rule(
             Rule::AlreadyExists,
-            format!("unit {} is already registered as {}", cmd.unit_id, unit.name),
+            format!(
+                "unit {} is already registered as {}",
+                cmd.unit_id, unit.name
+            ),
         )),
     }
 }
@@ -152,7 +168,11 @@ pub fn rename(state: &State, cmd: &RenameUnit, ctx: &Context) -> Result<Vec<Unit
     }])
 }
 
-pub fn succeed(state: &State, cmd: &SucceedUnit, ctx: &Context) -> Result<Vec<UnitEvent>, Rejection> {
+pub fn succeed(
+    state: &State,
+    cmd: &SucceedUnit,
+    ctx: &Context,
+) -> Result<Vec<UnitEvent>, Rejection> {
     ctx.require_role(MANAGE, "record unit successions")?;
     let unit = existing(state, &cmd.unit_id)?;
     let succession = Succession {
@@ -161,7 +181,10 @@ pub fn succeed(state: &State, cmd: &SucceedUnit, ctx: &Context) -> Result<Vec<Un
         reason: cmd.reason.clone(),
     };
     match &unit.succession {
-        Some(existing) if existing.successors == succession.successors && existing.effective_on == succession.effective_on => {
+        Some(existing)
+            if existing.successors == succession.successors
+                && existing.effective_on == succession.effective_on =>
+        {
             return Ok(vec![]);
         }
         Some(_) => {
@@ -173,16 +196,25 @@ pub fn succeed(state: &State, cmd: &SucceedUnit, ctx: &Context) -> Result<Vec<Un
         None => {}
     }
     if cmd.successors.is_empty() {
-        return Err(Rejection::rule(Rule::InvalidSuccession, "a succession names at least one successor"));
+        return Err(Rejection::rule(
+            Rule::InvalidSuccession,
+            "a succession names at least one successor",
+        ));
     }
     for successor in &cmd.successors {
         if successor == &cmd.unit_id {
-            return Err(Rejection::rule(Rule::InvalidSuccession, "a unit cannot succeed itself"));
+            return Err(Rejection::rule(
+                Rule::InvalidSuccession,
+                "a unit cannot succeed itself",
+            ));
         }
         if ctx.facts.unit(successor)?.succeeded_by(cmd.effective_on) {
             return Err(Rejection::rule(
                 Rule::UnitSucceeded,
-                format!("successor {successor} is itself succeeded by {}", cmd.effective_on),
+                format!(
+                    "successor {successor} is itself succeeded by {}",
+                    cmd.effective_on
+                ),
             ));
         }
     }

@@ -1,0 +1,42 @@
+//! The event store over NATS JetStream: CloudEvents envelopes, stream provisioning,
+//! optimistic-concurrency appends, per-aggregate loading with a bounded cache, and durable
+//! idempotency records.
+
+mod envelope;
+mod idempotency;
+mod repository;
+mod store;
+mod stream;
+
+pub use envelope::{
+    BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, SOURCE, TYPE_PREFIX, event_type,
+    parse_event_type,
+};
+pub use idempotency::{IdempotencyStore, StoredAnswer};
+pub use repository::{Loaded, Repository};
+pub use store::{Appended, EventStore, decode_commit};
+pub use stream::{Provisioned, StreamSettings, provision};
+
+/// Failures of the store. `Conflict` is expected under concurrency; the others are not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone appended to the aggregate since it was loaded.
+    #[error("the aggregate changed since it was loaded")]
+    Conflict,
+    /// NATS or the stream did not answer (down, no leader, timed out).
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored message could not be read back.
+    #[error("stored commit at stream sequence {sequence} is unreadable: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+    #[error("encoding failed: {0}")]
+    Encoding(String),
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+impl StoreError {
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}

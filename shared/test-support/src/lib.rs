@@ -1,0 +1,136 @@
+//! Private servers for tests, in the manner of nats.rs's own harness: each test starts its own
+//! `nats-server -js` on a port the OS picks and a temporary store, and the server dies with the
+//! value that owns it. Tests therefore run in parallel and repeatedly without sharing state.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use std::{env, fs, net::TcpStream, thread};
+
+/// A nats-server with JetStream, owned by a test.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// `NATS_SERVER_BIN`, else `nats-server` from the PATH, else Debian's location.
+fn nats_server_binary() -> PathBuf {
+    if let Some(bin) = env::var_os("NATS_SERVER_BIN") {
+        return bin.into();
+    }
+    env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}
+
+fn unique_dir(prefix: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+fn spawn(dir: &Path, port: Option<u16>) -> Child {
+    let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+    Command::new(nats_server_binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port_arg])
+        .arg("-sd")
+        .arg(dir.join("store"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .arg("-l")
+        .arg(dir.join("nats.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server (install Debian's nats-server or set NATS_SERVER_BIN)")
+}
+
+/// Waits for `<dir>/nats-server_<pid>.ports` and reads the client port from it.
+fn read_port(dir: &Path, pid: u32) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ports_file = fs::read_dir(dir)
+            .expect("read the server directory")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(&format!("_{pid}.ports")));
+        if let Some(path) = ports_file
+            && let Ok(text) = fs::read_to_string(&path)
+            && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = json["nats"][0].as_str()
+            && let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok())
+        {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server wrote no ports file in {dir:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl NatsServer {
+    /// Starts a fresh server with an empty store.
+    pub fn start() -> Self {
+        let dir = unique_dir("nats-test");
+        let child = spawn(&dir, None);
+        let port = read_port(&dir, child.id());
+        wait_until_listening(port);
+        Self {
+            child: Some(child),
+            port,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would); the store stays for [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = spawn(&self.dir, Some(self.port));
+        wait_until_listening(self.port);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,80 @@
+//! Configuration from the environment, with the defaults a local stack needs.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use event_store::StreamSettings;
+
+use crate::auth::TokenKeys;
+use crate::handler::HandlerSettings;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub bind: SocketAddr,
+    pub stream: StreamSettings,
+    pub handler: HandlerSettings,
+    pub cache_capacity: NonZeroUsize,
+    /// How long to wait for NATS to answer a request or acknowledge a publish.
+    pub nats_timeout: Duration,
+    pub token_secret: Vec<u8>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    var(name).map_or(Ok(default), |raw| {
+        raw.parse()
+            .map_err(|_| format!("{name}={raw:?} is not a valid value"))
+    })
+}
+
+/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`.
+pub fn token_secret() -> Result<Vec<u8>, String> {
+    let secret = match (var("TOKEN_SECRET"), var("TOKEN_SECRET_FILE")) {
+        (Some(secret), _) => secret.into_bytes(),
+        (None, Some(path)) => std::fs::read(&path)
+            .map_err(|e| format!("cannot read TOKEN_SECRET_FILE {path}: {e}"))?
+            .trim_ascii()
+            .to_vec(),
+        (None, None) => return Err("set TOKEN_SECRET or TOKEN_SECRET_FILE".to_owned()),
+    };
+    TokenKeys::new(&secret)?;
+    Ok(secret)
+}
+
+/// The stream settings from `STREAM_NAME`, `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`.
+pub fn stream_settings() -> Result<StreamSettings, String> {
+    let defaults = StreamSettings::default();
+    Ok(StreamSettings {
+        name: var("STREAM_NAME").unwrap_or(defaults.name),
+        replicas: parsed("STREAM_REPLICAS", defaults.replicas)?,
+        duplicate_window: Duration::from_secs(parsed(
+            "DUPLICATE_WINDOW_SECS",
+            defaults.duplicate_window.as_secs(),
+        )?),
+        ..defaults
+    })
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        Ok(Self {
+            nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            bind: parsed("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            stream: stream_settings()?,
+            handler: HandlerSettings {
+                max_attempts: parsed("MAX_ATTEMPTS", HandlerSettings::default().max_attempts)?,
+            },
+            cache_capacity: parsed(
+                "CACHE_CAPACITY",
+                NonZeroUsize::new(10_000).expect("non-zero"),
+            )?,
+            nats_timeout: Duration::from_millis(parsed("NATS_TIMEOUT_MS", 3_000)?),
+            token_secret: token_secret()?,
+        })
+    }
+}

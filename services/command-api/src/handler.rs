@@ -1,0 +1,349 @@
+//! The application service: load, decide, append, retry on conflict, remember idempotent answers.
+//!
+//! Used by the HTTP edge and by the admin CLI's seed loader, so the seed goes through exactly the
+//! rules a user's command does.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use event_store::{CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, StoredAnswer};
+use futures::future::try_join_all;
+use remediation_domain::{Actor, AggregateRef, Command, Context, Facts};
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// A decision reads a handful of other aggregates; this bound stops a corrupt web of references
+/// from turning one command into a crawl of the whole store.
+const MAX_FACTS: usize = 2_000;
+
+/// One command as the edge received it.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    pub command: Command,
+    pub actor: Actor,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    /// When the fact happened, if earlier than now (keyed in late).
+    pub effective_at: Option<DateTime<Utc>>,
+    /// `(bucket key, request fingerprint)` when the client sent an Idempotency-Key.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// 201 when events were appended, 200 when the command changed nothing.
+    #[serde(skip)]
+    pub status: u16,
+    pub body: Value,
+    /// The answer is the stored first answer to this Idempotency-Key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerSettings {
+    /// Decisions per command before a conflict is given up as 409.
+    pub max_attempts: u32,
+}
+
+impl Default for HandlerSettings {
+    fn default() -> Self {
+        Self { max_attempts: 5 }
+    }
+}
+
+#[derive(Debug)]
+pub struct CommandHandler {
+    repository: Repository,
+    metrics: Metrics,
+    settings: HandlerSettings,
+}
+
+fn answer_body(
+    command: &str,
+    target: &AggregateRef,
+    commit: Option<&Commit>,
+    version: u64,
+    correlation_id: &str,
+    command_id: Uuid,
+) -> Value {
+    let events: Vec<Value> = commit
+        .map(|c| {
+            c.events
+                .iter()
+                .map(|e| json!({ "id": e.id, "type": e.event_type }))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "command": command,
+        "command_id": commit.and_then(|c| c.events.first()).map_or(command_id, |e| e.commandid),
+        "correlation_id": commit.and_then(|c| c.events.first()).map_or(correlation_id, |e| e.correlationid.as_str()),
+        "aggregate": { "type": target.kind(), "id": target.id() },
+        "changed": commit.is_some(),
+        "stream_sequence": version,
+        "events": events,
+    })
+}
+
+impl CommandHandler {
+    pub fn new(repository: Repository, settings: HandlerSettings) -> Self {
+        Self {
+            repository,
+            metrics: Metrics::default(),
+            settings,
+        }
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Handles one command end to end, including its idempotency record.
+    pub async fn handle(&self, request: CommandRequest) -> Result<Answer, ApiError> {
+        let name = request.command.name();
+        if let Some((key, fingerprint)) = &request.idempotency
+            && let Some(stored) = self.repository.store().idempotency().get(key).await?
+        {
+            if &stored.fingerprint != fingerprint {
+                self.metrics.command(name, "invalid");
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            self.metrics.command(name, "replayed");
+            return Ok(Answer {
+                status: stored.status,
+                body: stored.body,
+                replayed: true,
+            });
+        }
+        let outcome = self.execute(&request).await;
+        self.metrics.command(
+            name,
+            match &outcome {
+                Ok(answer) if answer.status == 201 => "accepted",
+                Ok(_) => "unchanged",
+                Err(ApiError::Conflict(_)) => "conflict",
+                Err(ApiError::Unavailable(_)) => "unavailable",
+                Err(e) if e.is_final() => "rejected",
+                Err(_) => "failed",
+            },
+        );
+        if let Some((key, fingerprint)) = &request.idempotency {
+            let stored = match &outcome {
+                Ok(answer) => Some(StoredAnswer {
+                    fingerprint: fingerprint.clone(),
+                    status: answer.status,
+                    body: answer.body.clone(),
+                }),
+                Err(e) if e.is_final() => Some(StoredAnswer {
+                    fingerprint: fingerprint.clone(),
+                    status: e.status().as_u16(),
+                    body: e.body(),
+                }),
+                Err(_) => None,
+            };
+            if let Some(stored) = stored
+                && let Err(e) = self
+                    .repository
+                    .store()
+                    .idempotency()
+                    .put(key, &stored)
+                    .await
+            {
+                // The command itself succeeded; a retry inside JetStream's duplicate window still
+                // finds the first commit through its message id.
+                tracing::warn!(error = %e, command = name, "could not record the idempotent answer");
+            }
+        }
+        outcome
+    }
+
+    async fn execute(&self, request: &CommandRequest) -> Result<Answer, ApiError> {
+        let command = &request.command;
+        let target = command.target();
+        let command_id = Uuid::now_v7();
+        let correlation_id = request
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| command_id.to_string());
+        let message_id = request
+            .idempotency
+            .as_ref()
+            .map_or_else(|| command_id.to_string(), |(key, _)| key.clone());
+        for attempt in 1..=self.settings.max_attempts {
+            if attempt > 1 {
+                self.metrics.retry();
+            }
+            let loaded = self.repository.load_for_decision(&target).await?;
+            let facts = self.load_facts(command, &target, &loaded).await?;
+            let now = Utc::now();
+            let meta = CommandMeta {
+                command_id,
+                command_name: command.name(),
+                actor: request.actor.clone(),
+                correlation_id: correlation_id.clone(),
+                causation_id: request
+                    .causation_id
+                    .clone()
+                    .unwrap_or_else(|| command_id.to_string()),
+                recorded_at: now,
+                effective_at: request.effective_at.unwrap_or(now),
+            };
+            let context = Context {
+                actor: &request.actor,
+                now,
+                effective_at: meta.effective_at,
+                facts: &facts,
+            };
+            let events = command.decide(&loaded.state, &context)?;
+            if events.is_empty() {
+                return Ok(Answer {
+                    status: 200,
+                    body: answer_body(
+                        command.name(),
+                        &target,
+                        None,
+                        loaded.version,
+                        &correlation_id,
+                        command_id,
+                    ),
+                    replayed: false,
+                });
+            }
+            let envelopes: Vec<CloudEvent> = events
+                .iter()
+                .map(|e| CloudEvent::new(&target, e, &meta))
+                .collect();
+            let started = Instant::now();
+            let appended = self
+                .repository
+                .store()
+                .append(&target, loaded.version, &message_id, &envelopes)
+                .await;
+            self.metrics.append_took(started.elapsed());
+            match appended {
+                Ok(appended) if appended.duplicate => {
+                    // A retry of a command whose commit JetStream already holds: answer with
+                    // that commit, not with the events decided just now.
+                    self.repository.mark_stale(&target);
+                    let first = self.repository.store().commit_at(appended.sequence).await?;
+                    return Ok(Answer {
+                        status: 201,
+                        body: answer_body(
+                            command.name(),
+                            &target,
+                            Some(&first),
+                            first.sequence,
+                            &correlation_id,
+                            command_id,
+                        ),
+                        replayed: true,
+                    });
+                }
+                Ok(appended) => {
+                    let state = events
+                        .iter()
+                        .fold(loaded.state, |state, event| state.evolve(event));
+                    self.repository.remember(
+                        &target,
+                        Loaded {
+                            state,
+                            version: appended.sequence,
+                        },
+                    );
+                    let commit = Commit {
+                        sequence: appended.sequence,
+                        events: envelopes,
+                    };
+                    tracing::info!(
+                        command = command.name(),
+                        %correlation_id,
+                        %command_id,
+                        sequence = appended.sequence,
+                        events = commit.events.len(),
+                        "command accepted"
+                    );
+                    return Ok(Answer {
+                        status: 201,
+                        body: answer_body(
+                            command.name(),
+                            &target,
+                            Some(&commit),
+                            appended.sequence,
+                            &correlation_id,
+                            command_id,
+                        ),
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    self.metrics.conflict();
+                    self.repository.mark_stale(&target);
+                    tracing::debug!(
+                        command = command.name(),
+                        attempt,
+                        "conflict; deciding again"
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Conflict(format!(
+            "{}/{} kept changing; gave up after {} attempts",
+            target.kind(),
+            target.id(),
+            self.settings.max_attempts
+        )))
+    }
+
+    /// Loads the read-only facts the decision consults, following references breadth-first and
+    /// loading each layer concurrently.
+    async fn load_facts(
+        &self,
+        command: &Command,
+        target: &AggregateRef,
+        loaded: &Loaded,
+    ) -> Result<Facts, ApiError> {
+        let mut facts = Facts::default();
+        let mut seen = BTreeSet::from([target.clone()]);
+        let mut layer: Vec<AggregateRef> = command
+            .references()
+            .into_iter()
+            .chain(loaded.state.references())
+            .filter(|r| seen.insert(r.clone()))
+            .collect();
+        while !layer.is_empty() {
+            if seen.len() > MAX_FACTS {
+                return Err(ApiError::Internal(format!(
+                    "{}/{} refers to more than {MAX_FACTS} aggregates",
+                    target.kind(),
+                    target.id()
+                )));
+            }
+            let states = try_join_all(layer.iter().map(|r| self.repository.load_latest(r))).await?;
+            let mut next = Vec::new();
+            for (reference, state) in layer.iter().zip(states) {
+                state.state.add_to(reference, &mut facts);
+                next.extend(
+                    state
+                        .state
+                        .references()
+                        .into_iter()
+                        .filter(|r| seen.insert(r.clone())),
+                );
+            }
+            layer = next;
+        }
+        Ok(facts)
+    }
+}

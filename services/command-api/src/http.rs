@@ -1,0 +1,170 @@
+//! The HTTP edge: one POST endpoint per command, health, readiness, metrics and the OpenAPI
+//! document. Handlers only translate between HTTP and [`CommandHandler`].
+
+use std::sync::Arc;
+
+use async_nats::connection::State as ConnectionState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use remediation_domain::{COMMANDS, CommandSpec};
+use serde_json::json;
+
+use crate::auth::{Authenticated, TokenKeys};
+use crate::error::{ApiError, problem_response};
+use crate::handler::{CommandHandler, CommandRequest};
+use crate::idempotency::{fingerprint, idempotency_key};
+use crate::openapi;
+
+/// Largest command body accepted: a full quarterly report with long progress texts fits.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+const MAX_CORRELATION_ID: usize = 128;
+
+/// Shared state of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub handler: Arc<CommandHandler>,
+    pub keys: Arc<TokenKeys>,
+    pub nats: async_nats::Client,
+}
+
+impl FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }));
+    for spec in COMMANDS {
+        router = router.route(
+            &format!("/v1/commands/{}", spec.name),
+            post(move |state, actor, headers, body| command(spec, state, actor, headers, body)),
+        );
+    }
+    router
+        .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .method_not_allowed_fallback(|| async {
+            problem_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({
+                    "type": "urn:kh63:problem:method-not-allowed",
+                    "title": "Method not allowed",
+                    "status": 405,
+                }),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn optional_header(
+    headers: &HeaderMap,
+    name: &str,
+    max_len: usize,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.len() <= max_len && v.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::Malformed(format!(
+                "{name} must be 1–{max_len} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(text.to_owned()))
+}
+
+async fn command(
+    spec: &'static CommandSpec,
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::Malformed(rejection.body_text())
+        }
+    })?;
+    let command = (spec.parse)(&body)
+        .map_err(|e| ApiError::Malformed(format!("invalid {} body: {e}", spec.name)))?;
+    let effective_at = optional_header(&headers, "X-Effective-Time", 64)?
+        .map(|raw| {
+            DateTime::parse_from_rfc3339(&raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ApiError::Malformed(format!("X-Effective-Time must be RFC 3339: {e}")))
+        })
+        .transpose()?;
+    let idempotency = optional_header(&headers, "Idempotency-Key", 255)?.map(|key| {
+        (
+            idempotency_key(&actor.user, &key),
+            fingerprint(spec.name, &body),
+        )
+    });
+    let request = CommandRequest {
+        command,
+        actor,
+        correlation_id: optional_header(&headers, "X-Correlation-Id", MAX_CORRELATION_ID)?,
+        causation_id: optional_header(&headers, "X-Causation-Id", MAX_CORRELATION_ID)?,
+        effective_at,
+        idempotency,
+    };
+    let answer = state.handler.handle(request).await?;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = if status.is_success() {
+        (status, Json(answer.body)).into_response()
+    } else {
+        problem_response(status, answer.body)
+    };
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.nats.connection_state() != ConnectionState::Connected {
+        return ApiError::Unavailable("not connected to NATS".to_owned()).into_response();
+    }
+    match state.handler.repository().store().check().await {
+        Ok(last_sequence) => Json(json!({
+            "status": "ready",
+            "stream": state.handler.repository().store().settings().name,
+            "last_sequence": last_sequence,
+        }))
+        .into_response(),
+        Err(e) => ApiError::Unavailable(format!("stream not available: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.handler.metrics().render(),
+    )
+}

@@ -1,0 +1,128 @@
+//! Aggregate loading with a bounded cache of folded state.
+//!
+//! A cached entry is the aggregate's state as of a stream sequence. That snapshot never becomes
+//! wrong, only old: another writer may have appended since. So the target of a command is decided
+//! on the cached state straight away and the append's expected sequence catches staleness; a
+//! conflict marks the entry stale, and the next load reads only the commits after it.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
+use remediation_domain::{AggregateRef, AggregateState};
+
+use crate::{EventStore, StoreError};
+
+/// An aggregate's state and the stream sequence of its last commit (0: none yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub state: AggregateState,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    loaded: Loaded,
+    /// Known to be behind the stream: catch up before trusting it.
+    stale: bool,
+}
+
+/// Folds aggregates from the store, keeping hot ones in memory.
+#[derive(Debug)]
+pub struct Repository {
+    store: EventStore,
+    cache: Mutex<LruCache<AggregateRef, Entry>>,
+}
+
+impl Repository {
+    pub fn new(store: EventStore, capacity: NonZeroUsize) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    fn cached(&self, target: &AggregateRef) -> Option<Entry> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(target)
+            .cloned()
+    }
+
+    /// Remembers `loaded` unless the cache already holds a newer version.
+    pub fn remember(&self, target: &AggregateRef, loaded: Loaded) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache
+            .peek(target)
+            .is_some_and(|e| e.loaded.version > loaded.version)
+        {
+            return;
+        }
+        cache.put(
+            target.clone(),
+            Entry {
+                loaded,
+                stale: false,
+            },
+        );
+    }
+
+    /// A conflict proved the entry old.
+    pub fn mark_stale(&self, target: &AggregateRef) {
+        if let Some(entry) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_mut(target)
+        {
+            entry.stale = true;
+        }
+    }
+
+    /// The state to decide a command on: the cached one if not known to be stale, else caught
+    /// up from the store.
+    pub async fn load_for_decision(&self, target: &AggregateRef) -> Result<Loaded, StoreError> {
+        match self.cached(target) {
+            Some(entry) if !entry.stale => Ok(entry.loaded),
+            _ => self.load_latest(target).await,
+        }
+    }
+
+    /// The latest state: whatever is cached, plus every commit after it. Used for the read-only
+    /// facts a decision consults, which no expected sequence guards.
+    pub async fn load_latest(&self, target: &AggregateRef) -> Result<Loaded, StoreError> {
+        let base = self.cached(target).map_or_else(
+            || Loaded {
+                state: AggregateState::initial(target),
+                version: 0,
+            },
+            |entry| entry.loaded,
+        );
+        let commits = self.store.commits_after(target, base.version).await?;
+        if commits.is_empty() && base.version > 0 {
+            self.remember(target, base.clone());
+            return Ok(base);
+        }
+        let mut loaded = base;
+        for commit in commits {
+            for envelope in &commit.events {
+                let event = envelope.decode().map_err(|e| StoreError::Corrupt {
+                    sequence: commit.sequence,
+                    reason: e.to_string(),
+                })?;
+                loaded.state = loaded.state.evolve(&event);
+            }
+            loaded.version = commit.sequence;
+        }
+        self.remember(target, loaded.clone());
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,182 @@
+//! Appending commits with optimistic concurrency, and reading one aggregate's subject.
+
+use std::error::Error as _;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use remediation_domain::AggregateRef;
+
+use crate::envelope::{BATCH_CONTENT_TYPE, CloudEvent, Commit};
+use crate::stream::StreamSettings;
+use crate::{IdempotencyStore, StoreError};
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Stream sequence of the commit message.
+    pub sequence: u64,
+    /// JetStream recognised the `Nats-Msg-Id` within its duplicate window and stored nothing:
+    /// `sequence` is that of the first copy.
+    pub duplicate: bool,
+}
+
+/// The JetStream event store: one stream, a subject per aggregate instance.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: stream::Stream<()>,
+    settings: StreamSettings,
+    idempotency: IdempotencyStore,
+}
+
+impl EventStore {
+    /// Opens a provisioned stream and its idempotency bucket.
+    pub async fn open(
+        js: jetstream::Context,
+        settings: StreamSettings,
+    ) -> Result<Self, StoreError> {
+        let stream = js
+            .get_stream_no_info(&settings.name)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let bucket = js
+            .get_key_value(&settings.idempotency_bucket)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(Self {
+            js,
+            stream,
+            settings,
+            idempotency: IdempotencyStore::new(bucket),
+        })
+    }
+
+    pub fn settings(&self) -> &StreamSettings {
+        &self.settings
+    }
+
+    pub fn idempotency(&self) -> &IdempotencyStore {
+        &self.idempotency
+    }
+
+    /// `<prefix>.<aggregate type>.<id>`: identifiers are validated to be subject-safe.
+    pub fn subject(&self, target: &AggregateRef) -> String {
+        format!(
+            "{}.{}.{}",
+            self.settings.subject_prefix,
+            target.kind(),
+            target.id()
+        )
+    }
+
+    /// Whether the stream answers: used by readiness probes.
+    pub async fn check(&self) -> Result<u64, StoreError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Appends one commit to `target`'s subject if its last stored sequence is still
+    /// `expected` (0: no commit yet). `message_id` lets JetStream drop a retried publish.
+    pub async fn append(
+        &self,
+        target: &AggregateRef,
+        expected: u64,
+        message_id: &str,
+        events: &[CloudEvent],
+    ) -> Result<Appended, StoreError> {
+        let payload =
+            serde_json::to_vec(events).map_err(|e| StoreError::Encoding(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", BATCH_CONTENT_TYPE);
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .headers(headers)
+            .message_id(message_id)
+            .expected_last_subject_sequence(expected);
+        let ack = self
+            .js
+            .send_publish(self.subject(target), publish)
+            .await
+            .map_err(classify_publish_error)?
+            .await
+            .map_err(classify_publish_error)?;
+        Ok(Appended {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Every commit on `target`'s subject after stream sequence `after`, in order. Reads go to
+    /// the stream leader, so a commit acknowledged to anyone is seen.
+    pub async fn commits_after(
+        &self,
+        target: &AggregateRef,
+        after: u64,
+    ) -> Result<Vec<Commit>, StoreError> {
+        let subject = self.subject(target);
+        let mut commits = Vec::new();
+        let mut next = after + 1;
+        loop {
+            let found = self
+                .stream
+                .raw_message_builder()
+                .sequence(next)
+                .next_by_subject(subject.clone())
+                .send()
+                .await;
+            match found {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    commits.push(decode_commit(message.sequence, &message.payload)?);
+                }
+                Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => {
+                    return Ok(commits);
+                }
+                Err(e) => return Err(StoreError::unavailable(e)),
+            }
+        }
+    }
+
+    /// The commit stored at `sequence`.
+    pub async fn commit_at(&self, sequence: u64) -> Result<Commit, StoreError> {
+        let message = self
+            .stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_commit(sequence, &message.payload)
+    }
+}
+
+/// Parses a commit message's payload.
+pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError> {
+    let events = serde_json::from_slice(payload).map_err(|e| StoreError::Corrupt {
+        sequence,
+        reason: e.to_string(),
+    })?;
+    Ok(Commit { sequence, events })
+}
+
+/// 10071 (wrong last subject sequence) and, on clustered streams, 10164 (another
+/// expected-sequence publish to the subject is in flight) both mean someone else wrote first.
+fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
+    let conflict = match error.kind() {
+        PublishErrorKind::WrongLastSequence => true,
+        PublishErrorKind::Other => error
+            .source()
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .is_some_and(|e| {
+                e.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+            }),
+        _ => false,
+    };
+    if conflict {
+        StoreError::Conflict
+    } else {
+        StoreError::unavailable(error)
+    }
+}

@@ -1,0 +1,146 @@
+//! Stream and bucket provisioning: idempotent, and safe to run on every start.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::StoreError;
+
+/// Where and how the log lives.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Stream name, e.g. `PLAN_EVENTS`.
+    pub name: String,
+    /// Subject prefix; aggregates live at `<prefix>.<type>.<id>`.
+    pub subject_prefix: String,
+    /// 1 locally, 3 in production.
+    pub replicas: usize,
+    /// How long JetStream itself drops a re-sent `Nats-Msg-Id`. Idempotency keys outlive it
+    /// through the idempotency bucket.
+    pub duplicate_window: Duration,
+    /// Bucket holding `Idempotency-Key` answers.
+    pub idempotency_bucket: String,
+    /// How long an idempotency answer is kept.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            name: "PLAN_EVENTS".to_owned(),
+            subject_prefix: "events".to_owned(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            idempotency_bucket: "PLAN_IDEMPOTENCY".to_owned(),
+            idempotency_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The stream configuration these settings ask for.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            description: Some("Kế hoạch 63/KH-UBND: every domain event, append-only".to_owned()),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            // The log is the system of record: nothing may be removed from it.
+            deny_delete: true,
+            deny_purge: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        }
+    }
+
+    /// The idempotency bucket's backing stream, laid out as JetStream's key-value convention
+    /// expects. Created as a plain stream because async-nats's `create_key_value` first reads
+    /// account limits in a shape nats-server 2.9 does not send.
+    fn bucket_stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: format!("KV_{}", self.idempotency_bucket),
+            description: Some("Idempotency-Key → first answer".to_owned()),
+            subjects: vec![format!("$KV.{}.>", self.idempotency_bucket)],
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            max_messages_per_subject: 1,
+            max_age: self.idempotency_ttl,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120).min(self.idempotency_ttl),
+            ..Default::default()
+        }
+    }
+}
+
+/// What provisioning did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioned {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Creates the stream and the idempotency bucket, or brings an existing stream's mutable
+/// settings (replicas, duplicate window) in line. Running it again changes nothing.
+pub async fn provision(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<Provisioned, StoreError> {
+    let wanted = settings.stream_config();
+    let outcome = match js.get_stream(&settings.name).await {
+        Ok(mut existing) => {
+            let current = existing
+                .info()
+                .await
+                .map_err(StoreError::unavailable)?
+                .config
+                .clone();
+            if !current.deny_delete || !current.deny_purge {
+                return Err(StoreError::Misconfigured(format!(
+                    "stream {} allows deletes or purges; the log must be append-only",
+                    settings.name
+                )));
+            }
+            if current.num_replicas == wanted.num_replicas
+                && current.duplicate_window == wanted.duplicate_window
+                && current.subjects == wanted.subjects
+            {
+                Provisioned::Unchanged
+            } else {
+                let updated = stream::Config {
+                    num_replicas: wanted.num_replicas,
+                    duplicate_window: wanted.duplicate_window,
+                    subjects: wanted.subjects.clone(),
+                    ..current
+                };
+                js.update_stream(&updated)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Provisioned::Updated
+            }
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref js_error)
+                    if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            js.create_stream(wanted)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Provisioned::Created
+        }
+        Err(e) => return Err(StoreError::unavailable(e)),
+    };
+    js.get_or_create_stream(settings.bucket_stream_config())
+        .await
+        .map_err(StoreError::unavailable)?;
+    Ok(outcome)
+}
