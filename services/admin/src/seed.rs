@@ -1,16 +1,14 @@
-//! Loading a seed file through the command handler — the same decisions a user's commands get —
-//! never by writing events or rows directly.
+//! `remediation-admin seed`: reads a seed file and loads it through the command handler.
 
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
 use command_api::config::stream_settings;
-use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use command_api::handler::{CommandHandler, HandlerSettings};
+use command_api::seed::load_seed;
 use event_store::Repository;
-use remediation_domain::calendar::start_of_local_day;
 use remediation_domain::seed::Seed;
-use remediation_domain::{Actor, Role};
 
 /// Loads `file` and prints what changed.
 pub async fn load(nats_url: &str, file: &Path) -> Result<(), String> {
@@ -24,39 +22,17 @@ pub async fn load(nats_url: &str, file: &Path) -> Result<(), String> {
         Repository::new(store, NonZeroUsize::new(1_000).expect("non-zero")),
         HandlerSettings::default(),
     );
-    let actor = Actor {
-        user: "seed-loader".to_owned(),
-        unit: None,
-        role: Role::ProvinceOffice,
-    };
-    // The plan's facts hold from its issue date: assignments made by the plan count from then.
-    let effective_at = start_of_local_day(seed.plan.issued_on);
-    let (mut changed, mut unchanged, mut events) = (0, 0, 0);
-    let commands = seed.commands();
-    for command in &commands {
-        let answer = handler
-            .handle(CommandRequest {
-                command: command.clone(),
-                actor: actor.clone(),
-                correlation_id: Some(format!("seed:{}", seed.plan.plan_id)),
-                causation_id: None,
-                effective_at: Some(effective_at),
-                idempotency: None,
-            })
-            .await
-            .map_err(|e| format!("{} failed: {e}", command.name()))?;
-        if answer.status == 201 {
-            changed += 1;
-            events += answer.body["events"].as_array().map_or(0, Vec::len);
-        } else {
-            unchanged += 1;
-        }
-    }
+    let report = load_seed(&handler, &seed)
+        .await
+        .map_err(|e| e.to_string())?;
     client.flush().await.map_err(|e| e.to_string())?;
     println!(
-        "seed {}: {} commands, {changed} changed ({events} events appended), {unchanged} already in place",
+        "seed {}: {} commands, {} changed ({} events appended), {} already in place",
         seed.plan.code,
-        commands.len()
+        report.commands,
+        report.changed,
+        report.events,
+        report.commands - report.changed
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod http;
 mod idempotency;
 mod metrics;
 mod openapi;
+pub mod seed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,17 +91,27 @@ pub async fn app_state(config: &Config) -> Result<AppState, String> {
     })
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight commands finish and flushes NATS.
+/// Binds the configured address and serves until `shutdown` resolves.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let state = app_state(&config).await?;
-    let nats = state.nats.clone();
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
-    tracing::info!(addr = %config.bind, "command API listening");
+    run(listener, state, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets in-flight commands finish and
+/// flushes NATS.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let nats = state.nats.clone();
+    tracing::info!(addr = ?listener.local_addr().ok(), "command API listening");
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await

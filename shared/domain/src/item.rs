@@ -380,9 +380,8 @@ pub fn change_status(
 ) -> Result<Vec<ItemEvent>, Rejection> {
     let item = existing(state, &cmd.item_id)?;
     let from = item.status;
-    if from == cmd.to {
-        return Ok(vec![]);
-    }
+    // Authorise before the no-change check: a repeat is no licence for an actor who may not
+    // make the change at all.
     if from.needs_province_office(cmd.to) {
         ctx.require_role(MANAGE, "confirm or reopen a completion")?;
     } else if ctx.actor.role != Role::ProvinceOffice {
@@ -396,6 +395,9 @@ pub fn change_status(
                 cmd.item_id
             )));
         }
+    }
+    if from == cmd.to {
+        return Ok(vec![]);
     }
     check_transition(from, cmd.to, cmd.evidence.as_ref())?;
     Ok(vec![ItemEvent::StatusChanged {

@@ -151,17 +151,22 @@ pub fn evolve(state: State, event: &TaskEvent) -> State {
     }
 }
 
-fn open<'s>(state: &'s State, id: &TaskId) -> Result<&'s Task, Rejection> {
-    let task = state
+fn planned<'s>(state: &'s State, id: &TaskId) -> Result<&'s Task, Rejection> {
+    state
         .as_ref()
-        .ok_or_else(|| Rejection::not_found(format!("task {id} has not been planned")))?;
+        .ok_or_else(|| Rejection::not_found(format!("task {id} has not been planned")))
+}
+
+/// Checked only once the actor is authorised, so that whoever may not act on the task gets
+/// Forbidden rather than a business answer about it.
+fn ensure_open(task: &Task, id: &TaskId) -> Result<(), Rejection> {
     if task.cancelled {
         return Err(Rejection::rule(
             Rule::TaskClosed,
             format!("task {id} was cancelled"),
         ));
     }
-    Ok(task)
+    Ok(())
 }
 
 fn check_due(due_on: NaiveDate, plan_issued_on: NaiveDate) -> Result<(), Rejection> {
@@ -231,8 +236,9 @@ pub fn reschedule(
     cmd: &RescheduleTask,
     ctx: &Context,
 ) -> Result<Vec<TaskEvent>, Rejection> {
-    let task = open(state, &cmd.task_id)?;
+    let task = planned(state, &cmd.task_id)?;
     ctx.require_acts_for(&task.unit_id, "reschedule tasks")?;
+    ensure_open(task, &cmd.task_id)?;
     if task.due_on == cmd.due_on {
         return Ok(vec![]);
     }
@@ -249,14 +255,17 @@ pub fn change_status(
     cmd: &ChangeTaskStatus,
     ctx: &Context,
 ) -> Result<Vec<TaskEvent>, Rejection> {
-    let task = open(state, &cmd.task_id)?;
-    if task.status == cmd.to {
-        return Ok(vec![]);
-    }
+    let task = planned(state, &cmd.task_id)?;
+    // Authorise before the no-change check: a repeat is no licence for an actor who may not
+    // make the change at all.
     if task.status.needs_province_office(cmd.to) {
         ctx.require_role(&[Role::ProvinceOffice], "confirm or reopen a completion")?;
     } else {
         ctx.require_acts_for(&task.unit_id, "change task status")?;
+    }
+    ensure_open(task, &cmd.task_id)?;
+    if task.status == cmd.to {
+        return Ok(vec![]);
     }
     check_transition(task.status, cmd.to, cmd.evidence.as_ref())?;
     Ok(vec![TaskEvent::StatusChanged {
