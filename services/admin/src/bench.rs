@@ -126,7 +126,7 @@ async fn post(
 
 /// The deadline a client's `round` sets: alternating dates, so every command changes the item.
 fn deadline_body(item: &str, round: u64) -> Value {
-    let due = if round % 2 == 0 {
+    let due = if round.is_multiple_of(2) {
         "2026-12-31"
     } else {
         "2026-12-30"

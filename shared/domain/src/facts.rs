@@ -172,9 +172,10 @@ impl Facts {
             .collect()
     }
 
-    /// Whether staff of `actor_unit` may act for `unit` at `at`: it is the unit, or holds the
-    /// unit's responsibilities after a succession.
+    /// Whether staff of `actor_unit` may act for `unit` at `at`: they hold the unit's
+    /// responsibilities — their own unit until it is succeeded, a predecessor's from the
+    /// succession's effective date.
     pub fn acts_for(&self, actor_unit: &UnitId, unit: &UnitId, at: DateTime<Utc>) -> bool {
-        actor_unit == unit || self.holders(unit, local_date(at)).contains(actor_unit)
+        self.holders(unit, local_date(at)).contains(actor_unit)
     }
 }

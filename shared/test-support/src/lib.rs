@@ -134,3 +134,70 @@ impl Drop for NatsServer {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A fresh PostgreSQL database for one test, dropped (with its connections) on drop.
+///
+/// The server is `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local one; the test connects
+/// to `url()`. `psql` does the creating, so the harness needs no async runtime of its own.
+#[derive(Debug)]
+pub struct TestDatabase {
+    server: String,
+    name: String,
+}
+
+fn server_url() -> String {
+    let url = env::var("TEST_DATABASE_URL")
+        .or_else(|_| env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    // Keep scheme, credentials, host and port; the database part is ours to choose.
+    match url.rfind('/') {
+        Some(slash) if slash > "postgres://".len() => url[..slash].to_owned(),
+        _ => url,
+    }
+}
+
+fn psql(server: &str, sql: &str) {
+    let status = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run psql (install Debian's postgresql-client)");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "test_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let server = server_url();
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        Self { server, name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(format!("{}/postgres", self.server))
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

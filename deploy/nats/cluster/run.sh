@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# deploy/nats/cluster/run.sh [start|stop|status] — a 3-node JetStream cluster ("kh63") on loopback.
+#
+# Why: the tracker's stream can be replicated (STREAM_REPLICAS=3); this runs the three nodes of
+# n1.conf, n2.conf and n3.conf on one machine to try that, and node failures, without containers.
+#   start (default)  starts n1..n3 in the background — data in .stack/cluster/nN (passed to
+#                    the node as KH63_STORE_DIR), pid files .stack/cluster/nN.pid, logs
+#                    .stack/logs/cluster-nN.log — and waits until the JetStream meta leader is
+#                    elected;
+#   stop             stops the nodes it started (SIGTERM, SIGKILL after 15 s); data is kept;
+#   status           shows which nodes run.
+# Clients use one seed URL, e.g. NATS_URL=nats://127.0.0.1:14222 (async-nats learns the other
+# nodes from the server). With STREAM_REPLICAS=3, `remediation-admin provision` creates the R3
+# stream:
+#   NATS_URL=nats://127.0.0.1:14222 STREAM_REPLICAS=3 target/release/remediation-admin provision
+set -Eeuo pipefail
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=SCRIPTDIR/../../lib.sh
+source "$HERE/../../lib.sh"
+
+DATA="$STACK/cluster"
+NODES=(n1 n2 n3)
+
+node_pid() {
+    local pid
+    pid=$(recorded_pid "$DATA/$1.pid" nats-server) || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$HERE/$1.conf" || return 1
+    printf '%s' "$pid"
+}
+
+# conf_port NODE KEY: the port of `KEY: host:port` at the top level of the node's config.
+conf_port() {
+    sed -n "s/^$2: *[0-9.]*:\([0-9]*\).*/\1/p" "$HERE/$1.conf" | head -n 1
+}
+
+start() {
+    local node pid port i leader=""
+    ensure_packages nats curl
+    mkdir -p "$DATA" "$LOGS"
+    for node in "${NODES[@]}"; do
+        if pid=$(node_pid "$node"); then
+            note "$node already running (pid $pid)"
+            continue
+        fi
+        port=$(conf_port "$node" listen)
+        if tcp_open 127.0.0.1 "$port"; then
+            die "port $port for $node is in use by another process"
+        fi
+        mkdir -p "$DATA/$node"
+        printf -- '--- %s starting %s\n' "$(date -Is)" "$node" >>"$LOGS/cluster-$node.log"
+        spawn "$DATA/$node.pid" "$LOGS/cluster-$node.log" \
+            env KH63_STORE_DIR="$DATA/$node" nats-server -c "$HERE/$node.conf"
+        note "$node started (pid $(read_pid "$DATA/$node.pid"), client port $port)"
+    done
+    say "waiting for the JetStream meta leader"
+    port=$(conf_port n1 http)
+    for ((i = 0; i < 60; i++)); do
+        for node in "${NODES[@]}"; do
+            if ! node_pid "$node" >/dev/null; then
+                tail -n 20 "$LOGS/cluster-$node.log" >&2
+                die "$node exited (log: .stack/logs/cluster-$node.log)"
+            fi
+        done
+        leader=$(curl -s --max-time 1 "http://127.0.0.1:$port/jsz" | tr -d ' \t\n' |
+            sed -n 's/.*"meta_cluster":{[^}]*"leader":"\([^"]*\)".*/\1/p' || true)
+        [[ -n $leader ]] && break
+        sleep 0.5
+    done
+    [[ -n $leader ]] || die "no JetStream meta leader after 30 s (logs: .stack/logs/cluster-n*.log)"
+    note "cluster kh63 up; meta leader $leader"
+    note "use: NATS_URL=nats://127.0.0.1:$(conf_port n1 listen) STREAM_REPLICAS=3"
+}
+
+stop() {
+    local node pid
+    for node in "${NODES[@]}"; do
+        if pid=$(node_pid "$node"); then
+            stop_pid "$pid" "$node"
+        else
+            note "$node not running"
+        fi
+        rm -f "$DATA/$node.pid"
+    done
+}
+
+status() {
+    local node pid
+    for node in "${NODES[@]}"; do
+        if pid=$(node_pid "$node"); then
+            note "$node running (pid $pid)"
+        else
+            note "$node stopped"
+        fi
+    done
+}
+
+case ${1:-start} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) die "usage: deploy/nats/cluster/run.sh [start|stop|status]" ;;
+esac

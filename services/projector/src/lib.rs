@@ -1,0 +1,228 @@
+//! Projector service: turns the event stream into the PostgreSQL read model.
+//!
+//! Each projection has its own schema and durable consumer. Batches and their checkpoint commit
+//! in one transaction and are acknowledged only afterwards, so redelivery, a crash between commit
+//! and ack, or a restart never applies an event twice nor skips one.
+
+pub mod batch;
+pub mod rebuild;
+pub mod status;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State as ConnectionState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use readmodel::{Projection, grant_reader, prepare_schema};
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+
+use crate::status::Status;
+use crate::worker::WorkerContext;
+
+/// Configuration from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub database_url: String,
+    pub bind: std::net::SocketAddr,
+    pub stream_name: String,
+    /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
+    pub schema_prefix: String,
+    pub batch_size: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let parse = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
+        Ok(Self {
+            nats_url: parse("NATS_URL", "nats://127.0.0.1:4222"),
+            database_url: parse("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kh63"),
+            bind: parse("PROJECTOR_ADDR", "127.0.0.1:8081")
+                .parse()
+                .map_err(|e| format!("PROJECTOR_ADDR: {e}"))?,
+            stream_name: parse("STREAM_NAME", "PLAN_EVENTS"),
+            schema_prefix: parse("SCHEMA_PREFIX", ""),
+            batch_size: parse("BATCH_SIZE", "500")
+                .parse()
+                .map_err(|e| format!("BATCH_SIZE: {e}"))?,
+        })
+    }
+}
+
+/// Connects to PostgreSQL.
+pub async fn connect_database(url: &str) -> Result<PgPool, String> {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+}
+
+/// Migrates every projection's schema and lets the reader role read it.
+pub async fn prepare(pool: &PgPool, prefix: &str) -> Result<(), String> {
+    for projection in Projection::ALL {
+        let schema = projection.schema(prefix);
+        prepare_schema(pool, projection, &schema)
+            .await
+            .map_err(|e| format!("migrating {schema}: {e}"))?;
+        grant_reader(pool, &schema)
+            .await
+            .map_err(|e| format!("granting {schema}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The running projector's shared state.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    pub context: WorkerContext,
+    pub nats: async_nats::Client,
+}
+
+impl Projector {
+    /// Connects, migrates, and opens the stream.
+    pub async fn connect(config: &Config) -> Result<Self, String> {
+        let pool = connect_database(&config.database_url).await?;
+        prepare(&pool, &config.schema_prefix).await?;
+        let (nats, js) =
+            command_api::connect_nats(&config.nats_url, "projector", Duration::from_secs(5))
+                .await?;
+        let mut stream = None;
+        for _ in 0..60 {
+            match js.get_stream(&config.stream_name).await {
+                Ok(found) => {
+                    stream = Some(found);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, stream = %config.stream_name, "stream not available yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let stream = stream
+            .ok_or_else(|| format!("stream {} never became available", config.stream_name))?;
+        Ok(Self {
+            context: WorkerContext {
+                pool,
+                stream,
+                schema_prefix: config.schema_prefix.clone(),
+                batch_size: config.batch_size,
+                status: Arc::new(Status::default()),
+            },
+            nats,
+        })
+    }
+
+    /// Runs every projection and the lag watcher until `shutdown` resolves; in-flight batches
+    /// finish first.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for projection in Projection::ALL {
+            tasks.push(tokio::spawn(worker::run(
+                self.context.clone(),
+                projection,
+                stopped.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(worker::watch_lag(
+            self.context.clone(),
+            stopped,
+        )));
+        shutdown.await;
+        let _ = stop.send(true);
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "projection task failed");
+            }
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "ok" })) }),
+            )
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+}
+
+async fn readyz(State(projector): State<Projector>) -> impl IntoResponse {
+    let (healthy, projections) = projector.context.status.report();
+    let database = sqlx::query("SELECT 1")
+        .execute(&projector.context.pool)
+        .await
+        .is_ok();
+    let nats = projector.nats.connection_state() == ConnectionState::Connected;
+    let ready = healthy && database && nats;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "database": database,
+            "nats": nats,
+            "projections": projections,
+        })),
+    )
+}
+
+async fn metrics(State(projector): State<Projector>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        projector.context.status.render(),
+    )
+}
+
+/// Serves HTTP and runs the projections until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let projector = Projector::connect(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    tracing::info!(addr = %config.bind, "projector listening");
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = projector.router();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    projector.run(shutdown).await;
+    let _ = stop_http.send(());
+    http.await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("projector stopped");
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `projector`: runs the read-model projections, or rebuilds them.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use readmodel::Projection;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: projector            run the projections (config from the environment)");
+    eprintln!(
+        "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in"
+    );
+    ExitCode::FAILURE
+}
+
+async fn rebuild(which: &str) -> Result<(), String> {
+    let config = projector::Config::from_env()?;
+    let projections: Vec<Projection> = match which {
+        "all" => Projection::ALL.to_vec(),
+        name => vec![Projection::parse(name).ok_or_else(|| format!("no projection {name:?}"))?],
+    };
+    let projector = projector::Projector::connect(&config).await?;
+    for projection in projections {
+        let live = projection.schema(&config.schema_prefix);
+        let started = std::time::Instant::now();
+        let applied = projector::rebuild::rebuild(
+            &projector.context.pool,
+            &projector.context.stream,
+            projection,
+            &live,
+            config.batch_size,
+            |p| {
+                let width = 30;
+                let done = if p.head == 0 {
+                    width
+                } else {
+                    (p.applied * width as u64 / p.head) as usize
+                };
+                let eta = p
+                    .eta
+                    .map_or_else(|| "–".to_owned(), |eta| format!("{}s", eta.as_secs()));
+                eprint!(
+                    "\r{:<6} [{}{}] {}/{} commits  {:.0}/s  ETA {eta}   ",
+                    projection.name(),
+                    "#".repeat(done),
+                    " ".repeat(width - done),
+                    p.applied,
+                    p.head,
+                    p.events_per_second
+                );
+                let _ = std::io::stderr().flush();
+            },
+        )
+        .await?;
+        eprintln!(
+            "\n{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
+            projection.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    command_api::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => match projector::Config::from_env() {
+            Ok(config) => projector::serve(config, command_api::shutdown_signal()).await,
+            Err(e) => Err(e),
+        },
+        ["rebuild"] => rebuild("all").await,
+        ["rebuild", which] => rebuild(which).await,
+        _ => return usage(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "projector failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Rebuilding a projection from the stream into a fresh schema while the live one keeps serving,
+//! then switching atomically.
+//!
+//! The switch holds the projection's advisory lock, which the live worker takes for every batch:
+//! inside it the rebuilt schema is caught up to at least the live checkpoint and renamed into
+//! place. The live worker then finds the rebuilt checkpoint and skips what the rebuild applied.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::{self, Ordered};
+use async_nats::jetstream::stream;
+use futures::StreamExt;
+use readmodel::{Projection, grant_reader, prepare_schema, swap_schema};
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::batch::{Delivered, apply_batch, apply_batch_in, quoted};
+
+/// How far a rebuild has got.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub applied: u64,
+    pub head: u64,
+    pub events_per_second: f64,
+    pub eta: Option<Duration>,
+}
+
+/// Reads the whole stream in order, a batch at a time.
+struct Reader {
+    messages: Ordered,
+    batch_size: usize,
+}
+
+impl Reader {
+    /// The next commits after `after`, up to `until` (inclusive) and at most a batch.
+    async fn next_batch(&mut self, after: u64, until: u64) -> Result<Vec<Delivered>, String> {
+        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut last = after;
+        while last < until && batch.len() < self.batch_size {
+            let Some(message) = self.messages.next().await else {
+                return Err("the stream ended before its last sequence".to_owned());
+            };
+            let message = message.map_err(|e| e.to_string())?;
+            last = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            batch.push(Delivered {
+                sequence: last,
+                payload: message.payload.clone(),
+            });
+        }
+        Ok(batch)
+    }
+}
+
+/// Rebuilds `projection` (live schema `live`) and swaps it in; returns the rebuilt checkpoint.
+/// `report` is called after every batch.
+pub async fn rebuild(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    projection: Projection,
+    live: &str,
+    batch_size: usize,
+    mut report: impl FnMut(Progress),
+) -> Result<u64, String> {
+    let rebuilt = format!("{live}_rebuild");
+    let retired = format!("{live}_retired");
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quoted(&rebuilt)
+    )))
+    .execute(pool)
+    .await
+    .map_err(|e| fail(&e))?;
+    prepare_schema(pool, projection, &rebuilt)
+        .await
+        .map_err(|e| fail(&e))?;
+    grant_reader(pool, &rebuilt).await.map_err(|e| fail(&e))?;
+
+    let head = stream
+        .get_info()
+        .await
+        .map_err(|e| fail(&e))?
+        .state
+        .last_sequence;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| fail(&e))?;
+    let mut reader = Reader {
+        messages: consumer.messages().await.map_err(|e| fail(&e))?,
+        batch_size,
+    };
+    let started = Instant::now();
+    let mut applied = 0u64;
+    while applied < head {
+        let batch = reader.next_batch(applied, head).await?;
+        applied = apply_batch(pool, &rebuilt, projection, &batch)
+            .await
+            .map_err(|e| fail(&e))?
+            .checkpoint;
+        let rate = applied as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        report(Progress {
+            applied,
+            head,
+            events_per_second: rate,
+            eta: (rate > 0.0)
+                .then(|| Duration::from_secs_f64(head.saturating_sub(applied) as f64 / rate)),
+        });
+    }
+
+    // The switch, exclusive against the live worker's batches: whatever the live projection
+    // applied meanwhile is applied here too, then the schemas trade names.
+    let mut tx = pool.begin().await.map_err(|e| fail(&e))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(projection.lock_key())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| fail(&e))?;
+    let live_checkpoint: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT last_sequence FROM {}.checkpoints WHERE projection = $1",
+        quoted(live)
+    )))
+    .bind(projection.name())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| fail(&e))?;
+    let target = live_checkpoint.unwrap_or(0) as u64;
+    while applied < target {
+        let batch = reader.next_batch(applied, target).await?;
+        applied = apply_batch_in(&mut tx, &rebuilt, projection, &batch)
+            .await
+            .map_err(|e| fail(&e))?
+            .checkpoint;
+    }
+    swap_schema(&mut tx, live, &rebuilt, &retired)
+        .await
+        .map_err(|e| fail(&e))?;
+    tx.commit().await.map_err(|e| fail(&e))?;
+    // Waits for queries still reading the old tables, then frees them.
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quoted(&retired)
+    )))
+    .execute(pool)
+    .await
+    .map_err(|e| fail(&e))?;
+    Ok(applied)
+}

@@ -1,0 +1,194 @@
+//! What each projection is doing, shared by the workers, `/readyz` and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use readmodel::Projection;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabel {
+    pub projection: &'static str,
+}
+
+/// A projection stopped on something it must not skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub sequence: Option<u64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    applied: u64,
+    lag_events: u64,
+    lag_seconds: f64,
+    stall: Option<Stall>,
+}
+
+/// Progress, lag and stalls of every projection, with their Prometheus metrics.
+#[derive(Debug)]
+pub struct Status {
+    states: Mutex<BTreeMap<&'static str, State>>,
+    events_applied: Family<ProjectionLabel, Counter>,
+    batch_sizes: Family<ProjectionLabel, Histogram>,
+    lag_events: Family<ProjectionLabel, Gauge>,
+    lag_milliseconds: Family<ProjectionLabel, Gauge>,
+    stalled: Family<ProjectionLabel, Gauge>,
+    stalled_sequence: Family<ProjectionLabel, Gauge>,
+    checkpoint: Family<ProjectionLabel, Gauge>,
+    registry: Mutex<Registry>,
+}
+
+fn label(projection: Projection) -> ProjectionLabel {
+    ProjectionLabel {
+        projection: projection.name(),
+    }
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        let events_applied = Family::<ProjectionLabel, Counter>::default();
+        let batch_sizes = Family::<ProjectionLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1.0, 2.0, 12))
+        });
+        let (lag_events, lag_milliseconds, stalled, stalled_sequence, checkpoint) =
+            Default::default();
+        let mut registry = Registry::with_prefix("kh63_projector");
+        registry.register(
+            "events_applied",
+            "Events applied to the read model",
+            events_applied.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Commits applied per transaction",
+            batch_sizes.clone(),
+        );
+        registry.register(
+            "lag_events",
+            "Stream commits not yet applied",
+            Family::clone(&lag_events),
+        );
+        registry.register(
+            "lag_milliseconds",
+            "Age of the newest applied commit while behind the stream, 0 when caught up",
+            Family::clone(&lag_milliseconds),
+        );
+        registry.register(
+            "stalled",
+            "1 when the projection stopped on an event it must not skip",
+            Family::clone(&stalled),
+        );
+        registry.register(
+            "stalled_sequence",
+            "Stream sequence the projection stopped at",
+            Family::clone(&stalled_sequence),
+        );
+        registry.register(
+            "checkpoint",
+            "Last stream sequence applied",
+            Family::clone(&checkpoint),
+        );
+        Self {
+            states: Mutex::default(),
+            events_applied,
+            batch_sizes,
+            lag_events,
+            lag_milliseconds,
+            stalled,
+            stalled_sequence,
+            checkpoint,
+            registry: Mutex::new(registry),
+        }
+    }
+}
+
+impl Status {
+    fn with_state<R>(&self, projection: Projection, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(states.entry(projection.name()).or_default())
+    }
+
+    pub fn applied(&self, projection: Projection, checkpoint: u64, commits: usize, events: usize) {
+        self.events_applied
+            .get_or_create(&label(projection))
+            .inc_by(events as u64);
+        self.batch_sizes
+            .get_or_create(&label(projection))
+            .observe(commits as f64);
+        self.checkpoint
+            .get_or_create(&label(projection))
+            .set(checkpoint as i64);
+        self.with_state(projection, |s| s.applied = checkpoint);
+    }
+
+    pub fn lag(&self, projection: Projection, events: u64, seconds: f64) {
+        self.lag_events
+            .get_or_create(&label(projection))
+            .set(events as i64);
+        self.lag_milliseconds
+            .get_or_create(&label(projection))
+            .set((seconds * 1000.0) as i64);
+        self.with_state(projection, |s| {
+            s.lag_events = events;
+            s.lag_seconds = seconds;
+        });
+    }
+
+    pub fn stall(&self, projection: Projection, stall: Stall) {
+        self.stalled.get_or_create(&label(projection)).set(1);
+        self.stalled_sequence
+            .get_or_create(&label(projection))
+            .set(stall.sequence.unwrap_or_default() as i64);
+        self.with_state(projection, |s| s.stall = Some(stall));
+    }
+
+    pub fn stalled(&self, projection: Projection) -> Option<Stall> {
+        self.with_state(projection, |s| s.stall.clone())
+    }
+
+    /// Per-projection state for `/readyz`, and whether all are healthy.
+    pub fn report(&self) -> (bool, Value) {
+        let states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let healthy = states.values().all(|s| s.stall.is_none());
+        let projections: serde_json::Map<String, Value> = states
+            .iter()
+            .map(|(name, s)| {
+                (
+                    (*name).to_owned(),
+                    json!({
+                        "checkpoint": s.applied,
+                        "lag_events": s.lag_events,
+                        "lag_seconds": s.lag_seconds,
+                        "stalled": s.stall.as_ref().map(|stall| json!({ "sequence": stall.sequence, "reason": stall.reason })),
+                    }),
+                )
+            })
+            .collect();
+        (healthy, Value::Object(projections))
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,236 @@
+//! One projection's worker: a durable pull consumer, batches applied with their checkpoint, acks
+//! only after the commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use readmodel::{Projection, read_checkpoint};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::batch::{BatchError, Delivered, apply_batch};
+use crate::status::{Stall, Status};
+
+/// Everything a worker needs.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    pub pool: PgPool,
+    pub stream: stream::Stream,
+    pub schema_prefix: String,
+    pub batch_size: usize,
+    pub status: Arc<Status>,
+}
+
+impl WorkerContext {
+    pub fn schema(&self, projection: Projection) -> String {
+        projection.schema(&self.schema_prefix)
+    }
+
+    fn durable_name(&self, projection: Projection) -> String {
+        format!("projector-{}", self.schema(projection))
+    }
+
+    async fn checkpoint(
+        &self,
+        projection: Projection,
+    ) -> Result<(u64, Option<chrono::DateTime<chrono::Utc>>), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO {}",
+            crate::batch::quoted(&self.schema(projection))
+        )))
+        .execute(&mut *conn)
+        .await?;
+        let checkpoint = read_checkpoint(&mut conn, projection).await;
+        sqlx::query("RESET search_path").execute(&mut *conn).await?;
+        checkpoint
+    }
+
+    /// The durable consumer, positioned right after the checkpoint. One left over with pending
+    /// deliveries or an ack floor other than the checkpoint (a crash between commit and ack, a
+    /// restored database, a rebuild) is recreated there, so deliveries start in order.
+    async fn consumer(
+        &self,
+        projection: Projection,
+        checkpoint: u64,
+    ) -> Result<PullConsumer, String> {
+        let name = self.durable_name(projection);
+        if let Ok(mut existing) = self.stream.get_consumer::<pull::Config>(&name).await {
+            let info = existing.info().await.map_err(|e| e.to_string())?;
+            if info.ack_floor.stream_sequence == checkpoint && info.num_ack_pending == 0 {
+                return Ok(existing);
+            }
+            tracing::info!(
+                projection = projection.name(),
+                checkpoint,
+                ack_floor = info.ack_floor.stream_sequence,
+                "repositioning the durable consumer at the checkpoint"
+            );
+            self.stream
+                .delete_consumer(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name),
+                description: Some(format!("read model projection {}", projection.name())),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: checkpoint + 1,
+                },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `projection` until `shutdown` turns true or the projection stalls.
+pub async fn run(
+    context: WorkerContext,
+    projection: Projection,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match run_once(&context, projection, &mut shutdown).await {
+            Ok(()) => return,
+            Err(RunError::Stalled(stall)) => {
+                tracing::error!(
+                    projection = projection.name(),
+                    sequence = ?stall.sequence,
+                    reason = %stall.reason,
+                    "projection stopped: it will not skip this event"
+                );
+                context.status.stall(projection, stall);
+                return;
+            }
+            Err(RunError::Transient(reason)) => {
+                tracing::warn!(projection = projection.name(), %reason, ?backoff, "projection interrupted; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+enum RunError {
+    Stalled(Stall),
+    Transient(String),
+}
+
+async fn run_once(
+    context: &WorkerContext,
+    projection: Projection,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let transient = |e: &dyn std::fmt::Display| RunError::Transient(e.to_string());
+    let (checkpoint, _) = context
+        .checkpoint(projection)
+        .await
+        .map_err(|e| transient(&e))?;
+    let consumer = context
+        .consumer(projection, checkpoint)
+        .await
+        .map_err(|e| transient(&e))?;
+    let schema = context.schema(projection);
+    loop {
+        let fetched = tokio::select! {
+            fetched = consumer
+                .fetch()
+                .max_messages(context.batch_size)
+                .expires(Duration::from_millis(500))
+                .messages() => fetched.map_err(|e| transient(&e))?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let messages: Vec<jetstream::Message> = fetched
+            .filter_map(|m| async move { m.ok() })
+            .collect()
+            .await;
+        let Some(last) = messages.last() else {
+            continue;
+        };
+        let delivered = messages
+            .iter()
+            .map(|m| {
+                let sequence = m.info().map_err(|e| transient(&e))?.stream_sequence;
+                Ok(Delivered {
+                    sequence,
+                    payload: m.payload.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+        // A failed transaction is retried on the same messages until it commits or the failure
+        // is known not to be transient.
+        let mut attempt_delay = Duration::from_millis(100);
+        let applied = loop {
+            match apply_batch(&context.pool, &schema, projection, &delivered).await {
+                Ok(applied) => break applied,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(projection = projection.name(), error = %e, "batch failed; retrying");
+                    tokio::time::sleep(attempt_delay).await;
+                    attempt_delay = (attempt_delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e @ BatchError::Gap { .. })
+                | Err(e @ BatchError::Apply(_))
+                | Err(e @ BatchError::Database(_)) => {
+                    return Err(RunError::Stalled(Stall {
+                        sequence: e.stall_sequence(),
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+        };
+        // Acknowledged only once committed; with AckPolicy::All the last ack covers the batch.
+        last.ack().await.map_err(|e| transient(&e))?;
+        context.status.applied(
+            projection,
+            applied.checkpoint,
+            applied.commits,
+            applied.events,
+        );
+    }
+}
+
+/// Every second, publishes each projection's lag in events and seconds.
+pub async fn watch_lag(context: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(info) = context.stream.get_info().await else {
+            continue;
+        };
+        let head = info.state.last_sequence;
+        let head_stored_at = chrono::DateTime::from_timestamp_nanos(
+            info.state.last_timestamp.unix_timestamp_nanos() as i64,
+        );
+        for projection in Projection::ALL {
+            if let Ok((checkpoint, recorded)) = context.checkpoint(projection).await {
+                let behind = head.saturating_sub(checkpoint);
+                let seconds = match (behind, recorded) {
+                    (0, _) | (_, None) => 0.0,
+                    // How much older the newest applied commit is than the stream's newest.
+                    (_, Some(at)) => {
+                        (head_stored_at - at).num_milliseconds().max(0) as f64 / 1000.0
+                    }
+                };
+                context.status.lag(projection, behind, seconds);
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The PostgreSQL read model: one schema per projection, migrated by sqlx, kept up to date by
+//! applying stored commits in stream order with the checkpoint in the same transaction.
+
+mod audit;
+mod core;
+mod schema;
+
+use event_store::Commit;
+use sqlx::PgConnection;
+
+pub use schema::{READER_ROLE, grant_reader, prepare_schema, swap_schema};
+
+/// A projection: a set of tables in its own schema, fed by its own durable consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Projection {
+    /// Units, groups, plans, items, assignments, tasks, reports, status history and the views
+    /// over them.
+    Core,
+    /// Every event with its envelope.
+    Audit,
+}
+
+impl Projection {
+    pub const ALL: [Projection; 2] = [Projection::Core, Projection::Audit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Projection::Core => "core",
+            Projection::Audit => "audit",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The schema serving queries: `<prefix><name>`.
+    pub fn schema(self, prefix: &str) -> String {
+        format!("{prefix}{}", self.name())
+    }
+
+    fn migrator(self) -> sqlx::migrate::Migrator {
+        match self {
+            Projection::Core => sqlx::migrate!("./migrations/core"),
+            Projection::Audit => sqlx::migrate!("./migrations/audit"),
+        }
+    }
+
+    /// A key for `pg_advisory_xact_lock`: whoever writes the projection's schema holds it, so a
+    /// rebuild's switch and the live projector's batches never interleave.
+    pub fn lock_key(self) -> i64 {
+        match self {
+            Projection::Core => 0x6b68_3633_0001,
+            Projection::Audit => 0x6b68_3633_0002,
+        }
+    }
+}
+
+/// Why applying a commit failed. Every variant stops the projection loudly.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stream sequence {sequence}: cannot decode event {event_id}: {reason}")]
+    Undecodable {
+        sequence: u64,
+        event_id: uuid::Uuid,
+        reason: String,
+    },
+    #[error("stream sequence {sequence}: {reason}")]
+    Inconsistent { sequence: u64, reason: String },
+}
+
+impl ApplyError {
+    /// The stream sequence the failure concerns, when it is about one commit.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            ApplyError::Database(_) => None,
+            ApplyError::Undecodable { sequence, .. }
+            | ApplyError::Inconsistent { sequence, .. } => Some(*sequence),
+        }
+    }
+}
+
+/// Applies one commit to `projection`'s tables on `conn` (inside the caller's transaction, with
+/// the schema on its search path).
+pub async fn apply(
+    conn: &mut PgConnection,
+    projection: Projection,
+    commit: &Commit,
+) -> Result<(), ApplyError> {
+    match projection {
+        Projection::Core => core::apply(conn, commit).await,
+        Projection::Audit => audit::apply(conn, commit).await,
+    }
+}
+
+/// The checkpoint row, locked for the rest of the transaction.
+pub async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    projection: Projection,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(projection.lock_key())
+        .execute(&mut *conn)
+        .await?;
+    let last: i64 = sqlx::query_scalar(
+        "SELECT last_sequence FROM checkpoints WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection.name())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(last as u64)
+}
+
+/// Records that everything up to `sequence` is applied.
+pub async fn save_checkpoint(
+    conn: &mut PgConnection,
+    projection: Projection,
+    sequence: u64,
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE checkpoints SET last_sequence = $2, last_recorded_at = coalesce($3, last_recorded_at), updated_at = now()
+         WHERE projection = $1",
+    )
+    .bind(projection.name())
+    .bind(sequence as i64)
+    .bind(recorded_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The checkpoint without locking: for readiness, metrics and read-your-writes.
+pub async fn read_checkpoint(
+    conn: &mut PgConnection,
+    projection: Projection,
+) -> Result<(u64, Option<chrono::DateTime<chrono::Utc>>), sqlx::Error> {
+    let (last, recorded): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT last_sequence, last_recorded_at FROM checkpoints WHERE projection = $1",
+    )
+    .bind(projection.name())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((last as u64, recorded))
+}

@@ -1,0 +1,100 @@
+//! Creating, migrating, granting and swapping projection schemas.
+
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use crate::Projection;
+
+/// The role the query service reads as: USAGE on the projection schemas, SELECT on their
+/// tables and views, nothing else.
+pub const READER_ROLE: &str = "kh63_reader";
+
+/// Schema names come from configuration; they are checked before being spliced into DDL.
+fn checked(schema: &str) -> Result<&str, sqlx::Error> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 48
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(schema)
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("schema name {schema:?} must be lowercase letters, digits or '_'").into(),
+        ))
+    }
+}
+
+async fn execute(conn: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Creates `schema` if needed, applies `projection`'s migrations inside it, and makes sure its
+/// checkpoint row exists.
+pub async fn prepare_schema(
+    pool: &PgPool,
+    projection: Projection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    let schema = checked(schema)?;
+    let mut conn = pool.acquire().await?;
+    execute(&mut conn, format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+    execute(&mut conn, format!("SET search_path TO {schema}")).await?;
+    projection.migrator().run(&mut *conn).await?;
+    sqlx::query("INSERT INTO checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(projection.name())
+        .execute(&mut *conn)
+        .await?;
+    execute(&mut conn, "RESET search_path".to_owned()).await?;
+    Ok(())
+}
+
+/// Creates the reader role if needed and lets it read `schema`.
+pub async fn grant_reader(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+    let schema = checked(schema)?;
+    let mut conn = pool.acquire().await?;
+    execute(
+        &mut conn,
+        format!(
+            "DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
+                    CREATE ROLE {READER_ROLE} NOLOGIN;
+                END IF;
+             END $$"
+        ),
+    )
+    .await?;
+    execute(
+        &mut conn,
+        format!("GRANT USAGE ON SCHEMA {schema} TO {READER_ROLE}"),
+    )
+    .await?;
+    execute(
+        &mut conn,
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {READER_ROLE}"),
+    )
+    .await?;
+    execute(
+        &mut conn,
+        format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {READER_ROLE}"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Within the caller's transaction: `live` becomes `retired`, `rebuilt` becomes `live`. Views
+/// and functions move with their schema, and queries already running finish on the old tables.
+pub async fn swap_schema(
+    conn: &mut PgConnection,
+    live: &str,
+    rebuilt: &str,
+    retired: &str,
+) -> Result<(), sqlx::Error> {
+    let (live, rebuilt, retired) = (checked(live)?, checked(rebuilt)?, checked(retired)?);
+    execute(conn, format!("DROP SCHEMA IF EXISTS {retired} CASCADE")).await?;
+    execute(conn, format!("ALTER SCHEMA {live} RENAME TO {retired}")).await?;
+    execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;
+    Ok(())
+}
