@@ -111,14 +111,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let nats = state.nats.clone();
-    tracing::info!(addr = ?listener.local_addr().ok(), "command API listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "command API listening");
+    }
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    nats.flush()
-        .await
-        .map_err(|e| format!("flushing NATS: {e}"))?;
+    // Bounded: with NATS down a flush would wait forever and hold up the shutdown.
+    match tokio::time::timeout(Duration::from_secs(5), nats.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not flush NATS on shutdown"),
+        Err(_) => tracing::warn!("NATS flush timed out on shutdown"),
+    }
     tracing::info!("command API stopped");
     Ok(())
 }
@@ -156,7 +161,11 @@ pub async fn shutdown_signal() {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr so that a CLI's results on stdout stay clean; colour only on a terminal.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

@@ -139,8 +139,31 @@ pub async fn provision(
         }
         Err(e) => return Err(StoreError::unavailable(e)),
     };
-    js.get_or_create_stream(settings.bucket_stream_config())
-        .await
-        .map_err(StoreError::unavailable)?;
+    // The bucket follows the stream's replica count and the configured retention.
+    let bucket = settings.bucket_stream_config();
+    match js.get_stream(&bucket.name).await {
+        Ok(mut existing) => {
+            let current = existing
+                .info()
+                .await
+                .map_err(StoreError::unavailable)?
+                .config
+                .clone();
+            if current.num_replicas != bucket.num_replicas || current.max_age != bucket.max_age {
+                js.update_stream(&stream::Config {
+                    num_replicas: bucket.num_replicas,
+                    max_age: bucket.max_age,
+                    ..current
+                })
+                .await
+                .map_err(StoreError::unavailable)?;
+            }
+        }
+        Err(_) => {
+            js.create_stream(bucket)
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
+    }
     Ok(outcome)
 }
