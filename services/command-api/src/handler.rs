@@ -319,7 +319,11 @@ impl CommandHandler {
         let mut layer: Vec<AggregateRef> = command
             .references()
             .into_iter()
-            .chain(loaded.state.references())
+            .chain(if command.consults_target_references() {
+                loaded.state.references()
+            } else {
+                vec![]
+            })
             .filter(|r| seen.insert(r.clone()))
             .collect();
         while !layer.is_empty() {

@@ -171,6 +171,22 @@ impl Command {
         }
     }
 
+    /// Whether the decision consults aggregates the target itself refers to: who leads an item
+    /// (its groups, their members, successors) for a status change, and who holds a task's unit
+    /// after a succession for task commands. Other commands need only [`Command::references`],
+    /// which keeps their loading to what they name.
+    pub fn consults_target_references(&self) -> bool {
+        matches!(
+            self,
+            Command::ChangeItemStatus(_)
+                | Command::RescheduleTask(_)
+                | Command::ChangeTaskStatus(_)
+                | Command::CancelTask(_)
+                | Command::SubmitReport(_)
+                | Command::ReviseReport(_)
+        )
+    }
+
     /// Decides the command against the target's state. A rejection yields no events; a command
     /// that would change nothing yields an empty list.
     pub fn decide(&self, state: &AggregateState, ctx: &Context) -> Result<Vec<Event>, Rejection> {

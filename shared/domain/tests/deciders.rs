@@ -4051,3 +4051,27 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn from_the_succession_date_the_predecessor_no_longer_acts_on_its_tasks() {
+    let at = "2025-07-01T00:00:00+07:00";
+    for command in [
+        reschedule(TASK_DS, "2025-10-31"),
+        change_task_status(TASK_DS, Lifecycle::InProgress, None),
+        cancel_task(TASK_DS),
+    ] {
+        Spec::given(task_ref(TASK_DS), &task_ds_history())
+            .with_facts(world())
+            .as_actor(staff(DONG_SON))
+            .at(at)
+            .when(command.clone())
+            .then_forbidden();
+        // …and its successor does.
+        Spec::given(task_ref(TASK_DS), &task_ds_history())
+            .with_facts(world())
+            .as_actor(staff(THANH_HOA))
+            .at(at)
+            .when(command)
+            .events();
+    }
+}
