@@ -92,6 +92,8 @@ pub async fn apply_batch_in(
         events: 0,
         last_recorded_at: None,
     };
+    // Decode and check the whole batch first, then apply it in one go.
+    let mut commits = Vec::with_capacity(messages.len());
     for message in messages {
         if message.sequence <= checkpoint {
             continue;
@@ -108,9 +110,6 @@ pub async fn apply_batch_in(
                 reason: e.to_string(),
             })
         })?;
-        apply(conn, projection, &commit)
-            .await
-            .map_err(BatchError::Apply)?;
         checkpoint = message.sequence;
         applied.commits += 1;
         applied.events += commit.events.len();
@@ -119,7 +118,11 @@ pub async fn apply_batch_in(
             .last()
             .map(|e| e.time)
             .or(applied.last_recorded_at);
+        commits.push(commit);
     }
+    apply(conn, projection, &commits)
+        .await
+        .map_err(BatchError::Apply)?;
     if applied.commits > 0 {
         save_checkpoint(conn, projection, checkpoint, applied.last_recorded_at).await?;
     }

@@ -5,6 +5,7 @@
 //! and ack, or a restart never applies an event twice nor skips one.
 
 pub mod batch;
+pub mod bench;
 pub mod rebuild;
 pub mod status;
 pub mod worker;

@@ -61,6 +61,20 @@ async fn rebuild(which: &str) -> Result<(), String> {
     Ok(())
 }
 
+async fn bench(events: &str) -> Result<(), String> {
+    let config = projector::Config::from_env()?;
+    let events: u64 = events.parse().map_err(|e| format!("EVENTS: {e}"))?;
+    let pool = projector::connect_database(&config.database_url).await?;
+    let (client, js) = command_api::connect_nats(
+        &config.nats_url,
+        "projector-bench",
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
+    projector::bench::run(&pool, &js, events, config.batch_size).await?;
+    client.flush().await.map_err(|e| e.to_string())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     command_api::init_tracing();
@@ -75,6 +89,8 @@ async fn main() -> ExitCode {
             Ok(config) => projector::serve(config, command_api::shutdown_signal()).await,
             Err(e) => Err(e),
         },
+        ["bench"] => bench("1000000").await,
+        ["bench", events] => bench(events).await,
         ["rebuild"] => rebuild("all").await,
         ["rebuild", which] => rebuild(which).await,
         _ => return usage(),

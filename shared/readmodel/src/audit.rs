@@ -5,37 +5,87 @@ use sqlx::PgConnection;
 
 use crate::ApplyError;
 
-pub async fn apply(conn: &mut PgConnection, commit: &Commit) -> Result<(), ApplyError> {
-    for (position, event) in commit.events.iter().enumerate() {
+/// Inserts every event of `commits` with one statement: the audit log only ever appends, so a
+/// batch becomes one round trip however many events it holds.
+pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), ApplyError> {
+    let events = commits.iter().flat_map(|c| {
+        c.events
+            .iter()
+            .enumerate()
+            .map(move |(position, e)| (c.sequence, position, e))
+    });
+    let mut columns = Columns::default();
+    for (sequence, position, event) in events {
         let envelope = serde_json::to_value(event).map_err(|e| ApplyError::Inconsistent {
-            sequence: commit.sequence,
+            sequence,
             reason: e.to_string(),
         })?;
-        sqlx::query(
-            "INSERT INTO audit_log (stream_sequence, position, event_id, event_type, aggregate_type, aggregate_id,
-                 recorded_at, effective_at, actor_user, actor_unit, actor_role, correlation_id, causation_id,
-                 command_id, command_name, payload, envelope)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(commit.sequence as i64)
-        .bind(position as i32)
-        .bind(event.id)
-        .bind(&event.event_type)
-        .bind(&event.aggregatetype)
-        .bind(&event.aggregateid)
-        .bind(event.time)
-        .bind(event.effectivetime)
-        .bind(&event.actoruser)
-        .bind(&event.actorunit)
-        .bind(&event.actorrole)
-        .bind(&event.correlationid)
-        .bind(&event.causationid)
-        .bind(event.commandid)
-        .bind(&event.commandname)
-        .bind(&event.data)
-        .bind(envelope)
-        .execute(&mut *conn)
-        .await?;
+        columns.sequence.push(sequence as i64);
+        columns.position.push(position as i32);
+        columns.id.push(event.id);
+        columns.event_type.push(event.event_type.clone());
+        columns.aggregate_type.push(event.aggregatetype.clone());
+        columns.aggregate_id.push(event.aggregateid.clone());
+        columns.recorded_at.push(event.time);
+        columns.effective_at.push(event.effectivetime);
+        columns.actor_user.push(event.actoruser.clone());
+        columns.actor_unit.push(event.actorunit.clone());
+        columns.actor_role.push(event.actorrole.clone());
+        columns.correlation_id.push(event.correlationid.clone());
+        columns.causation_id.push(event.causationid.clone());
+        columns.command_id.push(event.commandid);
+        columns.command_name.push(event.commandname.clone());
+        columns.payload.push(event.data.clone());
+        columns.envelope.push(envelope);
     }
+    sqlx::query(
+        "INSERT INTO audit_log (stream_sequence, position, event_id, event_type, aggregate_type, aggregate_id,
+             recorded_at, effective_at, actor_user, actor_unit, actor_role, correlation_id, causation_id,
+             command_id, command_name, payload, envelope)
+         SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+             $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+             $14::uuid[], $15::text[], $16::jsonb[], $17::jsonb[])",
+    )
+    .bind(columns.sequence)
+    .bind(columns.position)
+    .bind(columns.id)
+    .bind(columns.event_type)
+    .bind(columns.aggregate_type)
+    .bind(columns.aggregate_id)
+    .bind(columns.recorded_at)
+    .bind(columns.effective_at)
+    .bind(columns.actor_user)
+    .bind(columns.actor_unit)
+    .bind(columns.actor_role)
+    .bind(columns.correlation_id)
+    .bind(columns.causation_id)
+    .bind(columns.command_id)
+    .bind(columns.command_name)
+    .bind(columns.payload)
+    .bind(columns.envelope)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// The audit rows of a batch, column by column, for UNNEST.
+#[derive(Default)]
+struct Columns {
+    sequence: Vec<i64>,
+    position: Vec<i32>,
+    id: Vec<uuid::Uuid>,
+    event_type: Vec<String>,
+    aggregate_type: Vec<String>,
+    aggregate_id: Vec<String>,
+    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+    effective_at: Vec<chrono::DateTime<chrono::Utc>>,
+    actor_user: Vec<String>,
+    actor_unit: Vec<Option<String>>,
+    actor_role: Vec<String>,
+    correlation_id: Vec<String>,
+    causation_id: Vec<String>,
+    command_id: Vec<uuid::Uuid>,
+    command_name: Vec<String>,
+    payload: Vec<serde_json::Value>,
+    envelope: Vec<serde_json::Value>,
 }

@@ -82,16 +82,21 @@ impl ApplyError {
     }
 }
 
-/// Applies one commit to `projection`'s tables on `conn` (inside the caller's transaction, with
-/// the schema on its search path).
+/// Applies `commits`, in order, to `projection`'s tables on `conn` (inside the caller's
+/// transaction, with the schema on its search path).
 pub async fn apply(
     conn: &mut PgConnection,
     projection: Projection,
-    commit: &Commit,
+    commits: &[Commit],
 ) -> Result<(), ApplyError> {
     match projection {
-        Projection::Core => core::apply(conn, commit).await,
-        Projection::Audit => audit::apply(conn, commit).await,
+        Projection::Core => {
+            for commit in commits {
+                core::apply(conn, commit).await?;
+            }
+            Ok(())
+        }
+        Projection::Audit => audit::apply(conn, commits).await,
     }
 }
 

@@ -1,0 +1,296 @@
+//! `projector bench`: catch-up rate of the read model over a generated history, next to the raw
+//! PostgreSQL COPY rate of the very rows that catch-up produced, measured in the same run.
+//!
+//! The history goes to a scratch stream and the read model to scratch schemas, both removed
+//! afterwards; the live stream and schemas are not touched.
+
+use std::time::Instant;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use chrono::{NaiveDate, Utc};
+use event_store::{CloudEvent, CommandMeta};
+use futures::{StreamExt, TryStreamExt};
+use readmodel::Projection;
+use remediation_domain::item::ItemEvent;
+use remediation_domain::lifecycle::Lifecycle;
+use remediation_domain::text::{ItemId, PlanId, Prose, Text};
+use remediation_domain::{Actor, AggregateRef, Event, Role};
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::batch::{Delivered, apply_batch, quoted};
+
+/// One item's history: recorded, then alternating deadline and status changes.
+const EVENTS_PER_ITEM: u64 = 20;
+
+fn text<const MAX: usize>(s: &str) -> Text<MAX> {
+    Text::new(s).expect("generated text is valid")
+}
+
+fn item_event(item: u64, step: u64, plan: &PlanId) -> Event {
+    let day = |d: u64| NaiveDate::from_ymd_opt(2025, 12, 1 + (d % 28) as u32).expect("valid date");
+    Event::Item(match step {
+        0 => ItemEvent::Recorded {
+            plan_id: plan.clone(),
+            plan_issued_on: NaiveDate::from_ymd_opt(2025, 4, 8).expect("valid date"),
+            ordinal: (item % 999 + 1) as u16,
+            title: text(&format!(
+                "Nội dung hạn chế số {item} cần khắc phục trong năm 2025"
+            )),
+            sector: Some(text("Nông nghiệp")),
+            causes_objective: None,
+            causes_subjective: None,
+            remedies: Some(text("Tăng cường ứng dụng công nghệ cao trong sản xuất")),
+        },
+        1 => ItemEvent::DeadlineSet { due_on: day(item) },
+        s if s % 2 == 0 => {
+            let (from, to) = match s {
+                2 => (Lifecycle::NotStarted, Lifecycle::InProgress),
+                s if s % 4 == 0 => (Lifecycle::InProgress, Lifecycle::Suspended),
+                _ => (Lifecycle::Suspended, Lifecycle::InProgress),
+            };
+            ItemEvent::StatusChanged {
+                from,
+                to,
+                reason: text(&format!("Cập nhật tiến độ lần {s}")),
+                evidence: None::<Prose>,
+                at: Utc::now(),
+            }
+        }
+        s => ItemEvent::DeadlineChanged {
+            from: day(item + s - 2),
+            to: day(item + s),
+            reason: text("Điều chỉnh thời hạn theo tiến độ thực tế"),
+        },
+    })
+}
+
+/// Publishes `events` commits to a scratch stream: items in parallel, each item's commits in
+/// order with their expected subject sequence, as the command side would write them.
+async fn publish_history(
+    js: &jetstream::Context,
+    subject_prefix: &str,
+    events: u64,
+) -> Result<(), String> {
+    let plan = PlanId::new("bench-plan").map_err(|e| e.to_string())?;
+    let meta = CommandMeta {
+        command_id: uuid::Uuid::now_v7(),
+        command_name: "bench",
+        actor: Actor {
+            user: "bench".to_owned(),
+            unit: None,
+            role: Role::ProvinceOffice,
+        },
+        correlation_id: "bench".to_owned(),
+        causation_id: "bench".to_owned(),
+        recorded_at: Utc::now(),
+        effective_at: Utc::now(),
+    };
+    let items = events.div_ceil(EVENTS_PER_ITEM);
+    let mut last_sequence = vec![0u64; items as usize];
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut published = 0u64;
+    // Round-robin over steps: every item's step s is published after all step s−1 acks.
+    for step in 0..EVENTS_PER_ITEM {
+        for item in 0..items {
+            if published == events {
+                break;
+            }
+            let target = AggregateRef::Item(
+                ItemId::new(format!("bench-{item:07}")).map_err(|e| e.to_string())?,
+            );
+            let envelope = CloudEvent::new(&target, &item_event(item, step, &plan), &meta);
+            let payload = serde_json::to_vec(&[envelope]).map_err(|e| e.to_string())?;
+            let publish = PublishMessage::build()
+                .payload(payload.into())
+                .expected_last_subject_sequence(last_sequence[item as usize]);
+            let ack = js
+                .send_publish(format!("{subject_prefix}.item.bench-{item:07}"), publish)
+                .await
+                .map_err(|e| e.to_string())?;
+            pending.push_back(async move { (item, ack.await) });
+            published += 1;
+            if pending.len() >= 5_000 {
+                let (item, ack) = pending.next().await.expect("non-empty");
+                last_sequence[item as usize] = ack.map_err(|e| e.to_string())?.sequence;
+            }
+        }
+        while let Some((item, ack)) = pending.next().await {
+            last_sequence[item as usize] = ack.map_err(|e| e.to_string())?.sequence;
+        }
+    }
+    Ok(())
+}
+
+/// Tables each projection fills, for the COPY comparison.
+const TABLES: &[(Projection, &str)] = &[
+    (Projection::Core, "items"),
+    (Projection::Core, "status_history"),
+    (Projection::Audit, "audit_log"),
+];
+
+/// Copies every row of the tables out, then times `COPY … FROM STDIN` of those bytes into empty
+/// twins. Returns (rows, seconds).
+async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), String> {
+    let fail = |e: sqlx::Error| e.to_string();
+    let mut conn = pool.acquire().await.map_err(fail)?;
+    let mut dumps = Vec::new();
+    let mut rows = 0u64;
+    for (projection, table) in TABLES {
+        let source = format!("{}.{}", quoted(&projection.schema(prefix)), quoted(table));
+        let twin = format!(
+            "{}.{}",
+            quoted(&projection.schema(prefix)),
+            quoted(&format!("{table}_copy"))
+        );
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {twin} (LIKE {source} INCLUDING ALL)"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(fail)?;
+        let chunks: Vec<bytes::Bytes> = conn
+            .copy_out_raw(&format!("COPY {source} TO STDOUT"))
+            .await
+            .map_err(fail)?
+            .try_collect()
+            .await
+            .map_err(fail)?;
+        rows += chunks.iter().map(|c| bytecount_newlines(c)).sum::<u64>();
+        dumps.push((twin, chunks));
+    }
+    let started = Instant::now();
+    for (twin, chunks) in dumps {
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY {twin} FROM STDIN"))
+            .await
+            .map_err(fail)?;
+        for chunk in chunks {
+            copy.send(chunk).await.map_err(fail)?;
+        }
+        copy.finish().await.map_err(fail)?;
+    }
+    Ok((rows, started.elapsed().as_secs_f64()))
+}
+
+fn bytecount_newlines(chunk: &[u8]) -> u64 {
+    chunk.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Runs the benchmark with `events` commits of one event each.
+pub async fn run(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    events: u64,
+    batch_size: usize,
+) -> Result<(), String> {
+    let run_id = uuid::Uuid::now_v7().simple().to_string()[..12].to_owned();
+    let stream_name = format!("BENCH_{run_id}");
+    let subject_prefix = format!("bench-{run_id}");
+    let prefix = format!("bench_{run_id}_");
+    js.create_stream(stream::Config {
+        name: stream_name.clone(),
+        subjects: vec![format!("{subject_prefix}.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let outcome = measure(
+        pool,
+        js,
+        &stream_name,
+        &subject_prefix,
+        &prefix,
+        events,
+        batch_size,
+    )
+    .await;
+    let _ = js.delete_stream(&stream_name).await;
+    for projection in Projection::ALL {
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quoted(&projection.schema(&prefix))
+        )))
+        .execute(pool)
+        .await;
+    }
+    outcome
+}
+
+async fn measure(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    stream_name: &str,
+    subject_prefix: &str,
+    prefix: &str,
+    events: u64,
+    batch_size: usize,
+) -> Result<(), String> {
+    let started = Instant::now();
+    publish_history(js, subject_prefix, events).await?;
+    eprintln!(
+        "published {events} commits in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    crate::prepare(pool, prefix).await?;
+    let stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut per_projection = Vec::new();
+    for projection in Projection::ALL {
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let schema = projection.schema(prefix);
+        let started = Instant::now();
+        let mut applied = 0u64;
+        let mut batch = Vec::with_capacity(batch_size);
+        while applied < events {
+            while batch.len() < batch_size && applied + (batch.len() as u64) < events {
+                let message = messages
+                    .next()
+                    .await
+                    .ok_or("stream ended early")?
+                    .map_err(|e| e.to_string())?;
+                let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
+                batch.push(Delivered {
+                    sequence,
+                    payload: message.payload.clone(),
+                });
+            }
+            applied = apply_batch(pool, &schema, projection, &batch)
+                .await
+                .map_err(|e| e.to_string())?
+                .checkpoint;
+            batch.clear();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{:<5} caught up on {events} events in {seconds:.1}s",
+            projection.name()
+        );
+        per_projection.push((projection, seconds));
+    }
+    let total_seconds: f64 = per_projection.iter().map(|(_, s)| s).sum();
+    let (rows, copy_seconds) = copy_rate(pool, prefix).await?;
+    let catch_up = events as f64 / total_seconds;
+    let copy = rows as f64 / copy_seconds;
+    println!(
+        "events: {events} (one per commit; {EVENTS_PER_ITEM} per item: recorded, deadline and status changes)"
+    );
+    for (projection, seconds) in &per_projection {
+        println!(
+            "  {:<5} catch-up: {:>9.0} events/s",
+            projection.name(),
+            events as f64 / seconds
+        );
+    }
+    println!("read model catch-up (both projections): {catch_up:>9.0} events/s");
+    println!("raw COPY of the resulting {rows} rows:    {copy:>9.0} rows/s ({copy_seconds:.2}s)");
+    println!("ratio: {:.2} of the raw COPY rate", catch_up / copy);
+    Ok(())
+}
