@@ -3,13 +3,16 @@
 #
 # Why: up.sh leaves services running in the background; this is its counterpart, and it must
 # never stop a server it did not start (the machine's shared NATS and PostgreSQL, or another
-# checkout's stack). So it acts only on what up.sh recorded under .stack/:
-#   - command-api            .stack/command-api.pid (only if that pid runs a command-api binary)
+# checkout's stack). So it acts only on what up.sh recorded under .stack/, services first, in the
+# reverse of their start order, then the private servers they use:
+#   - query-api, projector,  .stack/NAME.pid (only if that pid runs a binary of that name)
+#     command-api
 #   - private nats-server    .stack/nats.pid (only if that pid is a nats-server using .stack/nats)
 #   - private PostgreSQL     the cluster in .stack/pg (only up.sh creates it)
 # The records, not the environment, say what to stop, so it needs no settings.
 #
-# Services get SIGTERM (they finish in-flight commands and flush), then SIGKILL after 15 s.
+# Services get SIGTERM (they finish in-flight work — commands, the projector's current batch —
+# and flush), then SIGKILL after 15 s.
 # PostgreSQL is stopped the way it wants to be: `pg_ctl stop -m fast` (SIGINT: roll back sessions,
 # checkpoint) with a 15 s limit, then `-m immediate` — never SIGKILL, which would leave its
 # shared memory and children behind.
@@ -52,8 +55,7 @@ stop_recorded() {
         note "$name: not started by up.sh (no ${pidfile#"$ROOT/"})"
         return 0
     fi
-    if pid=$(recorded_pid "$pidfile" "$exe_name") &&
-        { [[ -z $mark ]] || tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$mark"; }; then
+    if pid=$(recorded_pid "$pidfile" "$exe_name" "$mark"); then
         stop_pid "$pid" "$name"
     else
         note "$name: not running (stale ${pidfile#"$ROOT/"})"
@@ -82,8 +84,11 @@ stop_private_pg() {
     fi
 }
 
-# Reverse start order: the API depends on NATS; a future projector on NATS and PostgreSQL.
-stop_recorded "$STACK/command-api.pid" command-api command-api
+# Reverse start order: query-api reads what the projector writes, the projector follows the
+# stream command-api appends to, and all of them use NATS or PostgreSQL.
+for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    stop_recorded "$STACK/${SERVICES[i]}.pid" "${SERVICES[i]}" "${SERVICES[i]}"
+done
 stop_recorded "$STACK/nats.pid" "private nats-server" nats-server "-sd $STACK/nats"
 stop_private_pg
 

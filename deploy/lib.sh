@@ -11,6 +11,11 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 STACK="$ROOT/.stack"
 # shellcheck disable=SC2034
 LOGS="$STACK/logs"
+# The services up.sh runs from target/release/, in start order (each needs the one before it);
+# down.sh stops them in reverse order. Each has .stack/NAME.pid, .stack/NAME.settings and
+# .stack/logs/NAME.log.
+# shellcheck disable=SC2034
+SERVICES=(command-api projector query-api)
 
 # Debian installs nats-server, start-stop-daemon and runuser in sbin, which a non-root PATH often
 # lacks; rustup installs cargo in ~/.cargo/bin, which a non-login shell (CI) may lack.
@@ -232,14 +237,19 @@ read_pid() {
     [[ $pid =~ ^[0-9]+$ ]] && printf '%s' "$pid"
 }
 
-# recorded_pid FILE EXE_NAME: the pid from FILE when that process is alive and runs an executable
-# named EXE_NAME (so a pid reused by an unrelated process is never mistaken for ours).
+# recorded_pid FILE EXE_NAME [MARK]: the pid from FILE when that process is alive, runs an
+# executable named EXE_NAME and, given MARK, has MARK in its command line (so a pid reused by an
+# unrelated process, or a server of the same name started for something else, is never mistaken
+# for ours).
 recorded_pid() {
     local pid exe
     pid=$(read_pid "$1") || return 1
     pid_alive "$pid" || return 1
     exe=$(pid_exe "$pid") || return 1
     [[ $(basename "$exe") == "$2" ]] || return 1
+    if [[ -n ${3:-} ]]; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$3" || return 1
+    fi
     printf '%s' "$pid"
 }
 

@@ -2,7 +2,8 @@
 # deploy/up.sh — bring up the whole Plan 63 tracker on this machine and load Kế hoạch 63/KH-UBND.
 #
 # Why: one command takes a fresh checkout to a working stack, so nobody has to know the order
-# (NATS before provisioning, the stream before the API, the API before the seed) or the env vars.
+# (NATS before provisioning, the stream before the services, the command API before the
+# projector, the projector before the query API and the seed) or the env vars.
 #
 # What it does, in order:
 #   1. installs the Debian packages it needs when missing (nats-server, postgresql, curl);
@@ -11,23 +12,36 @@
 #   3. PostgreSQL: uses the server of DATABASE_URL when it answers, else initialises and starts a
 #      private cluster in .stack/pg (127.0.0.1, the URL's port, trust auth); then creates the
 #      URL's database if missing;
-#   4. builds the release binaries (cargo build --release -p command-api -p remediation-admin);
+#   4. builds the release binaries in one go (cargo build --release -p command-api
+#      -p remediation-admin -p projector -p query-api); query-api is under construction, so when
+#      the build fails it is built again without query-api, which is then not started;
 #   5. creates the token secret .stack/token-secret on first start (used via TOKEN_SECRET_FILE);
 #   6. provisions the JetStream stream (remediation-admin provision);
-#   7. starts command-api in the background (pid .stack/command-api.pid, log .stack/logs/), or
-#      leaves it running when it already runs the current binary with the same settings, and
-#      waits until GET /readyz answers 200;
+#   7. starts the services one after the other, each once the one before is ready:
+#        command-api  COMMAND_API_ADDR (127.0.0.1:8080)  appends commands' events to the stream
+#        projector    PROJECTOR_ADDR   (127.0.0.1:8081)  applies the stream to the read model
+#                     (migrates the schemas core and audit, creates the role kh63_reader)
+#        query-api    QUERY_API_ADDR   (127.0.0.1:8082)  dashboards over the read model, read as
+#                     kh63_reader; skipped with a note while its binary is a placeholder that
+#                     exits at once without a word
+#      Each runs in the background (pid .stack/NAME.pid, log .stack/logs/NAME.log) and counts as
+#      ready when GET /readyz answers 200. One already running is left alone unless its binary was
+#      rebuilt or the settings it reads changed (recorded in .stack/NAME.settings); then it is
+#      restarted;
 #   8. loads the Plan 63 seed through the command handler (a repeat appends nothing);
-#   9. prints the URLs, the log locations and one demo bearer token per role, which it also
+#   9. waits until the projector has applied the stream up to its last sequence (every
+#      projection's lag 0 in its /readyz), so the dashboards show Plan 63 when up.sh returns;
+#  10. prints the URLs, the log locations and one demo bearer token per role, which it also
 #      writes to .stack/tokens.env (`source .stack/tokens.env`).
 #
 # It is idempotent: a second run leaves running services alone and the seed appends nothing.
 # It returns once everything is up; deploy/down.sh stops what it started.
 #
-# Settings (environment): NATS_URL (nats://127.0.0.1:4222), DATABASE_URL
-# (postgres://postgres@127.0.0.1:5432/kh63), COMMAND_API_ADDR (127.0.0.1:8080), TOKEN_SECRET or
-# TOKEN_SECRET_FILE (default .stack/token-secret), STREAM_REPLICAS, DUPLICATE_WINDOW_SECS,
-# LOG_FORMAT=json, RUST_LOG — passed on to the binaries.
+# Settings (environment), passed on to the binaries: NATS_URL (nats://127.0.0.1:4222),
+# DATABASE_URL (postgres://postgres@127.0.0.1:5432/kh63), COMMAND_API_ADDR (127.0.0.1:8080),
+# PROJECTOR_ADDR (127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8082), TOKEN_SECRET or
+# TOKEN_SECRET_FILE (default .stack/token-secret), STREAM_NAME, STREAM_REPLICAS,
+# DUPLICATE_WINDOW_SECS, SCHEMA_PREFIX, BATCH_SIZE, LOG_FORMAT=json, RUST_LOG.
 set -Eeuo pipefail
 
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -46,14 +60,30 @@ cd "$ROOT"
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kh63}
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8080}
+export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8081}
+export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
 
 SEED_FILE="deploy/seed/ke-hoach-63.json"
-API_BIN="$ROOT/target/release/command-api"
 ADMIN_BIN="$ROOT/target/release/remediation-admin"
-API_PID="$STACK/command-api.pid"
-API_SETTINGS="$STACK/command-api.settings"
-API_LOG="$LOGS/command-api.log"
 NATS_PID="$STACK/nats.pid"
+
+# Per service: the variable holding its address, and what it reads from the environment — a
+# change of any of these restarts it ("token-secret" stands for the secret, compared by hash).
+declare -A SERVICE_ADDR_VAR=(
+    [command-api]=COMMAND_API_ADDR
+    [projector]=PROJECTOR_ADDR
+    [query-api]=QUERY_API_ADDR
+)
+declare -A SERVICE_READS=(
+    [command-api]="token-secret NATS_URL COMMAND_API_ADDR STREAM_NAME STREAM_REPLICAS DUPLICATE_WINDOW_SECS MAX_ATTEMPTS CACHE_CAPACITY NATS_TIMEOUT_MS LOG_FORMAT RUST_LOG"
+    [projector]="NATS_URL DATABASE_URL PROJECTOR_ADDR STREAM_NAME SCHEMA_PREFIX BATCH_SIZE LOG_FORMAT RUST_LOG"
+    [query-api]="token-secret DATABASE_URL QUERY_API_ADDR SCHEMA_PREFIX LOG_FORMAT RUST_LOG"
+)
+# Services the stack can do without for now (under construction): when one is not built or is
+# still a placeholder, up.sh goes on without it and says so.
+declare -A SERVICE_OPTIONAL=([query-api]=1)
+# Services not started this run, with the reason (filled in by step_build and step_service).
+declare -A SKIPPED=()
 
 mkdir -p "$STACK" "$LOGS"
 # One up.sh/down.sh at a time per checkout.
@@ -70,12 +100,24 @@ step_packages() {
         die "cargo not found: install the Rust toolchain (https://rustup.rs) and re-run"
 }
 
+# note_server_in_use HOST PORT PRIVATE_PORT PRIVATE ANSWERS: a server answers at HOST:PORT; says
+# whether it is this checkout's private one (PRIVATE, e.g. "nats-server (data .stack/nats)",
+# running on PRIVATE_PORT, empty when none runs) or another ("a ANSWERS; using it").
+note_server_in_use() {
+    local host=$1 port=$2 private_port=$3 private=$4 answers=$5
+    if [[ -n $private_port && $private_port == "$port" ]] && is_loopback "$host"; then
+        note "private $private already running"
+    else
+        note "a $answers; using it"
+        if [[ -n $private_port ]]; then
+            note "(the private ${private%% *} of an earlier run still runs on port $private_port; deploy/down.sh stops it)"
+        fi
+    fi
+}
+
 # --- 2. NATS ------------------------------------------------------------------------------------
 nats_private_pid() {
-    local pid
-    pid=$(recorded_pid "$NATS_PID" nats-server) || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-sd $STACK/nats" || return 1
-    printf '%s' "$pid"
+    recorded_pid "$NATS_PID" nats-server "-sd $STACK/nats"
 }
 
 # The client port of the running private nats-server (its "-p N" argument).
@@ -111,14 +153,8 @@ step_nats() {
         port=$(nats_private_port "$pid")
     fi
     if info=$(nats_info "$NATS_HOST" "$NATS_PORT"); then
-        if [[ -n $port && $port == "$NATS_PORT" ]] && is_loopback "$NATS_HOST"; then
-            note "private nats-server already running (pid $pid, data .stack/nats)"
-        else
-            note "a NATS server answers at $NATS_URL; using it"
-            if [[ -n $port ]]; then
-                note "(the private nats-server of an earlier run still runs on port $port; deploy/down.sh stops it)"
-            fi
-        fi
+        note_server_in_use "$NATS_HOST" "$NATS_PORT" "$port" "nats-server (pid ${pid:-}, data .stack/nats)" \
+            "NATS server answers at $NATS_URL"
     elif tcp_open "$NATS_HOST" "$NATS_PORT"; then
         die "something listens on $NATS_HOST:$NATS_PORT but it is not a NATS server (NATS_URL=$NATS_URL)"
     else
@@ -200,14 +236,8 @@ step_postgres() {
         port=$(private_pg_port)
     fi
     if pg_answers "$PG_HOST" "$PG_PORT"; then
-        if [[ -n $port && $port == "$PG_PORT" ]] && is_loopback "$PG_HOST"; then
-            note "private PostgreSQL already running (data .stack/pg)"
-        else
-            note "a PostgreSQL server answers at $PG_HOST:$PG_PORT; using it"
-            if [[ -n $port ]]; then
-                note "(the private PostgreSQL of an earlier run still runs on port $port; deploy/down.sh stops it)"
-            fi
-        fi
+        note_server_in_use "$PG_HOST" "$PG_PORT" "$port" "PostgreSQL (data .stack/pg)" \
+            "PostgreSQL server answers at $PG_HOST:$PG_PORT"
     elif tcp_open "$PG_HOST" "$PG_PORT"; then
         die "something listens on $PG_HOST:$PG_PORT but PostgreSQL does not answer there (DATABASE_URL=$DATABASE_URL)"
     else
@@ -225,11 +255,44 @@ step_postgres() {
 }
 
 # --- 4. build -----------------------------------------------------------------------------------
+
+# service_bin NAME: the service's release binary.
+service_bin() {
+    printf '%s' "$ROOT/target/release/$1"
+}
+
+# cargo_build PACKAGE...: one release build of the packages.
+cargo_build() {
+    local args=() package
+    for package in "$@"; do
+        args+=(-p "$package")
+    done
+    say "building release binaries: cargo build --release ${args[*]} (the first build takes several minutes)"
+    cargo build --release "${args[@]}"
+}
+
 step_build() {
-    say "building release binaries (the first build takes several minutes)"
-    cargo build --release -p command-api -p remediation-admin ||
-        die "cargo build failed"
-    [[ -x $API_BIN && -x $ADMIN_BIN ]] || die "build finished but $API_BIN or $ADMIN_BIN is missing"
+    local packages=(remediation-admin "${SERVICES[@]}") name kept=()
+    if ! cargo_build "${packages[@]}"; then
+        # A service under construction must not keep the others from starting: build again
+        # without it (what compiled already is reused) and skip it.
+        for name in "${packages[@]}"; do
+            if [[ -n ${SERVICE_OPTIONAL[$name]:-} ]]; then
+                SKIPPED[$name]="it does not compile yet (see the cargo errors above)"
+            else
+                kept+=("$name")
+            fi
+        done
+        ((${#kept[@]} < ${#packages[@]})) || die "cargo build failed"
+        warn "cargo build failed; building again without ${!SKIPPED[*]}"
+        cargo_build "${kept[@]}" || die "cargo build failed"
+    fi
+    [[ -x $ADMIN_BIN ]] || die "build finished but $ADMIN_BIN is missing"
+    for name in "${SERVICES[@]}"; do
+        [[ -z ${SKIPPED[$name]:-} && ! -x $(service_bin "$name") ]] || continue
+        [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] || die "build finished but $(service_bin "$name") is missing"
+        SKIPPED[$name]="the package has no binary yet"
+    done
 }
 
 # --- 5. token secret ----------------------------------------------------------------------------
@@ -274,27 +337,13 @@ step_provision() {
     note "$out"
 }
 
-# --- 7. command-api -----------------------------------------------------------------------------
+# --- 7. services --------------------------------------------------------------------------------
 
-# The settings command-api reads, as one text; a change restarts it. The secret appears only as a
-# hash.
-api_settings() {
-    local name secret_hash
-    if [[ -n ${TOKEN_SECRET:-} ]]; then
-        secret_hash=$(printf '%s' "$TOKEN_SECRET" | sha256sum)
-    else
-        secret_hash="$TOKEN_SECRET_FILE $(sha256sum <"$TOKEN_SECRET_FILE")"
-    fi
-    printf 'token secret: %s\n' "${secret_hash%% *}"
-    for name in NATS_URL COMMAND_API_ADDR DATABASE_URL STREAM_NAME STREAM_REPLICAS \
-        DUPLICATE_WINDOW_SECS MAX_ATTEMPTS CACHE_CAPACITY NATS_TIMEOUT_MS LOG_FORMAT RUST_LOG; do
-        printf '%s=%s\n' "$name" "${!name:-}"
-    done
-}
-
-# host:port to reach COMMAND_API_ADDR from this machine (a wildcard bind is reached on loopback).
-api_base() {
-    local addr=$COMMAND_API_ADDR
+# service_url NAME: http://host:port to reach the service from this machine (a wildcard bind is
+# reached on loopback).
+service_url() {
+    local var=${SERVICE_ADDR_VAR[$1]}
+    local addr=${!var}
     case $addr in
     0.0.0.0:*) addr="127.0.0.1:${addr#*:}" ;;
     '[::]:'*) addr="[::1]:${addr##*:}" ;;
@@ -302,81 +351,126 @@ api_base() {
     printf 'http://%s' "$addr"
 }
 
-api_running_pid() {
-    local pid exe
-    pid=$(read_pid "$API_PID") || return 1
-    pid_alive "$pid" || return 1
-    exe=$(pid_exe "$pid") || return 1
-    [[ $exe == "$API_BIN" ]] || return 1
+# service_settings NAME: the settings the service reads, as one text; a change restarts it. The
+# secret appears only as a hash.
+service_settings() {
+    local name secret_hash reads
+    read -ra reads <<<"${SERVICE_READS[$1]}"
+    for name in "${reads[@]}"; do
+        if [[ $name != token-secret ]]; then
+            printf '%s=%s\n' "$name" "${!name:-}"
+        elif [[ -n ${TOKEN_SECRET:-} ]]; then
+            secret_hash=$(printf '%s' "$TOKEN_SECRET" | sha256sum)
+            printf 'token secret: %s\n' "${secret_hash%% *}"
+        else
+            secret_hash=$(sha256sum <"$TOKEN_SECRET_FILE")
+            printf 'token secret: %s %s\n' "$TOKEN_SECRET_FILE" "${secret_hash%% *}"
+        fi
+    done
+}
+
+# service_pid NAME: the pid of the service we started, when it still runs this checkout's binary.
+service_pid() {
+    local pid
+    pid=$(recorded_pid "$STACK/$1.pid" "$1") || return 1
+    [[ $(pid_exe "$pid") == "$(service_bin "$1")" ]] || return 1
     printf '%s' "$pid"
 }
 
-start_api() {
-    local host port
-    port=${COMMAND_API_ADDR##*:}
-    host=${COMMAND_API_ADDR%:*}
+service_start() {
+    local name=$1 bin log var host port
+    bin=$(service_bin "$name")
+    log="$LOGS/$name.log"
+    var=${SERVICE_ADDR_VAR[$name]}
+    port=${!var##*:}
+    host=${!var%:*}
     case $host in 0.0.0.0) host=127.0.0.1 ;; '[::]') host=::1 ;; esac
     if tcp_open "$host" "$port"; then
-        die "COMMAND_API_ADDR=$COMMAND_API_ADDR is already in use by another process (not the one in .stack/command-api.pid); stop it or choose another address"
+        die "$var=${!var} is already in use by another process (not the one in .stack/$name.pid); stop it or choose another address"
     fi
-    printf -- '--- %s starting %s\n' "$(date -Is)" "$API_BIN" >>"$API_LOG"
-    # NO_COLOR: plain text in the log file (tracing colours its output even when not on a tty).
-    spawn "$API_PID" "$API_LOG" env NO_COLOR=1 "$API_BIN"
+    printf -- '--- %s starting %s\n' "$(date -Is)" "$bin" >>"$log"
+    # NO_COLOR: plain text in the log file.
+    spawn "$STACK/$name.pid" "$log" env NO_COLOR=1 "$bin"
     # Mode 600: DATABASE_URL may carry a password.
     (
         umask 077
-        api_settings >"$API_SETTINGS"
+        service_settings "$name" >"$STACK/$name.settings"
     )
-    note "command-api started (pid $(read_pid "$API_PID"), log .stack/logs/command-api.log)"
+    note "$name started (pid $(read_pid "$STACK/$name.pid"), log .stack/logs/$name.log)"
 }
 
-# The log of the latest start (from its "--- ... starting" line), at most 30 lines, to stderr.
-api_log_tail() {
-    printf -- '--- .stack/logs/command-api.log (latest start):\n' >&2
-    awk '/^--- .* starting /{n=0} {line[n++]=$0} END{for(i=(n>30?n-30:0);i<n;i++)print line[i]}' \
-        "$API_LOG" >&2
+# service_latest_log NAME: the service's log since its latest start (after the "--- ... starting"
+# line).
+service_latest_log() {
+    awk '/^--- .* starting /{n=0; next} {line[n++]=$0} END{for(i=0;i<n;i++)print line[i]}' \
+        "$LOGS/$1.log"
 }
 
-wait_ready() {
-    local url pid code i
-    url="$(api_base)/readyz"
-    pid=$(read_pid "$API_PID")
-    for ((i = 0; i < 120; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+# service_failed NAME WHAT: the end of the latest log, then dies with WHAT.
+service_failed() {
+    printf -- '--- .stack/logs/%s.log (latest start, last 30 lines):\n' "$1" >&2
+    service_latest_log "$1" | tail -n 30 >&2
+    die "$2"
+}
+
+# service_wait_ready NAME: waits until GET /readyz answers 200. A service that exits at once
+# without writing a line is a placeholder binary (`fn main() {}`): an optional one is skipped.
+service_wait_ready() {
+    local name=$1 url pid answer="" code="" i
+    url="$(service_url "$name")/readyz"
+    pid=$(read_pid "$STACK/$name.pid")
+    for ((i = 0; i < 180; i++)); do
+        answer=$(curl -s --max-time 2 -w '\n%{http_code}' "$url") || answer=""
+        code=${answer##*$'\n'}
         if [[ $code == 200 ]]; then
             note "ready: GET $url -> 200"
             return 0
         fi
         if ! pid_alive "$pid"; then
-            api_log_tail
-            die "command-api (pid $pid) exited during start-up"
+            if [[ -z $(service_latest_log "$name") ]]; then
+                [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] ||
+                    die "$name exited at once without a word: its binary is still a placeholder"
+                SKIPPED[$name]="its binary exits at once without a word (still a placeholder \`fn main() {}\`?)"
+                rm -f "$STACK/$name.pid" "$STACK/$name.settings"
+                note "$name skipped: ${SKIPPED[$name]}"
+                return 0
+            fi
+            service_failed "$name" "$name (pid $pid) exited during start-up"
         fi
         sleep 0.5
     done
-    api_log_tail
-    die "command-api did not become ready within 60 s (GET $url answered ${code:-nothing})"
+    service_failed "$name" "$name did not become ready within 90 s (GET $url answered ${code:-nothing}: ${answer%$'\n'*})"
 }
 
-step_api() {
-    local pid reason=""
-    say "command-api on $COMMAND_API_ADDR"
-    if pid=$(api_running_pid); then
-        if pid_exe_deleted "$pid" || [[ $API_BIN -nt $API_PID ]]; then
+# step_service NAME: starts the service, or restarts it when its binary was rebuilt or its
+# settings changed, or leaves it running; then waits until it is ready.
+step_service() {
+    local name=$1 pid reason="" var=${SERVICE_ADDR_VAR[$1]}
+    say "$name on ${!var}"
+    if [[ -n ${SKIPPED[$name]:-} ]]; then
+        note "$name: not started: ${SKIPPED[$name]}"
+        if pid=$(service_pid "$name"); then
+            note "(the $name of an earlier run still runs, pid $pid; left as is)"
+        fi
+        return 0
+    fi
+    if pid=$(service_pid "$name"); then
+        if pid_exe_deleted "$pid" || [[ $(service_bin "$name") -nt $STACK/$name.pid ]]; then
             reason="the binary was rebuilt"
-        elif [[ "$(api_settings)" != "$(cat "$API_SETTINGS" 2>/dev/null)" ]]; then
+        elif [[ "$(service_settings "$name")" != "$(cat "$STACK/$name.settings" 2>/dev/null)" ]]; then
             reason="its settings changed"
         fi
-        if [[ -n $reason ]]; then
-            note "restarting command-api (pid $pid): $reason"
-            stop_pid "$pid" command-api
-            start_api
+        if [[ -z $reason ]]; then
+            note "$name already running (pid $pid); left as is"
         else
-            note "command-api already running (pid $pid); left as is"
+            note "restarting $name (pid $pid): $reason"
+            stop_pid "$pid" "$name"
+            service_start "$name"
         fi
     else
-        start_api
+        service_start "$name"
     fi
-    wait_ready
+    service_wait_ready "$name"
 }
 
 # --- 8. seed ------------------------------------------------------------------------------------
@@ -387,14 +481,78 @@ step_seed() {
     note "$out"
 }
 
-# --- 9. summary and tokens ----------------------------------------------------------------------
+# --- 9. read model caught up --------------------------------------------------------------------
+
+# projection_numbers READYZ: from the projector's /readyz answer, one line per projection:
+# "NAME CHECKPOINT LAG_EVENTS" (a stalled projection's entry may lack its numbers).
+projection_numbers() {
+    local entry name
+    # An entry is "name":{"checkpoint":N,"lag_events":N,...}; [^{}]* stops before a "stalled"
+    # object, which only a stalled projection has.
+    grep -o '"[a-z0-9_]*":{[^{}]*"lag_events":[0-9]*[^{}]*' <<<"$1" | while IFS= read -r entry; do
+        name=${entry%%\":*}
+        printf '%s %s %s\n' "${name#\"}" \
+            "$(grep -o '"checkpoint":[0-9]*' <<<"$entry" | cut -d: -f2)" \
+            "$(grep -o '"lag_events":[0-9]*' <<<"$entry" | cut -d: -f2)"
+    done || true
+}
+
+# Waits until every projection has applied the stream up to its last sequence now, so reads
+# through query-api see the seed. Gives up when the projector makes no progress for 60 s.
+step_catch_up() {
+    local head url answer code started=$SECONDS moved=$SECONDS told=$SECONDS state="" last=""
+    local name checkpoint lag behind
+    head=$(curl -s --max-time 5 "$(service_url command-api)/readyz" |
+        sed -n 's/.*"last_sequence":\([0-9]*\).*/\1/p') || head=""
+    [[ -n $head ]] || die "cannot read the stream's last sequence from GET $(service_url command-api)/readyz"
+    url="$(service_url projector)/readyz"
+    say "waiting for the projector to apply the stream up to sequence $head"
+    while :; do
+        answer=$(curl -s --max-time 5 -w '\n%{http_code}' "$url") || answer=""
+        code=${answer##*$'\n'}
+        answer=${answer%$'\n'*}
+        if [[ $answer == *'"stalled":{'* ]]; then
+            service_failed projector "a projection stopped (GET $url: $answer)"
+        fi
+        state="" behind=0
+        while read -r name checkpoint lag; do
+            state+="${state:+, }$name $checkpoint/$head"
+            # The checkpoint in /readyz moves only when the projector applies a batch (after a
+            # restart with nothing to apply it shows 0), and the lag is refreshed every second:
+            # a lag of 0 counts once it was measured after $head was read.
+            if ((checkpoint < head)) && { ((lag > 0)) || ((SECONDS - started < 3)); }; then
+                behind=1
+            fi
+        done < <(projection_numbers "$answer")
+        if [[ $code == 200 && -n $state ]] && ((behind == 0)); then
+            note "caught up: $state"
+            return 0
+        fi
+        if [[ $state != "$last" ]]; then
+            last=$state
+            moved=$SECONDS
+        fi
+        if ((SECONDS - moved >= 60)); then
+            service_failed projector "the projector made no progress for 60 s (GET $url answered ${code:-nothing}: $answer)"
+        fi
+        if ((SECONDS - told >= 10)); then
+            note "applying: ${state:-no projection reported yet}"
+            told=$SECONDS
+        fi
+        sleep 0.5
+    done
+}
+
+# --- 10. summary and tokens ---------------------------------------------------------------------
 token() {
     admin token "$@" || die "remediation-admin token $* failed"
 }
 
 step_summary() {
-    local base po dof staff auditor viewer logs="command-api.log"
-    base=$(api_base)
+    local api projector query po dof staff auditor viewer name logs="" query_lines try_query=""
+    api=$(service_url command-api)
+    projector=$(service_url projector)
+    query=$(service_url query-api)
     say "issuing demo tokens"
     po=$(token --role province-office --user vp-ubnd)
     dof=$(token --role department-of-finance --unit so-tai-chinh --user stc)
@@ -406,7 +564,9 @@ step_summary() {
         {
             printf '# Demo bearer tokens written by deploy/up.sh on %s (valid 30 days).\n' "$(date -Is)"
             printf '# Usage: source .stack/tokens.env\n'
-            printf 'export COMMAND_API=%s\n' "$base"
+            printf 'export COMMAND_API=%s\n' "$api"
+            printf 'export PROJECTOR=%s\n' "$projector"
+            printf 'export QUERY_API=%s\n' "$query"
             printf 'export TOKEN_PROVINCE_OFFICE=%s\n' "$po"
             printf 'export TOKEN_DEPARTMENT_OF_FINANCE=%s\n' "$dof"
             printf 'export TOKEN_UNIT_STAFF=%s\n' "$staff"
@@ -415,17 +575,34 @@ step_summary() {
         } >"$STACK/tokens.env.tmp"
         mv "$STACK/tokens.env.tmp" "$STACK/tokens.env"
     )
+    for name in "${SERVICES[@]}"; do
+        if [[ -z ${SKIPPED[$name]:-} ]]; then logs+="${logs:+, }$name.log"; fi
+    done
     if [[ -f $NATS_PID ]]; then logs+=", nats-server.log"; fi
     if [[ -f $PG_DATA/PG_VERSION ]]; then logs+=", postgresql.log"; fi
+    if [[ -n ${SKIPPED[query-api]:-} ]]; then
+        query_lines="  query API     not started: ${SKIPPED[query-api]}"
+    else
+        query_lines="  query API     $query/v1/plans/kh-63-2025/overview (dashboards, compliance, audit trail)
+    OpenAPI     $query/openapi.json
+    metrics     $query/metrics
+    readiness   $query/readyz"
+        try_query="
+  curl -s -H \"Authorization: Bearer \$TOKEN_VIEWER\" $query/v1/plans/kh-63-2025/overview"
+    fi
     local db_shown=$DATABASE_URL
     if [[ -n $PG_PASSWORD ]]; then db_shown=${DATABASE_URL/:*@/:***@}; fi
     cat <<EOF
 
 Plan 63 tracker is up.
-  command API   $base/v1/commands/<command>
-  OpenAPI       $base/openapi.json
-  metrics       $base/metrics
-  readiness     $base/readyz
+  command API   $api/v1/commands/<command>
+    OpenAPI     $api/openapi.json
+    metrics     $api/metrics
+    readiness   $api/readyz
+  projector     applies the stream to the read model (schemas core and audit)
+    metrics     $projector/metrics
+    readiness   $projector/readyz   (checkpoint and lag of each projection)
+$query_lines
   NATS          $NATS_URL
   PostgreSQL    $db_shown
   logs          .stack/logs/ ($logs)
@@ -445,8 +622,8 @@ Demo bearer tokens, valid 30 days (also in .stack/tokens.env: source .stack/toke
 
 Try:
   source .stack/tokens.env
-  curl -s -XPOST $base/v1/commands/set-item-deadline -H "Authorization: Bearer \$TOKEN_PROVINCE_OFFICE" \\
-       -d '{"item_id":"kh-63-2025-01","due_on":"2025-12-31"}'
+  curl -s -XPOST $api/v1/commands/set-item-deadline -H "Authorization: Bearer \$TOKEN_PROVINCE_OFFICE" \\
+       -d '{"item_id":"kh-63-2025-01","due_on":"2025-12-31"}'$try_query
 EOF
 }
 
@@ -456,6 +633,9 @@ step_postgres
 step_build
 step_secret
 step_provision
-step_api
+for service in "${SERVICES[@]}"; do
+    step_service "$service"
+done
 step_seed
+step_catch_up
 step_summary

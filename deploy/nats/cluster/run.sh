@@ -23,10 +23,7 @@ DATA="$STACK/cluster"
 NODES=(n1 n2 n3)
 
 node_pid() {
-    local pid
-    pid=$(recorded_pid "$DATA/$1.pid" nats-server) || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$HERE/$1.conf" || return 1
-    printf '%s' "$pid"
+    recorded_pid "$DATA/$1.pid" nats-server "$HERE/$1.conf"
 }
 
 # conf_port NODE KEY: the port of `KEY: host:port` at the top level of the node's config.

@@ -3,6 +3,7 @@
 
 mod bench;
 mod seed;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,9 @@ enum Action {
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
     },
+    /// Check every hash chain in the stream (and the audit table): OK with counts, or the first
+    /// broken link with its stream sequence and aggregate.
+    Verify(verify::VerifyArgs),
     /// Measure commands/s through HTTP against the raw JetStream publish rate of the same payloads.
     Bench(bench::BenchArgs),
 }
@@ -113,6 +117,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Action::Bench(args) => bench::run(&cli.nats_url, args).await,
+        Action::Verify(args) => verify::run(&cli.nats_url, args).await,
     }
 }
 

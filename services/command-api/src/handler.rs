@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use event_store::{CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, StoredAnswer};
+use event_store::{
+    CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, StoredAnswer, seal,
+};
 use futures::future::try_join_all;
 use remediation_domain::{Actor, AggregateRef, Command, Context, Facts};
 use serde::Serialize;
@@ -220,10 +222,11 @@ impl CommandHandler {
                     replayed: false,
                 });
             }
-            let envelopes: Vec<CloudEvent> = events
+            let mut envelopes: Vec<CloudEvent> = events
                 .iter()
                 .map(|e| CloudEvent::new(&target, e, &meta))
                 .collect();
+            let head = seal(&loaded.head, &mut envelopes);
             let started = Instant::now();
             let appended = self
                 .repository
@@ -259,6 +262,7 @@ impl CommandHandler {
                         Loaded {
                             state,
                             version: appended.sequence,
+                            head,
                         },
                     );
                     let commit = Commit {

@@ -11,6 +11,7 @@ use crate::group::{self, AddGroupMember, DefineGroup, RemoveGroupMember};
 use crate::item::{
     self, Assign, AssignmentRole, ChangeItemStatus, RecordItem, RevokeAssignment, SetItemDeadline,
 };
+use crate::ledger::{self, RecordDigest};
 use crate::plan::{self, AmendPlan, IssuePlan};
 use crate::rejection::Rejection;
 use crate::report::{self, ReportKey, ReturnReport, ReviseReport, SubmitReport, line_references};
@@ -102,6 +103,7 @@ commands! {
     ReviseReport(ReviseReport) => "revise-report", "report", "Chỉnh sửa báo cáo — revise a submitted or returned report";
     AcceptReport(ReportKey) => "accept-report", "report", "Tiếp nhận báo cáo — the Department of Finance accepts a report";
     ReturnReport(ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
+    RecordDigest(RecordDigest) => "record-digest", "ledger", "Ghi nhận bản tóm lược chuỗi băm — record a digest over all hash chains";
 }
 
 fn wrap<E>(into: fn(E) -> Event) -> impl Fn(Vec<E>) -> Vec<Event> {
@@ -135,6 +137,7 @@ impl Command {
             Command::ReviseReport(c) => AggregateRef::Report(c.key().report_id()),
             Command::AcceptReport(c) => AggregateRef::Report(c.report_id()),
             Command::ReturnReport(c) => AggregateRef::Report(c.key().report_id()),
+            Command::RecordDigest(_) => AggregateRef::Ledger,
         }
     }
 
@@ -246,6 +249,9 @@ impl Command {
             }
             (Command::ReturnReport(c), S::Report(s)) => {
                 report::return_for_revision(s, c, ctx).map(wrap(Event::Report))
+            }
+            (Command::RecordDigest(c), S::Ledger(s)) => {
+                ledger::record(s, c, ctx).map(wrap(Event::Ledger))
             }
             (command, _) => Err(Rejection::not_found(format!(
                 "command {} does not apply to this aggregate",

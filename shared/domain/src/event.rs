@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::facts::{AggregateRef, Facts};
 use crate::group::{self, GroupEvent};
 use crate::item::{self, ItemEvent};
+use crate::ledger::{self, LedgerEvent};
 use crate::plan::{self, PlanEvent};
 use crate::report::{self, ReportEvent};
 use crate::task::{self, TaskEvent};
@@ -22,6 +23,7 @@ pub enum Event {
     Item(ItemEvent),
     Task(TaskEvent),
     Report(ReportEvent),
+    Ledger(LedgerEvent),
 }
 
 /// The version every event type is written with today. Bump it for an event type together with
@@ -125,6 +127,7 @@ impl Event {
             Event::Item(_) => "item",
             Event::Task(_) => "task",
             Event::Report(_) => "report",
+            Event::Ledger(_) => "ledger",
         }
     }
 
@@ -137,6 +140,7 @@ impl Event {
             Event::Item(e) => split(e),
             Event::Task(e) => split(e),
             Event::Report(e) => split(e),
+            Event::Ledger(e) => split(e),
         }
     }
 
@@ -150,6 +154,7 @@ impl Event {
             "item" => Event::Item(join(kind, name, data)?),
             "task" => Event::Task(join(kind, name, data)?),
             "report" => Event::Report(join(kind, name, data)?),
+            "ledger" => Event::Ledger(join(kind, name, data)?),
             other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
         })
     }
@@ -164,6 +169,7 @@ pub enum AggregateState {
     Item(item::State),
     Task(task::State),
     Report(report::State),
+    Ledger(ledger::State),
 }
 
 impl AggregateState {
@@ -176,6 +182,7 @@ impl AggregateState {
             AggregateRef::Item(_) => AggregateState::Item(None),
             AggregateRef::Task(_) => AggregateState::Task(None),
             AggregateRef::Report(_) => AggregateState::Report(None),
+            AggregateRef::Ledger => AggregateState::Ledger(None),
         }
     }
 
@@ -193,6 +200,9 @@ impl AggregateState {
             (AggregateState::Report(s), Event::Report(e)) => {
                 AggregateState::Report(report::evolve(s, e))
             }
+            (AggregateState::Ledger(s), Event::Ledger(e)) => {
+                AggregateState::Ledger(ledger::evolve(s, e))
+            }
             (state, _) => state,
         }
     }
@@ -206,6 +216,7 @@ impl AggregateState {
             AggregateState::Item(s) => s.is_some(),
             AggregateState::Task(s) => s.is_some(),
             AggregateState::Report(s) => s.is_some(),
+            AggregateState::Ledger(s) => s.is_some(),
         }
     }
 

@@ -28,6 +28,8 @@ pub enum AggregateRef {
     Item(ItemId),
     Task(TaskId),
     Report(ReportId),
+    /// The ledger of chain digests (one instance, [`crate::ledger::LEDGER_ID`]).
+    Ledger,
 }
 
 impl AggregateRef {
@@ -40,6 +42,7 @@ impl AggregateRef {
             AggregateRef::Item(_) => "item",
             AggregateRef::Task(_) => "task",
             AggregateRef::Report(_) => "report",
+            AggregateRef::Ledger => "ledger",
         }
     }
 
@@ -51,6 +54,7 @@ impl AggregateRef {
             AggregateRef::Item(id) => id.as_str(),
             AggregateRef::Task(id) => id.as_str(),
             AggregateRef::Report(id) => id.as_str(),
+            AggregateRef::Ledger => crate::ledger::LEDGER_ID,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod event;
 pub mod facts;
 pub mod group;
 pub mod item;
+pub mod ledger;
 pub mod lifecycle;
 pub mod plan;
 pub mod rejection;

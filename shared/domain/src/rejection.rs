@@ -34,6 +34,7 @@ pub enum Rule {
     DuplicateLine,
     WrongPlan,
     TaskClosed,
+    InvalidDigest,
 }
 
 impl Rule {
@@ -54,6 +55,7 @@ impl Rule {
             Rule::DuplicateLine => "duplicate-line",
             Rule::WrongPlan => "wrong-plan",
             Rule::TaskClosed => "task-closed",
+            Rule::InvalidDigest => "invalid-digest",
         }
     }
 }

@@ -423,7 +423,7 @@ impl Known {
             AggregateRef::Item(id) => {
                 self.0.items.remove(id);
             }
-            AggregateRef::Task(_) | AggregateRef::Report(_) => {}
+            AggregateRef::Task(_) | AggregateRef::Report(_) | AggregateRef::Ledger => {}
         }
         fold(&of, events).add_to(&of, &mut self.0);
         self
@@ -899,6 +899,8 @@ fn parse(name: &str, body: &Value) -> Result<Command, remediation_domain::ParseE
 // Every command: one happy path per entry of COMMANDS, parsed from its JSON body
 // =============================================================================================
 
+const DIGEST: &str = "4fa7bfb279404f63cc27ed898ce6aa467bf5d1e2bbb13bc89db4847ccb804db9";
+
 /// A JSON body for each command, and the target history and actor with which it succeeds.
 struct Example {
     body: Value,
@@ -1049,6 +1051,11 @@ fn example(command: &str) -> Example {
             xd_report_history(),
             finance(),
         ),
+        "record-digest" => (
+            json!({ "up_to_sequence": 120, "chains": 40, "events": 118, "digest": DIGEST }),
+            vec![],
+            auditor(),
+        ),
         other => panic!("no example for command {other}: add one to `example`"),
     };
     Example { body, given, actor }
@@ -1098,9 +1105,15 @@ fn every_listed_command_repeated_right_away_changes_nothing() {
     }
 }
 
+/// Auditors verify the log, and recording the digest of its chains is part of that.
+const AUDITOR_COMMANDS: &[&str] = &["record-digest"];
+
 #[test]
 fn auditor_and_viewer_may_issue_no_command() {
-    for spec in COMMANDS {
+    for spec in COMMANDS
+        .iter()
+        .filter(|s| !AUDITOR_COMMANDS.contains(&s.name))
+    {
         let ex = example(spec.name);
         let command = example_command(spec, &ex.body);
         let after = Spec::given(command.target(), &ex.given)
@@ -4074,4 +4087,38 @@ fn from_the_succession_date_the_predecessor_no_longer_acts_on_its_tasks() {
             .when(command)
             .events();
     }
+}
+
+#[test]
+fn a_viewer_may_not_record_a_digest_and_an_older_digest_is_refused() {
+    let ex = example("record-digest");
+    let command = example_command(
+        COMMANDS
+            .iter()
+            .find(|s| s.name == "record-digest")
+            .expect("listed"),
+        &ex.body,
+    );
+    Spec::given(command.target(), &[])
+        .with_facts(world())
+        .as_actor(viewer())
+        .when(command.clone())
+        .then_forbidden();
+    let history = Spec::given(command.target(), &[])
+        .with_facts(world())
+        .as_actor(auditor())
+        .when(command)
+        .history();
+    let older =
+        remediation_domain::Command::RecordDigest(remediation_domain::ledger::RecordDigest {
+            up_to_sequence: 100,
+            chains: 30,
+            events: 99,
+            digest: DIGEST.to_owned(),
+        });
+    Spec::given(older.target(), &history)
+        .with_facts(world())
+        .as_actor(auditor())
+        .when(older)
+        .then_rejected(Rule::InvalidDigest);
 }

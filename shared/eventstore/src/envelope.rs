@@ -47,6 +47,12 @@ pub struct CloudEvent {
     pub commandid: Uuid,
     /// The command's HTTP name, e.g. `assign-lead`.
     pub commandname: String,
+    /// Hash of the previous event of this aggregate; empty for its first event.
+    #[serde(default)]
+    pub prevhash: String,
+    /// SHA-256 of this envelope's canonical JSON without `hash` (see [`crate::chain`]).
+    #[serde(default)]
+    pub hash: String,
 }
 
 /// What one command contributes to every envelope it writes.
@@ -78,7 +84,7 @@ pub fn parse_event_type(event_type: &str) -> Option<(&str, &str, u32)> {
 }
 
 impl CloudEvent {
-    /// Wraps a domain event for `target`.
+    /// Wraps a domain event for `target`, not yet linked into its chain (see [`crate::seal`]).
     pub fn new(target: &AggregateRef, event: &Event, meta: &CommandMeta) -> Self {
         let (name, data) = event.name_and_data();
         CloudEvent {
@@ -100,6 +106,8 @@ impl CloudEvent {
             causationid: meta.causation_id.clone(),
             commandid: meta.command_id,
             commandname: meta.command_name.to_owned(),
+            prevhash: String::new(),
+            hash: String::new(),
         }
     }
 

@@ -2,12 +2,15 @@
 //! optimistic-concurrency appends, per-aggregate loading with a bounded cache, and durable
 //! idempotency records.
 
+mod chain;
 mod envelope;
 mod idempotency;
 mod repository;
 mod store;
 mod stream;
+mod verify;
 
+pub use chain::{ChainError, canonical_json, digest, envelope_hash, event_hash, seal, verify_link};
 pub use envelope::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, SOURCE, TYPE_PREFIX, event_type,
     parse_event_type,
@@ -16,6 +19,7 @@ pub use idempotency::{IdempotencyStore, StoredAnswer};
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};
+pub use verify::{Broken, Verification, verify_stream};
 
 /// Failures of the store. `Conflict` is expected under concurrency; the others are not.
 #[derive(Debug, thiserror::Error)]

@@ -13,11 +13,13 @@ use remediation_domain::{AggregateRef, AggregateState};
 
 use crate::{EventStore, StoreError};
 
-/// An aggregate's state and the stream sequence of its last commit (0: none yet).
+/// An aggregate's state, the stream sequence of its last commit (0: none yet) and the hash of
+/// its last event (the head of its chain; empty: none yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     pub state: AggregateState,
     pub version: u64,
+    pub head: String,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,7 @@ impl Repository {
             || Loaded {
                 state: AggregateState::initial(target),
                 version: 0,
+                head: String::new(),
             },
             |entry| entry.loaded,
         );
@@ -119,6 +122,7 @@ impl Repository {
                     reason: e.to_string(),
                 })?;
                 loaded.state = loaded.state.evolve(&event);
+                loaded.head = envelope.hash.clone();
             }
             loaded.version = commit.sequence;
         }

@@ -1,0 +1,605 @@
+//! What every projector test needs: a command service over HTTP, the projector in-process or as
+//! its binary, direct JetStream publishing of generated commits, and SQL helpers that read rows
+//! as JSON and checksum whole schemas.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use chrono::{DateTime, Utc};
+use command_api::auth::TokenKeys;
+use command_api::handler::HandlerSettings;
+use command_api::http::AppState;
+use event_store::{BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings};
+use projector::Projector;
+use projector::batch::Delivered;
+use remediation_domain::calendar::vietnam;
+use remediation_domain::text::UnitId;
+use remediation_domain::{Actor, AggregateRef, Event, Role};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &[u8] = b"projector-tests-secret-0123456789abcdef";
+pub const STREAM: &str = "PLAN_EVENTS";
+pub const SEED: &str = include_str!("../../../../deploy/seed/ke-hoach-63.json");
+/// A guard against hanging forever, never an assertion about speed: it only turns a projector
+/// that stopped making progress into a failure with a message instead of a stuck CI job.
+pub const PATIENCE: Duration = Duration::from_secs(240);
+
+/// Parses an RFC 3339 instant.
+pub fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
+/// An instant as PostgreSQL renders a `timestamptz` in JSON with `TimeZone` Asia/Ho_Chi_Minh:
+/// microseconds (trailing zeros dropped) and a +07:00 offset.
+pub fn ts(t: DateTime<Utc>) -> String {
+    let local = t.with_timezone(&vietnam());
+    let mut out = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let micros = local.timestamp_subsec_micros();
+    if micros > 0 {
+        out.push('.');
+        out.push_str(format!("{micros:06}").trim_end_matches('0'));
+    }
+    out.push_str("+07:00");
+    out
+}
+
+// ── the command service ──────────────────────────────────────────────────────────────────────
+
+/// A command service on a free port, in this process.
+pub struct CommandService {
+    pub url: String,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl CommandService {
+    pub async fn start(nats_url: &str) -> Self {
+        let config = command_api::config::Config {
+            nats_url: nats_url.to_owned(),
+            bind: "127.0.0.1:0".parse().expect("address"),
+            stream: StreamSettings::default(),
+            handler: HandlerSettings::default(),
+            cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+            nats_timeout: Duration::from_secs(5),
+            token_secret: SECRET.to_vec(),
+        };
+        let state = command_api::app_state(&config)
+            .await
+            .expect("command service state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(command_api::run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Loads the Plan 63 seed through the command handler; returns the number of commits.
+    pub async fn load_seed(&self) -> usize {
+        let seed = remediation_domain::seed::Seed::from_json(SEED).expect("seed parses");
+        command_api::seed::load_seed(&self.state.handler, &seed)
+            .await
+            .expect("seed loads")
+            .changed
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("clean shutdown");
+        }
+    }
+}
+
+/// Someone with a bearer token.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub user: String,
+    pub role: Role,
+    pub unit: Option<String>,
+    pub token: String,
+}
+
+pub fn who(user: &str, role: Role, unit: Option<&str>) -> Who {
+    let token = TokenKeys::new(SECRET)
+        .expect("keys")
+        .issue(
+            &Actor {
+                user: user.to_owned(),
+                unit: unit.map(|u| UnitId::new(u).expect("unit id")),
+                role,
+            },
+            chrono::Duration::hours(2),
+        )
+        .expect("token");
+    Who {
+        user: user.to_owned(),
+        role,
+        unit: unit.map(str::to_owned),
+        token,
+    }
+}
+
+/// One command the test sent and the commit it made.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub command: String,
+    pub user: String,
+    pub role: Role,
+    pub unit: Option<String>,
+    pub effective: Option<DateTime<Utc>>,
+    pub sequence: u64,
+}
+
+/// Posts commands over HTTP and remembers what was sent.
+pub struct Api {
+    http: reqwest::Client,
+    url: String,
+    pub sent: Vec<Sent>,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            sent: Vec::new(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        command: &str,
+        who: &Who,
+        effective: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/commands/{command}", self.url))
+            .bearer_auth(&who.token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(effective) = effective {
+            request = request.header("X-Effective-Time", effective);
+        }
+        let response = request.send().await.expect("send the command");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts a command that must append a commit (201); returns its stream sequence.
+    pub async fn post(
+        &mut self,
+        command: &str,
+        who: &Who,
+        effective: Option<&str>,
+        body: Value,
+    ) -> u64 {
+        let (status, answer) = self.send(command, who, effective, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{command} {body} answered {answer}"
+        );
+        let sequence = answer["stream_sequence"]
+            .as_u64()
+            .expect("stream_sequence");
+        self.sent.push(Sent {
+            command: command.to_owned(),
+            user: who.user.clone(),
+            role: who.role,
+            unit: who.unit.clone(),
+            effective: effective.map(at),
+            sequence,
+        });
+        sequence
+    }
+}
+
+// ── NATS ─────────────────────────────────────────────────────────────────────────────────────
+
+pub async fn jetstream(nats_url: &str) -> (async_nats::Client, jetstream::Context) {
+    let client = async_nats::connect(nats_url).await.expect("connect NATS");
+    let js = jetstream::new(client.clone());
+    (client, js)
+}
+
+/// Creates the stream (and the idempotency bucket) as the command side would.
+pub async fn provision(js: &jetstream::Context) {
+    event_store::provision(js, &StreamSettings::default())
+        .await
+        .expect("provision the stream");
+}
+
+pub async fn stream_head(js: &jetstream::Context) -> u64 {
+    let mut stream = js.get_stream(STREAM).await.expect("stream");
+    stream.info().await.expect("stream info").state.last_sequence
+}
+
+pub async fn open_store(js: &jetstream::Context) -> EventStore {
+    EventStore::open(js.clone(), StreamSettings::default())
+        .await
+        .expect("open the event store")
+}
+
+/// Every commit of the stream, in order, as the event store reads them.
+pub async fn all_commits(store: &EventStore, head: u64) -> Vec<Commit> {
+    let mut commits = Vec::new();
+    for sequence in 1..=head {
+        commits.push(store.commit_at(sequence).await.expect("commit"));
+    }
+    commits
+}
+
+/// Every message of the stream, in order, as a consumer would deliver them.
+pub async fn all_messages(js: &jetstream::Context, head: u64) -> Vec<Delivered> {
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let mut messages = Vec::new();
+    for sequence in 1..=head {
+        let message = stream
+            .get_raw_message(sequence)
+            .await
+            .expect("raw message");
+        messages.push(Delivered {
+            sequence,
+            payload: message.payload,
+        });
+    }
+    messages
+}
+
+/// The envelope fields of a generated command.
+pub fn meta(command_name: &'static str, effective: DateTime<Utc>) -> CommandMeta {
+    let command_id = uuid::Uuid::now_v7();
+    CommandMeta {
+        command_id,
+        command_name,
+        actor: Actor {
+            user: "generator".to_owned(),
+            unit: None,
+            role: Role::ProvinceOffice,
+        },
+        correlation_id: "projector-tests".to_owned(),
+        causation_id: command_id.to_string(),
+        recorded_at: Utc::now(),
+        effective_at: effective,
+    }
+}
+
+/// Publishes commits straight to JetStream, pipelined, each with the expected last sequence of
+/// its subject, as the command side would write them. Sequences are predicted (the stream is
+/// ours alone) and checked against the acknowledgements.
+pub struct Publisher {
+    js: jetstream::Context,
+    next: u64,
+    last_on_subject: HashMap<String, u64>,
+    pending: Vec<(u64, PublishAckFuture)>,
+}
+
+impl Publisher {
+    /// For a stream whose head is `head` and whose subjects are all new.
+    pub fn new(js: &jetstream::Context, head: u64) -> Self {
+        Self {
+            js: js.clone(),
+            next: head + 1,
+            last_on_subject: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Publishes `events` as one commit on `target`'s subject; returns its stream sequence.
+    pub async fn commit(
+        &mut self,
+        target: &AggregateRef,
+        events: &[Event],
+        meta: &CommandMeta,
+    ) -> u64 {
+        let envelopes: Vec<CloudEvent> = events
+            .iter()
+            .map(|e| CloudEvent::new(target, e, meta))
+            .collect();
+        let payload = serde_json::to_vec(&envelopes).expect("encode");
+        self.raw(&format!("events.{}.{}", target.kind(), target.id()), payload)
+            .await
+    }
+
+    /// Publishes any payload to `subject`; returns its stream sequence.
+    pub async fn raw(&mut self, subject: &str, payload: Vec<u8>) -> u64 {
+        let sequence = self.next;
+        let expected = self
+            .last_on_subject
+            .insert(subject.to_owned(), sequence)
+            .unwrap_or(0);
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", BATCH_CONTENT_TYPE);
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .headers(headers)
+            .expected_last_subject_sequence(expected);
+        let ack = self
+            .js
+            .send_publish(subject.to_owned(), publish)
+            .await
+            .expect("publish");
+        self.pending.push((sequence, ack));
+        self.next += 1;
+        if self.pending.len() >= 1_000 {
+            self.flush().await;
+        }
+        sequence
+    }
+
+    /// Waits for every outstanding acknowledgement.
+    pub async fn flush(&mut self) {
+        for (sequence, ack) in self.pending.drain(..) {
+            let ack = ack.await.expect("publish acknowledged");
+            assert_eq!(ack.sequence, sequence, "stored at the predicted sequence");
+        }
+    }
+}
+
+// ── the projector ────────────────────────────────────────────────────────────────────────────
+
+pub fn projector_config(
+    nats_url: &str,
+    database_url: &str,
+    prefix: &str,
+    batch_size: usize,
+) -> projector::Config {
+    projector::Config {
+        nats_url: nats_url.to_owned(),
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".parse().expect("address"),
+        stream_name: STREAM.to_owned(),
+        schema_prefix: prefix.to_owned(),
+        batch_size,
+    }
+}
+
+/// The projector running in this process, its router served on a free port.
+pub struct InProcessProjector {
+    pub projector: Projector,
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    run: Option<JoinHandle<()>>,
+    http: JoinHandle<()>,
+}
+
+impl InProcessProjector {
+    pub async fn start(config: &projector::Config) -> Self {
+        let projector = Projector::connect(config).await.expect("projector connects");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let router = projector.router();
+        let http = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = tokio::spawn(projector.clone().run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            projector,
+            url,
+            stop: Some(stop),
+            run: Some(run),
+            http,
+        }
+    }
+
+    /// Stops the projections (in-flight batches finish) and the HTTP server.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(run) = self.run.take() {
+            run.await.expect("projector task");
+        }
+        self.http.abort();
+    }
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+}
+
+/// The projector binary as CI builds it.
+pub fn projector_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_projector"))
+}
+
+/// Spawns the projector binary with its configuration in the environment; its log goes to `log`.
+pub fn spawn_projector(
+    args: &[&str],
+    nats_url: &str,
+    database_url: &str,
+    addr: SocketAddr,
+    batch_size: usize,
+    log: &std::path::Path,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the log file");
+    Command::new(projector_binary())
+        .args(args)
+        .env("NATS_URL", nats_url)
+        .env("DATABASE_URL", database_url)
+        .env("PROJECTOR_ADDR", addr.to_string())
+        .env("STREAM_NAME", STREAM)
+        .env("SCHEMA_PREFIX", "")
+        .env("BATCH_SIZE", batch_size.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the projector binary")
+}
+
+/// GET `url`: status and JSON (or text as a JSON string).
+pub async fn get(url: &str) -> (StatusCode, Value) {
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub async fn get_text(url: &str) -> (StatusCode, String) {
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status();
+    (status, response.text().await.expect("body"))
+}
+
+// ── PostgreSQL ───────────────────────────────────────────────────────────────────────────────
+
+/// A connection for assertions; timestamps render in Vietnamese local time.
+pub async fn connect(url: &str) -> PgConnection {
+    let mut conn = PgConnection::connect(url).await.expect("connect PostgreSQL");
+    sqlx::query("SET TIME ZONE 'Asia/Ho_Chi_Minh'")
+        .execute(&mut conn)
+        .await
+        .expect("set the time zone");
+    conn
+}
+
+/// `schema`'s checkpoint, or `None` while the schema does not exist yet.
+pub async fn checkpoint(conn: &mut PgConnection, schema: &str) -> Option<u64> {
+    sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+        "SELECT last_sequence FROM \"{schema}\".checkpoints"
+    )))
+    .fetch_optional(conn)
+    .await
+    .ok()
+    .flatten()
+    .map(|s| s as u64)
+}
+
+/// Waits until the core and audit checkpoints under `prefix` are both at least `target`.
+pub async fn wait_for_checkpoints(conn: &mut PgConnection, prefix: &str, target: u64) {
+    let started = Instant::now();
+    loop {
+        let core = checkpoint(conn, &format!("{prefix}core")).await;
+        let audit = checkpoint(conn, &format!("{prefix}audit")).await;
+        if core >= Some(target) && audit >= Some(target) {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "checkpoints stuck at core {core:?}, audit {audit:?}; waiting for {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The rows of `sql` as JSON objects, ordered by `order` (an expression over its columns).
+pub async fn rows(conn: &mut PgConnection, sql: &str, order: &str) -> Vec<Value> {
+    let wrapped = format!(
+        "SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY {order}), '[]'::jsonb) FROM ({sql}) q"
+    );
+    let value: Value = sqlx::query_scalar(AssertSqlSafe(wrapped))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    match value {
+        Value::Array(rows) => rows,
+        other => panic!("expected an array, got {other}"),
+    }
+}
+
+/// Compares row lists one by one, so a failure names the first row that differs.
+#[track_caller]
+pub fn assert_rows(what: &str, actual: &[Value], expected: &[Value]) {
+    for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert_eq!(
+            a,
+            e,
+            "{what}: row {index} differs\n actual:   {a}\n expected: {e}"
+        );
+    }
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: {} rows, expected {}\n actual: {actual:#?}",
+        actual.len(),
+        expected.len()
+    );
+}
+
+/// Row count and md5 of every table of `schema` (rows as text, sorted), leaving out the
+/// migration bookkeeping and the checkpoint's wall-clock `updated_at`.
+pub async fn checksums(conn: &mut PgConnection, schema: &str) -> BTreeMap<String, (i64, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = $1 AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations'
+         ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await
+    .expect("list tables");
+    assert!(!tables.is_empty(), "schema {schema} has no tables");
+    let mut sums = BTreeMap::new();
+    for table in tables {
+        let row = if table == "checkpoints" {
+            "(t.projection, t.last_sequence, t.last_recorded_at)::text"
+        } else {
+            "t::text"
+        };
+        let (count, md5): (i64, String) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*), coalesce(md5(string_agg({row}, '|' ORDER BY {row} COLLATE \"C\")), '')
+             FROM \"{schema}\".\"{table}\" t"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("checksum");
+        sums.insert(table, (count, md5));
+    }
+    sums
+}
+
+/// The per-projection checksums of both projections under `prefix`.
+pub async fn all_checksums(
+    conn: &mut PgConnection,
+    prefix: &str,
+) -> BTreeMap<String, (i64, String)> {
+    let mut sums = BTreeMap::new();
+    for projection in ["core", "audit"] {
+        for (table, sum) in checksums(conn, &format!("{prefix}{projection}")).await {
+            sums.insert(format!("{projection}.{table}"), sum);
+        }
+    }
+    sums
+}

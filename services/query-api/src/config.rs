@@ -1,0 +1,73 @@
+//! Configuration from the environment, with the defaults a local stack needs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the query service needs to start.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    /// Prepended to the projection schemas: the service reads `<prefix>core` and
+    /// `<prefix>audit`, as the projector writes them.
+    pub schema_prefix: String,
+    pub token_secret: Vec<u8>,
+    /// Pool size; each request holds one connection for its snapshot.
+    pub max_connections: u32,
+    /// How long a request waits for a database connection before answering 503: bounded so that
+    /// an unreachable database turns into a quick, honest answer rather than a hung client.
+    pub acquire_timeout: Duration,
+    /// Longest a single SQL statement may run; a runaway query answers 503 instead of holding a
+    /// connection.
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("schema_prefix", &self.schema_prefix)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    var(name).map_or(Ok(default), |raw| {
+        raw.parse()
+            .map_err(|_| format!("{name}={raw:?} is not a valid value"))
+    })
+}
+
+impl Config {
+    /// The defaults for everything but the secret.
+    pub fn new(database_url: impl Into<String>, token_secret: Vec<u8>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            schema_prefix: String::new(),
+            token_secret,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`.
+    pub fn from_env() -> Result<Self, String> {
+        let mut config = Self::new(
+            var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
+            command_api::config::token_secret()?,
+        );
+        config.bind = parsed("QUERY_API_ADDR", config.bind)?;
+        config.schema_prefix = var("SCHEMA_PREFIX").unwrap_or_default();
+        Ok(config)
+    }
+}

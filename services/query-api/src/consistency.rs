@@ -1,0 +1,104 @@
+//! Read-your-writes: a command answer carries the stream sequence of its commit; a query that
+//! passes it as `min_sequence` is answered only from a read model that has applied it.
+//!
+//! The projector commits each batch together with its checkpoint, so "checkpoint ≥ N" means
+//! every commit up to N is visible to any snapshot taken afterwards. The guard polls the
+//! checkpoints of the projections the route reads (cheap primary-key reads, backing off to every
+//! 50 ms) until they reach N or the wait runs out, and only then does the handler take its
+//! snapshot.
+
+use std::time::{Duration, Instant};
+
+use readmodel::Projection;
+
+use crate::error::QueryError;
+use crate::params::{Param, Params};
+use crate::state::AppState;
+
+/// Default and longest wait, in milliseconds.
+pub const DEFAULT_WAIT_MS: i64 = 2_000;
+pub const MAX_WAIT_MS: i64 = 10_000;
+
+/// The parameters every data route takes.
+pub const PARAMS: &[Param] = &[
+    Param::integer(
+        "min_sequence",
+        0,
+        i64::MAX,
+        "Answer only once the read model has applied the stream up to this sequence (the `stream_sequence` of a command answer); 503 projection-behind if it has not within `wait_ms`.",
+    ),
+    Param::integer(
+        "wait_ms",
+        0,
+        MAX_WAIT_MS,
+        "How long to wait for `min_sequence`, in milliseconds (default 2000, at most 10000).",
+    ),
+];
+
+/// What a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consistency {
+    pub min_sequence: u64,
+    pub wait: Duration,
+}
+
+impl Consistency {
+    pub fn from_params(params: &Params) -> Result<Option<Self>, QueryError> {
+        let Some(min_sequence) = params.integer("min_sequence", 0, i64::MAX)? else {
+            return Ok(None);
+        };
+        let wait_ms = params
+            .integer("wait_ms", 0, MAX_WAIT_MS)?
+            .unwrap_or(DEFAULT_WAIT_MS);
+        Ok(Some(Self {
+            min_sequence: u64::try_from(min_sequence).unwrap_or(0),
+            wait: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+        }))
+    }
+}
+
+/// Waits until every projection in `reads` has reached `wanted.min_sequence`, or answers
+/// projection-behind with the checkpoint that fell short.
+pub async fn wait_for(
+    state: &AppState,
+    reads: &[Projection],
+    wanted: Consistency,
+) -> Result<(), QueryError> {
+    if reads.is_empty() || wanted.min_sequence == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let deadline = started + wanted.wait;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        // A connection per poll, returned before sleeping: waiting readers must not starve the
+        // pool.
+        let checkpoints = {
+            let mut conn = state.read_model.pool.acquire().await?;
+            state.read_model.checkpoints(&mut conn).await?
+        };
+        let behind = reads.iter().find_map(|projection| {
+            let checkpoint = checkpoints
+                .iter()
+                .find(|c| c.projection == projection.name())
+                .map_or(0, |c| c.sequence());
+            (checkpoint < wanted.min_sequence).then_some((*projection, checkpoint))
+        });
+        let Some((projection, checkpoint)) = behind else {
+            state.metrics.waited(started.elapsed());
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            state.metrics.waited(started.elapsed());
+            state.metrics.projection_behind(projection.name());
+            return Err(QueryError::ProjectionBehind {
+                projection: projection.name(),
+                checkpoint,
+                min_sequence: wanted.min_sequence,
+            });
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}

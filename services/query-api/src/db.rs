@@ -1,0 +1,133 @@
+//! The read-only connection pool and the projection checkpoints.
+//!
+//! The service reads the projector's schemas as the NOLOGIN role `kh63_reader`, which may only
+//! read them: every pooled connection switches to it, makes its transactions read-only and puts
+//! the projection schemas on its search path before it is handed out. A bug or an injection in a
+//! query can therefore not change the read model, whatever login the service was given.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use readmodel::{Projection, READER_ROLE};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+
+use crate::config::Config;
+use crate::error::QueryError;
+
+const CHECKPOINTS: &str = include_str!("sql/checkpoints.sql");
+
+/// Schema names end up in SQL text, so they are held to the same rule the projector applies
+/// before creating them, and double-quoted on top.
+fn checked_schema(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(format!(
+            "schema name {name:?} (from SCHEMA_PREFIX) must be at most 48 lowercase letters, digits or '_'"
+        ))
+    }
+}
+
+/// One projection's progress, as its own transaction left it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub projection: String,
+    pub last_sequence: i64,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    /// The database's `now()`: the instant the caller's snapshot answers for.
+    pub as_of: DateTime<Utc>,
+}
+
+impl Checkpoint {
+    pub fn sequence(&self) -> u64 {
+        u64::try_from(self.last_sequence).unwrap_or(0)
+    }
+}
+
+/// The pool plus the SQL that names the projection schemas.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    pub pool: PgPool,
+    checkpoints_sql: Arc<str>,
+}
+
+impl ReadModel {
+    /// A lazily connecting pool: the service starts (and `/readyz` says why it is not ready)
+    /// while PostgreSQL or the projector's schemas are still on their way.
+    pub fn connect(config: &Config) -> Result<Self, String> {
+        let core = checked_schema(&Projection::Core.schema(&config.schema_prefix))?;
+        let audit = checked_schema(&Projection::Audit.schema(&config.schema_prefix))?;
+        let session: Arc<str> = format!(
+            "SET ROLE {READER_ROLE};
+             SET default_transaction_read_only = on;
+             SET search_path = {core}, {audit};
+             SET statement_timeout = {}",
+            config.statement_timeout.as_millis()
+        )
+        .into();
+        let options = PgConnectOptions::from_str(&config.database_url)
+            .map_err(|e| format!("DATABASE_URL: {e}"))?
+            .application_name("query-api");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let session = session.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(AssertSqlSafe(session)).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        let checkpoints_sql = CHECKPOINTS
+            .replace("{core}", &core)
+            .replace("{audit}", &audit)
+            .into();
+        Ok(Self {
+            pool,
+            checkpoints_sql,
+        })
+    }
+
+    /// Every projection's checkpoint, in the snapshot of `conn`.
+    pub async fn checkpoints(&self, conn: &mut PgConnection) -> Result<Vec<Checkpoint>, QueryError> {
+        Ok(sqlx::query_as(AssertSqlSafe(self.checkpoints_sql.clone()))
+            .fetch_all(conn)
+            .await?)
+    }
+
+    /// The checkpoint of `projection`; a missing row means the projector never prepared it.
+    pub async fn checkpoint(
+        &self,
+        conn: &mut PgConnection,
+        projection: Projection,
+    ) -> Result<Checkpoint, QueryError> {
+        self.checkpoints(conn)
+            .await?
+            .into_iter()
+            .find(|c| c.projection == projection.name())
+            .ok_or_else(|| {
+                QueryError::DatabaseUnavailable(format!(
+                    "the {} projection has no checkpoint yet",
+                    projection.name()
+                ))
+            })
+    }
+
+    /// A read-only, repeatable-read transaction: every query of one answer sees the same
+    /// snapshot (and the same `now()`), so counts and rows never disagree mid-batch.
+    pub async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, QueryError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+}

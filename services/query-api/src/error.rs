@@ -1,0 +1,172 @@
+//! One error type for the HTTP edge, rendered as RFC 9457 problem+json with a stable `type`
+//! (the same vocabulary as the command service, plus the two failures only reads have: a
+//! projection that has not caught up, and an unreachable database).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use command_api::error::{ApiError, problem_response};
+use serde_json::{Value, json};
+
+/// Every way a query can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Read-your-writes: the projection did not reach `min_sequence` within the wait.
+    #[error(
+        "the {projection} projection has applied the stream up to sequence {checkpoint}, not yet {min_sequence}"
+    )]
+    ProjectionBehind {
+        projection: &'static str,
+        checkpoint: u64,
+        min_sequence: u64,
+    },
+    #[error("{0}")]
+    DatabaseUnavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            QueryError::Malformed(_) => StatusCode::BAD_REQUEST,
+            QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
+            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::ProjectionBehind { .. } | QueryError::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem type; clients branch on it, never on `detail`.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            QueryError::Malformed(_) => "urn:kh63:problem:malformed-request",
+            QueryError::Unauthorized(_) => "urn:kh63:problem:unauthenticated",
+            QueryError::Forbidden(_) => "urn:kh63:problem:forbidden",
+            QueryError::NotFound(_) => "urn:kh63:problem:not-found",
+            QueryError::ProjectionBehind { .. } => "urn:kh63:problem:projection-behind",
+            QueryError::DatabaseUnavailable(_) => "urn:kh63:problem:database-unavailable",
+            QueryError::Internal(_) => "urn:kh63:problem:internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            QueryError::Malformed(_) => "Malformed request",
+            QueryError::Unauthorized(_) => "Authentication required",
+            QueryError::Forbidden(_) => "Not allowed",
+            QueryError::NotFound(_) => "Not found",
+            QueryError::ProjectionBehind { .. } => "Read model behind the requested sequence",
+            QueryError::DatabaseUnavailable(_) => "Read model unavailable",
+            QueryError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// The problem document, with extension members where the problem has them.
+    pub fn body(&self) -> Value {
+        let detail = match self {
+            // Database and internal failures are logged in full; the client learns only that
+            // they happened, not the SQL.
+            QueryError::Internal(_) => "the query failed; see the service log".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "type": self.problem_type(),
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "detail": detail,
+        });
+        if let QueryError::ProjectionBehind {
+            projection,
+            checkpoint,
+            min_sequence,
+        } = self
+        {
+            body["projection"] = json!(projection);
+            body["checkpoint"] = json!(checkpoint);
+            body["min_sequence"] = json!(min_sequence);
+        }
+        body
+    }
+}
+
+/// The shared bearer-token extractor answers in the command service's vocabulary; only its
+/// authentication failures can reach us.
+impl From<ApiError> for QueryError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Unauthorized(detail) => QueryError::Unauthorized(detail),
+            ApiError::Forbidden(detail) => QueryError::Forbidden(detail),
+            ApiError::Malformed(detail) => QueryError::Malformed(detail),
+            ApiError::NotFound(detail) => QueryError::NotFound(detail),
+            other => QueryError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// SQLSTATEs that mean "the read model is not there (yet)" or "the server is going away", which
+/// a retry may cure, as opposed to a query bug.
+fn unavailable_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        "42P01"   // undefined_table: the projector has not migrated this database yet
+            | "3F000" // invalid_schema_name
+            | "42704" // undefined_object: the reader role does not exist yet
+            | "57014" // query_canceled: statement_timeout
+            | "57P01" // admin_shutdown
+            | "57P02" // crash_shutdown
+            | "57P03" // cannot_connect_now
+            | "53300" // too_many_connections
+    ) || code.starts_with("08") // connection exceptions
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => {
+                QueryError::DatabaseUnavailable(format!("the read model database is unreachable: {error}"))
+            }
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
+                QueryError::DatabaseUnavailable(format!("the read model is not available: {}", db.message()))
+            }
+            _ => QueryError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(problem = self.problem_type(), error = %self, "query failed");
+        }
+        let mut response = problem_response(self.status(), self.body());
+        match self {
+            QueryError::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            QueryError::ProjectionBehind { .. } | QueryError::DatabaseUnavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

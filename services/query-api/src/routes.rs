@@ -1,0 +1,329 @@
+//! The route table: every endpoint once, with who may call it, what it reads, the parameters it
+//! takes and the shape of its answer. The router ([`router`]) and the OpenAPI document
+//! ([`crate::openapi::document`]) are both built from it, so neither can drift from the other,
+//! and a route cannot be served without its access rule.
+
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use axum::{Json, Router};
+use command_api::auth::Authenticated;
+use command_api::error::problem_response;
+use readmodel::Projection;
+use schemars::{Schema, SchemaGenerator};
+use serde_json::json;
+
+use crate::access::{AUDIT_READERS, Access, Caller, EVERYONE, STAFF_AND_OVERSIGHT};
+use crate::consistency::{self, Consistency};
+use crate::error::QueryError;
+use crate::params::{Param, Params};
+use crate::state::AppState;
+use crate::views::{audit, compliance, deadlines, health, item, overview, scorecard};
+use crate::openapi;
+
+/// What a route answers with, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// JSON described by a Rust type's schema.
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    /// Another media type, not described further.
+    Other(&'static str),
+}
+
+/// One endpoint.
+#[derive(Debug)]
+pub struct Route {
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub access: Access,
+    /// The projections the answer comes from: what `min_sequence` waits for.
+    pub reads: &'static [Projection],
+    /// Path parameters (all identifiers, strings).
+    pub path_params: &'static [Param],
+    pub query_params: &'static [Param],
+    /// Whether the route answers 404 for an unknown identifier in its path.
+    pub finds: bool,
+    /// Whether some callers that pass the role check may still be refused (403) by the data.
+    pub scoped: bool,
+    pub body: Body,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+const CORE: &[Projection] = &[Projection::Core];
+const AUDIT: &[Projection] = &[Projection::Audit];
+
+const PLAN_ID: Param = Param::text("plan_id", "Plan identifier, e.g. kh-63-2025");
+const ITEM_ID: Param = Param::text("item_id", "Item identifier, e.g. kh-63-2025-01");
+const UNIT_ID: Param = Param::text("unit_id", "Unit identifier, e.g. so-tai-chinh");
+
+/// Every route the service serves.
+pub static ROUTES: &[Route] = &[
+    Route {
+        path: "/v1/plans/{plan_id}/overview",
+        operation_id: "plan_overview",
+        tag: "dashboards",
+        summary: "A plan, its items with status, deadline qualifier, leads and coordinators, and counts",
+        description: "Items in plan order. The deadline qualifier of a completed item is judged at its completion (completed late shows `overdue`); of open work, now. Leads and coordinators are the assignments in force now, as the plan names them (units or groups).",
+        access: Access::Roles(EVERYONE),
+        reads: CORE,
+        path_params: &[PLAN_ID],
+        query_params: &[],
+        finds: true,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<overview::PlanOverview>()),
+        handler: || get(overview::handler),
+    },
+    Route {
+        path: "/v1/items/{item_id}",
+        operation_id: "item_detail",
+        tag: "dashboards",
+        summary: "An item: assignments over time, responsible units, tasks, latest report lines per unit, status history on both time axes",
+        description: "Unit staff see the tasks and report lines of the units they act for only; viewers see neither (`tasks` and `report_lines` are absent and `visibility` is `public`).",
+        access: Access::Roles(EVERYONE),
+        reads: CORE,
+        path_params: &[ITEM_ID],
+        query_params: &[],
+        finds: true,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<item::ItemDetail>()),
+        handler: || get(item::handler),
+    },
+    Route {
+        path: "/v1/units/{unit_id}/scorecard",
+        operation_id: "unit_scorecard",
+        tag: "dashboards",
+        summary: "A unit's items, tasks, overdue work and quarterly reporting compliance",
+        description: "Unit staff may read the scorecard of their own unit (or of a unit it succeeded) only. Overdue work: items the unit leads and tasks it holds that are neither completed nor cancelled and past their deadline.",
+        access: Access::Roles(STAFF_AND_OVERSIGHT),
+        reads: CORE,
+        path_params: &[UNIT_ID],
+        query_params: &[],
+        finds: true,
+        scoped: true,
+        body: Body::Json(|g| g.subschema_for::<scorecard::Scorecard>()),
+        handler: || get(scorecard::handler),
+    },
+    Route {
+        path: "/v1/plans/{plan_id}/compliance",
+        operation_id: "plan_compliance",
+        tag: "dashboards",
+        summary: "The Department of Finance's reporting matrix for one quarter",
+        description: "Every unit that owed the plan a report for the quarter (responsible for one of its items at the report's due instant, or now if that is earlier): on_time, late, missing or pending, first submission, last revision, review status; and totals. Without year and quarter: the current quarter.",
+        access: Access::Roles(EVERYONE),
+        reads: CORE,
+        path_params: &[PLAN_ID],
+        query_params: &[
+            Param::integer("year", 2000, 2100, "Year of the quarter (with quarter)"),
+            Param::integer("quarter", 1, 4, "Quarter 1–4 (with year)"),
+        ],
+        finds: true,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<compliance::ComplianceMatrix>()),
+        handler: || get(compliance::handler),
+    },
+    Route {
+        path: "/v1/overdue",
+        operation_id: "overdue",
+        tag: "dashboards",
+        summary: "Items and tasks past their deadline, neither completed nor cancelled",
+        description: "Work due on a date may be done until the end of that local (Asia/Ho_Chi_Minh) day.",
+        access: Access::Roles(EVERYONE),
+        reads: CORE,
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<deadlines::DeadlineList>()),
+        handler: || get(deadlines::overdue),
+    },
+    Route {
+        path: "/v1/due-soon",
+        operation_id: "due_soon",
+        tag: "dashboards",
+        summary: "Items and tasks with three days or less left, neither completed nor cancelled",
+        description: "Sắp quá hạn: the end of the due date's local day is at most three days away.",
+        access: Access::Roles(EVERYONE),
+        reads: CORE,
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<deadlines::DeadlineList>()),
+        handler: || get(deadlines::due_soon),
+    },
+    Route {
+        path: "/v1/audit",
+        operation_id: "audit_trail",
+        tag: "audit",
+        summary: "The audit trail: every event with its full CloudEvents envelope, in stream order",
+        description: "Filters combine with AND; time ranges are half-open [from, to). Pages follow (stream_sequence, position); pass `next_cursor` back as `cursor` with the same filters for the next page (null: no more entries now).",
+        access: Access::Roles(AUDIT_READERS),
+        reads: AUDIT,
+        path_params: &[],
+        query_params: &[
+            Param::text("aggregate_type", "unit, group, plan, item, task or report"),
+            Param::text("aggregate_id", "The aggregate's identifier"),
+            Param::text("unit", "The acting user's unit (actorunit)"),
+            Param::text("actor", "The acting user (actoruser)"),
+            Param::text("event_type", "Full CloudEvents type, e.g. vn.gov.thanhhoa.remediation.item.assigned.v1"),
+            Param::instant("recorded_from", "Recorded at or after this instant"),
+            Param::instant("recorded_to", "Recorded before this instant"),
+            Param::instant("effective_from", "Effective at or after this instant"),
+            Param::instant("effective_to", "Effective before this instant"),
+            Param::opaque("cursor", "The next_cursor of the previous page"),
+            Param::integer("limit", 1, 1000, "Entries per page (default 100)"),
+        ],
+        finds: false,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<audit::AuditPage>()),
+        handler: || get(audit::handler),
+    },
+    Route {
+        path: "/healthz",
+        operation_id: "healthz",
+        tag: "operations",
+        summary: "Liveness",
+        description: "The process answers.",
+        access: Access::Public,
+        reads: &[],
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<health::Health>()),
+        handler: || get(health::healthz),
+    },
+    Route {
+        path: "/readyz",
+        operation_id: "readyz",
+        tag: "operations",
+        summary: "Readiness: the read model answers; each projection's checkpoint and the age of its newest applied event",
+        description: "503 when the database or a projection schema is unreachable. The JetStream head is not known here (see the projector's /metrics for lag in events); `last_recorded_age_seconds` is how long ago the newest applied event was recorded, which also grows while nothing happens.",
+        access: Access::Public,
+        reads: &[],
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Json(|g| g.subschema_for::<health::Readiness>()),
+        handler: || get(health::readyz),
+    },
+    Route {
+        path: "/metrics",
+        operation_id: "metrics",
+        tag: "operations",
+        summary: "Prometheus metrics (OpenMetrics text)",
+        description: "kh63_query_requests_total{endpoint,status}, kh63_query_query_duration_seconds{endpoint}, kh63_query_consistency_wait_seconds, kh63_query_projection_behind_total{projection}.",
+        access: Access::Public,
+        reads: &[],
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Other("application/openmetrics-text"),
+        handler: || get(health::metrics),
+    },
+    Route {
+        path: "/openapi.json",
+        operation_id: "openapi",
+        tag: "operations",
+        summary: "This document (OpenAPI 3.1)",
+        description: "Generated from the route table the router is built from.",
+        access: Access::Public,
+        reads: &[],
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        body: Body::Other("application/json"),
+        handler: || get(|| async { Json(openapi::document()) }),
+    },
+];
+
+/// Authenticates and authorises, checks the query string, waits for `min_sequence`, then runs
+/// the handler; counts every answer and times the handler.
+async fn guard(
+    State((state, route)): State<(AppState, &'static Route)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = match admit(&state, route, request).await {
+        Ok(request) => {
+            let started = Instant::now();
+            let response = next.run(request).await;
+            if !route.reads.is_empty() {
+                state.metrics.query_took(route.operation_id, started.elapsed());
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    };
+    state
+        .metrics
+        .request(route.operation_id, response.status().as_u16());
+    response
+}
+
+async fn admit(
+    state: &AppState,
+    route: &'static Route,
+    request: Request,
+) -> Result<Request, QueryError> {
+    let Access::Roles(_) = route.access else {
+        return Ok(request);
+    };
+    let (mut parts, body) = request.into_parts();
+    let Authenticated(actor) = Authenticated::from_request_parts(&mut parts, state).await?;
+    if !route.access.allows(actor.role) {
+        return Err(QueryError::Forbidden(format!(
+            "role {} may not read {}",
+            actor.role.as_str(),
+            route.operation_id
+        )));
+    }
+    let params = Params::parse(&parts.uri, &[route.query_params, consistency::PARAMS])?;
+    if let Some(wanted) = Consistency::from_params(&params)? {
+        consistency::wait_for(state, route.reads, wanted).await?;
+    }
+    parts.extensions.insert(Caller(actor));
+    parts.extensions.insert(params);
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Answers (and counts) requests that matched no route.
+async fn unmatched(State(state): State<AppState>) -> Response {
+    state.metrics.request("unmatched", StatusCode::NOT_FOUND.as_u16());
+    QueryError::NotFound("no such endpoint".to_owned()).into_response()
+}
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in ROUTES {
+        router = router.route(
+            route.path,
+            (route.handler)().route_layer(from_fn_with_state((state.clone(), route), guard)),
+        );
+    }
+    router
+        .fallback(unmatched)
+        .method_not_allowed_fallback(|| async {
+            problem_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({
+                    "type": "urn:kh63:problem:method-not-allowed",
+                    "title": "Method not allowed",
+                    "status": 405,
+                    "detail": "every endpoint of the query service is GET",
+                }),
+            )
+        })
+        .with_state(state)
+}

@@ -1,0 +1,103 @@
+//! The answers: one module per endpoint, each with its response types (which the OpenAPI
+//! document describes) and the SQL it runs, from `src/sql/`.
+
+pub mod audit;
+pub mod compliance;
+pub mod deadlines;
+pub mod health;
+pub mod item;
+pub mod overview;
+pub mod scorecard;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use readmodel::Projection;
+use remediation_domain::Role;
+use schemars::JsonSchema;
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::access::{Caller, Visibility};
+use crate::error::QueryError;
+use crate::state::AppState;
+
+const ACTING_UNITS: &str = include_str!("../sql/acting_units.sql");
+
+/// The one identifier in a route's path. Identifiers are short slugs; anything longer cannot name
+/// a plan, item or unit and is refused before it reaches SQL.
+#[derive(Debug, Clone)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, QueryError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| QueryError::Malformed(format!("invalid path: {e}")))?;
+        if id.is_empty() || id.len() > 200 {
+            return Err(QueryError::Malformed(
+                "identifiers are 1–200 characters".to_owned(),
+            ));
+        }
+        Ok(Self(id))
+    }
+}
+
+/// A read-only snapshot and what it answers for.
+pub struct Snapshot {
+    pub tx: Transaction<'static, Postgres>,
+    /// The database's `now()` in the snapshot: the instant deadline qualifiers are judged at.
+    pub as_of: DateTime<Utc>,
+    /// The stream sequence the projection had applied when the snapshot was taken.
+    pub checkpoint: u64,
+}
+
+impl Snapshot {
+    pub async fn open(state: &AppState, projection: Projection) -> Result<Self, QueryError> {
+        let mut tx = state.read_model.snapshot().await?;
+        let checkpoint = state.read_model.checkpoint(&mut tx, projection).await?;
+        Ok(Self {
+            tx,
+            as_of: checkpoint.as_of,
+            checkpoint: checkpoint.sequence(),
+        })
+    }
+
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+/// A unit or group as the plan names it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Assignee {
+    /// `unit` or `group`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// The units a unit's staff act for now: their own and any whose work passed to it.
+pub async fn acting_units(conn: &mut PgConnection, unit: &str) -> Result<Vec<String>, QueryError> {
+    Ok(sqlx::query_scalar(ACTING_UNITS)
+        .bind(unit)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// How much of units' internal work `caller` may see.
+pub async fn visibility(caller: &Caller, conn: &mut PgConnection) -> Result<Visibility, QueryError> {
+    Ok(match caller.role() {
+        Role::ProvinceOffice | Role::DepartmentOfFinance | Role::Auditor => Visibility::Full,
+        Role::Viewer => Visibility::Public,
+        Role::UnitStaff => match caller.staff_unit() {
+            Some(unit) => Visibility::Units(acting_units(conn, unit).await?),
+            // A staff token always names a unit (the token check refuses one that does not);
+            // should one slip through, it sees nothing internal.
+            None => Visibility::Public,
+        },
+    })
+}
