@@ -74,6 +74,11 @@ enum Action {
     /// Check every hash chain in the stream (and the audit table): OK with counts, or the first
     /// broken link with its stream sequence and aggregate.
     Verify(verify::VerifyArgs),
+    /// Write the event feed's JSON Schemas and catalog (generated from the Rust types).
+    Schemas {
+        #[arg(long, default_value = "docs/events")]
+        out: std::path::PathBuf,
+    },
     /// Measure commands/s through HTTP against the raw JetStream publish rate of the same payloads.
     Bench(bench::BenchArgs),
 }
@@ -118,7 +123,28 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Action::Bench(args) => bench::run(&cli.nats_url, args).await,
         Action::Verify(args) => verify::run(&cli.nats_url, args).await,
+        Action::Schemas { out } => write_schemas(&out),
     }
+}
+
+fn write_schemas(out: &std::path::Path) -> Result<(), String> {
+    let schemas = event_store::schemas::catalog();
+    let dir = out.join("schemas");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for schema in &schemas {
+        let path = dir.join(schema.file_name());
+        let text = serde_json::to_string_pretty(&schema.schema).map_err(|e| e.to_string())? + "\n";
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let index = out.join("README.md");
+    std::fs::write(&index, event_store::schemas::catalog_markdown(&schemas))
+        .map_err(|e| format!("{}: {e}", index.display()))?;
+    println!(
+        "{} event schemas written to {}",
+        schemas.len(),
+        dir.display()
+    );
+    Ok(())
 }
 
 #[tokio::main]

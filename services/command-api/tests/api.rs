@@ -904,3 +904,127 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     );
     service.shutdown().await;
 }
+
+/// A virtualenv with the consumer's PyPI dependencies, made once under `target/`.
+fn feed_consumer_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/feed-consumer-venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "could not create {venv:?}");
+        let installed = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(root.join("tests/feed-consumer/requirements.txt"))
+            .status()
+            .expect("pip install");
+        assert!(
+            installed.success(),
+            "could not install the consumer's requirements"
+        );
+    }
+    python
+}
+
+fn run_feed_consumer(nats_url: &str, durable: &str) -> (bool, Value) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new(feed_consumer_python())
+        .arg(root.join("tests/feed-consumer/consumer.py"))
+        .args(["--nats-url", nats_url, "--durable", durable])
+        .output()
+        .expect("run the feed consumer");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "consumer printed no summary: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), summary)
+}
+
+#[tokio::test]
+async fn an_independent_python_consumer_validates_every_event_and_chain() {
+    let (nats, _config, service) = seeded(5).await;
+    let url = &service.url;
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    assert_eq!(
+        post(url, "plan-task", &staff, task_body("feed-1", LEAD_UNIT))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let report = json!({
+        "plan_id": "kh-63-2025", "unit_id": LEAD_UNIT, "quarter": { "year": 2025, "quarter": 3 },
+        "lines": [{ "item_id": ITEM, "progress": "Đã triển khai 3/5 mô hình", "status": "in_progress" }]
+    });
+    assert_eq!(
+        post(url, "submit-report", &staff, report).await.status,
+        StatusCode::CREATED
+    );
+    let returned = json!({ "plan_id": "kh-63-2025", "unit_id": LEAD_UNIT, "quarter": { "year": 2025, "quarter": 3 }, "reason": "Bổ sung số liệu" });
+    assert_eq!(
+        post(
+            url,
+            "return-report",
+            &token(Role::DepartmentOfFinance, Some("so-tai-chinh")),
+            returned
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let store = open_store(&nats, &StreamSettings::default()).await;
+    let head = store.check().await.expect("stream");
+
+    let (ok, summary) = tokio::task::spawn_blocking({
+        let url = nats.url();
+        move || run_feed_consumer(&url, "feed-check")
+    })
+    .await
+    .expect("consumer task");
+    assert!(ok, "{summary}");
+    assert_eq!(summary["commits"], head);
+    assert_eq!(summary["last_sequence"], head);
+
+    // A forged event published straight to a subject, outside the command service, is caught.
+    let js = jetstream_of(&nats).await;
+    let forged = json!([{
+        "specversion": "1.0", "id": "01a22000-0000-7000-8000-000000000000", "source": "urn:forger",
+        "type": "vn.gov.thanhhoa.remediation.item.deadline_set.v1", "subject": format!("item/{ITEM}"),
+        "time": "2025-05-01T00:00:00Z", "datacontenttype": "application/json", "data": { "due_on": "2030-01-01" },
+        "aggregatetype": "item", "aggregateid": ITEM, "effectivetime": "2025-05-01T00:00:00Z",
+        "actoruser": "x", "actorrole": "province_office", "correlationid": "x", "causationid": "x",
+        "commandid": "01a22000-0000-7000-8000-000000000000", "commandname": "set-item-deadline",
+        "prevhash": "", "hash": "0".repeat(64)
+    }]);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", event_store::BATCH_CONTENT_TYPE);
+    js.publish_with_headers(
+        format!("events.item.{ITEM}"),
+        headers,
+        forged.to_string().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    let (ok, summary) = tokio::task::spawn_blocking({
+        let url = nats.url();
+        move || run_feed_consumer(&url, "feed-check-forged")
+    })
+    .await
+    .expect("consumer task");
+    assert!(!ok, "the forged event went unnoticed: {summary}");
+    assert!(
+        summary["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("chain") || p.contains("hash")),
+        "{summary}"
+    );
+    service.shutdown().await;
+}

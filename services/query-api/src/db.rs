@@ -98,7 +98,10 @@ impl ReadModel {
     }
 
     /// Every projection's checkpoint, in the snapshot of `conn`.
-    pub async fn checkpoints(&self, conn: &mut PgConnection) -> Result<Vec<Checkpoint>, QueryError> {
+    pub async fn checkpoints(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<Checkpoint>, QueryError> {
         Ok(sqlx::query_as(AssertSqlSafe(self.checkpoints_sql.clone()))
             .fetch_all(conn)
             .await?)

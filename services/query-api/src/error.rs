@@ -137,11 +137,14 @@ impl From<sqlx::Error> for QueryError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => {
-                QueryError::DatabaseUnavailable(format!("the read model database is unreachable: {error}"))
-            }
+            | sqlx::Error::WorkerCrashed => QueryError::DatabaseUnavailable(format!(
+                "the read model database is unreachable: {error}"
+            )),
             sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
-                QueryError::DatabaseUnavailable(format!("the read model is not available: {}", db.message()))
+                QueryError::DatabaseUnavailable(format!(
+                    "the read model is not available: {}",
+                    db.message()
+                ))
             }
             _ => QueryError::Internal(error.to_string()),
         }

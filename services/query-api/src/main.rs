@@ -1,1 +1,22 @@
-fn main() {}
+//! `query-api`: the query service binary.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    command_api::init_tracing();
+    let config = match query_api::Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    match query_api::serve(config, command_api::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "query API failed");
+            ExitCode::FAILURE
+        }
+    }
+}

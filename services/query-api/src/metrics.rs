@@ -45,8 +45,9 @@ fn latency_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
-        let query_seconds =
-            Family::<EndpointLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let query_seconds = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let wait_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let behind = Family::<ProjectionLabels, Counter>::default();
         let mut registry = Registry::with_prefix("kh63_query");

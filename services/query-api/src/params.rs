@@ -15,9 +15,14 @@ use crate::error::QueryError;
 /// The shape of a parameter's value.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     /// Non-empty text up to this many characters.
-    Text { max_len: usize },
+    Text {
+        max_len: usize,
+    },
     /// An RFC 3339 instant, e.g. `2025-06-15T00:00:00+07:00` (send `+` as `%2B`).
     Instant,
     /// An opaque token the service handed out.
@@ -33,7 +38,12 @@ pub struct Param {
 }
 
 impl Param {
-    pub const fn integer(name: &'static str, min: i64, max: i64, description: &'static str) -> Self {
+    pub const fn integer(
+        name: &'static str,
+        min: i64,
+        max: i64,
+        description: &'static str,
+    ) -> Self {
         Self {
             name,
             kind: Kind::Integer { min, max },
@@ -68,8 +78,12 @@ impl Param {
     /// JSON Schema of the value, for the OpenAPI document.
     pub fn schema(&self) -> Value {
         match self.kind {
-            Kind::Integer { min, max } => json!({ "type": "integer", "minimum": min, "maximum": max }),
-            Kind::Text { max_len } => json!({ "type": "string", "minLength": 1, "maxLength": max_len }),
+            Kind::Integer { min, max } => {
+                json!({ "type": "integer", "minimum": min, "maximum": max })
+            }
+            Kind::Text { max_len } => {
+                json!({ "type": "string", "minLength": 1, "maxLength": max_len })
+            }
             Kind::Instant => json!({ "type": "string", "format": "date-time" }),
             Kind::Opaque => json!({ "type": "string" }),
         }

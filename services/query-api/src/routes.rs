@@ -20,10 +20,10 @@ use serde_json::json;
 use crate::access::{AUDIT_READERS, Access, Caller, EVERYONE, STAFF_AND_OVERSIGHT};
 use crate::consistency::{self, Consistency};
 use crate::error::QueryError;
+use crate::openapi;
 use crate::params::{Param, Params};
 use crate::state::AppState;
 use crate::views::{audit, compliance, deadlines, health, item, overview, scorecard};
-use crate::openapi;
 
 /// What a route answers with, for the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -172,7 +172,10 @@ pub static ROUTES: &[Route] = &[
             Param::text("aggregate_id", "The aggregate's identifier"),
             Param::text("unit", "The acting user's unit (actorunit)"),
             Param::text("actor", "The acting user (actoruser)"),
-            Param::text("event_type", "Full CloudEvents type, e.g. vn.gov.thanhhoa.remediation.item.assigned.v1"),
+            Param::text(
+                "event_type",
+                "Full CloudEvents type, e.g. vn.gov.thanhhoa.remediation.item.assigned.v1",
+            ),
             Param::instant("recorded_from", "Recorded at or after this instant"),
             Param::instant("recorded_to", "Recorded before this instant"),
             Param::instant("effective_from", "Effective at or after this instant"),
@@ -259,7 +262,9 @@ async fn guard(
             let started = Instant::now();
             let response = next.run(request).await;
             if !route.reads.is_empty() {
-                state.metrics.query_took(route.operation_id, started.elapsed());
+                state
+                    .metrics
+                    .query_took(route.operation_id, started.elapsed());
             }
             response
         }
@@ -299,7 +304,9 @@ async fn admit(
 
 /// Answers (and counts) requests that matched no route.
 async fn unmatched(State(state): State<AppState>) -> Response {
-    state.metrics.request("unmatched", StatusCode::NOT_FOUND.as_u16());
+    state
+        .metrics
+        .request("unmatched", StatusCode::NOT_FOUND.as_u16());
     QueryError::NotFound("no such endpoint".to_owned()).into_response()
 }
 

@@ -6,6 +6,7 @@ mod chain;
 mod envelope;
 mod idempotency;
 mod repository;
+pub mod schemas;
 mod store;
 mod stream;
 mod verify;

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use command_api::auth::TokenKeys;
 use command_api::handler::HandlerSettings;
 use command_api::http::AppState;
-use event_store::{BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings};
+use event_store::{
+    BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings,
+};
 use projector::Projector;
 use projector::batch::Delivered;
 use remediation_domain::calendar::vietnam;
@@ -205,9 +207,7 @@ impl Api {
             StatusCode::CREATED,
             "{command} {body} answered {answer}"
         );
-        let sequence = answer["stream_sequence"]
-            .as_u64()
-            .expect("stream_sequence");
+        let sequence = answer["stream_sequence"].as_u64().expect("stream_sequence");
         self.sent.push(Sent {
             command: command.to_owned(),
             user: who.user.clone(),
@@ -237,7 +237,12 @@ pub async fn provision(js: &jetstream::Context) {
 
 pub async fn stream_head(js: &jetstream::Context) -> u64 {
     let mut stream = js.get_stream(STREAM).await.expect("stream");
-    stream.info().await.expect("stream info").state.last_sequence
+    stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence
 }
 
 pub async fn open_store(js: &jetstream::Context) -> EventStore {
@@ -260,10 +265,7 @@ pub async fn all_messages(js: &jetstream::Context, head: u64) -> Vec<Delivered> 
     let stream = js.get_stream(STREAM).await.expect("stream");
     let mut messages = Vec::new();
     for sequence in 1..=head {
-        let message = stream
-            .get_raw_message(sequence)
-            .await
-            .expect("raw message");
+        let message = stream.get_raw_message(sequence).await.expect("raw message");
         messages.push(Delivered {
             sequence,
             payload: message.payload,
@@ -323,8 +325,11 @@ impl Publisher {
             .map(|e| CloudEvent::new(target, e, meta))
             .collect();
         let payload = serde_json::to_vec(&envelopes).expect("encode");
-        self.raw(&format!("events.{}.{}", target.kind(), target.id()), payload)
-            .await
+        self.raw(
+            &format!("events.{}.{}", target.kind(), target.id()),
+            payload,
+        )
+        .await
     }
 
     /// Publishes any payload to `subject`; returns its stream sequence.
@@ -391,7 +396,9 @@ pub struct InProcessProjector {
 
 impl InProcessProjector {
     pub async fn start(config: &projector::Config) -> Self {
-        let projector = Projector::connect(config).await.expect("projector connects");
+        let projector = Projector::connect(config)
+            .await
+            .expect("projector connects");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -487,7 +494,9 @@ pub async fn get_text(url: &str) -> (StatusCode, String) {
 
 /// A connection for assertions; timestamps render in Vietnamese local time.
 pub async fn connect(url: &str) -> PgConnection {
-    let mut conn = PgConnection::connect(url).await.expect("connect PostgreSQL");
+    let mut conn = PgConnection::connect(url)
+        .await
+        .expect("connect PostgreSQL");
     sqlx::query("SET TIME ZONE 'Asia/Ho_Chi_Minh'")
         .execute(&mut conn)
         .await
@@ -544,8 +553,7 @@ pub async fn rows(conn: &mut PgConnection, sql: &str, order: &str) -> Vec<Value>
 pub fn assert_rows(what: &str, actual: &[Value], expected: &[Value]) {
     for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert_eq!(
-            a,
-            e,
+            a, e,
             "{what}: row {index} differs\n actual:   {a}\n expected: {e}"
         );
     }

@@ -112,7 +112,10 @@ pub struct ComplianceMatrix {
 
 /// The quarter asked for, or the current one when neither part is given.
 fn quarter(params: &Params, now: DateTime<Utc>) -> Result<Quarter, QueryError> {
-    match (params.integer("year", 2000, 2100)?, params.integer("quarter", 1, 4)?) {
+    match (
+        params.integer("year", 2000, 2100)?,
+        params.integer("quarter", 1, 4)?,
+    ) {
         (None, None) => Ok(Quarter::containing(now)),
         (Some(year), Some(quarter)) => i32::try_from(year)
             .ok()

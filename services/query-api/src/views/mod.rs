@@ -54,6 +54,15 @@ pub struct Snapshot {
     pub checkpoint: u64,
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("as_of", &self.as_of)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Snapshot {
     pub async fn open(state: &AppState, projection: Projection) -> Result<Self, QueryError> {
         let mut tx = state.read_model.snapshot().await?;
@@ -89,7 +98,10 @@ pub async fn acting_units(conn: &mut PgConnection, unit: &str) -> Result<Vec<Str
 }
 
 /// How much of units' internal work `caller` may see.
-pub async fn visibility(caller: &Caller, conn: &mut PgConnection) -> Result<Visibility, QueryError> {
+pub async fn visibility(
+    caller: &Caller,
+    conn: &mut PgConnection,
+) -> Result<Visibility, QueryError> {
     Ok(match caller.role() {
         Role::ProvinceOffice | Role::DepartmentOfFinance | Role::Auditor => Visibility::Full,
         Role::Viewer => Visibility::Public,

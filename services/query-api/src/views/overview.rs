@@ -96,7 +96,10 @@ impl DeadlineCounts {
             "due_soon" => self.due_soon += 1,
             "overdue" => self.overdue += 1,
             "no_deadline" => self.no_deadline += 1,
-            other => tracing::warn!(qualifier = other, "unknown deadline qualifier in the read model"),
+            other => tracing::warn!(
+                qualifier = other,
+                "unknown deadline qualifier in the read model"
+            ),
         }
     }
 }

@@ -1,0 +1,196 @@
+//! A commit a projection cannot apply stops that projection where it is, visibly: `/readyz`
+//! answers 503 with the stream sequence and the reason, `/metrics` shows the stall.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use remediation_domain::text::{Name, UnitId};
+use remediation_domain::unit::{UnitEvent, UnitKind};
+use remediation_domain::{AggregateRef, Event};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::{NatsServer, TestDatabase};
+
+use crate::harness::*;
+
+pub fn registered(id: &str, name: &str) -> (AggregateRef, Event) {
+    (
+        AggregateRef::Unit(UnitId::new(id).expect("unit id")),
+        Event::Unit(UnitEvent::Registered {
+            name: Name::new(name).expect("name"),
+            kind: UnitKind::Department,
+        }),
+    )
+}
+
+/// Polls `/readyz` until it answers 503; returns its body.
+pub async fn wait_until_not_ready(url: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = get(&format!("{url}/readyz")).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return body;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(started.elapsed() < PATIENCE, "never became unready: {body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn metric_line(metrics: &str, name: &str, projection: &str) -> Option<String> {
+    let prefix = format!("{name}{{projection=\"{projection}\"}} ");
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .map(|l| l[prefix.len()..].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_skipped() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_client, js) = jetstream(&nats.url()).await;
+    provision(&js).await;
+    let mut publisher = Publisher::new(&js, 0);
+    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
+        let (target, event) = registered(id, name);
+        publisher
+            .commit(&target, &[event], &meta("register-unit", Utc::now()))
+            .await;
+    }
+    let bad = publisher
+        .raw(
+            "events.unit.so-hong",
+            b"{\"specversion\": \"1.0\", \"id\": ".to_vec(),
+        )
+        .await;
+    let (target, event) = registered("so-xay-dung", "Sở Xây dựng");
+    publisher
+        .commit(&target, &[event], &meta("register-unit", Utc::now()))
+        .await;
+    publisher.flush().await;
+    assert_eq!(bad, 3);
+
+    let projector =
+        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let mut body = wait_until_not_ready(&projector.url).await;
+    // Both projections decode the commit, so both stop at it; wait until both said so.
+    let started = Instant::now();
+    while body["projections"]["audit"]["stalled"].is_null()
+        || body["projections"]["core"]["stalled"].is_null()
+    {
+        assert!(started.elapsed() < PATIENCE, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        body = get(&format!("{}/readyz", projector.url)).await.1;
+    }
+    assert_eq!(body["status"], "not_ready", "{body}");
+    for projection in ["core", "audit"] {
+        let stalled = &body["projections"][projection]["stalled"];
+        assert_eq!(stalled["sequence"], json!(bad), "{body}");
+        let reason = stalled["reason"].as_str().expect("a reason");
+        assert!(reason.contains("stream sequence 3"), "{reason}");
+    }
+
+    let (status, metrics) = get_text(&format!("{}/metrics", projector.url)).await;
+    assert_eq!(status, StatusCode::OK);
+    for projection in ["core", "audit"] {
+        assert_eq!(
+            metric_line(&metrics, "kh63_projector_stalled", projection).as_deref(),
+            Some("1"),
+            "{metrics}"
+        );
+        assert_eq!(
+            metric_line(&metrics, "kh63_projector_stalled_sequence", projection).as_deref(),
+            Some("3"),
+            "{metrics}"
+        );
+    }
+
+    // Stopped right before it: the commits before are applied, the one after is not skipped to.
+    let mut conn = connect(&db.url()).await;
+    assert_eq!(checkpoint(&mut conn, "core").await, Some(2));
+    assert_eq!(checkpoint(&mut conn, "audit").await, Some(2));
+    let (units,): (i64,) = sqlx::query_as("SELECT count(*) FROM core.units")
+        .fetch_one(&mut conn)
+        .await
+        .expect("units");
+    assert_eq!(units, 2);
+    projector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_client, js) = jetstream(&nats.url()).await;
+    provision(&js).await;
+    let mut publisher = Publisher::new(&js, 0);
+    let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
+    publisher
+        .commit(&target, &[event], &meta("register-unit", Utc::now()))
+        .await;
+    let (target, event) = registered("so-moi", "Sở Mới");
+    let mut envelope =
+        event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
+    envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
+    let unknown = publisher
+        .raw(
+            "events.unit.so-moi",
+            serde_json::to_vec(&[envelope]).expect("json"),
+        )
+        .await;
+    let (target, event) = registered("so-y-te", "Sở Y tế");
+    let last = publisher
+        .commit(&target, &[event], &meta("register-unit", Utc::now()))
+        .await;
+    publisher.flush().await;
+
+    let projector =
+        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let body = wait_until_not_ready(&projector.url).await;
+    let stalled = &body["projections"]["core"]["stalled"];
+    assert_eq!(stalled["sequence"], json!(unknown), "{body}");
+    assert!(
+        stalled["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("teleported"),
+        "{body}"
+    );
+    let mut conn = connect(&db.url()).await;
+    // The audit projection does not decode payloads: it records the event and carries on.
+    wait_for_audit(&mut conn, last).await;
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM audit.audit_log ORDER BY stream_sequence")
+            .fetch_all(&mut conn)
+            .await
+            .expect("audit");
+    assert_eq!(types[1], "vn.gov.thanhhoa.remediation.unit.teleported.v1");
+    assert_eq!(types.len(), 3);
+    assert_eq!(checkpoint(&mut conn, "core").await, Some(unknown - 1));
+
+    let body = get(&format!("{}/readyz", projector.url)).await.1;
+    assert!(body["projections"]["audit"]["stalled"].is_null(), "{body}");
+    let metrics = get_text(&format!("{}/metrics", projector.url)).await.1;
+    assert_eq!(
+        metric_line(&metrics, "kh63_projector_stalled", "core").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric_line(&metrics, "kh63_projector_stalled_sequence", "core"),
+        Some(unknown.to_string())
+    );
+    assert_ne!(
+        metric_line(&metrics, "kh63_projector_stalled", "audit").as_deref(),
+        Some("1")
+    );
+    projector.stop().await;
+}
+
+async fn wait_for_audit(conn: &mut sqlx::PgConnection, target: u64) {
+    let started = Instant::now();
+    while checkpoint(conn, "audit").await < Some(target) {
+        assert!(started.elapsed() < PATIENCE, "audit never reached {target}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

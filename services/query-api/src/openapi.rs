@@ -1,0 +1,147 @@
+//! The OpenAPI 3.1 document, generated from the route table the router is built from and from
+//! the response types the handlers return, so it cannot drift from what is served.
+
+use remediation_domain::Role;
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::access::Access;
+use crate::consistency;
+use crate::routes::{Body, ROUTES, Route};
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+fn roles(route: &Route) -> Vec<&'static str> {
+    route
+        .access
+        .roles()
+        .iter()
+        .map(|r| Role::as_str(*r))
+        .collect()
+}
+
+fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path_params
+        .iter()
+        .map(|p| json!({ "name": p.name, "in": "path", "required": true, "description": p.description, "schema": p.schema() }))
+        .collect();
+    let consistency_params = if route.reads.is_empty() {
+        &[][..]
+    } else {
+        consistency::PARAMS
+    };
+    parameters.extend(
+        route
+            .query_params
+            .iter()
+            .chain(consistency_params)
+            .map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": p.schema() })),
+    );
+    let content = match route.body {
+        Body::Json(schema) => json!({ "application/json": { "schema": schema(generator) } }),
+        Body::Other(media_type) => json!({ media_type: {} }),
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({ "description": "OK", "content": content }),
+    );
+    let mut operation = json!({
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "description": route.description,
+        "tags": [route.tag],
+        "parameters": parameters,
+    });
+    match route.access {
+        Access::Public => {
+            operation["security"] = json!([]);
+            if route.operation_id == "readyz" {
+                responses.insert(
+                    "503".into(),
+                    problem("The database or a projection schema is unreachable"),
+                );
+            }
+        }
+        Access::Roles(_) => {
+            operation["security"] = json!([{ "bearer": [] }]);
+            operation["x-roles"] = json!(roles(route));
+            responses.insert(
+                "400".into(),
+                problem("Unknown, repeated or malformed query parameter"),
+            );
+            responses.insert(
+                "401".into(),
+                problem("Missing, invalid or expired bearer token"),
+            );
+            responses.insert(
+                "403".into(),
+                problem(if route.scoped {
+                    "The role may not read this, or unit staff asked about another unit"
+                } else {
+                    "The role may not read this"
+                }),
+            );
+            if route.finds {
+                responses.insert("404".into(), problem("No such plan, item or unit"));
+            }
+            responses.insert(
+                "503".into(),
+                problem("projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable"),
+            );
+        }
+    }
+    operation["responses"] = Value::Object(responses);
+    operation
+}
+
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut generator = settings.into_generator();
+    let mut paths = Map::new();
+    for route in ROUTES {
+        paths.insert(
+            route.path.to_owned(),
+            json!({ "get": operation(route, &mut generator) }),
+        );
+    }
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "description": "RFC 9457 problem details",
+            "required": ["type", "title", "status"],
+            "properties": {
+                "type": { "type": "string", "description": "Stable problem type, e.g. urn:kh63:problem:projection-behind" },
+                "title": { "type": "string" },
+                "status": { "type": "integer" },
+                "detail": { "type": "string" },
+                "projection": { "type": "string", "description": "projection-behind: the projection that fell short" },
+                "checkpoint": { "type": "integer", "description": "projection-behind: the sequence it had applied" },
+                "min_sequence": { "type": "integer", "description": "projection-behind: the sequence asked for" }
+            }
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kế hoạch 63/KH-UBND — query API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Dashboards, reporting compliance and the audit trail of Thanh Hóa's Plan 63/KH-UBND, read from the PostgreSQL read model the projector keeps. Every data endpoint takes min_sequence (and wait_ms) to read its own writes."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } }
+        }
+    })
+}
