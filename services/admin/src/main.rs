@@ -2,6 +2,7 @@
 //! through the command handler, issue bearer tokens, and measure throughput.
 
 mod bench;
+mod export;
 mod seed;
 mod verify;
 
@@ -74,6 +75,10 @@ enum Action {
     /// Check every hash chain in the stream (and the audit table): OK with counts, or the first
     /// broken link with its stream sequence and aggregate.
     Verify(verify::VerifyArgs),
+    /// Stream events or an analytics view for a time range as NDJSON or CSV (UTF-8 with BOM).
+    Export(export::ExportArgs),
+    /// Write the Department of Finance's quarterly compilation (XLSX or CSV).
+    Compile(export::CompileArgs),
     /// Write the event feed's JSON Schemas and catalog (generated from the Rust types).
     Schemas {
         #[arg(long, default_value = "docs/events")]
@@ -124,6 +129,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Action::Bench(args) => bench::run(&cli.nats_url, args).await,
         Action::Verify(args) => verify::run(&cli.nats_url, args).await,
         Action::Schemas { out } => write_schemas(&out),
+        Action::Export(args) => export::run_export(args).await,
+        Action::Compile(args) => export::run_compile(args).await,
     }
 }
 

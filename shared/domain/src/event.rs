@@ -1,8 +1,8 @@
 //! The union of all aggregates' events and states, their wire names and versions, and the
 //! upcasting hook that turns older stored versions into today's shape before decoding.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::facts::{AggregateRef, Facts};
@@ -161,7 +161,7 @@ impl Event {
 }
 
 /// The folded state of one aggregate instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AggregateState {
     Unit(unit::State),
     Group(group::State),

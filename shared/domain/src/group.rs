@@ -15,14 +15,14 @@ use crate::rejection::{Rejection, Rule};
 use crate::text::{GroupId, Name, Reason, UnitId};
 
 /// One stretch of membership: from `from` (inclusive) until `until` (exclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     pub unit: UnitId,
     pub from: NaiveDate,
     pub until: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub name: Name,
     pub memberships: Vec<Membership>,

@@ -26,7 +26,7 @@ pub enum AssignmentRole {
 }
 
 /// Phân công — one assignment with its validity interval on the effective axis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     pub role: AssignmentRole,
     pub assignee: Assignee,
@@ -40,7 +40,7 @@ impl Assignment {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     pub plan_id: PlanId,
     /// Copied from the plan when recorded: deadlines may not precede it.

@@ -35,7 +35,7 @@ pub enum LedgerEvent {
     DigestRecorded(RecordDigest),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     pub last: RecordDigest,
 }

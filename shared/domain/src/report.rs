@@ -38,7 +38,7 @@ pub enum ReportStatus {
     Returned,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub plan_id: PlanId,
     pub unit_id: UnitId,

@@ -14,7 +14,7 @@ use crate::lifecycle::Lifecycle;
 use crate::rejection::{Rejection, Rule};
 use crate::text::{ItemId, Name, Prose, Reason, TaskId, Title, UnitId};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub item_id: ItemId,
     pub unit_id: UnitId,

@@ -41,7 +41,7 @@ pub struct Succession {
 }
 
 /// A registered unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
     pub name: Name,
     pub kind: UnitKind,

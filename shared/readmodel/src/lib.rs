@@ -3,6 +3,7 @@
 
 mod audit;
 mod core;
+pub mod export;
 mod schema;
 mod verify;
 

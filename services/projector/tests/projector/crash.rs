@@ -208,7 +208,9 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats.url()).await;
     provision(&js).await;
+    let t0 = Instant::now();
     let head = publish_history(&js).await;
+    eprintln!("PHASE published {:?}", t0.elapsed());
     assert!(head >= 50_000);
     assert_eq!(stream_head(&js).await, head);
 
@@ -267,7 +269,12 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     // Restart; it takes up from its checkpoints.
     let mut child = spawn_projector(&[], &nats.url(), &db.url(), addr, 200, &log);
     wait_for_checkpoints(&mut conn, "", head).await;
+    eprintln!(
+        "PHASE caught up {:?} (killed at {core_at_kill}/{audit_at_kill})",
+        t0.elapsed()
+    );
     let restarted = all_checksums(&mut conn, "").await;
+    eprintln!("PHASE checksummed {:?}", t0.elapsed());
     // The restarted process applied the rest of core itself, so its /readyz shows the head
     // (audit may have been done before the kill: see known_bugs for what it then shows).
     wait_ready(&format!("http://{addr}"), head).await;
@@ -300,6 +307,7 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
         "rebuild failed: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    eprintln!("PHASE rebuilt {:?}", t0.elapsed());
     let rebuilt = all_checksums(&mut conn, "").await;
     for (table, sum) in &restarted {
         assert_eq!(

@@ -1,0 +1,1604 @@
+//! End-to-end tests of the query service: each test starts its own nats-server and PostgreSQL
+//! database, runs the command service, the projector and the query service in-process, loads
+//! Plan 63 through the command handler, scripts a history over HTTP, and reads it back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use command_api::auth::TokenKeys;
+use command_api::handler::HandlerSettings;
+use command_api::seed::load_seed;
+use event_store::StreamSettings;
+use remediation_domain::calendar::{Quarter, local_date};
+use remediation_domain::facts::Assignee;
+use remediation_domain::seed::Seed;
+use remediation_domain::text::UnitId;
+use remediation_domain::{Actor, Role};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use test_support::{NatsServer, TestDatabase};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
+const PLAN: &str = "kh-63-2025";
+const ITEM_1: &str = "kh-63-2025-01";
+/// Sở Nông nghiệp và Môi trường: lead of item 1 (among others).
+const LEAD: &str = "so-nong-nghiep-va-moi-truong";
+/// Sở Y tế: lead of items 8 and 9.
+const HEALTH: &str = "so-y-te";
+/// UBND thành phố Thanh Hóa: lead of item 1 through the group of district-level committees.
+const CITY: &str = "ubnd-thanh-pho-thanh-hoa";
+const SUBMITTED: &str = "vn.gov.thanhhoa.remediation.report.submitted.v1";
+
+// ── harness ─────────────────────────────────────────────────────────────────────────────────
+
+fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {
+    TokenKeys::new(secret)
+        .expect("keys")
+        .issue(
+            &Actor {
+                user: user(role, unit),
+                unit: unit.map(|u| UnitId::new(u).expect("unit id")),
+                role,
+            },
+            ttl,
+        )
+        .expect("token")
+}
+
+fn user(role: Role, unit: Option<&str>) -> String {
+    format!("{}.{}", role.as_str(), unit.unwrap_or("tinh"))
+}
+
+fn token(role: Role, unit: Option<&str>) -> String {
+    token_for(role, unit, chrono::Duration::hours(1), SECRET)
+}
+
+fn office() -> String {
+    token(Role::ProvinceOffice, None)
+}
+
+fn finance() -> String {
+    token(Role::DepartmentOfFinance, None)
+}
+
+fn staff(unit: &str) -> String {
+    token(Role::UnitStaff, Some(unit))
+}
+
+/// A '+' in a query string reads as a space; instants carry their offset percent-encoded.
+fn instant_param(at: &str) -> String {
+    at.replace('+', "%2B")
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    content_type: String,
+    retry_after: Option<String>,
+}
+
+fn assert_problem(reply: &Reply, status: StatusCode, problem_type: &str) {
+    assert_eq!(reply.status, status, "body: {}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json");
+    assert_eq!(reply.body["type"], problem_type, "body: {}", reply.body);
+    assert_eq!(reply.body["status"], status.as_u16());
+}
+
+async fn get_from(http: &reqwest::Client, url: &str, token: Option<&str>) -> Reply {
+    let mut request = http.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        body,
+        content_type,
+        retry_after,
+    }
+}
+
+/// A task that stops its service when told and is waited for.
+struct Running<T> {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<T>>,
+}
+
+impl<T> Running<T> {
+    async fn stop(mut self) -> T {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("task joins")
+    }
+}
+
+fn stopper() -> (
+    oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    (stop, async {
+        let _ = stopped.await;
+    })
+}
+
+async fn start_projector(nats_url: &str, database_url: &str) -> Running<()> {
+    let config = projector::Config {
+        nats_url: nats_url.to_owned(),
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".parse().expect("address"),
+        stream_name: StreamSettings::default().name,
+        schema_prefix: String::new(),
+        batch_size: 500,
+    };
+    // Preparing creates the cluster-wide reader role when it is missing; databases prepared at
+    // the same moment can race on that (see the report on readmodel::grant_reader), so retry.
+    let mut attempt = 0;
+    let projector = loop {
+        attempt += 1;
+        match projector::Projector::connect(&config).await {
+            Ok(projector) => break projector,
+            Err(e) if attempt < 5 => {
+                eprintln!("projector connect attempt {attempt} failed: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("projector: {e}"),
+        }
+    };
+    let (stop, stopped) = stopper();
+    Running {
+        stop: Some(stop),
+        task: Some(tokio::spawn(projector.run(stopped))),
+    }
+}
+
+async fn start_query(config: &query_api::Config) -> (String, query_api::AppState, Running<()>) {
+    let state = query_api::app_state(config).expect("query state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = stopper();
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            query_api::run(listener, state, stopped)
+                .await
+                .expect("query API")
+        }
+    });
+    (
+        url,
+        state,
+        Running {
+            stop: Some(stop),
+            task: Some(task),
+        },
+    )
+}
+
+/// NATS, PostgreSQL, the command service with Plan 63 loaded, the projector, the query service.
+struct Stack {
+    nats: NatsServer,
+    database: TestDatabase,
+    http: reqwest::Client,
+    commands_url: String,
+    commands: command_api::http::AppState,
+    command_service: Running<Result<(), String>>,
+    projector: Option<Running<()>>,
+    url: String,
+    query: query_api::AppState,
+    query_service: Running<()>,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let nats = NatsServer::start();
+        let database = TestDatabase::create();
+        let config = command_api::config::Config {
+            nats_url: nats.url(),
+            bind: "127.0.0.1:0".parse().expect("address"),
+            stream: StreamSettings::default(),
+            handler: HandlerSettings::default(),
+            cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+            nats_timeout: Duration::from_millis(3_000),
+            token_secret: SECRET.to_vec(),
+        };
+        let commands = command_api::app_state(&config)
+            .await
+            .expect("command state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let commands_url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = stopper();
+        let command_service = Running {
+            stop: Some(stop),
+            task: Some(tokio::spawn(command_api::run(
+                listener,
+                commands.clone(),
+                stopped,
+            ))),
+        };
+        load_seed(&commands.handler, &seed())
+            .await
+            .expect("seed loads");
+        let projector = start_projector(&nats.url(), &database.url()).await;
+        let (url, query, query_service) =
+            start_query(&query_api::Config::new(database.url(), SECRET.to_vec())).await;
+        let stack = Self {
+            nats,
+            database,
+            http: reqwest::Client::new(),
+            commands_url,
+            commands,
+            command_service,
+            projector: Some(projector),
+            url,
+            query,
+            query_service,
+        };
+        stack.settle().await;
+        stack
+    }
+
+    async fn stop(self) {
+        if let Some(projector) = self.projector {
+            projector.stop().await;
+        }
+        self.query_service.stop().await;
+        self.command_service
+            .stop()
+            .await
+            .expect("command service stops cleanly");
+        drop(self.database);
+        drop(self.nats);
+    }
+
+    async fn stop_projector(&mut self) {
+        if let Some(projector) = self.projector.take() {
+            projector.stop().await;
+        }
+    }
+
+    async fn restart_projector(&mut self) {
+        self.stop_projector().await;
+        self.projector = Some(start_projector(&self.nats.url(), &self.database.url()).await);
+    }
+
+    async fn head(&self) -> u64 {
+        self.commands
+            .handler
+            .repository()
+            .store()
+            .check()
+            .await
+            .expect("stream")
+    }
+
+    /// Waits until both projections have applied the whole stream; returns its head.
+    async fn settle(&self) -> u64 {
+        let head = self.head().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.get("/readyz", None).await;
+            let caught_up = ready.status == StatusCode::OK
+                && ready.body["projections"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().all(|p| p["checkpoint"].as_u64() >= Some(head)));
+            if caught_up {
+                return head;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the projector did not reach {head}: {}",
+                ready.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        get_from(&self.http, &format!("{}{path}", self.url), token).await
+    }
+
+    /// GET that must answer 200; returns the body.
+    async fn read(&self, path: &str, token: &str) -> Value {
+        let reply = self.get(path, Some(token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/json");
+        reply.body
+    }
+
+    /// Sends a command that must succeed; returns the stream sequence of its answer.
+    async fn command_with(
+        &self,
+        name: &str,
+        token: &str,
+        effective: Option<&str>,
+        body: Value,
+    ) -> u64 {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/commands/{name}", self.commands_url))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(at) = effective {
+            request = request.header("X-Effective-Time", at);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("json answer");
+        assert_eq!(status, StatusCode::CREATED, "{name}: {answer}");
+        answer["stream_sequence"].as_u64().expect("sequence")
+    }
+
+    async fn command(&self, name: &str, token: &str, body: Value) -> u64 {
+        self.command_with(name, token, None, body).await
+    }
+
+    /// A superuser connection to the test database, to compare with what the service answers.
+    async fn admin(&self) -> sqlx::PgPool {
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database.url())
+            .await
+            .expect("admin connection")
+    }
+}
+
+fn seed() -> Seed {
+    Seed::from_json(SEED).expect("seed parses")
+}
+
+/// (item, unit, role) for every unit the seed makes responsible for an item: directly or through
+/// a group (every membership starts on the plan's issue date and the seed has no successions).
+fn seed_responsibilities() -> BTreeSet<(String, String, &'static str)> {
+    let seed = seed();
+    let members: BTreeMap<&str, Vec<&str>> = seed
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.as_str(),
+                g.members.iter().map(|m| m.unit_id.as_str()).collect(),
+            )
+        })
+        .collect();
+    let mut out = BTreeSet::new();
+    for item in &seed.items {
+        for (role, assignees) in [("lead", &item.leads), ("coordinator", &item.coordinators)] {
+            for assignee in assignees {
+                let units = match assignee {
+                    Assignee::Unit(unit) => vec![unit.as_str()],
+                    Assignee::Group(group) => members[group.as_str()].clone(),
+                };
+                for unit in units {
+                    out.insert((item.item_id.as_str().to_owned(), unit.to_owned(), role));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn owing_units() -> BTreeSet<String> {
+    seed_responsibilities()
+        .into_iter()
+        .map(|(_, unit, _)| unit)
+        .collect()
+}
+
+fn ids(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|v| v[key].as_str().expect("id").to_owned())
+        .collect()
+}
+
+fn quarters_since_plan(now: DateTime<Utc>) -> Vec<Quarter> {
+    let last = Quarter::containing(now);
+    let mut quarter = Quarter::new(2025, 2).expect("quarter");
+    let mut out = vec![];
+    while quarter <= last {
+        out.push(quarter);
+        quarter = if quarter.quarter == 4 {
+            Quarter::new(quarter.year + 1, 1)
+        } else {
+            Quarter::new(quarter.year, quarter.quarter + 1)
+        }
+        .expect("quarter");
+    }
+    out
+}
+
+// ── the scripted history ────────────────────────────────────────────────────────────────────
+
+/// Dates relative to today (local), so that the qualifiers hold whenever the tests run.
+struct Dates {
+    today: NaiveDate,
+}
+
+impl Dates {
+    fn now() -> Self {
+        Self {
+            today: local_date(Utc::now()),
+        }
+    }
+
+    fn days(&self, n: i64) -> NaiveDate {
+        self.today + chrono::Duration::days(n)
+    }
+}
+
+/// The current quarter's report, submitted now: on time unless its due instant has passed.
+fn current_quarter() -> (Quarter, bool) {
+    let now = Utc::now();
+    let quarter = Quarter::containing(now);
+    (quarter, now < quarter.report_due())
+}
+
+fn report(unit: &str, quarter: Quarter, item: &str, progress: &str) -> Value {
+    json!({
+        "plan_id": PLAN, "unit_id": unit,
+        "quarter": { "year": quarter.year, "quarter": quarter.quarter },
+        "lines": [{ "item_id": item, "progress": progress, "status": "in_progress" }]
+    })
+}
+
+fn task(task_id: &str, item: &str, unit: &str, due_on: NaiveDate) -> Value {
+    json!({
+        "task_id": task_id, "item_id": item, "unit_id": unit,
+        "title": format!("Nhiệm vụ {task_id}: xây dựng mô hình ứng dụng công nghệ cao"),
+        "person_responsible": "Nguyễn Văn An", "leader_in_charge": "Phó Giám đốc Lê Thị Bình",
+        "due_on": due_on
+    })
+}
+
+fn reason(text: &str) -> Value {
+    json!(text)
+}
+
+/// Deadlines, statuses, tasks, assignments and reports across three units and two quarters.
+async fn script(stack: &Stack, dates: &Dates) {
+    let office = office();
+    let (lead, health, city) = (staff(LEAD), staff(HEALTH), staff(CITY));
+    let deadline = |item: &str, due: NaiveDate| json!({ "item_id": item, "due_on": due });
+    stack
+        .command(
+            "set-item-deadline",
+            &office,
+            deadline(ITEM_1, dates.days(1)),
+        )
+        .await;
+    stack
+        .command(
+            "set-item-deadline",
+            &office,
+            deadline(
+                "kh-63-2025-02",
+                NaiveDate::from_ymd_opt(2025, 12, 31).expect("date"),
+            ),
+        )
+        .await;
+    stack
+        .command(
+            "set-item-deadline",
+            &office,
+            deadline("kh-63-2025-03", dates.days(30)),
+        )
+        .await;
+    stack
+        .command(
+            "set-item-deadline",
+            &office,
+            deadline("kh-63-2025-06", dates.days(-30)),
+        )
+        .await;
+
+    let status = |item: &str, to: &str, evidence: Option<&str>| json!({ "item_id": item, "to": to, "reason": reason("Theo kế hoạch chi tiết"), "evidence": evidence });
+    stack
+        .command(
+            "change-item-status",
+            &lead,
+            status(ITEM_1, "in_progress", None),
+        )
+        .await;
+    for (to, evidence) in [
+        ("in_progress", None),
+        (
+            "awaiting_confirmation",
+            Some("Báo cáo kết quả số 12/BC-SCT"),
+        ),
+        ("completed", None),
+    ] {
+        stack
+            .command(
+                "change-item-status",
+                &office,
+                status("kh-63-2025-02", to, evidence),
+            )
+            .await;
+    }
+    stack
+        .command(
+            "change-item-status",
+            &office,
+            status("kh-63-2025-05", "suspended", None),
+        )
+        .await;
+
+    stack
+        .command(
+            "plan-task",
+            &lead,
+            task("snnmt-a", ITEM_1, LEAD, dates.days(-10)),
+        )
+        .await;
+    stack
+        .command(
+            "plan-task",
+            &lead,
+            task("snnmt-b", ITEM_1, LEAD, dates.days(1)),
+        )
+        .await;
+    stack
+        .command(
+            "plan-task",
+            &city,
+            task("tp-thanh-hoa-e", ITEM_1, CITY, dates.days(30)),
+        )
+        .await;
+    stack
+        .command(
+            "plan-task",
+            &health,
+            task("syt-c", "kh-63-2025-08", HEALTH, dates.days(-5)),
+        )
+        .await;
+    stack
+        .command(
+            "cancel-task",
+            &health,
+            json!({ "task_id": "syt-c", "reason": "Gộp vào nhiệm vụ khác" }),
+        )
+        .await;
+    stack
+        .command(
+            "plan-task",
+            &health,
+            task("syt-d", "kh-63-2025-09", HEALTH, dates.days(-3)),
+        )
+        .await;
+    for (to, token, evidence) in [
+        ("in_progress", &health, None),
+        (
+            "awaiting_confirmation",
+            &health,
+            Some("Biên bản nghiệm thu"),
+        ),
+        ("completed", &office, None),
+    ] {
+        stack
+            .command(
+                "change-task-status",
+                token,
+                json!({ "task_id": "syt-d", "to": to, "reason": "Tiến độ", "evidence": evidence }),
+            )
+            .await;
+    }
+    stack
+        .command(
+            "plan-task",
+            &health,
+            task("syt-f", "kh-63-2025-09", HEALTH, dates.days(-2)),
+        )
+        .await;
+
+    stack
+        .command(
+            "assign-coordinator",
+            &office,
+            json!({ "item_id": ITEM_1, "assignee": { "unit": "so-tai-chinh" } }),
+        )
+        .await;
+    stack
+        .command(
+            "revoke-assignment",
+            &office,
+            json!({ "item_id": ITEM_1, "role": "coordinator",
+                    "assignee": { "group": "cac-don-vi-lien-quan" }, "reason": "Xác định cụ thể đơn vị phối hợp" }),
+        )
+        .await;
+
+    // Q2/2025: the lead unit's paper report keyed in by the province office, dated before the
+    // deadline, and accepted; the health department's sent now (late), returned and revised.
+    let q2 = Quarter::new(2025, 2).expect("quarter");
+    stack
+        .command_with(
+            "submit-report",
+            &office,
+            Some("2025-06-10T09:00:00+07:00"),
+            report(LEAD, q2, ITEM_1, "Đã xây dựng 3 mô hình"),
+        )
+        .await;
+    let key = |unit: &str, q: Quarter| json!({ "plan_id": PLAN, "unit_id": unit, "quarter": { "year": q.year, "quarter": q.quarter } });
+    stack
+        .command("accept-report", &finance(), key(LEAD, q2))
+        .await;
+    stack
+        .command(
+            "submit-report",
+            &health,
+            report(HEALTH, q2, "kh-63-2025-08", "Đang rà soát"),
+        )
+        .await;
+    let mut returned = key(HEALTH, q2);
+    returned["reason"] = json!("Thiếu số liệu cơ sở y tế tuyến huyện");
+    stack.command("return-report", &finance(), returned).await;
+    let mut revised = report(
+        HEALTH,
+        q2,
+        "kh-63-2025-08",
+        "Đã bổ sung số liệu tuyến huyện",
+    );
+    revised["reason"] = json!("Bổ sung theo yêu cầu");
+    stack.command("revise-report", &health, revised).await;
+
+    // The current quarter: the lead unit and the city report on item 1.
+    let (current, _) = current_quarter();
+    stack
+        .command(
+            "submit-report",
+            &lead,
+            report(LEAD, current, ITEM_1, "Hoàn thành 4/5 mô hình"),
+        )
+        .await;
+    stack
+        .command(
+            "submit-report",
+            &city,
+            report(CITY, current, ITEM_1, "Triển khai tại 3 phường"),
+        )
+        .await;
+}
+
+// ── tests ───────────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test]
+async fn dashboards_answer_exactly_what_the_scripted_history_says() {
+    let stack = Stack::start().await;
+    let dates = Dates::now();
+    script(&stack, &dates).await;
+    let head = stack.settle().await;
+    let office = office();
+
+    // Overview.
+    let overview = stack
+        .read(&format!("/v1/plans/{PLAN}/overview"), &office)
+        .await;
+    assert_eq!(overview["checkpoint"], head);
+    assert_eq!(overview["plan"]["code"], "63/KH-UBND");
+    assert_eq!(overview["plan"]["issued_on"], "2025-04-08");
+    let items = overview["items"].as_array().expect("items");
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| i["ordinal"].as_i64().expect("ordinal"))
+            .collect::<Vec<_>>(),
+        (1..=15).collect::<Vec<_>>()
+    );
+    let item = |ordinal: usize| &items[ordinal - 1];
+    assert_eq!(item(1)["status"], "in_progress");
+    assert_eq!(item(1)["due_on"], json!(dates.days(1)));
+    assert_eq!(item(1)["deadline_qualifier"], "due_soon");
+    assert_eq!(
+        item(1)["leads"],
+        json!([
+            { "type": "unit", "id": LEAD, "name": "Sở Nông nghiệp và Môi trường" },
+            { "type": "group", "id": "ubnd-cac-huyen-thi-xa-thanh-pho", "name": "UBND các huyện, thị xã, thành phố" },
+        ])
+    );
+    assert_eq!(
+        ids(&item(1)["coordinators"], "id"),
+        ["so-khoa-hoc-va-cong-nghe", "so-tai-chinh"]
+    );
+    assert_eq!(
+        (&item(2)["status"], &item(2)["deadline_qualifier"]),
+        (&json!("completed"), &json!("overdue")),
+        "completed after its deadline: completed late"
+    );
+    assert_eq!(item(3)["deadline_qualifier"], "within_time");
+    assert_eq!(item(5)["status"], "suspended");
+    assert_eq!(item(6)["deadline_qualifier"], "overdue");
+    assert_eq!(item(15)["deadline_qualifier"], "no_deadline");
+    assert_eq!(
+        overview["counts"],
+        json!({
+            "items": 15,
+            "by_status": { "not_started": 12, "in_progress": 1, "awaiting_confirmation": 0,
+                           "completed": 1, "suspended": 1, "reopened": 0 },
+            "by_deadline": { "within_time": 1, "due_soon": 1, "overdue": 2, "no_deadline": 11 },
+        })
+    );
+
+    // Overdue and due soon: open work only.
+    let overdue = stack.read("/v1/overdue", &office).await;
+    assert_eq!(overdue["qualifier"], "overdue");
+    assert_eq!(ids(&overdue["items"], "item_id"), ["kh-63-2025-06"]);
+    assert_eq!(overdue["items"][0]["days_left"], -30);
+    assert_eq!(ids(&overdue["tasks"], "task_id"), ["snnmt-a", "syt-f"]);
+    assert_eq!(overdue["tasks"][0]["days_left"], -10);
+    assert_eq!(overdue["tasks"][0]["held_by"], json!([LEAD]));
+    assert_eq!(overdue["tasks"][1]["unit_name"], "Sở Y tế");
+    let due_soon = stack.read("/v1/due-soon", &office).await;
+    assert_eq!(ids(&due_soon["items"], "item_id"), [ITEM_1]);
+    assert_eq!(due_soon["items"][0]["days_left"], 1);
+    assert_eq!(
+        ids(&due_soon["items"][0]["leads"], "id"),
+        [LEAD, "ubnd-cac-huyen-thi-xa-thanh-pho"]
+    );
+    assert_eq!(ids(&due_soon["tasks"], "task_id"), ["snnmt-b"]);
+
+    // Item detail, in full.
+    let detail = stack.read(&format!("/v1/items/{ITEM_1}"), &office).await;
+    assert_eq!(detail["visibility"], "full");
+    assert_eq!(detail["item"]["status"], "in_progress");
+    let assignments = detail["assignments"].as_array().expect("assignments");
+    assert_eq!(assignments.len(), 5, "{assignments:?}");
+    let revoked: Vec<&Value> = assignments
+        .iter()
+        .filter(|a| a["active"] == false)
+        .collect();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["assignee_id"], "cac-don-vi-lien-quan");
+    assert_eq!(
+        revoked[0]["revoke_reason"],
+        "Xác định cụ thể đơn vị phối hợp"
+    );
+    assert!(revoked[0]["valid_until"].is_string());
+    assert_eq!(
+        assignments[0]["valid_from"], "2025-04-07T17:00:00Z",
+        "effective from the issue date"
+    );
+    assert_eq!(assignments[4]["assignee_id"], "so-tai-chinh");
+    let expected_responsible: BTreeSet<(String, String)> = seed_responsibilities()
+        .into_iter()
+        .filter(|(item, _, _)| item == ITEM_1)
+        .map(|(_, unit, role)| (role.to_owned(), unit))
+        .chain([("coordinator".to_owned(), "so-tai-chinh".to_owned())])
+        .collect();
+    let responsible: BTreeSet<(String, String)> = detail["responsible_units"]
+        .as_array()
+        .expect("responsible")
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().expect("role").to_owned(),
+                r["unit_id"].as_str().expect("unit").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(responsible, expected_responsible);
+    assert_eq!(
+        ids(&detail["tasks"], "task_id"),
+        ["snnmt-a", "snnmt-b", "tp-thanh-hoa-e"]
+    );
+    assert_eq!(detail["tasks"][0]["deadline_qualifier"], "overdue");
+    assert_eq!(detail["tasks"][0]["person_responsible"], "Nguyễn Văn An");
+    let (current, on_time_now) = current_quarter();
+    let lines = detail["report_lines"].as_array().expect("lines");
+    assert_eq!(ids(&detail["report_lines"], "unit_id"), [LEAD, CITY]);
+    assert_eq!(
+        (
+            &lines[0]["year"],
+            &lines[0]["quarter"],
+            &lines[0]["progress"]
+        ),
+        (
+            &json!(current.year),
+            &json!(current.quarter),
+            &json!("Hoàn thành 4/5 mô hình")
+        ),
+        "the latest report's line, not Q2/2025's"
+    );
+    let history = detail["status_history"].as_array().expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["status"], "not_started");
+    assert_eq!(history[0]["effective_until"], history[1]["effective_from"]);
+    assert_eq!(history[0]["recorded_until"], history[1]["recorded_from"]);
+    assert_eq!(
+        (
+            &history[1]["status"],
+            &history[1]["previous_status"],
+            &history[1]["actor_unit"]
+        ),
+        (&json!("in_progress"), &json!("not_started"), &json!(LEAD))
+    );
+    assert!(history[1]["effective_until"].is_null() && history[1]["recorded_until"].is_null());
+
+    // … as unit staff see it: their own unit's tasks and lines only; as a viewer: neither.
+    let as_lead = stack
+        .read(&format!("/v1/items/{ITEM_1}"), &staff(LEAD))
+        .await;
+    assert_eq!(as_lead["visibility"], "own_units");
+    assert_eq!(ids(&as_lead["tasks"], "task_id"), ["snnmt-a", "snnmt-b"]);
+    assert_eq!(ids(&as_lead["report_lines"], "unit_id"), [LEAD]);
+    assert_eq!(as_lead["assignments"], detail["assignments"]);
+    let as_city = stack
+        .read(&format!("/v1/items/{ITEM_1}"), &staff(CITY))
+        .await;
+    assert_eq!(ids(&as_city["tasks"], "task_id"), ["tp-thanh-hoa-e"]);
+    assert_eq!(ids(&as_city["report_lines"], "unit_id"), [CITY]);
+    let as_viewer = stack
+        .read(&format!("/v1/items/{ITEM_1}"), &token(Role::Viewer, None))
+        .await;
+    assert_eq!(as_viewer["visibility"], "public");
+    assert!(as_viewer.get("tasks").is_none() && as_viewer.get("report_lines").is_none());
+    assert_eq!(as_viewer["status_history"], detail["status_history"]);
+
+    // Compliance matrix for Q2/2025.
+    let matrix = stack
+        .read(
+            &format!("/v1/plans/{PLAN}/compliance?year=2025&quarter=2"),
+            &finance(),
+        )
+        .await;
+    let owing = owing_units();
+    assert_eq!(
+        ids(&matrix["units"], "unit_id"),
+        owing.iter().cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(matrix["quarter"]["label"], "Q2/2025");
+    assert_eq!(matrix["quarter"]["due_at"], "2025-06-14T17:00:00Z");
+    let row = |unit: &str| {
+        matrix["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .find(|r| r["unit_id"] == unit)
+            .cloned()
+            .expect("row")
+    };
+    let lead_row = row(LEAD);
+    assert_eq!(
+        (
+            &lead_row["compliance"],
+            &lead_row["review_status"],
+            &lead_row["first_submitted_at"]
+        ),
+        (
+            &json!("on_time"),
+            &json!("accepted"),
+            &json!("2025-06-10T02:00:00Z")
+        )
+    );
+    assert!(lead_row["accepted_at"].is_string());
+    let health_row = row(HEALTH);
+    assert_eq!(
+        (
+            &health_row["compliance"],
+            &health_row["review_status"],
+            &health_row["revisions"]
+        ),
+        (&json!("late"), &json!("submitted"), &json!(1))
+    );
+    assert!(health_row["last_revised_at"].is_string() && health_row["returned_at"].is_string());
+    assert_eq!(
+        health_row["return_reason"],
+        "Thiếu số liệu cơ sở y tế tuyến huyện"
+    );
+    let city_row = row(CITY);
+    assert_eq!(city_row["compliance"], "missing");
+    assert!(city_row["first_submitted_at"].is_null() && city_row["review_status"].is_null());
+    let n = owing.len() as u64;
+    assert_eq!(
+        matrix["totals"],
+        json!({ "owed": n, "on_time": 1, "late": 1, "missing": n - 2, "pending": 0,
+                "under_review": 1, "accepted": 1, "returned": 0 })
+    );
+
+    // The current quarter, by default.
+    let now_matrix = stack
+        .read(&format!("/v1/plans/{PLAN}/compliance"), &finance())
+        .await;
+    assert_eq!(now_matrix["quarter"]["label"], current.label());
+    assert_eq!(ids(&now_matrix["units"], "unit_id").len(), owing.len());
+    let (submitted, silent) = if on_time_now {
+        ("on_time", "pending")
+    } else {
+        ("late", "missing")
+    };
+    assert_eq!(now_matrix["totals"]["owed"], n);
+    assert_eq!(now_matrix["totals"][submitted], 2);
+    assert_eq!(now_matrix["totals"][silent], n - 2);
+    assert_eq!(now_matrix["totals"]["under_review"], 2);
+
+    // Scorecard of the lead unit.
+    let card = stack
+        .read(&format!("/v1/units/{LEAD}/scorecard"), &staff(LEAD))
+        .await;
+    assert_eq!(card["unit"]["name"], "Sở Nông nghiệp và Môi trường");
+    let mine: BTreeMap<String, bool> = seed_responsibilities()
+        .into_iter()
+        .filter(|(_, unit, _)| unit == LEAD)
+        .fold(BTreeMap::new(), |mut acc, (item, _, role)| {
+            *acc.entry(item).or_default() |= role == "lead";
+            acc
+        });
+    let card_items: BTreeMap<String, bool> = card["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["item_id"].as_str().expect("id").to_owned(),
+                i["lead"].as_bool().expect("lead"),
+            )
+        })
+        .collect();
+    assert_eq!(card_items, mine);
+    assert_eq!(ids(&card["tasks"], "task_id"), ["snnmt-a", "snnmt-b"]);
+    let expected_overdue_items: Vec<&str> = if mine.get("kh-63-2025-06") == Some(&true) {
+        vec!["kh-63-2025-06"]
+    } else {
+        vec![]
+    };
+    assert_eq!(
+        card["overdue"],
+        json!({ "items": expected_overdue_items, "tasks": ["snnmt-a"] })
+    );
+    let quarters = quarters_since_plan(Utc::now());
+    let record = card["compliance"].as_array().expect("compliance");
+    assert_eq!(
+        record
+            .iter()
+            .map(|c| (
+                c["year"].as_i64().expect("y") as i32,
+                c["quarter"].as_u64().expect("q") as u8
+            ))
+            .collect::<Vec<_>>(),
+        quarters
+            .iter()
+            .map(|q| (q.year, q.quarter))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (&record[0]["compliance"], &record[0]["review_status"]),
+        (&json!("on_time"), &json!("accepted"))
+    );
+    assert_eq!(record[record.len() - 1]["compliance"], submitted);
+    let q = quarters.len() as u64;
+    assert_eq!(
+        card["compliance_totals"],
+        json!({ "owed": q, "on_time": 1 + u64::from(on_time_now), "late": u64::from(!on_time_now),
+                "missing": q - 2, "pending": 0, "under_review": 1, "accepted": 1, "returned": 0 })
+    );
+
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn min_sequence_reads_your_writes_and_answers_503_when_the_projection_is_behind() {
+    let mut stack = Stack::start().await;
+    let item = format!("/v1/items/{ITEM_1}");
+
+    // Right after a command, with the projector running: the answer has the new state.
+    let sequence = stack
+        .command(
+            "change-item-status",
+            &staff(LEAD),
+            json!({ "item_id": ITEM_1, "to": "in_progress", "reason": "Bắt đầu" }),
+        )
+        .await;
+    let fresh = stack
+        .read(&format!("{item}?min_sequence={sequence}"), &office())
+        .await;
+    assert_eq!(fresh["item"]["status"], "in_progress");
+    assert!(fresh["checkpoint"].as_u64() >= Some(sequence));
+
+    // With the projector stopped, a write cannot be read within the wait: 503 projection-behind.
+    stack.stop_projector().await;
+    let due = stack
+        .command(
+            "set-item-deadline",
+            &office(),
+            json!({ "item_id": ITEM_1, "due_on": "2026-12-31" }),
+        )
+        .await;
+    let started = Instant::now();
+    let behind = stack
+        .get(
+            &format!("{item}?min_sequence={due}&wait_ms=300"),
+            Some(&office()),
+        )
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_problem(
+        &behind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:projection-behind",
+    );
+    assert_eq!(behind.body["checkpoint"], sequence);
+    assert_eq!(behind.body["min_sequence"], due);
+    assert_eq!(behind.body["projection"], "core");
+    assert_eq!(behind.retry_after.as_deref(), Some("1"));
+
+    // A reader waiting when the projector comes back gets the new state.
+    let waiting = {
+        let (http, url, office) = (
+            stack.http.clone(),
+            format!("{}{item}?min_sequence={due}&wait_ms=10000", stack.url),
+            office(),
+        );
+        tokio::spawn(async move { get_from(&http, &url, Some(&office)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the reader waits for the projector");
+    stack.restart_projector().await;
+    let caught_up = waiting.await.expect("reader");
+    assert_eq!(caught_up.status, StatusCode::OK, "{}", caught_up.body);
+    assert_eq!(caught_up.body["item"]["due_on"], "2026-12-31");
+
+    // The audit trail waits for its own projection.
+    let audit = stack
+        .read(
+            &format!("/v1/audit?aggregate_id={ITEM_1}&min_sequence={due}"),
+            &office(),
+        )
+        .await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries.last().expect("entry")["stream_sequence"], due);
+
+    // A sequence the stream has not reached: 503 after the wait, with the checkpoint as it is.
+    let head = stack.settle().await;
+    let unreachable = stack
+        .get(
+            &format!("/v1/overdue?min_sequence={}&wait_ms=100", head + 1_000_000),
+            Some(&office()),
+        )
+        .await;
+    assert_problem(
+        &unreachable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:projection-behind",
+    );
+    assert_eq!(unreachable.body["checkpoint"], head);
+    assert_eq!(unreachable.body["min_sequence"], head + 1_000_000);
+    let audit_behind = stack
+        .get(
+            &format!("/v1/audit?min_sequence={}&wait_ms=0", head + 1),
+            Some(&office()),
+        )
+        .await;
+    assert_problem(
+        &audit_behind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:projection-behind",
+    );
+    assert_eq!(audit_behind.body["projection"], "audit");
+
+    // Malformed waits.
+    for query in [
+        "min_sequence=abc",
+        "min_sequence=-1",
+        "min_sequence=1&wait_ms=10001",
+        "wait_ms=x",
+    ] {
+        let reply = stack
+            .get(&format!("/v1/overdue?{query}"), Some(&office()))
+            .await;
+        assert_problem(
+            &reply,
+            StatusCode::BAD_REQUEST,
+            "urn:kh63:problem:malformed-request",
+        );
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
+    let stack = Stack::start().await;
+    let dates = Dates::now();
+    stack
+        .command(
+            "plan-task",
+            &staff(LEAD),
+            task("snnmt-a", ITEM_1, LEAD, dates.days(5)),
+        )
+        .await;
+    stack.settle().await;
+
+    let forged = token_for(
+        Role::ProvinceOffice,
+        None,
+        chrono::Duration::hours(1),
+        b"another-secret-another-secret-another!",
+    );
+    let expired = token_for(
+        Role::ProvinceOffice,
+        None,
+        chrono::Duration::hours(-1),
+        SECRET,
+    );
+    let callers: [(&str, Option<String>); 8] = [
+        ("province_office", Some(office())),
+        ("department_of_finance", Some(finance())),
+        ("auditor", Some(token(Role::Auditor, None))),
+        ("unit_staff", Some(staff(LEAD))),
+        ("viewer", Some(token(Role::Viewer, None))),
+        ("no token", None),
+        ("forged", Some(forged)),
+        ("expired", Some(expired)),
+    ];
+    let all = |status: u16| [status, status, status, status, status, 401, 401, 401];
+    let scorecard = |own: u16, other: u16| [own, own, own, other, 403, 401, 401, 401];
+    let audit = |ok: u16| [ok, 403, ok, 403, 403, 401, 401, 401];
+    let public = [200; 8];
+    let plan = format!("/v1/plans/{PLAN}");
+    let matrix: Vec<(String, [u16; 8])> = vec![
+        (format!("{plan}/overview"), all(200)),
+        (format!("/v1/items/{ITEM_1}"), all(200)),
+        (format!("/v1/units/{LEAD}/scorecard"), scorecard(200, 200)),
+        (format!("/v1/units/{HEALTH}/scorecard"), scorecard(200, 403)),
+        (format!("{plan}/compliance?year=2025&quarter=2"), all(200)),
+        (format!("{plan}/compliance"), all(200)),
+        ("/v1/overdue".into(), all(200)),
+        ("/v1/due-soon".into(), all(200)),
+        ("/v1/audit".into(), audit(200)),
+        ("/v1/audit?aggregate_type=item&limit=5".into(), audit(200)),
+        ("/healthz".into(), public),
+        ("/readyz".into(), public),
+        ("/metrics".into(), public),
+        ("/openapi.json".into(), public),
+        // Unknown identifiers: 404 once the caller may ask at all.
+        ("/v1/plans/khong-co/overview".into(), all(404)),
+        ("/v1/items/khong-co".into(), all(404)),
+        ("/v1/units/khong-co/scorecard".into(), scorecard(404, 403)),
+        ("/v1/plans/khong-co/compliance".into(), all(404)),
+        ("/v1/khong-co".into(), [404; 8]),
+        // Malformed parameters: 400 once the caller may ask at all.
+        (format!("{plan}/compliance?year=2025&quarter=5"), all(400)),
+        (format!("{plan}/compliance?year=2025"), all(400)),
+        (format!("{plan}/compliance?year=1999&quarter=1"), all(400)),
+        (format!("{plan}/overview?unknown=1"), all(400)),
+        ("/v1/overdue?min_sequence=1&min_sequence=2".into(), all(400)),
+        ("/v1/audit?limit=0".into(), audit(400)),
+        ("/v1/audit?limit=1001".into(), audit(400)),
+        ("/v1/audit?recorded_from=yesterday".into(), audit(400)),
+        (
+            "/v1/audit?recorded_from=2025-07-01T00:00:00Z&recorded_to=2025-06-01T00:00:00Z".into(),
+            audit(400),
+        ),
+        ("/v1/audit?cursor=not-a-cursor".into(), audit(400)),
+    ];
+    let problem_types = BTreeMap::from([
+        (400, "urn:kh63:problem:malformed-request"),
+        (401, "urn:kh63:problem:unauthenticated"),
+        (403, "urn:kh63:problem:forbidden"),
+        (404, "urn:kh63:problem:not-found"),
+    ]);
+    let mut failures = vec![];
+    for (path, expected) in &matrix {
+        for ((caller, token), status) in callers.iter().zip(expected) {
+            let reply = stack.get(path, token.as_deref()).await;
+            if reply.status.as_u16() != *status {
+                failures.push(format!(
+                    "{path} as {caller}: {} (expected {status}): {}",
+                    reply.status, reply.body
+                ));
+                continue;
+            }
+            if *status >= 400 {
+                assert_problem(&reply, reply.status, problem_types[status]);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Unit staff of another unit get the item without the lead unit's task.
+    let other = stack
+        .read(&format!("/v1/items/{ITEM_1}"), &staff(HEALTH))
+        .await;
+    assert_eq!(other["tasks"], json!([]));
+    let method = stack
+        .http
+        .post(format!("{}/v1/overdue", stack.url))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_order() {
+    let stack = Stack::start().await;
+    let dates = Dates::now();
+    script(&stack, &dates).await;
+    stack.settle().await;
+    let office = office();
+    let auditor = token(Role::Auditor, None);
+
+    // Page through everything; halfway, another command is appended.
+    let mut pages = 0;
+    let mut entries: Vec<Value> = vec![];
+    let mut cursor: Option<String> = None;
+    let mut appended = None;
+    loop {
+        let mut path = "/v1/audit?limit=37".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        if let Some(sequence) = appended {
+            path.push_str(&format!("&min_sequence={sequence}"));
+        }
+        let page = stack.read(&path, &auditor).await;
+        let batch = page["entries"].as_array().expect("entries");
+        assert!(batch.len() <= 37);
+        assert_eq!(page["limit"], 37);
+        entries.extend(batch.iter().cloned());
+        pages += 1;
+        if pages == 2 {
+            appended = Some(
+                stack
+                    .command("rename-unit", &office, json!({ "unit_id": CITY, "name": "UBND TP. Thanh Hóa", "reason": "Viết tắt" }))
+                    .await,
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(page["end_cursor"], page["next_cursor"]);
+                cursor = Some(next.to_owned());
+            }
+            None => break,
+        }
+    }
+    let admin = stack.admin().await;
+    let stored: Vec<(i64, i32, uuid::Uuid)> = sqlx::query_as(
+        "SELECT stream_sequence, position, event_id FROM audit.audit_log ORDER BY stream_sequence, position",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("audit rows");
+    let paged: Vec<(i64, i32, uuid::Uuid)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["stream_sequence"].as_i64().expect("sequence"),
+                e["position"].as_i64().expect("position") as i32,
+                e["envelope"]["id"]
+                    .as_str()
+                    .expect("id")
+                    .parse()
+                    .expect("uuid"),
+            )
+        })
+        .collect();
+    assert_eq!(paged, stored, "every event exactly once, in stream order");
+    assert!(pages > 2);
+    assert_eq!(
+        entries.last().expect("entry")["envelope"]["type"],
+        "vn.gov.thanhhoa.remediation.unit.renamed.v1",
+        "the event appended while paging comes last"
+    );
+    let first = &entries[0]["envelope"];
+    assert_eq!(first["specversion"], "1.0");
+    assert_eq!(first["subject"], format!("plan/{PLAN}"));
+    assert!(first["data"].is_object() && first["commandid"].is_string());
+
+    /// Every page of a filtered query, concatenated.
+    async fn all_pages(stack: &Stack, token: &str, filter: &str, limit: usize) -> Vec<Value> {
+        let mut out: Vec<Value> = vec![];
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/audit?{filter}&limit={limit}");
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let page = stack.read(&path, token).await;
+            out.extend(page["entries"].as_array().expect("entries").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return out,
+            }
+        }
+    }
+    let expect = |keep: &dyn Fn(&Value) -> bool| -> Vec<Value> {
+        entries
+            .iter()
+            .filter(|e| keep(&e["envelope"]))
+            .cloned()
+            .collect()
+    };
+    let cases: Vec<(String, Vec<Value>)> = vec![
+        (
+            format!("aggregate_type=item&aggregate_id={ITEM_1}"),
+            expect(&|e| e["aggregatetype"] == "item" && e["aggregateid"] == ITEM_1),
+        ),
+        (
+            "aggregate_type=task".to_owned(),
+            expect(&|e| e["aggregatetype"] == "task"),
+        ),
+        (format!("unit={LEAD}"), expect(&|e| e["actorunit"] == LEAD)),
+        (
+            format!("actor={}", user(Role::UnitStaff, Some(HEALTH))),
+            expect(&|e| e["actoruser"] == user(Role::UnitStaff, Some(HEALTH))),
+        ),
+        (
+            format!("event_type={SUBMITTED}"),
+            expect(&|e| e["type"] == SUBMITTED),
+        ),
+        (
+            format!("event_type={SUBMITTED}&unit={CITY}"),
+            expect(&|e| e["type"] == SUBMITTED && e["actorunit"] == CITY),
+        ),
+    ];
+    for (filter, expected) in &cases {
+        assert!(!expected.is_empty(), "{filter} selects something");
+        for limit in [3, 1000] {
+            let got = all_pages(&stack, &auditor, filter, limit).await;
+            assert_eq!(&got, expected, "{filter} (limit {limit})");
+        }
+    }
+    let reports = all_pages(&stack, &auditor, &format!("event_type={SUBMITTED}"), 100).await;
+    assert_eq!(reports.len(), 4);
+
+    // Time ranges are half-open, on either axis.
+    let middle = entries[entries.len() / 2]["envelope"]["time"]
+        .as_str()
+        .expect("time")
+        .to_owned();
+    let at: DateTime<Utc> = middle.parse().expect("instant");
+    let recorded = |e: &Value| {
+        e["time"]
+            .as_str()
+            .expect("time")
+            .parse::<DateTime<Utc>>()
+            .expect("instant")
+    };
+    let since = all_pages(
+        &stack,
+        &auditor,
+        &format!("recorded_from={}", instant_param(&middle)),
+        1000,
+    )
+    .await;
+    assert_eq!(since, expect(&|e| recorded(e) >= at));
+    let before = all_pages(
+        &stack,
+        &auditor,
+        &format!("recorded_to={}", instant_param(&middle)),
+        1000,
+    )
+    .await;
+    assert_eq!(before, expect(&|e| recorded(e) < at));
+    assert_eq!(since.len() + before.len(), entries.len());
+    let june = all_pages(
+        &stack,
+        &office,
+        &format!(
+            "effective_from={}&effective_to={}",
+            instant_param("2025-06-01T00:00:00+07:00"),
+            instant_param("2025-07-01T00:00:00+07:00")
+        ),
+        1000,
+    )
+    .await;
+    assert_eq!(
+        june.len(),
+        1,
+        "only the paper report keyed in with its June date"
+    );
+    assert_eq!(june[0]["envelope"]["type"], SUBMITTED);
+    assert_eq!(june[0]["envelope"]["effectivetime"], "2025-06-10T02:00:00Z");
+    // An unencoded '+' arrives as a space and is read back as the offset it was.
+    let lenient = all_pages(
+        &stack,
+        &office,
+        "effective_from=2025-06-01T00:00:00+07:00&effective_to=2025-07-01T00:00:00+07:00",
+        1000,
+    )
+    .await;
+    assert_eq!(lenient, june);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_query_pool_is_read_only() {
+    let stack = Stack::start().await;
+    let pool = &stack.query.read_model.pool;
+    let role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(pool)
+        .await
+        .expect("current user");
+    assert_eq!(role, "kh63_reader");
+    let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+        .fetch_one(pool)
+        .await
+        .expect("search path");
+    assert_eq!(path, "core, audit");
+
+    let insert = sqlx::query(
+        "INSERT INTO units (unit_id, name, kind, registered_at) VALUES ('gia-mao', 'Giả mạo', 'other', now())",
+    )
+    .execute(pool)
+    .await
+    .expect_err("no write through the query pool");
+    assert!(
+        insert.to_string().contains("read-only transaction"),
+        "{insert}"
+    );
+    // Even in a transaction that asks to write, the role may not.
+    let mut tx = pool.begin_with("BEGIN READ WRITE").await.expect("begin");
+    let denied = sqlx::query("DELETE FROM audit.audit_log")
+        .execute(&mut *tx)
+        .await
+        .expect_err("no delete as the reader role");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    drop(tx);
+    let mut tx = pool.begin_with("BEGIN READ WRITE").await.expect("begin");
+    let ddl = sqlx::query("CREATE TABLE core.gia_mao (x int)")
+        .execute(&mut *tx)
+        .await
+        .expect_err("no DDL as the reader role");
+    assert!(ddl.to_string().contains("permission denied"), "{ddl}");
+    drop(tx);
+
+    let admin = stack.admin().await;
+    let units: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM core.units WHERE unit_id = 'gia-mao'")
+            .fetch_one(&admin)
+            .await
+            .expect("count");
+    assert_eq!(units, 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let stack = Stack::start().await;
+    let head = stack.settle().await;
+
+    let health = stack.get("/healthz", None).await;
+    assert_eq!(
+        (health.status, &health.body),
+        (StatusCode::OK, &json!({ "status": "ok" }))
+    );
+    let ready = stack.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let projections = ready.body["projections"].as_array().expect("projections");
+    assert_eq!(
+        ids(&ready.body["projections"], "projection"),
+        ["core", "audit"]
+    );
+    for projection in projections {
+        assert_eq!(projection["checkpoint"], head);
+        assert!(projection["last_recorded_at"].is_string());
+        assert!(projection["last_recorded_age_seconds"].as_f64() >= Some(0.0));
+    }
+
+    stack
+        .read(&format!("/v1/plans/{PLAN}/overview"), &office())
+        .await;
+    stack.get("/v1/overdue", None).await;
+    stack.get("/v1/khong-co", None).await;
+    let metrics = stack.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().expect("text");
+    for expected in [
+        "kh63_query_requests_total{endpoint=\"plan_overview\",status=\"200\"} 1",
+        "kh63_query_requests_total{endpoint=\"overdue\",status=\"401\"} 1",
+        "kh63_query_requests_total{endpoint=\"unmatched\",status=\"404\"} 1",
+        "kh63_query_query_duration_seconds_count{endpoint=\"plan_overview\"} 1",
+        "kh63_query_consistency_wait_seconds",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+
+    // The document lists exactly the routes served, and every reference resolves.
+    let document = stack.get("/openapi.json", None).await.body;
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths: BTreeSet<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    let routes: BTreeSet<String> = query_api::routes::ROUTES
+        .iter()
+        .map(|r| r.path.to_owned())
+        .collect();
+    assert_eq!(paths, routes);
+    let overview = &document["paths"]["/v1/plans/{plan_id}/overview"]["get"];
+    assert_eq!(overview["security"], json!([{ "bearer": [] }]));
+    let names: Vec<&str> = overview["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["plan_id", "min_sequence", "wait_ms"]);
+    assert_eq!(
+        document["paths"]["/v1/audit"]["get"]["x-roles"],
+        json!(["province_office", "auditor"])
+    );
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(list) => list.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all_refs = vec![];
+    refs(&document, &mut all_refs);
+    assert!(all_refs.iter().any(|r| r.ends_with("/PlanOverview")));
+    for reference in all_refs {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {reference}"));
+        assert!(
+            document["components"]["schemas"].get(name).is_some(),
+            "{reference} resolves"
+        );
+    }
+
+    // A service whose database is unreachable is alive but not ready, and says so.
+    let mut config =
+        query_api::Config::new("postgres://postgres@127.0.0.1:1/kh63", SECRET.to_vec());
+    config.acquire_timeout = Duration::from_millis(300);
+    let (url, _state, service) = start_query(&config).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        get_from(&http, &format!("{url}/healthz"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let unready = get_from(&http, &format!("{url}/readyz"), None).await;
+    assert_problem(
+        &unready,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:database-unavailable",
+    );
+    assert_eq!(unready.retry_after.as_deref(), Some("1"));
+    let unavailable = get_from(&http, &format!("{url}/v1/overdue"), Some(&office())).await;
+    assert_problem(
+        &unavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:database-unavailable",
+    );
+    service.stop().await;
+    stack.stop().await;
+}
