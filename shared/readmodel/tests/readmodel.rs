@@ -1,0 +1,319 @@
+//! The read model fed directly with commits (no NATS needed): exports and the quarterly
+//! compilation over a small, exactly known history.
+
+use chrono::{DateTime, Utc};
+use event_store::{CloudEvent, CommandMeta, Commit, seal};
+use readmodel::export::{
+    Dataset, Format, Range, compilation_csv, compilation_xlsx, export, quarterly_compilation,
+};
+use readmodel::{Projection, apply, prepare_schema};
+use remediation_domain::calendar::Quarter;
+use remediation_domain::item::{AssignmentRole, ItemEvent};
+use remediation_domain::plan::{Plan, PlanEvent};
+use remediation_domain::report::{ReportEvent, ReportLine, report_id};
+use remediation_domain::text::{ItemId, PlanId, ReportId, Text, UnitId};
+use remediation_domain::unit::{UnitEvent, UnitKind};
+use remediation_domain::{Actor, AggregateRef, Assignee, Event, Role};
+use sqlx::postgres::PgPoolOptions;
+use test_support::TestDatabase;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("instant")
+        .with_timezone(&Utc)
+}
+
+fn text<const N: usize>(s: &str) -> Text<N> {
+    Text::new(s).expect("text")
+}
+
+const PLAN: &str = "kh-63-2025";
+const ITEM: &str = "kh-63-2025-01";
+const ON_TIME: &str = "so-nong-nghiep-va-moi-truong";
+const SILENT: &str = "so-khoa-hoc-va-cong-nghe";
+
+/// The history, as (aggregate, event, effective time), one commit each.
+fn history() -> Vec<(AggregateRef, Event, DateTime<Utc>)> {
+    let plan_id = PlanId::new(PLAN).expect("id");
+    let item = || AggregateRef::Item(ItemId::new(ITEM).expect("id"));
+    let unit = |id: &str| AggregateRef::Unit(UnitId::new(id).expect("id"));
+    let issued = at("2025-04-08T00:00:00+07:00");
+    let quarter = Quarter::new(2025, 2).expect("quarter");
+    vec![
+        (
+            AggregateRef::Plan(plan_id.clone()),
+            Event::Plan(PlanEvent::Issued(Plan {
+                code: text("63/KH-UBND"),
+                title: text("Kế hoạch khắc phục hạn chế, yếu kém năm 2024"),
+                issuer: text("UBND tỉnh Thanh Hóa"),
+                issued_on: chrono::NaiveDate::from_ymd_opt(2025, 4, 8).expect("date"),
+                legal_basis: vec![],
+                reporting_rule: text("Trước ngày 15 của tháng cuối quý."),
+            })),
+            issued,
+        ),
+        (
+            unit(ON_TIME),
+            Event::Unit(UnitEvent::Registered {
+                name: text("Sở Nông nghiệp và Môi trường"),
+                kind: UnitKind::Department,
+            }),
+            issued,
+        ),
+        (
+            unit(SILENT),
+            Event::Unit(UnitEvent::Registered {
+                name: text("Sở Khoa học và Công nghệ"),
+                kind: UnitKind::Department,
+            }),
+            issued,
+        ),
+        (
+            item(),
+            Event::Item(ItemEvent::Recorded {
+                plan_id: plan_id.clone(),
+                plan_issued_on: chrono::NaiveDate::from_ymd_opt(2025, 4, 8).expect("date"),
+                ordinal: 1,
+                title: text("Ứng dụng công nghệ cao trong sản xuất nông nghiệp chưa nhiều"),
+                sector: None,
+                causes_objective: None,
+                causes_subjective: None,
+                remedies: None,
+            }),
+            issued,
+        ),
+        (
+            item(),
+            Event::Item(ItemEvent::Assigned {
+                role: AssignmentRole::Lead,
+                assignee: Assignee::Unit(UnitId::new(ON_TIME).expect("id")),
+                from: issued,
+            }),
+            issued,
+        ),
+        (
+            item(),
+            Event::Item(ItemEvent::Assigned {
+                role: AssignmentRole::Lead,
+                assignee: Assignee::Unit(UnitId::new(SILENT).expect("id")),
+                from: issued,
+            }),
+            issued,
+        ),
+        (
+            item(),
+            Event::Item(ItemEvent::DeadlineSet {
+                due_on: chrono::NaiveDate::from_ymd_opt(2025, 12, 31).expect("date"),
+            }),
+            issued,
+        ),
+        (
+            AggregateRef::Report(report_id(
+                &plan_id,
+                &UnitId::new(ON_TIME).expect("id"),
+                quarter,
+            )),
+            Event::Report(ReportEvent::Submitted {
+                plan_id: plan_id.clone(),
+                unit_id: UnitId::new(ON_TIME).expect("id"),
+                quarter,
+                lines: vec![ReportLine {
+                    item_id: ItemId::new(ITEM).expect("id"),
+                    progress: text("Đã xây dựng 3 mô hình, \"đạt\" yêu cầu"),
+                    status: None,
+                }],
+                submitted_at: at("2025-06-14T23:59:59+07:00"),
+            }),
+            at("2025-06-14T23:59:59+07:00"),
+        ),
+    ]
+}
+
+fn commits() -> Vec<Commit> {
+    let mut heads = std::collections::HashMap::<String, String>::new();
+    history()
+        .into_iter()
+        .enumerate()
+        .map(|(index, (target, event, effective))| {
+            let meta = CommandMeta {
+                command_id: uuid::Uuid::now_v7(),
+                command_name: "test",
+                actor: Actor {
+                    user: "test".into(),
+                    unit: None,
+                    role: Role::ProvinceOffice,
+                },
+                correlation_id: "test".into(),
+                causation_id: "test".into(),
+                recorded_at: effective,
+                effective_at: effective,
+            };
+            let mut events = vec![CloudEvent::new(&target, &event, &meta)];
+            let key = format!("{}/{}", target.kind(), target.id());
+            let head = seal(heads.get(&key).map_or("", String::as_str), &mut events);
+            heads.insert(key, head);
+            Commit {
+                sequence: index as u64 + 1,
+                events,
+            }
+        })
+        .collect()
+}
+
+async fn loaded() -> (TestDatabase, sqlx::PgPool) {
+    let database = TestDatabase::create();
+    let admin = sqlx::PgPool::connect(&database.url())
+        .await
+        .expect("connect");
+    for projection in Projection::ALL {
+        prepare_schema(&admin, projection, projection.name())
+            .await
+            .expect("migrate");
+        let mut tx = admin.begin().await.expect("begin");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL search_path TO {}",
+            projection.name()
+        )))
+        .execute(&mut *tx)
+        .await
+        .expect("search path");
+        apply(&mut tx, projection, &commits()).await.expect("apply");
+        tx.commit().await.expect("commit");
+    }
+    let pool = PgPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET search_path TO core, audit")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&database.url())
+        .await
+        .expect("connect");
+    (database, pool)
+}
+
+async fn exported(
+    pool: &sqlx::PgPool,
+    dataset: Dataset,
+    format: Format,
+    range: Range,
+) -> (u64, String) {
+    let mut out = Vec::new();
+    let rows = export(pool, dataset, range, format, &mut out)
+        .await
+        .expect("export");
+    (rows, String::from_utf8(out).expect("utf-8"))
+}
+
+#[tokio::test]
+async fn events_export_as_ndjson_envelopes_in_stream_order_within_the_range() {
+    let (_database, pool) = loaded().await;
+    let (rows, text) = exported(&pool, Dataset::Events, Format::Ndjson, Range::default()).await;
+    assert_eq!(rows, 8);
+    let envelopes: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(envelopes.len(), 8);
+    assert_eq!(
+        envelopes[0]["type"],
+        "vn.gov.thanhhoa.remediation.plan.issued.v1"
+    );
+    assert_eq!(
+        envelopes[7]["type"],
+        "vn.gov.thanhhoa.remediation.report.submitted.v1"
+    );
+    let june = Range {
+        from: Some(at("2025-06-01T00:00:00+07:00")),
+        to: Some(at("2025-07-01T00:00:00+07:00")),
+    };
+    let (rows, _) = exported(&pool, Dataset::Events, Format::Ndjson, june).await;
+    assert_eq!(rows, 1, "only the report was recorded in June");
+}
+
+#[tokio::test]
+async fn csv_exports_carry_a_bom_a_header_and_quoted_fields() {
+    let (_database, pool) = loaded().await;
+    let (rows, text) = exported(&pool, Dataset::Reports, Format::Csv, Range::default()).await;
+    assert_eq!(rows, 1);
+    assert!(text.starts_with('\u{feff}'), "UTF-8 byte-order mark first");
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header = lines.next().expect("header");
+    assert!(
+        header.starts_with("report_id,plan_id,unit_id,unit_name"),
+        "{header}"
+    );
+    let row = lines.next().expect("row");
+    assert!(row.contains("Sở Nông nghiệp và Môi trường"));
+    assert!(row.contains("on_time"));
+    assert!(
+        row.contains(r#""Đã xây dựng 3 mô hình, ""đạt"" yêu cầu""#),
+        "quoted: {row}"
+    );
+    let (_, compliance) = exported(&pool, Dataset::Compliance, Format::Csv, Range::default()).await;
+    assert!(
+        compliance.contains(&format!("{SILENT},Sở Khoa học và Công nghệ,2025,2")),
+        "{compliance}"
+    );
+}
+
+#[tokio::test]
+async fn the_quarterly_compilation_has_one_row_per_item_and_lead_unit() {
+    let (_database, pool) = loaded().await;
+    let rows = quarterly_compilation(&pool, PLAN, 2025, 2, at("2025-07-01T00:00:00+07:00"))
+        .await
+        .expect("compilation");
+    assert_eq!(rows.len(), 2);
+    let on_time = rows
+        .iter()
+        .find(|r| r.lead_unit == "Sở Nông nghiệp và Môi trường")
+        .expect("row");
+    assert_eq!(on_time.report, "đúng hạn");
+    assert_eq!(on_time.status, "chưa thực hiện");
+    assert_eq!(on_time.deadline_qualifier, "trong hạn");
+    assert_eq!(
+        on_time.progress.as_deref(),
+        Some("Đã xây dựng 3 mô hình, \"đạt\" yêu cầu")
+    );
+    let silent = rows
+        .iter()
+        .find(|r| r.lead_unit == "Sở Khoa học và Công nghệ")
+        .expect("row");
+    assert_eq!(silent.report, "không gửi");
+    assert_eq!(silent.progress, None);
+
+    // Before the due instant the silent unit is not yet missing.
+    let early = quarterly_compilation(&pool, PLAN, 2025, 2, at("2025-06-14T23:00:00+07:00"))
+        .await
+        .expect("compilation");
+    assert!(early.iter().any(|r| r.report == "chưa đến hạn"));
+
+    let csv = String::from_utf8(compilation_csv(&rows)).expect("utf-8");
+    assert!(csv.starts_with("\u{feff}STT,\"Nội dung hạn chế, yếu kém\",Đơn vị chủ trì"));
+    assert!(csv.contains(",31/12/2025,"), "dates as dd/mm/yyyy: {csv}");
+    assert!(
+        csv.contains(",14/06/2025"),
+        "submission date in local time: {csv}"
+    );
+    let xlsx = compilation_xlsx(&rows, "63/KH-UBND", 2025, 2).expect("xlsx");
+    assert_eq!(&xlsx[..2], b"PK", "an XLSX workbook is a zip archive");
+}
+
+#[tokio::test]
+async fn ids_in_the_history_are_consistent() {
+    // The report identity the projection stores is the one the domain derives.
+    let (_database, pool) = loaded().await;
+    let stored: String = sqlx::query_scalar("SELECT report_id FROM reports")
+        .fetch_one(&pool)
+        .await
+        .expect("report");
+    let expected: ReportId = report_id(
+        &PlanId::new(PLAN).expect("id"),
+        &UnitId::new(ON_TIME).expect("id"),
+        Quarter::new(2025, 2).expect("q"),
+    );
+    assert_eq!(stored, expected.as_str());
+}
