@@ -261,30 +261,32 @@ service_bin() {
     printf '%s' "$ROOT/target/release/$1"
 }
 
-# cargo_build PACKAGE...: one release build of the packages.
+# cargo_build PACKAGE...: one release build of the packages; its output also goes to
+# .stack/logs/cargo-build.log.
 cargo_build() {
     local args=() package
     for package in "$@"; do
         args+=(-p "$package")
     done
     say "building release binaries: cargo build --release ${args[*]} (the first build takes several minutes)"
-    cargo build --release "${args[@]}"
+    cargo build --release "${args[@]}" 2>&1 | tee "$LOGS/cargo-build.log" >&2
 }
 
 step_build() {
     local packages=(remediation-admin "${SERVICES[@]}") name kept=()
     if ! cargo_build "${packages[@]}"; then
-        # A service under construction must not keep the others from starting: build again
-        # without it (what compiled already is reused) and skip it.
+        # A service under construction must not keep the others from starting: when it is one
+        # that does not compile, build again without it and skip it.
         for name in "${packages[@]}"; do
-            if [[ -n ${SERVICE_OPTIONAL[$name]:-} ]]; then
+            if [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] &&
+                grep -qF "could not compile \`$name\`" "$LOGS/cargo-build.log"; then
                 SKIPPED[$name]="it does not compile yet (see the cargo errors above)"
             else
                 kept+=("$name")
             fi
         done
         ((${#kept[@]} < ${#packages[@]})) || die "cargo build failed"
-        warn "cargo build failed; building again without ${!SKIPPED[*]}"
+        warn "$(printf '%s ' "${!SKIPPED[@]}")does not compile; building the others without it"
         cargo_build "${kept[@]}" || die "cargo build failed"
     fi
     [[ -x $ADMIN_BIN ]] || die "build finished but $ADMIN_BIN is missing"

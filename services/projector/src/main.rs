@@ -10,6 +10,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in"
     );
+    eprintln!("{}", time_travel::cli::USAGE);
     ExitCode::FAILURE
 }
 
@@ -93,6 +94,7 @@ async fn main() -> ExitCode {
         ["bench", events] => bench(events).await,
         ["rebuild"] => rebuild("all").await,
         ["rebuild", which] => rebuild(which).await,
+        ["replay", rest @ ..] => time_travel::cli::run(rest).await,
         _ => return usage(),
     };
     match outcome {

@@ -122,6 +122,8 @@ fn unavailable_sqlstate(code: &str) -> bool {
         "42P01"   // undefined_table: the projector has not migrated this database yet
             | "3F000" // invalid_schema_name
             | "42704" // undefined_object: the reader role does not exist yet
+            | "42501" // insufficient_privilege: the login may not SET ROLE to the reader, or a
+                      // table was created after the projector granted the reader its rights
             | "57014" // query_canceled: statement_timeout
             | "57P01" // admin_shutdown
             | "57P02" // crash_shutdown

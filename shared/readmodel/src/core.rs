@@ -192,25 +192,36 @@ async fn plan(conn: &mut PgConnection, id: &str, event: &PlanEvent) -> Result<()
     Ok(())
 }
 
-/// Closes the aggregate's open status row and opens the next one, on both time axes.
-async fn status_change(
-    conn: &mut PgConnection,
-    kind: &str,
-    id: &str,
+/// One status an item or task took, as an event recorded it.
+struct StatusChange<'a> {
+    kind: &'static str,
+    id: &'a str,
     from: Option<Lifecycle>,
     to: Lifecycle,
-    reason: Option<&str>,
-    evidence: Option<&str>,
+    reason: Option<&'a str>,
+    evidence: Option<&'a str>,
+    /// Effective instant of the change.
     at: DateTime<Utc>,
+}
+
+/// Adds a change to the aggregate's status history, keeping both axes consistent.
+///
+/// Recorded axis: the changes in stream order; each row is what the system held from its
+/// recorded time until the next change was recorded. Effective axis: the changes in effective
+/// order (ties by stream sequence); each row is true from its effective time until the next
+/// change's. A backdated change lands in the middle of the effective timeline, so the effective
+/// ends of the aggregate's rows are recomputed rather than merely closed.
+async fn status_change(
+    conn: &mut PgConnection,
+    change: StatusChange<'_>,
     meta: &Meta<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE status_history SET effective_until = $3, recorded_until = $4
+        "UPDATE status_history SET recorded_until = $3
          WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_until IS NULL",
     )
-    .bind(kind)
-    .bind(id)
-    .bind(at)
+    .bind(change.kind)
+    .bind(change.id)
     .bind(meta.envelope.time)
     .execute(&mut *conn)
     .await?;
@@ -219,17 +230,29 @@ async fn status_change(
              effective_from, recorded_from, actor_user, actor_unit, stream_sequence)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(kind)
-    .bind(id)
-    .bind(wire(&to))
-    .bind(from.map(|f| wire(&f)))
-    .bind(reason)
-    .bind(evidence)
-    .bind(at)
+    .bind(change.kind)
+    .bind(change.id)
+    .bind(wire(&change.to))
+    .bind(change.from.map(|f| wire(&f)))
+    .bind(change.reason)
+    .bind(change.evidence)
+    .bind(change.at)
     .bind(meta.envelope.time)
     .bind(&meta.envelope.actoruser)
     .bind(&meta.envelope.actorunit)
     .bind(meta.sequence)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE status_history h SET effective_until = n.next_from
+         FROM (SELECT stream_sequence,
+                      lead(effective_from) OVER (ORDER BY effective_from, stream_sequence) AS next_from
+               FROM status_history WHERE aggregate_type = $1 AND aggregate_id = $2) n
+         WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 AND h.stream_sequence = n.stream_sequence
+           AND h.effective_until IS DISTINCT FROM n.next_from",
+    )
+    .bind(change.kind)
+    .bind(change.id)
     .execute(conn)
     .await?;
     Ok(())
@@ -270,13 +293,15 @@ async fn item(
             .await?;
             status_change(
                 conn,
-                "item",
-                id,
-                None,
-                Lifecycle::NotStarted,
-                None,
-                None,
-                meta.effective(),
+                StatusChange {
+                    kind: "item",
+                    id,
+                    from: None,
+                    to: Lifecycle::NotStarted,
+                    reason: None,
+                    evidence: None,
+                    at: meta.effective(),
+                },
                 meta,
             )
             .await?;
@@ -347,13 +372,15 @@ async fn item(
             let evidence = evidence.as_ref().map(|e| e.as_str());
             status_change(
                 conn,
-                "item",
-                id,
-                Some(*from),
-                *to,
-                Some(reason.as_str()),
-                evidence,
-                *at,
+                StatusChange {
+                    kind: "item",
+                    id,
+                    from: Some(*from),
+                    to: *to,
+                    reason: Some(reason.as_str()),
+                    evidence,
+                    at: *at,
+                },
                 meta,
             )
             .await?;
@@ -395,13 +422,15 @@ async fn task(
             .await?;
             status_change(
                 conn,
-                "task",
-                id,
-                None,
-                Lifecycle::NotStarted,
-                None,
-                None,
-                meta.effective(),
+                StatusChange {
+                    kind: "task",
+                    id,
+                    from: None,
+                    to: Lifecycle::NotStarted,
+                    reason: None,
+                    evidence: None,
+                    at: meta.effective(),
+                },
                 meta,
             )
             .await?;
@@ -434,13 +463,15 @@ async fn task(
             let evidence = evidence.as_ref().map(|e| e.as_str());
             status_change(
                 conn,
-                "task",
-                id,
-                Some(*from),
-                *to,
-                Some(reason.as_str()),
-                evidence,
-                *at,
+                StatusChange {
+                    kind: "task",
+                    id,
+                    from: Some(*from),
+                    to: *to,
+                    reason: Some(reason.as_str()),
+                    evidence,
+                    at: *at,
+                },
                 meta,
             )
             .await?;

@@ -58,10 +58,10 @@ pub async fn grant_reader(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error
     execute(
         &mut conn,
         format!(
+            // Roles are cluster-wide: two databases prepared at once may both try to create it.
             "DO $$ BEGIN
-                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
-                    CREATE ROLE {READER_ROLE} NOLOGIN;
-                END IF;
+                CREATE ROLE {READER_ROLE} NOLOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
              END $$"
         ),
     )

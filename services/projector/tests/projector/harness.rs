@@ -452,6 +452,7 @@ pub fn spawn_projector(
     database_url: &str,
     addr: SocketAddr,
     batch_size: usize,
+    schema_prefix: &str,
     log: &std::path::Path,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -465,7 +466,7 @@ pub fn spawn_projector(
         .env("DATABASE_URL", database_url)
         .env("PROJECTOR_ADDR", addr.to_string())
         .env("STREAM_NAME", STREAM)
-        .env("SCHEMA_PREFIX", "")
+        .env("SCHEMA_PREFIX", schema_prefix)
         .env("BATCH_SIZE", batch_size.to_string())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

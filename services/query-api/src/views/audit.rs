@@ -88,11 +88,10 @@ pub struct AuditPage {
     pub end_cursor: Option<String>,
 }
 
-fn range(
-    params: &Params,
-    from: &str,
-    to: &str,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), QueryError> {
+/// A half-open time range, either end optional.
+type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn range(params: &Params, from: &str, to: &str) -> Result<Range, QueryError> {
     let (start, end) = (params.instant(from)?, params.instant(to)?);
     if let (Some(start), Some(end)) = (start, end)
         && start > end
