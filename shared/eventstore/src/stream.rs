@@ -92,8 +92,43 @@ pub async fn provision(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<Provisioned, StoreError> {
-    let wanted = settings.stream_config();
-    let outcome = match js.get_stream(&settings.name).await {
+    let outcome = ensure_stream(js, settings.stream_config(), |current, wanted| {
+        if !current.deny_delete || !current.deny_purge {
+            return Err(StoreError::Misconfigured(format!(
+                "stream {} allows deletes or purges; the log must be append-only",
+                current.name
+            )));
+        }
+        let aligned = stream::Config {
+            num_replicas: wanted.num_replicas,
+            duplicate_window: wanted.duplicate_window,
+            subjects: wanted.subjects.clone(),
+            ..current.clone()
+        };
+        Ok((&aligned != current).then_some(aligned))
+    })
+    .await?;
+    // The bucket follows the stream's replica count and the configured retention.
+    ensure_stream(js, settings.bucket_stream_config(), |current, wanted| {
+        let aligned = stream::Config {
+            num_replicas: wanted.num_replicas,
+            max_age: wanted.max_age,
+            ..current.clone()
+        };
+        Ok((&aligned != current).then_some(aligned))
+    })
+    .await?;
+    Ok(outcome)
+}
+
+/// Creates `wanted` if no stream has its name; otherwise updates the existing one to what
+/// `align(current, wanted)` returns (`None`: nothing to change).
+async fn ensure_stream(
+    js: &jetstream::Context,
+    wanted: stream::Config,
+    align: impl Fn(&stream::Config, &stream::Config) -> Result<Option<stream::Config>, StoreError>,
+) -> Result<Provisioned, StoreError> {
+    match js.get_stream(&wanted.name).await {
         Ok(mut existing) => {
             let current = existing
                 .info()
@@ -101,28 +136,14 @@ pub async fn provision(
                 .map_err(StoreError::unavailable)?
                 .config
                 .clone();
-            if !current.deny_delete || !current.deny_purge {
-                return Err(StoreError::Misconfigured(format!(
-                    "stream {} allows deletes or purges; the log must be append-only",
-                    settings.name
-                )));
-            }
-            if current.num_replicas == wanted.num_replicas
-                && current.duplicate_window == wanted.duplicate_window
-                && current.subjects == wanted.subjects
-            {
-                Provisioned::Unchanged
-            } else {
-                let updated = stream::Config {
-                    num_replicas: wanted.num_replicas,
-                    duplicate_window: wanted.duplicate_window,
-                    subjects: wanted.subjects.clone(),
-                    ..current
-                };
-                js.update_stream(&updated)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Provisioned::Updated
+            match align(&current, &wanted)? {
+                None => Ok(Provisioned::Unchanged),
+                Some(updated) => {
+                    js.update_stream(&updated)
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                    Ok(Provisioned::Updated)
+                }
             }
         }
         Err(e)
@@ -135,35 +156,8 @@ pub async fn provision(
             js.create_stream(wanted)
                 .await
                 .map_err(StoreError::unavailable)?;
-            Provisioned::Created
+            Ok(Provisioned::Created)
         }
-        Err(e) => return Err(StoreError::unavailable(e)),
-    };
-    // The bucket follows the stream's replica count and the configured retention.
-    let bucket = settings.bucket_stream_config();
-    match js.get_stream(&bucket.name).await {
-        Ok(mut existing) => {
-            let current = existing
-                .info()
-                .await
-                .map_err(StoreError::unavailable)?
-                .config
-                .clone();
-            if current.num_replicas != bucket.num_replicas || current.max_age != bucket.max_age {
-                js.update_stream(&stream::Config {
-                    num_replicas: bucket.num_replicas,
-                    max_age: bucket.max_age,
-                    ..current
-                })
-                .await
-                .map_err(StoreError::unavailable)?;
-            }
-        }
-        Err(_) => {
-            js.create_stream(bucket)
-                .await
-                .map_err(StoreError::unavailable)?;
-        }
+        Err(e) => Err(StoreError::unavailable(e)),
     }
-    Ok(outcome)
 }
