@@ -518,13 +518,15 @@ step_catch_up() {
         fi
         state="" behind=0
         while read -r name checkpoint lag; do
-            state+="${state:+, }$name $checkpoint/$head"
             # The checkpoint in /readyz moves only when the projector applies a batch (after a
-            # restart with nothing to apply it shows 0), and the lag is refreshed every second:
-            # a lag of 0 counts once it was measured after $head was read.
-            if ((checkpoint < head)) && { ((lag > 0)) || ((SECONDS - started < 3)); }; then
-                behind=1
+            # restart with nothing to apply it shows 0); the lag (stream head - checkpoint in
+            # the database) is measured every second, so it counts once measured after $head
+            # was read.
+            if ((SECONDS - started >= 3 && head - lag > checkpoint)); then
+                checkpoint=$((head - lag))
             fi
+            state+="${state:+, }$name $checkpoint/$head"
+            ((checkpoint >= head)) || behind=1
         done < <(projection_numbers "$answer")
         if [[ $code == 200 && -n $state ]] && ((behind == 0)); then
             note "caught up: $state"

@@ -32,11 +32,9 @@ async fn rebuild(which: &str) -> Result<(), String> {
             config.batch_size,
             |p| {
                 let width = 30;
-                let done = if p.head == 0 {
-                    width
-                } else {
-                    (p.applied * width as u64 / p.head) as usize
-                };
+                let done = (p.applied * width as u64)
+                    .checked_div(p.head)
+                    .map_or(width, |done| done as usize);
                 let eta = p
                     .eta
                     .map_or_else(|| "–".to_owned(), |eta| format!("{}s", eta.as_secs()));

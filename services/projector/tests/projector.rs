@@ -26,3 +26,9 @@ mod stall;
 
 #[path = "projector/crash.rs"]
 mod crash;
+
+#[path = "projector/rebuild.rs"]
+mod rebuild;
+
+#[path = "projector/known_bugs.rs"]
+mod known_bugs;

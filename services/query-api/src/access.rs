@@ -33,6 +33,16 @@ pub const STAFF_AND_OVERSIGHT: &[Role] = &[
 ];
 /// The full change history: the province office and auditors.
 pub const AUDIT_READERS: &[Role] = &[Role::ProvinceOffice, Role::Auditor];
+/// Verifying the log is the auditors' own business.
+pub const AUDITORS: &[Role] = &[Role::Auditor];
+/// Exports of the analytics views and the quarterly compilation: everyone but unit staff, whose
+/// view of other units' work is limited (the exports are not).
+pub const ANALYTICS_READERS: &[Role] = &[
+    Role::ProvinceOffice,
+    Role::DepartmentOfFinance,
+    Role::Auditor,
+    Role::Viewer,
+];
 
 impl Access {
     pub fn allows(self, role: Role) -> bool {

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use command_api::handler::HandlerSettings;
+use event_store::StreamSettings;
+
 /// Everything the query service needs to start.
 #[derive(Clone)]
 pub struct Config {
@@ -20,6 +23,17 @@ pub struct Config {
     /// Longest a single SQL statement may run; a runaway query answers 503 instead of holding a
     /// connection.
     pub statement_timeout: Duration,
+    /// Exports and audit verifications stream for as long as the data takes: they run on a
+    /// pool of their own, this small, with this statement timeout instead.
+    pub bulk_connections: u32,
+    pub bulk_statement_timeout: Duration,
+    /// Where reads of the audit trail are recorded (as `access.audit_read` events), through the
+    /// same command handler as every other command.
+    pub nats_url: String,
+    pub stream: StreamSettings,
+    pub handler: HandlerSettings,
+    /// How long to wait for NATS to answer a request or acknowledge a publish.
+    pub nats_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -30,6 +44,11 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("bulk_connections", &self.bulk_connections)
+            .field("bulk_statement_timeout", &self.bulk_statement_timeout)
+            .field("nats_url", &self.nats_url)
+            .field("stream", &self.stream.name)
+            .field("nats_timeout", &self.nats_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -56,10 +75,18 @@ impl Config {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
+            bulk_connections: 4,
+            bulk_statement_timeout: Duration::from_secs(3_600),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            stream: StreamSettings::default(),
+            handler: HandlerSettings::default(),
+            nats_timeout: Duration::from_millis(3_000),
         }
     }
 
-    /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`.
+    /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
+    /// `EXPORT_TIMEOUT_SECS`; `NATS_URL`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS`
+    /// as the command service reads them.
     pub fn from_env() -> Result<Self, String> {
         let mut config = Self::new(
             var("DATABASE_URL")
@@ -68,6 +95,19 @@ impl Config {
         );
         config.bind = parsed("QUERY_API_ADDR", config.bind)?;
         config.schema_prefix = var("SCHEMA_PREFIX").unwrap_or_default();
+        config.bulk_statement_timeout = Duration::from_secs(parsed(
+            "EXPORT_TIMEOUT_SECS",
+            config.bulk_statement_timeout.as_secs(),
+        )?);
+        if let Some(url) = var("NATS_URL") {
+            config.nats_url = url;
+        }
+        config.stream = command_api::config::stream_settings()?;
+        config.handler.max_attempts = parsed("MAX_ATTEMPTS", config.handler.max_attempts)?;
+        config.nats_timeout = Duration::from_millis(parsed(
+            "NATS_TIMEOUT_MS",
+            u64::try_from(config.nats_timeout.as_millis()).unwrap_or(3_000),
+        )?);
         Ok(config)
     }
 }

@@ -4,6 +4,10 @@
 //! read them: every pooled connection switches to it, makes its transactions read-only and puts
 //! the projection schemas on its search path before it is handed out. A bug or an injection in a
 //! query can therefore not change the read model, whatever login the service was given.
+//!
+//! Two pools are set up so: one for answers (short statement timeout, sized for concurrency) and
+//! a small one for exports and audit verification, whose single statements stream for as long
+//! as the data takes and must neither be cut short nor starve the answers of connections.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -52,11 +56,44 @@ impl Checkpoint {
     }
 }
 
-/// The pool plus the SQL that names the projection schemas.
+/// The pools plus the SQL that names the projection schemas.
 #[derive(Debug, Clone)]
 pub struct ReadModel {
     pub pool: PgPool,
+    /// Exports and verification: long-running, streaming statements.
+    pub bulk: PgPool,
+    /// The audit projection's schema (unquoted), for code that names it itself.
+    pub audit_schema: String,
     checkpoints_sql: Arc<str>,
+}
+
+/// A lazily connecting pool of read-only sessions as the reader role.
+fn reader_pool(
+    options: &PgConnectOptions,
+    search_path: &str,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+    statement_timeout: std::time::Duration,
+) -> PgPool {
+    let session: Arc<str> = format!(
+        "SET ROLE {READER_ROLE};
+         SET default_transaction_read_only = on;
+         SET search_path = {search_path};
+         SET statement_timeout = {}",
+        statement_timeout.as_millis()
+    )
+    .into();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let session = session.clone();
+            Box::pin(async move {
+                sqlx::raw_sql(AssertSqlSafe(session)).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options.clone())
 }
 
 impl ReadModel {
@@ -65,34 +102,32 @@ impl ReadModel {
     pub fn connect(config: &Config) -> Result<Self, String> {
         let core = checked_schema(&Projection::Core.schema(&config.schema_prefix))?;
         let audit = checked_schema(&Projection::Audit.schema(&config.schema_prefix))?;
-        let session: Arc<str> = format!(
-            "SET ROLE {READER_ROLE};
-             SET default_transaction_read_only = on;
-             SET search_path = {core}, {audit};
-             SET statement_timeout = {}",
-            config.statement_timeout.as_millis()
-        )
-        .into();
+        let search_path = format!("{core}, {audit}");
         let options = PgConnectOptions::from_str(&config.database_url)
             .map_err(|e| format!("DATABASE_URL: {e}"))?
             .application_name("query-api");
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                let session = session.clone();
-                Box::pin(async move {
-                    sqlx::raw_sql(AssertSqlSafe(session)).execute(conn).await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options);
+        let pool = reader_pool(
+            &options,
+            &search_path,
+            config.max_connections,
+            config.acquire_timeout,
+            config.statement_timeout,
+        );
+        let bulk = reader_pool(
+            &options.clone().application_name("query-api-bulk"),
+            &search_path,
+            config.bulk_connections.max(1),
+            config.acquire_timeout,
+            config.bulk_statement_timeout,
+        );
         let checkpoints_sql = CHECKPOINTS
             .replace("{core}", &core)
             .replace("{audit}", &audit)
             .into();
         Ok(Self {
             pool,
+            bulk,
+            audit_schema: Projection::Audit.schema(&config.schema_prefix),
             checkpoints_sql,
         })
     }

@@ -1,6 +1,7 @@
 //! One error type for the HTTP edge, rendered as RFC 9457 problem+json with a stable `type`
-//! (the same vocabulary as the command service, plus the two failures only reads have: a
-//! projection that has not caught up, and an unreachable database).
+//! (the same vocabulary as the command service, plus the failures only reads have: a projection
+//! that has not caught up, an unreachable database, and a read of the audit trail that could not
+//! be recorded).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,12 @@ pub enum QueryError {
     },
     #[error("{0}")]
     DatabaseUnavailable(String),
+    /// NATS or the stream did not answer (audit verification reads the stream itself).
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// A read of the audit trail could not be recorded, so it is not answered: fail closed.
+    #[error("{0}")]
+    ReadNotRecorded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -40,9 +47,10 @@ impl QueryError {
             QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::ProjectionBehind { .. } | QueryError::DatabaseUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            QueryError::ProjectionBehind { .. }
+            | QueryError::DatabaseUnavailable(_)
+            | QueryError::StoreUnavailable(_)
+            | QueryError::ReadNotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +64,8 @@ impl QueryError {
             QueryError::NotFound(_) => "urn:kh63:problem:not-found",
             QueryError::ProjectionBehind { .. } => "urn:kh63:problem:projection-behind",
             QueryError::DatabaseUnavailable(_) => "urn:kh63:problem:database-unavailable",
+            QueryError::StoreUnavailable(_) => "urn:kh63:problem:store-unavailable",
+            QueryError::ReadNotRecorded(_) => "urn:kh63:problem:read-not-recorded",
             QueryError::Internal(_) => "urn:kh63:problem:internal",
         }
     }
@@ -68,6 +78,8 @@ impl QueryError {
             QueryError::NotFound(_) => "Not found",
             QueryError::ProjectionBehind { .. } => "Read model behind the requested sequence",
             QueryError::DatabaseUnavailable(_) => "Read model unavailable",
+            QueryError::StoreUnavailable(_) => "Event store unavailable",
+            QueryError::ReadNotRecorded(_) => "Read of the audit trail not recorded",
             QueryError::Internal(_) => "Internal error",
         }
     }
@@ -165,7 +177,10 @@ impl IntoResponse for QueryError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            QueryError::ProjectionBehind { .. } | QueryError::DatabaseUnavailable(_) => {
+            QueryError::ProjectionBehind { .. }
+            | QueryError::DatabaseUnavailable(_)
+            | QueryError::StoreUnavailable(_)
+            | QueryError::ReadNotRecorded(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

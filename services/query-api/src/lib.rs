@@ -1,5 +1,6 @@
-//! Query service of the remediation-plan tracker: dashboards, reporting compliance and the audit
-//! trail over the PostgreSQL read model, read-only, with read-your-writes on request.
+//! Query service of the remediation-plan tracker: dashboards, reporting compliance, exports and
+//! the audit trail over the PostgreSQL read model, read-only, with read-your-writes on request.
+//! Its one write: every read of the audit trail is recorded as an event before it is answered.
 
 pub mod access;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod reads;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -19,9 +21,10 @@ pub use crate::config::Config;
 pub use crate::routes::router;
 pub use crate::state::AppState;
 
-/// Builds the HTTP state. The database is not contacted yet: `/readyz` reports it.
-pub fn app_state(config: &Config) -> Result<AppState, String> {
-    AppState::new(config)
+/// Builds the HTTP state. The database is not contacted yet (`/readyz` reports it), nor is NATS
+/// waited for (reads of the audit trail answer 503 until the event store is open).
+pub async fn app_state(config: &Config) -> Result<AppState, String> {
+    AppState::new(config).await
 }
 
 /// Binds the configured address and serves until `shutdown` resolves.
@@ -29,7 +32,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let state = app_state(&config)?;
+    let state = app_state(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
@@ -37,7 +40,7 @@ pub async fn serve(
 }
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight queries finish, then closes
-/// the pool.
+/// the pools and flushes NATS.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -46,12 +49,15 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query API listening");
     }
-    let pool = state.read_model.pool.clone();
+    let read_model = state.read_model.clone();
+    let audit_reads = state.audit_reads.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    pool.close().await;
+    read_model.pool.close().await;
+    read_model.bulk.close().await;
+    audit_reads.close().await;
     tracing::info!("query API stopped");
     Ok(())
 }

@@ -46,12 +46,27 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
     let content = match route.body {
         Body::Json(schema) => json!({ "application/json": { "schema": schema(generator) } }),
         Body::Other(media_type) => json!({ media_type: {} }),
+        Body::Files(media_types) => Value::Object(
+            media_types
+                .iter()
+                .map(|m| {
+                    (
+                        (*m).to_owned(),
+                        json!({ "schema": { "type": "string", "contentEncoding": "binary" } }),
+                    )
+                })
+                .collect(),
+        ),
     };
     let mut responses = Map::new();
-    responses.insert(
-        "200".into(),
-        json!({ "description": "OK", "content": content }),
-    );
+    let ok = match route.body {
+        Body::Files(_) => json!({
+            "description": "OK: a file (Content-Disposition: attachment)",
+            "content": content,
+        }),
+        _ => json!({ "description": "OK", "content": content }),
+    };
+    responses.insert("200".into(), ok);
     let mut operation = json!({
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -91,10 +106,15 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
             if route.finds {
                 responses.insert("404".into(), problem("No such plan, item or unit"));
             }
-            responses.insert(
-                "503".into(),
-                problem("projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable"),
-            );
+            let mut unavailable = "projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable".to_owned();
+            if route.records_read {
+                operation["x-records-read"] = json!(true);
+                unavailable.push_str("; or read-not-recorded: this read of the audit trail could not be recorded as an event, so it is not answered");
+            }
+            if route.operation_id == "audit_verify" {
+                unavailable.push_str("; or store-unavailable: the event stream does not answer");
+            }
+            responses.insert("503".into(), problem(&unavailable));
         }
     }
     operation["responses"] = Value::Object(responses);

@@ -27,6 +27,8 @@ pub enum Kind {
     Instant,
     /// An opaque token the service handed out.
     Opaque,
+    /// One of these words.
+    Choice(&'static [&'static str]),
 }
 
 /// One declared parameter.
@@ -75,6 +77,18 @@ impl Param {
         }
     }
 
+    pub const fn choice(
+        name: &'static str,
+        choices: &'static [&'static str],
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind: Kind::Choice(choices),
+            description,
+        }
+    }
+
     /// JSON Schema of the value, for the OpenAPI document.
     pub fn schema(&self) -> Value {
         match self.kind {
@@ -86,6 +100,7 @@ impl Param {
             }
             Kind::Instant => json!({ "type": "string", "format": "date-time" }),
             Kind::Opaque => json!({ "type": "string" }),
+            Kind::Choice(choices) => json!({ "type": "string", "enum": choices }),
         }
     }
 
@@ -111,6 +126,17 @@ impl Param {
                     )))
                 } else {
                     Ok(())
+                }
+            }
+            Kind::Choice(choices) => {
+                if choices.contains(&raw) {
+                    Ok(())
+                } else {
+                    Err(QueryError::Malformed(format!(
+                        "query parameter {} must be one of {}",
+                        self.name,
+                        choices.join(", ")
+                    )))
                 }
             }
         }

@@ -17,13 +17,16 @@ use readmodel::Projection;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::json;
 
-use crate::access::{AUDIT_READERS, Access, Caller, EVERYONE, STAFF_AND_OVERSIGHT};
+use crate::access::{
+    ANALYTICS_READERS, AUDIT_READERS, AUDITORS, Access, Caller, EVERYONE, STAFF_AND_OVERSIGHT,
+};
 use crate::consistency::{self, Consistency};
 use crate::error::QueryError;
 use crate::openapi;
 use crate::params::{Param, Params};
 use crate::state::AppState;
-use crate::views::{audit, compliance, deadlines, health, item, overview, scorecard};
+use crate::views::exports::{self, ANALYTICS, COMPILATION_FORMATS, EXPORT_PARAMS, XLSX};
+use crate::views::{audit, compliance, deadlines, health, item, overview, scorecard, verify};
 
 /// What a route answers with, for the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +35,8 @@ pub enum Body {
     Json(fn(&mut SchemaGenerator) -> Schema),
     /// Another media type, not described further.
     Other(&'static str),
+    /// A file download in one of these media types (the `format` parameter chooses).
+    Files(&'static [&'static str]),
 }
 
 /// One endpoint.
@@ -52,6 +57,9 @@ pub struct Route {
     pub finds: bool,
     /// Whether some callers that pass the role check may still be refused (403) by the data.
     pub scoped: bool,
+    /// Whether the answer hands out the audit trail and is therefore recorded as an
+    /// `access.audit_read` event first (503 read-not-recorded when it cannot be).
+    pub records_read: bool,
     pub body: Body,
     pub handler: fn() -> MethodRouter<AppState>,
 }
@@ -62,6 +70,10 @@ const AUDIT: &[Projection] = &[Projection::Audit];
 const PLAN_ID: Param = Param::text("plan_id", "Plan identifier, e.g. kh-63-2025");
 const ITEM_ID: Param = Param::text("item_id", "Item identifier, e.g. kh-63-2025-01");
 const UNIT_ID: Param = Param::text("unit_id", "Unit identifier, e.g. so-tai-chinh");
+const YEAR: Param = Param::integer("year", 2000, 2100, "Year of the quarter (with quarter)");
+const QUARTER: Param = Param::integer("quarter", 1, 4, "Quarter 1–4 (with year)");
+const CSV: &str = "text/csv; charset=utf-8";
+const EXPORT_FILES: &[&str] = &["application/x-ndjson", CSV];
 
 /// Every route the service serves.
 pub static ROUTES: &[Route] = &[
@@ -77,6 +89,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: true,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<overview::PlanOverview>()),
         handler: || get(overview::handler),
     },
@@ -92,6 +105,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: true,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<item::ItemDetail>()),
         handler: || get(item::handler),
     },
@@ -107,6 +121,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: true,
         scoped: true,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<scorecard::Scorecard>()),
         handler: || get(scorecard::handler),
     },
@@ -119,12 +134,10 @@ pub static ROUTES: &[Route] = &[
         access: Access::Roles(EVERYONE),
         reads: CORE,
         path_params: &[PLAN_ID],
-        query_params: &[
-            Param::integer("year", 2000, 2100, "Year of the quarter (with quarter)"),
-            Param::integer("quarter", 1, 4, "Quarter 1–4 (with year)"),
-        ],
+        query_params: &[YEAR, QUARTER],
         finds: true,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<compliance::ComplianceMatrix>()),
         handler: || get(compliance::handler),
     },
@@ -140,6 +153,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<deadlines::DeadlineList>()),
         handler: || get(deadlines::overdue),
     },
@@ -155,6 +169,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<deadlines::DeadlineList>()),
         handler: || get(deadlines::due_soon),
     },
@@ -163,12 +178,15 @@ pub static ROUTES: &[Route] = &[
         operation_id: "audit_trail",
         tag: "audit",
         summary: "The audit trail: every event with its full CloudEvents envelope, in stream order",
-        description: "Filters combine with AND; time ranges are half-open [from, to). Pages follow (stream_sequence, position); pass `next_cursor` back as `cursor` with the same filters for the next page (null: no more entries now).",
+        description: "Filters combine with AND; time ranges are half-open [from, to). Pages follow (stream_sequence, position); pass `next_cursor` back as `cursor` with the same filters for the next page (null: no more entries now). Every page is recorded as an `access.audit_read` event (the reader, this request's path and query string, the number of entries) before it is answered; `read_sequence` is its stream sequence. Recorded reads are in the trail like any other event: `event_type=vn.gov.thanhhoa.remediation.access.audit_read.v1`.",
         access: Access::Roles(AUDIT_READERS),
         reads: AUDIT,
         path_params: &[],
         query_params: &[
-            Param::text("aggregate_type", "unit, group, plan, item, task or report"),
+            Param::text(
+                "aggregate_type",
+                "unit, group, plan, item, task, report, ledger or access",
+            ),
             Param::text("aggregate_id", "The aggregate's identifier"),
             Param::text("unit", "The acting user's unit (actorunit)"),
             Param::text("actor", "The acting user (actoruser)"),
@@ -185,8 +203,81 @@ pub static ROUTES: &[Route] = &[
         ],
         finds: false,
         scoped: false,
+        records_read: true,
         body: Body::Json(|g| g.subschema_for::<audit::AuditPage>()),
         handler: || get(audit::handler),
+    },
+    Route {
+        path: "/v1/audit/verify",
+        operation_id: "audit_verify",
+        tag: "audit",
+        summary: "Tamper check: every hash chain in the stream, and the audit table against the stream",
+        description: "Walks the whole stream (every event's hash and its link to the previous event of its aggregate), then the audit table (each row's payload against its envelope, its envelope against its hash, its chain, its hash against the stream's) and counts its rows against the stream's events up to its last row. `status` is `ok` with the counts and the digest over all chain heads, or `broken` with the first broken link: place (stream or audit_table), stream sequence, aggregate and reason. Walks everything: it takes as long as the stream is long, one verification at a time.",
+        access: Access::Roles(AUDITORS),
+        reads: AUDIT,
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        records_read: true,
+        body: Body::Json(|g| g.subschema_for::<verify::AuditVerification>()),
+        handler: || get(verify::handler),
+    },
+    Route {
+        path: "/v1/exports/events",
+        operation_id: "export_events",
+        tag: "exports",
+        summary: "Export the audit trail: every event with its envelope, recorded in [from, to), as NDJSON or CSV",
+        description: "Streamed row by row in stream order (one envelope per NDJSON line; CSV columns stream_sequence, envelope, UTF-8 with a byte-order mark). `to` is capped at the moment of the request, so the export is the trail as it stood then. The export is recorded as a read of the audit trail before the first byte (`X-Audit-Read-Sequence`: the stream sequence of that record). An error halfway aborts the transfer rather than ending it cleanly.",
+        access: Access::Roles(AUDIT_READERS),
+        reads: AUDIT,
+        path_params: &[],
+        query_params: EXPORT_PARAMS,
+        finds: false,
+        scoped: false,
+        records_read: true,
+        body: Body::Files(EXPORT_FILES),
+        handler: || get(exports::events),
+    },
+    Route {
+        path: "/v1/exports/{dataset}",
+        operation_id: "export_dataset",
+        tag: "exports",
+        summary: "Export an analytics view in [from, to) as NDJSON or CSV",
+        description: "status-changes (analytics_status_changes, by the change's effective time), reports (analytics_reports, one row per report line, by first submission), assignments (analytics_assignments, by start of validity), compliance (reporting_compliance, by due instant). Streamed row by row (CSV: UTF-8 with a byte-order mark and a header row). An error halfway aborts the transfer rather than ending it cleanly.",
+        access: Access::Roles(ANALYTICS_READERS),
+        reads: CORE,
+        path_params: &[Param::choice(
+            "dataset",
+            ANALYTICS,
+            "The analytics view to export",
+        )],
+        query_params: EXPORT_PARAMS,
+        finds: true,
+        scoped: false,
+        records_read: false,
+        body: Body::Files(EXPORT_FILES),
+        handler: || get(exports::dataset),
+    },
+    Route {
+        path: "/v1/plans/{plan_id}/compilation",
+        operation_id: "plan_compilation",
+        tag: "exports",
+        summary: "The Department of Finance's quarterly compilation (tổng hợp) as XLSX or CSV",
+        description: "One row per item × lead unit: lifecycle status, deadline qualifier, the progress text of the unit's report for the quarter, report on time / late / missing; Vietnamese column headers, dates as dd/mm/yyyy. Without year and quarter: the current quarter. XLSX by default; CSV is UTF-8 with a byte-order mark.",
+        access: Access::Roles(ANALYTICS_READERS),
+        reads: CORE,
+        path_params: &[PLAN_ID],
+        query_params: &[
+            YEAR,
+            QUARTER,
+            Param::choice("format", COMPILATION_FORMATS, "xlsx (default) or csv"),
+        ],
+        finds: true,
+        scoped: false,
+        records_read: false,
+        body: Body::Files(&[XLSX, CSV]),
+        handler: || get(exports::compilation),
     },
     Route {
         path: "/healthz",
@@ -200,6 +291,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<health::Health>()),
         handler: || get(health::healthz),
     },
@@ -215,6 +307,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Json(|g| g.subschema_for::<health::Readiness>()),
         handler: || get(health::readyz),
     },
@@ -230,6 +323,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Other("application/openmetrics-text"),
         handler: || get(health::metrics),
     },
@@ -245,6 +339,7 @@ pub static ROUTES: &[Route] = &[
         query_params: &[],
         finds: false,
         scoped: false,
+        records_read: false,
         body: Body::Other("application/json"),
         handler: || get(|| async { Json(openapi::document()) }),
     },

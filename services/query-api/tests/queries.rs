@@ -34,6 +34,8 @@ const HEALTH: &str = "so-y-te";
 /// UBND thành phố Thanh Hóa: lead of item 1 through the group of district-level committees.
 const CITY: &str = "ubnd-thanh-pho-thanh-hoa";
 const SUBMITTED: &str = "vn.gov.thanhhoa.remediation.report.submitted.v1";
+const AUDIT_READ: &str = "vn.gov.thanhhoa.remediation.access.audit_read.v1";
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
@@ -176,7 +178,7 @@ async fn start_projector(nats_url: &str, database_url: &str) -> Running<()> {
 }
 
 async fn start_query(config: &query_api::Config) -> (String, query_api::AppState, Running<()>) {
-    let state = query_api::app_state(config).expect("query state");
+    let state = query_api::app_state(config).await.expect("query state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -247,8 +249,7 @@ impl Stack {
             .await
             .expect("seed loads");
         let projector = start_projector(&nats.url(), &database.url()).await;
-        let (url, query, query_service) =
-            start_query(&query_api::Config::new(database.url(), SECRET.to_vec())).await;
+        let (url, query, query_service) = start_query(&query_config(&database, &nats)).await;
         let stack = Self {
             nats,
             database,
@@ -375,6 +376,13 @@ fn seed() -> Seed {
     Seed::from_json(SEED).expect("seed parses")
 }
 
+/// The query service's configuration for a test stack: its database, its NATS.
+fn query_config(database: &TestDatabase, nats: &NatsServer) -> query_api::Config {
+    let mut config = query_api::Config::new(database.url(), SECRET.to_vec());
+    config.nats_url = nats.url();
+    config
+}
+
 /// (item, unit, role) for every unit the seed makes responsible for an item: directly or through
 /// a group (every membership starts on the plan's issue date and the seed has no successions).
 fn seed_responsibilities() -> BTreeSet<(String, String, &'static str)> {
@@ -410,6 +418,15 @@ fn owing_units() -> BTreeSet<String> {
     seed_responsibilities()
         .into_iter()
         .map(|(_, unit, _)| unit)
+        .collect()
+}
+
+/// Audit entries without the recorded reads of the audit trail: the changes to the plan.
+fn changes(entries: &[Value]) -> Vec<Value> {
+    entries
+        .iter()
+        .filter(|e| e["envelope"]["aggregatetype"] != "access")
+        .cloned()
         .collect()
 }
 
@@ -1160,6 +1177,8 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
     let all = |status: u16| [status, status, status, status, status, 401, 401, 401];
     let scorecard = |own: u16, other: u16| [own, own, own, other, 403, 401, 401, 401];
     let audit = |ok: u16| [ok, 403, ok, 403, 403, 401, 401, 401];
+    let auditors = |ok: u16| [403, 403, ok, 403, 403, 401, 401, 401];
+    let analytics = |ok: u16| [ok, ok, ok, 403, ok, 401, 401, 401];
     let public = [200; 8];
     let plan = format!("/v1/plans/{PLAN}");
     let matrix: Vec<(String, [u16; 8])> = vec![
@@ -1173,6 +1192,31 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         ("/v1/due-soon".into(), all(200)),
         ("/v1/audit".into(), audit(200)),
         ("/v1/audit?aggregate_type=item&limit=5".into(), audit(200)),
+        ("/v1/audit/verify".into(), auditors(200)),
+        ("/v1/exports/events".into(), audit(200)),
+        (
+            "/v1/exports/events?format=csv&from=2025-04-01T00:00:00Z".into(),
+            audit(200),
+        ),
+        ("/v1/exports/status-changes".into(), analytics(200)),
+        ("/v1/exports/reports?format=csv".into(), analytics(200)),
+        (
+            "/v1/exports/assignments?format=ndjson".into(),
+            analytics(200),
+        ),
+        (
+            "/v1/exports/compliance?format=csv&to=2026-01-01T00:00:00Z".into(),
+            analytics(200),
+        ),
+        (format!("{plan}/compilation"), analytics(200)),
+        (
+            format!("{plan}/compilation?year=2025&quarter=3&format=csv"),
+            analytics(200),
+        ),
+        (
+            format!("{plan}/compilation?year=2025&quarter=2&format=xlsx"),
+            analytics(200),
+        ),
         ("/healthz".into(), public),
         ("/readyz".into(), public),
         ("/metrics".into(), public),
@@ -1182,6 +1226,8 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         ("/v1/items/khong-co".into(), all(404)),
         ("/v1/units/khong-co/scorecard".into(), scorecard(404, 403)),
         ("/v1/plans/khong-co/compliance".into(), all(404)),
+        ("/v1/exports/khong-co".into(), analytics(404)),
+        ("/v1/plans/khong-co/compilation".into(), analytics(404)),
         ("/v1/khong-co".into(), [404; 8]),
         // Malformed parameters: 400 once the caller may ask at all.
         (format!("{plan}/compliance?year=2025&quarter=5"), all(400)),
@@ -1197,6 +1243,27 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
             audit(400),
         ),
         ("/v1/audit?cursor=not-a-cursor".into(), audit(400)),
+        ("/v1/audit/verify?limit=5".into(), auditors(400)),
+        ("/v1/exports/events?format=xlsx".into(), audit(400)),
+        ("/v1/exports/events?from=yesterday".into(), audit(400)),
+        (
+            "/v1/exports/events?from=2025-07-01T00:00:00Z&to=2025-06-01T00:00:00Z".into(),
+            audit(400),
+        ),
+        (
+            "/v1/exports/status-changes?format=pdf".into(),
+            analytics(400),
+        ),
+        (
+            "/v1/exports/reports?from=2025-07-01T00:00:00Z&to=2025-06-01T00:00:00Z".into(),
+            analytics(400),
+        ),
+        (format!("{plan}/compilation?format=pdf"), analytics(400)),
+        (format!("{plan}/compilation?year=2025"), analytics(400)),
+        (
+            format!("{plan}/compilation?year=2025&quarter=0"),
+            analytics(400),
+        ),
     ];
     let problem_types = BTreeMap::from([
         (400, "urn:kh63:problem:malformed-request"),
@@ -1221,6 +1288,31 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Every answered read of the audit trail was recorded, with its reader; nothing else was.
+    let reads_audit =
+        |path: &str| path.starts_with("/v1/audit") || path.starts_with("/v1/exports/events");
+    let mut expected_reads: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, statuses) in matrix.iter().filter(|(path, _)| reads_audit(path)) {
+        for (role, status) in [
+            (Role::ProvinceOffice, statuses[0]),
+            (Role::Auditor, statuses[2]),
+        ] {
+            if status == 200 {
+                *expected_reads.entry(user(role, None)).or_default() += 1;
+            }
+        }
+    }
+    stack.settle().await;
+    let recorded: BTreeMap<String, i64> = sqlx::query_as(
+        "SELECT actor_user, count(*) FROM audit.audit_log WHERE aggregate_type = 'access' GROUP BY 1",
+    )
+    .fetch_all(&stack.admin().await)
+    .await
+    .expect("recorded reads")
+    .into_iter()
+    .collect();
+    assert_eq!(recorded, expected_reads);
 
     // Unit staff of another unit get the item without the lead unit's task.
     let other = stack
@@ -1281,12 +1373,6 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
         }
     }
     let admin = stack.admin().await;
-    let stored: Vec<(i64, i32, uuid::Uuid)> = sqlx::query_as(
-        "SELECT stream_sequence, position, event_id FROM audit.audit_log ORDER BY stream_sequence, position",
-    )
-    .fetch_all(&admin)
-    .await
-    .expect("audit rows");
     let paged: Vec<(i64, i32, uuid::Uuid)> = entries
         .iter()
         .map(|e| {
@@ -1301,12 +1387,29 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
             )
         })
         .collect();
+    // Every page read was itself recorded (access.audit_read) and those records join the trail
+    // as the pager goes: the pages hold everything up to where they stopped, reads included.
+    let (last_sequence, last_position, _) = *paged.last().expect("entries");
+    let stored: Vec<(i64, i32, uuid::Uuid)> = sqlx::query_as(
+        "SELECT stream_sequence, position, event_id FROM audit.audit_log
+         WHERE (stream_sequence, position) <= ($1, $2) ORDER BY stream_sequence, position",
+    )
+    .bind(last_sequence)
+    .bind(last_position)
+    .fetch_all(&admin)
+    .await
+    .expect("audit rows");
     assert_eq!(paged, stored, "every event exactly once, in stream order");
     assert!(pages > 2);
     assert_eq!(
-        entries.last().expect("entry")["envelope"]["type"],
+        changes(&entries).last().expect("entry")["envelope"]["type"],
         "vn.gov.thanhhoa.remediation.unit.renamed.v1",
         "the event appended while paging comes last"
+    );
+    assert!(
+        entries.iter().any(|e| e["envelope"]["type"] == AUDIT_READ
+            && e["envelope"]["actoruser"] == user(Role::Auditor, None)),
+        "the first pages' reads are in the later pages"
     );
     let first = &entries[0]["envelope"];
     assert_eq!(first["specversion"], "1.0");
@@ -1383,6 +1486,7 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
             .parse::<DateTime<Utc>>()
             .expect("instant")
     };
+    // Reads recorded since the pages were collected come on top of `entries`: compare changes.
     let since = all_pages(
         &stack,
         &auditor,
@@ -1390,7 +1494,7 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
         1000,
     )
     .await;
-    assert_eq!(since, expect(&|e| recorded(e) >= at));
+    assert_eq!(changes(&since), changes(&expect(&|e| recorded(e) >= at)));
     let before = all_pages(
         &stack,
         &auditor,
@@ -1399,7 +1503,10 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
     )
     .await;
     assert_eq!(before, expect(&|e| recorded(e) < at));
-    assert_eq!(since.len() + before.len(), entries.len());
+    assert_eq!(
+        changes(&since).len() + changes(&before).len(),
+        changes(&entries).len()
+    );
     let june = all_pages(
         &stack,
         &office,
@@ -1549,6 +1656,53 @@ async fn health_readiness_metrics_and_openapi() {
         document["paths"]["/v1/audit"]["get"]["x-roles"],
         json!(["province_office", "auditor"])
     );
+    let operation = |path: &str| document["paths"][path]["get"].clone();
+    assert_eq!(operation("/v1/audit/verify")["x-roles"], json!(["auditor"]));
+    assert_eq!(
+        operation("/v1/exports/events")["x-roles"],
+        json!(["province_office", "auditor"])
+    );
+    let analytics = json!([
+        "province_office",
+        "department_of_finance",
+        "auditor",
+        "viewer"
+    ]);
+    assert_eq!(operation("/v1/exports/{dataset}")["x-roles"], analytics);
+    assert_eq!(
+        operation("/v1/plans/{plan_id}/compilation")["x-roles"],
+        analytics
+    );
+    // The reads of the audit trail say that they are recorded, and that they fail closed.
+    for path in query_api::routes::ROUTES.iter().map(|r| r.path) {
+        let records = operation(path)["x-records-read"] == true;
+        assert_eq!(
+            records,
+            ["/v1/audit", "/v1/audit/verify", "/v1/exports/events"].contains(&path),
+            "{path}"
+        );
+        if records {
+            let unavailable = operation(path)["responses"]["503"]["description"]
+                .as_str()
+                .expect("503")
+                .to_owned();
+            assert!(unavailable.contains("read-not-recorded"), "{path}");
+        }
+    }
+    let dataset = &operation("/v1/exports/{dataset}")["parameters"][0];
+    assert_eq!(dataset["in"], "path");
+    assert_eq!(
+        dataset["schema"]["enum"],
+        json!(["status-changes", "reports", "assignments", "compliance"])
+    );
+    let formats = operation("/v1/exports/events")["responses"]["200"]["content"].clone();
+    assert!(
+        formats.get("application/x-ndjson").is_some()
+            && formats.get("text/csv; charset=utf-8").is_some()
+    );
+    let compilation =
+        operation("/v1/plans/{plan_id}/compilation")["responses"]["200"]["content"].clone();
+    assert!(compilation.get(XLSX).is_some(), "{compilation}");
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {
             Value::Object(map) => {
@@ -1577,6 +1731,7 @@ async fn health_readiness_metrics_and_openapi() {
     // A service whose database is unreachable is alive but not ready, and says so.
     let mut config =
         query_api::Config::new("postgres://postgres@127.0.0.1:1/kh63", SECRET.to_vec());
+    config.nats_url = stack.nats.url();
     config.acquire_timeout = Duration::from_millis(300);
     let (url, _state, service) = start_query(&config).await;
     let http = reqwest::Client::new();
@@ -1600,5 +1755,528 @@ async fn health_readiness_metrics_and_openapi() {
         "urn:kh63:problem:database-unavailable",
     );
     service.stop().await;
+    stack.stop().await;
+}
+
+/// A file answer: status, the headers that matter, the raw body.
+struct Download {
+    status: StatusCode,
+    content_type: String,
+    disposition: String,
+    read_sequence: Option<u64>,
+    body: Vec<u8>,
+}
+
+impl Stack {
+    async fn download(&self, path: &str, token: &str) -> Download {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let download = Download {
+            status: response.status(),
+            content_type: header("content-type").unwrap_or_default(),
+            disposition: header("content-disposition").unwrap_or_default(),
+            read_sequence: header("x-audit-read-sequence").and_then(|s| s.parse().ok()),
+            body: Vec::new(),
+        };
+        assert_eq!(
+            header("cache-control").as_deref(),
+            (download.status == StatusCode::OK).then_some("no-store"),
+            "{path}"
+        );
+        Download {
+            body: response.bytes().await.expect("body").to_vec(),
+            ..download
+        }
+    }
+
+    /// The count of `sql` (a `SELECT count(*)`), as the superuser sees it (the views name their
+    /// tables unqualified, as the projector's search path has them).
+    async fn count(&self, sql: &str) -> usize {
+        let admin = self.admin().await;
+        let mut conn = admin.acquire().await.expect("connection");
+        sqlx::query("SET search_path = core, audit")
+            .execute(&mut *conn)
+            .await
+            .expect("search path");
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        usize::try_from(count).expect("a count")
+    }
+
+    /// The recorded reads of the audit trail up to `sequence`, as the trail shows them.
+    async fn recorded_reads(&self, sequence: u64) -> Vec<Value> {
+        let page = self
+            .read(
+                &format!("/v1/audit?event_type={AUDIT_READ}&limit=1000&min_sequence={sequence}"),
+                &token(Role::Auditor, None),
+            )
+            .await;
+        page["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["envelope"].clone())
+            .collect()
+    }
+}
+
+/// The body as text after the UTF-8 byte-order mark, which must be there.
+fn after_bom(body: &[u8]) -> &str {
+    let text = body
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or_else(|| panic!("no byte-order mark: {:?}", &body[..body.len().min(16)]));
+    std::str::from_utf8(text).expect("UTF-8")
+}
+
+#[tokio::test]
+async fn every_read_of_the_audit_trail_is_recorded_before_it_is_answered_or_not_answered_at_all() {
+    let mut stack = Stack::start().await;
+    let auditor = token(Role::Auditor, None);
+    let office = office();
+
+    // An auditor reads a page; the trail then holds the record of that read.
+    let path = format!("/v1/audit?aggregate_id={ITEM_1}&limit=5");
+    let page = stack.read(&path, &auditor).await;
+    let first = page["read_sequence"].as_u64().expect("read sequence");
+    assert!(first > page["checkpoint"].as_u64().expect("checkpoint"));
+    let shown = page["entries"].as_array().expect("entries").len();
+    assert_eq!(shown, 5);
+    let reads = stack
+        .read(
+            &format!("/v1/audit?event_type={AUDIT_READ}&min_sequence={first}"),
+            &office,
+        )
+        .await;
+    let entries = reads["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{reads}");
+    assert_eq!(entries[0]["stream_sequence"], first);
+    let read = &entries[0]["envelope"];
+    let at: DateTime<Utc> = read["time"]
+        .as_str()
+        .expect("time")
+        .parse()
+        .expect("instant");
+    assert_eq!(read["type"], AUDIT_READ);
+    assert_eq!(read["subject"], format!("access/{}", local_date(at)));
+    assert_eq!(read["aggregatetype"], "access");
+    assert_eq!(read["aggregateid"], local_date(at).to_string());
+    assert_eq!(read["actoruser"], user(Role::Auditor, None));
+    assert_eq!(read["actorrole"], "auditor");
+    assert_eq!(read["commandname"], "record-audit-read");
+    assert_eq!(read["effectivetime"], read["time"]);
+    assert_eq!(read["data"]["query"], format!("GET {path}"));
+    assert_eq!(read["data"]["results"], shown);
+    let data_at: DateTime<Utc> = read["data"]["at"]
+        .as_str()
+        .expect("at")
+        .parse()
+        .expect("instant");
+    assert_eq!(data_at, at);
+    assert_eq!(
+        read["prevhash"], "",
+        "the day's first read starts its chain"
+    );
+
+    // The office's read of the reads was recorded in turn, on the same day's chain.
+    let second = reads["read_sequence"].as_u64().expect("read sequence");
+    let recorded = stack.recorded_reads(second).await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let office_read = &recorded[1];
+    assert_eq!(office_read["actoruser"], user(Role::ProvinceOffice, None));
+    assert_eq!(office_read["actorrole"], "province_office");
+    assert_eq!(
+        office_read["data"]["query"],
+        format!("GET /v1/audit?event_type={AUDIT_READ}&min_sequence={first}")
+    );
+    assert_eq!(office_read["data"]["results"], 1);
+    if office_read["aggregateid"] == read["aggregateid"] {
+        assert_eq!(office_read["prevhash"], read["hash"]);
+    }
+    // The very same read again is a read again.
+    let again = stack.read(&path, &auditor).await;
+    let third = again["read_sequence"].as_u64().expect("read sequence");
+    assert!(third > second);
+    let recorded = stack.recorded_reads(third).await;
+    assert_eq!(
+        recorded.len(),
+        4,
+        "two pages of the reads were read meanwhile"
+    );
+    assert_eq!(
+        recorded[3]["data"],
+        json!({ "query": format!("GET {path}"), "results": 5, "at": recorded[3]["data"]["at"] })
+    );
+
+    // Refused and unauthenticated requests hand nothing out and record nothing.
+    for token in [
+        Some(finance()),
+        Some(staff(LEAD)),
+        Some(token(Role::Viewer, None)),
+        None,
+    ] {
+        let reply = stack.get("/v1/audit", token.as_deref()).await;
+        assert!(matches!(reply.status.as_u16(), 401 | 403), "{}", reply.body);
+        let export = stack.get("/v1/exports/events", token.as_deref()).await;
+        assert!(
+            matches!(export.status.as_u16(), 401 | 403),
+            "{}",
+            export.body
+        );
+    }
+    stack.settle().await;
+    let readers = stack
+        .count(
+            "SELECT count(DISTINCT actor_user) FROM audit.audit_log
+             WHERE aggregate_type = 'access' AND actor_role NOT IN ('auditor', 'province_office')",
+        )
+        .await;
+    assert_eq!(readers, 0);
+
+    // Fail closed: with the event store down, the audit trail is not handed out — neither a
+    // page, nor an export, nor a verification — while the dashboards answer as before.
+    stack.nats.stop();
+    let refused = stack.get("/v1/audit?limit=1", Some(&auditor)).await;
+    assert_problem(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:read-not-recorded",
+    );
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    let export = stack.download("/v1/exports/events", &office).await;
+    assert_eq!(export.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(export.content_type, "application/problem+json");
+    let body: Value = serde_json::from_slice(&export.body).expect("problem");
+    assert_eq!(body["type"], "urn:kh63:problem:read-not-recorded");
+    let verify = stack.get("/v1/audit/verify", Some(&auditor)).await;
+    assert_eq!(
+        verify.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        verify.body
+    );
+    stack.read("/v1/overdue", &office).await;
+    stack
+        .read(&format!("/v1/plans/{PLAN}/overview"), &auditor)
+        .await;
+
+    // Back up, reads are recorded and answered again.
+    stack.nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = stack.get("/v1/audit?limit=2", Some(&auditor)).await;
+        if reply.status == StatusCode::OK {
+            assert!(reply.body["read_sequence"].as_u64() > Some(third));
+            break;
+        }
+        assert_problem(
+            &reply,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:kh63:problem:read-not-recorded",
+        );
+        assert!(Instant::now() < deadline, "recording never resumed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A service that never reached NATS does not hand out the trail either.
+    let mut config = query_config(&stack.database, &stack.nats);
+    config.nats_url = "nats://127.0.0.1:1".to_owned();
+    let (url, _state, service) = start_query(&config).await;
+    let http = reqwest::Client::new();
+    let cut_off = get_from(&http, &format!("{url}/v1/audit"), Some(&auditor)).await;
+    assert_problem(
+        &cut_off,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:read-not-recorded",
+    );
+    let dashboard = get_from(&http, &format!("{url}/v1/overdue"), Some(&auditor)).await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    service.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn audit_verification_reports_ok_with_the_counts_then_the_tampered_row() {
+    let stack = Stack::start().await;
+    let dates = Dates::now();
+    script(&stack, &dates).await;
+    let auditor = token(Role::Auditor, None);
+
+    // What the stream and the table hold, walked independently.
+    let head = stack.settle().await;
+    let (_client, js) =
+        command_api::connect_nats(&stack.nats.url(), "test", Duration::from_secs(5))
+            .await
+            .expect("nats");
+    let stream = js
+        .get_stream(StreamSettings::default().name)
+        .await
+        .expect("stream");
+    let walked = event_store::verify_stream(&stream).await.expect("walk");
+    let events = stack.count("SELECT count(*) FROM audit.audit_log").await as u64;
+    let chains = stack
+        .count("SELECT count(DISTINCT (aggregate_type, aggregate_id)) FROM audit.audit_log")
+        .await as u64;
+
+    let ok = stack.read("/v1/audit/verify", &auditor).await;
+    assert_eq!(ok["status"], "ok", "{ok}");
+    assert_eq!(ok["commits"], head);
+    assert_eq!(ok["last_sequence"], head);
+    assert_eq!(ok["events"], events);
+    assert_eq!(ok["chains"], chains);
+    assert_eq!(ok["audit_rows"], events);
+    assert_eq!(ok["audit_checkpoint"], head);
+    let digest = event_store::digest(walked.heads.iter().map(|(a, h)| (a.as_str(), h.as_str())));
+    assert_eq!(ok["digest"], digest);
+    assert_eq!(ok["broken"], Value::Null);
+    // The verification was recorded as a read, after the walk it reports.
+    assert_eq!(ok["read_sequence"], head + 1);
+
+    // One payload changed in the audit table: the row is named.
+    let (sequence, aggregate, original): (i64, String, Value) = sqlx::query_as(
+        "SELECT stream_sequence, aggregate_type || '/' || aggregate_id, payload FROM audit.audit_log
+         WHERE event_type = 'vn.gov.thanhhoa.remediation.unit.registered.v1'
+         ORDER BY stream_sequence OFFSET 3 LIMIT 1",
+    )
+    .fetch_one(&stack.admin().await)
+    .await
+    .expect("a unit's registration");
+    let admin = stack.admin().await;
+    sqlx::query(
+        "UPDATE audit.audit_log SET payload = jsonb_set(payload, '{name}', '\"Sở giả mạo\"')
+         WHERE stream_sequence = $1",
+    )
+    .bind(sequence)
+    .execute(&admin)
+    .await
+    .expect("tamper");
+    let broken = stack.read("/v1/audit/verify", &auditor).await;
+    assert_eq!(broken["status"], "broken", "{broken}");
+    assert_eq!(broken["broken"]["place"], "audit_table");
+    assert_eq!(broken["broken"]["sequence"], sequence);
+    assert_eq!(broken["broken"]["aggregate"], aggregate);
+    let reason = broken["broken"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("payload differs"), "{reason}");
+    assert_eq!(broken["digest"], Value::Null);
+    assert_eq!(
+        broken["commits"],
+        head + 1,
+        "the stream itself still checks"
+    );
+
+    // Repaired, it checks again; a row missing altogether (an aggregate's only event, so no
+    // chain notices) is caught by the count.
+    sqlx::query("UPDATE audit.audit_log SET payload = $2 WHERE stream_sequence = $1")
+        .bind(sequence)
+        .bind(&original)
+        .execute(&admin)
+        .await
+        .expect("repair");
+    stack.settle().await;
+    let repaired = stack.read("/v1/audit/verify", &auditor).await;
+    assert_eq!(repaired["status"], "ok", "{repaired}");
+    let deleted: i64 = sqlx::query_scalar(
+        "DELETE FROM audit.audit_log WHERE event_id = (
+             SELECT min(event_id::text)::uuid FROM audit.audit_log a
+             WHERE aggregate_type = 'unit'
+               AND (SELECT count(*) FROM audit.audit_log b
+                    WHERE b.aggregate_type = a.aggregate_type AND b.aggregate_id = a.aggregate_id) = 1)
+         RETURNING stream_sequence",
+    )
+    .fetch_one(&admin)
+    .await
+    .expect("delete a row");
+    assert!(deleted > 0);
+    stack.settle().await;
+    let missing = stack.read("/v1/audit/verify", &auditor).await;
+    assert_eq!(missing["status"], "broken", "{missing}");
+    assert_eq!(missing["broken"]["place"], "audit_table");
+    assert_eq!(missing["broken"]["aggregate"], Value::Null);
+    assert_eq!(missing["broken"]["sequence"], missing["audit_checkpoint"]);
+    assert_eq!(
+        missing["audit_rows"].as_u64(),
+        missing["events"].as_u64().map(|e| e - 1)
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn exports_stream_the_trail_and_the_analytics_views_and_the_compilation_downloads() {
+    let stack = Stack::start().await;
+    let dates = Dates::now();
+    script(&stack, &dates).await;
+    let auditor = token(Role::Auditor, None);
+    let viewer = token(Role::Viewer, None);
+
+    // The events as NDJSON: one envelope per line, every audit row, in stream order.
+    stack.settle().await;
+    let stored: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM audit.audit_log ORDER BY stream_sequence, position",
+    )
+    .fetch_all(&stack.admin().await)
+    .await
+    .expect("audit rows");
+    let ndjson = stack.download("/v1/exports/events", &auditor).await;
+    assert_eq!(ndjson.status, StatusCode::OK);
+    assert_eq!(ndjson.content_type, "application/x-ndjson");
+    assert!(
+        ndjson
+            .disposition
+            .starts_with("attachment; filename=\"kh63-events-")
+            && ndjson.disposition.ends_with(".ndjson\""),
+        "{}",
+        ndjson.disposition
+    );
+    let text = std::str::from_utf8(&ndjson.body).expect("UTF-8");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), stored.len());
+    let exported: Vec<uuid::Uuid> = lines
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").parse().expect("uuid"))
+        .collect();
+    assert_eq!(exported, stored);
+    assert!(
+        lines
+            .iter()
+            .all(|e| e["specversion"] == "1.0" && e["hash"].is_string())
+    );
+
+    // …recorded as a read of the audit trail, with how many events it held.
+    let sequence = ndjson.read_sequence.expect("X-Audit-Read-Sequence");
+    let reads = stack.recorded_reads(sequence).await;
+    let read = reads.last().expect("the export's read");
+    assert_eq!(read["actoruser"], user(Role::Auditor, None));
+    assert_eq!(read["data"]["query"], "GET /v1/exports/events");
+    assert_eq!(read["data"]["results"], stored.len());
+
+    // As CSV, within a range: byte-order mark, header, one row per event recorded in it.
+    stack.settle().await;
+    let middle: DateTime<Utc> = lines[lines.len() / 2]["time"]
+        .as_str()
+        .expect("time")
+        .parse()
+        .expect("instant");
+    let from = instant_param(&middle.to_rfc3339());
+    // Bound, not spelled out: the instant reaches PostgreSQL as the service's bind does.
+    let in_range: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.audit_log WHERE recorded_at >= $1")
+            .bind(middle)
+            .fetch_one(&stack.admin().await)
+            .await
+            .expect("count");
+    let csv = stack
+        .download(
+            &format!("/v1/exports/events?format=csv&from={from}"),
+            &token(Role::ProvinceOffice, None),
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.content_type, "text/csv; charset=utf-8");
+    assert!(csv.disposition.ends_with(".csv\""), "{}", csv.disposition);
+    let rows: Vec<&str> = after_bom(&csv.body).split_terminator("\r\n").collect();
+    assert_eq!(rows[0], "stream_sequence,envelope");
+    assert_eq!(rows.len() - 1, usize::try_from(in_range).expect("count"));
+    assert!(csv.read_sequence.is_some());
+
+    // The analytics views, as NDJSON and as CSV, for every role that may export them.
+    for (dataset, view, column) in [
+        ("status-changes", "analytics_status_changes", "item_title"),
+        ("reports", "analytics_reports", "unit_name"),
+        ("assignments", "analytics_assignments", "assignee_name"),
+        ("compliance", "reporting_compliance", "compliance"),
+    ] {
+        let rows = stack
+            .count(&format!("SELECT count(*) FROM core.{view}"))
+            .await;
+        assert!(rows > 0, "{view} has rows");
+        let ndjson = stack
+            .download(&format!("/v1/exports/{dataset}"), &viewer)
+            .await;
+        assert_eq!(ndjson.status, StatusCode::OK, "{dataset}");
+        assert_eq!(ndjson.content_type, "application/x-ndjson");
+        assert_eq!(
+            ndjson.read_sequence, None,
+            "analytics are not the audit trail"
+        );
+        let text = std::str::from_utf8(&ndjson.body).expect("UTF-8");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), rows, "{dataset}");
+        assert!(lines[0].get(column).is_some(), "{dataset}: {}", lines[0]);
+        let csv = stack
+            .download(&format!("/v1/exports/{dataset}?format=csv"), &finance())
+            .await;
+        assert_eq!(csv.status, StatusCode::OK, "{dataset}");
+        assert_eq!(csv.content_type, "text/csv; charset=utf-8");
+        assert!(
+            csv.disposition
+                .starts_with(&format!("attachment; filename=\"kh63-{dataset}-")),
+            "{}",
+            csv.disposition
+        );
+        let text = after_bom(&csv.body);
+        let header = text.split("\r\n").next().expect("header");
+        assert!(
+            header.split(',').any(|name| name == column),
+            "{dataset}: {header}"
+        );
+    }
+
+    // The quarterly compilation: a workbook, or CSV with the Department of Finance's headers.
+    let (quarter, _) = current_quarter();
+    let compiled = stack
+        .count(&format!(
+            "SELECT count(*) FROM core.quarterly_compilation('{PLAN}', {}, {}, now())",
+            quarter.year, quarter.quarter
+        ))
+        .await;
+    let xlsx = stack
+        .download(
+            &format!(
+                "/v1/plans/{PLAN}/compilation?year={}&quarter={}",
+                quarter.year, quarter.quarter
+            ),
+            &finance(),
+        )
+        .await;
+    assert_eq!(xlsx.status, StatusCode::OK);
+    assert_eq!(xlsx.content_type, XLSX);
+    assert_eq!(
+        xlsx.disposition,
+        format!(
+            "attachment; filename=\"tong-hop-{PLAN}-q{}-{}.xlsx\"",
+            quarter.quarter, quarter.year
+        )
+    );
+    assert!(xlsx.body.starts_with(b"PK"), "a ZIP container");
+    let csv = stack
+        .download(&format!("/v1/plans/{PLAN}/compilation?format=csv"), &viewer)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.content_type, "text/csv; charset=utf-8");
+    let text = after_bom(&csv.body);
+    assert!(
+        text.starts_with("STT,\"Nội dung hạn chế, yếu kém\",Đơn vị chủ trì,"),
+        "{text}"
+    );
+    assert_eq!(text.split_terminator("\r\n").count(), compiled + 1);
     stack.stop().await;
 }

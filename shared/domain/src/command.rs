@@ -4,6 +4,7 @@
 use schemars::{Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
+use crate::access::{self, RecordAuditRead};
 use crate::context::Context;
 use crate::event::{AggregateState, Event};
 use crate::facts::AggregateRef;
@@ -104,6 +105,7 @@ commands! {
     AcceptReport(ReportKey) => "accept-report", "report", "Tiếp nhận báo cáo — the Department of Finance accepts a report";
     ReturnReport(ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
     RecordDigest(RecordDigest) => "record-digest", "ledger", "Ghi nhận bản tóm lược chuỗi băm — record a digest over all hash chains";
+    RecordAuditRead(RecordAuditRead) => "record-audit-read", "access", "Ghi nhận lượt đọc nhật ký kiểm toán — record a read of the audit trail (never idempotent: every read is a fact)";
 }
 
 fn wrap<E>(into: fn(E) -> Event) -> impl Fn(Vec<E>) -> Vec<Event> {
@@ -138,6 +140,7 @@ impl Command {
             Command::AcceptReport(c) => AggregateRef::Report(c.report_id()),
             Command::ReturnReport(c) => AggregateRef::Report(c.key().report_id()),
             Command::RecordDigest(_) => AggregateRef::Ledger,
+            Command::RecordAuditRead(c) => AggregateRef::Access(c.day.clone()),
         }
     }
 
@@ -191,7 +194,8 @@ impl Command {
     }
 
     /// Decides the command against the target's state. A rejection yields no events; a command
-    /// that would change nothing yields an empty list.
+    /// that would change nothing yields an empty list — except [`Command::RecordAuditRead`],
+    /// which records a fact that happened and so always yields its one event.
     pub fn decide(&self, state: &AggregateState, ctx: &Context) -> Result<Vec<Event>, Rejection> {
         ctx.check_effective_time()?;
         use AggregateState as S;
@@ -252,6 +256,9 @@ impl Command {
             }
             (Command::RecordDigest(c), S::Ledger(s)) => {
                 ledger::record(s, c, ctx).map(wrap(Event::Ledger))
+            }
+            (Command::RecordAuditRead(c), S::Access(s)) => {
+                access::record_read(s, c, ctx).map(wrap(Event::Access))
             }
             (command, _) => Err(Rejection::not_found(format!(
                 "command {} does not apply to this aggregate",

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::access::{self, AccessEvent};
 use crate::facts::{AggregateRef, Facts};
 use crate::group::{self, GroupEvent};
 use crate::item::{self, ItemEvent};
@@ -24,6 +25,7 @@ pub enum Event {
     Task(TaskEvent),
     Report(ReportEvent),
     Ledger(LedgerEvent),
+    Access(AccessEvent),
 }
 
 /// The version every event type is written with today. Bump it for an event type together with
@@ -118,7 +120,7 @@ fn join<E: DeserializeOwned>(kind: &str, name: &str, data: Value) -> Result<E, D
 }
 
 impl Event {
-    /// The aggregate type: `unit`, `group`, `plan`, `item`, `task`, `report`.
+    /// The aggregate type: `unit`, `group`, `plan`, `item`, `task`, `report`, `ledger`, `access`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Unit(_) => "unit",
@@ -128,6 +130,7 @@ impl Event {
             Event::Task(_) => "task",
             Event::Report(_) => "report",
             Event::Ledger(_) => "ledger",
+            Event::Access(_) => "access",
         }
     }
 
@@ -141,6 +144,7 @@ impl Event {
             Event::Task(e) => split(e),
             Event::Report(e) => split(e),
             Event::Ledger(e) => split(e),
+            Event::Access(e) => split(e),
         }
     }
 
@@ -155,6 +159,7 @@ impl Event {
             "task" => Event::Task(join(kind, name, data)?),
             "report" => Event::Report(join(kind, name, data)?),
             "ledger" => Event::Ledger(join(kind, name, data)?),
+            "access" => Event::Access(join(kind, name, data)?),
             other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
         })
     }
@@ -170,6 +175,7 @@ pub enum AggregateState {
     Task(task::State),
     Report(report::State),
     Ledger(ledger::State),
+    Access(access::State),
 }
 
 impl AggregateState {
@@ -183,6 +189,7 @@ impl AggregateState {
             AggregateRef::Task(_) => AggregateState::Task(None),
             AggregateRef::Report(_) => AggregateState::Report(None),
             AggregateRef::Ledger => AggregateState::Ledger(None),
+            AggregateRef::Access(_) => AggregateState::Access(None),
         }
     }
 
@@ -203,6 +210,9 @@ impl AggregateState {
             (AggregateState::Ledger(s), Event::Ledger(e)) => {
                 AggregateState::Ledger(ledger::evolve(s, e))
             }
+            (AggregateState::Access(s), Event::Access(e)) => {
+                AggregateState::Access(access::evolve(s, e))
+            }
             (state, _) => state,
         }
     }
@@ -217,6 +227,7 @@ impl AggregateState {
             AggregateState::Task(s) => s.is_some(),
             AggregateState::Report(s) => s.is_some(),
             AggregateState::Ledger(s) => s.is_some(),
+            AggregateState::Access(s) => s.is_some(),
         }
     }
 

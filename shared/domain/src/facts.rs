@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::access::AccessDay;
 use crate::calendar::local_date;
 use crate::group::Group;
 use crate::item::{AssignmentRole, Item};
@@ -30,6 +31,8 @@ pub enum AggregateRef {
     Report(ReportId),
     /// The ledger of chain digests (one instance, [`crate::ledger::LEDGER_ID`]).
     Ledger,
+    /// One day's log of reads of the audit trail ([`crate::access`]).
+    Access(AccessDay),
 }
 
 impl AggregateRef {
@@ -43,6 +46,7 @@ impl AggregateRef {
             AggregateRef::Task(_) => "task",
             AggregateRef::Report(_) => "report",
             AggregateRef::Ledger => "ledger",
+            AggregateRef::Access(_) => "access",
         }
     }
 
@@ -55,6 +59,7 @@ impl AggregateRef {
             AggregateRef::Task(id) => id.as_str(),
             AggregateRef::Report(id) => id.as_str(),
             AggregateRef::Ledger => crate::ledger::LEDGER_ID,
+            AggregateRef::Access(day) => day.as_str(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! context) -> events | rejection` and `evolve(state, event) -> state` over plain data — so the
 //! command side and any time-travel query fold history with the very same functions.
 
+pub mod access;
 pub mod actor;
 pub mod calendar;
 pub mod command;

@@ -35,6 +35,7 @@ pub enum Rule {
     WrongPlan,
     TaskClosed,
     InvalidDigest,
+    WrongAccessDay,
 }
 
 impl Rule {
@@ -56,6 +57,7 @@ impl Rule {
             Rule::WrongPlan => "wrong-plan",
             Rule::TaskClosed => "task-closed",
             Rule::InvalidDigest => "invalid-digest",
+            Rule::WrongAccessDay => "wrong-access-day",
         }
     }
 }

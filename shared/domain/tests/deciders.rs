@@ -7,6 +7,7 @@
 //! responsibilities pass to the city of Thanh Hóa from 2025-07-01.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use remediation_domain::access::{AccessDay, AccessEvent, ReadQuery, RecordAuditRead};
 use remediation_domain::calendar::{self, Quarter, Timeliness};
 use remediation_domain::group::{AddGroupMember, DefineGroup, GroupEvent, RemoveGroupMember};
 use remediation_domain::item::{
@@ -423,7 +424,10 @@ impl Known {
             AggregateRef::Item(id) => {
                 self.0.items.remove(id);
             }
-            AggregateRef::Task(_) | AggregateRef::Report(_) | AggregateRef::Ledger => {}
+            AggregateRef::Task(_)
+            | AggregateRef::Report(_)
+            | AggregateRef::Ledger
+            | AggregateRef::Access(_) => {}
         }
         fold(&of, events).add_to(&of, &mut self.0);
         self
@@ -1056,6 +1060,11 @@ fn example(command: &str) -> Example {
             vec![],
             auditor(),
         ),
+        "record-audit-read" => (
+            json!({ "day": TODAY, "query": AUDIT_QUERY, "results": 12 }),
+            vec![],
+            auditor(),
+        ),
         other => panic!("no example for command {other}: add one to `example`"),
     };
     Example { body, given, actor }
@@ -1087,26 +1096,37 @@ fn every_listed_command_parses_and_decides_its_happy_path() {
     }
 }
 
+/// Commands that record something that happened rather than a desired state: each one is a
+/// fact of its own, so a repeat is recorded again instead of changing nothing.
+const NOT_IDEMPOTENT: &[&str] = &["record-audit-read"];
+
 #[test]
 fn every_listed_command_repeated_right_away_changes_nothing() {
     for spec in COMMANDS {
         let ex = example(spec.name);
         let command = example_command(spec, &ex.body);
-        let history = Spec::given(command.target(), &ex.given)
+        let first = Spec::given(command.target(), &ex.given)
             .with_facts(world())
             .as_actor(ex.actor.clone())
-            .when(command.clone())
-            .history();
-        Spec::given(command.target(), &history)
+            .when(command.clone());
+        let history = first.history();
+        let repeat = Spec::given(command.target(), &history)
             .with_facts(world())
             .as_actor(ex.actor)
-            .when(command)
-            .then_nothing();
+            .when(command);
+        if NOT_IDEMPOTENT.contains(&spec.name) {
+            // The exception proves the rule: the repeat yields again what the first one did.
+            let again = repeat.events();
+            assert_eq!(again, history[ex.given.len()..], "{}", spec.name);
+        } else {
+            repeat.then_nothing();
+        }
     }
 }
 
-/// Auditors verify the log, and recording the digest of its chains is part of that.
-const AUDITOR_COMMANDS: &[&str] = &["record-digest"];
+/// Auditors verify the log, and recording the digest of its chains is part of that; reading the
+/// audit trail is what auditors do, and every read is recorded.
+const AUDITOR_COMMANDS: &[&str] = &["record-digest", "record-audit-read"];
 
 #[test]
 fn auditor_and_viewer_may_issue_no_command() {
@@ -4109,16 +4129,150 @@ fn a_viewer_may_not_record_a_digest_and_an_older_digest_is_refused() {
         .as_actor(auditor())
         .when(command)
         .history();
-    let older =
-        remediation_domain::Command::RecordDigest(remediation_domain::ledger::RecordDigest {
-            up_to_sequence: 100,
-            chains: 30,
-            events: 99,
-            digest: DIGEST.to_owned(),
-        });
+    let older = Command::RecordDigest(remediation_domain::ledger::RecordDigest {
+        up_to_sequence: 100,
+        chains: 30,
+        events: 99,
+        digest: DIGEST.to_owned(),
+    });
     Spec::given(older.target(), &history)
         .with_facts(world())
         .as_actor(auditor())
         .when(older)
         .then_rejected(Rule::InvalidDigest);
+}
+
+// =============================================================================================
+// Access log (nhật ký truy cập)
+// =============================================================================================
+
+/// The local date of `NOW`.
+const TODAY: &str = "2025-07-15";
+const AUDIT_QUERY: &str = "GET /v1/audit?aggregate_id=kh-63-2025-01&limit=50";
+
+fn access_ref(day: &str) -> AggregateRef {
+    AggregateRef::Access(AccessDay::parse(day).expect("a day"))
+}
+
+fn record_read(day: &str, query: &str, results: u32) -> Command {
+    Command::RecordAuditRead(RecordAuditRead {
+        day: AccessDay::parse(day).expect("a day"),
+        query: ReadQuery::new(query).expect("a query"),
+        results,
+    })
+}
+
+fn audit_read(query: &str, results: u32, at: &str) -> Event {
+    Event::Access(AccessEvent::AuditRead {
+        query: ReadQuery::new(query).expect("a query"),
+        results,
+        at: instant(at),
+    })
+}
+
+#[test]
+fn a_read_of_the_audit_trail_is_recorded_with_what_was_asked_and_when() {
+    Spec::given(access_ref(TODAY), &[])
+        .as_actor(auditor())
+        .when(record_read(TODAY, AUDIT_QUERY, 12))
+        .then(&[audit_read(AUDIT_QUERY, 12, NOW)]);
+    // The province office reads the audit trail too.
+    Spec::given(access_ref(TODAY), &[])
+        .when(record_read(TODAY, AUDIT_QUERY, 0))
+        .then(&[audit_read(AUDIT_QUERY, 0, NOW)]);
+}
+
+#[test]
+fn the_same_read_again_is_recorded_again_because_every_read_is_a_fact() {
+    let history = Spec::given(access_ref(TODAY), &[])
+        .as_actor(auditor())
+        .when(record_read(TODAY, AUDIT_QUERY, 12))
+        .history();
+    let history = Spec::given(access_ref(TODAY), &history)
+        .as_actor(auditor())
+        .when(record_read(TODAY, AUDIT_QUERY, 12))
+        .then(&[audit_read(AUDIT_QUERY, 12, NOW)]);
+    assert_eq!(history.len(), 2);
+    match fold(&access_ref(TODAY), &history) {
+        AggregateState::Access(Some(log)) => {
+            assert_eq!(log.reads, 2);
+            assert_eq!(log.last_read_at, instant(NOW));
+        }
+        other => panic!("expected the day's log, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_those_who_may_read_the_audit_trail_record_reads_of_it() {
+    for actor in [finance(), staff(XAY_DUNG), viewer()] {
+        Spec::given(access_ref(TODAY), &[])
+            .as_actor(actor)
+            .when(record_read(TODAY, AUDIT_QUERY, 12))
+            .then_forbidden();
+    }
+}
+
+#[test]
+fn a_read_goes_into_the_log_of_the_local_day_it_is_recorded_on() {
+    // 23:59:59 local time still belongs to the 14th; midnight local time is the 15th, while UTC
+    // is still on the 14th.
+    Spec::given(access_ref("2025-07-14"), &[])
+        .as_actor(auditor())
+        .at("2025-07-14T23:59:59+07:00")
+        .when(record_read("2025-07-14", AUDIT_QUERY, 1))
+        .then(&[audit_read(AUDIT_QUERY, 1, "2025-07-14T23:59:59+07:00")]);
+    Spec::given(access_ref("2025-07-14"), &[])
+        .as_actor(auditor())
+        .at("2025-07-15T00:00:00+07:00")
+        .when(record_read("2025-07-14", AUDIT_QUERY, 1))
+        .then_rejected(Rule::WrongAccessDay);
+    Spec::given(access_ref("2025-07-16"), &[])
+        .as_actor(auditor())
+        .when(record_read("2025-07-16", AUDIT_QUERY, 1))
+        .then_rejected(Rule::WrongAccessDay);
+}
+
+#[test]
+fn a_read_cannot_be_backdated_even_by_the_province_office() {
+    Spec::given(access_ref(TODAY), &[])
+        .effective_at("2025-07-15T08:00:00+07:00")
+        .when(record_read(TODAY, AUDIT_QUERY, 12))
+        .then_forbidden();
+}
+
+#[test]
+fn a_read_names_its_day_as_yyyy_mm_dd_and_what_was_read() {
+    let spec = spec_named("record-audit-read");
+    for (body, path) in [
+        (
+            json!({ "day": "2025-7-15", "query": AUDIT_QUERY, "results": 1 }),
+            "day",
+        ),
+        (
+            json!({ "day": "2025-02-30", "query": AUDIT_QUERY, "results": 1 }),
+            "day",
+        ),
+        (
+            json!({ "day": TODAY, "query": "  ", "results": 1 }),
+            "query",
+        ),
+        (
+            json!({ "day": TODAY, "query": "x".repeat(2001), "results": 1 }),
+            "query",
+        ),
+        (
+            json!({ "day": TODAY, "query": AUDIT_QUERY, "results": -1 }),
+            "results",
+        ),
+    ] {
+        let error = parse(spec.name, &body).expect_err("refused");
+        assert_eq!(error.path, path, "{body}: {error}");
+    }
+    let command = parse(
+        spec.name,
+        &json!({ "day": TODAY, "query": AUDIT_QUERY, "results": 3 }),
+    )
+    .expect("parses");
+    assert_eq!(command.target(), access_ref(TODAY));
+    assert_eq!(command.target().id(), TODAY);
 }

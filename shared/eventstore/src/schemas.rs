@@ -143,6 +143,7 @@ pub fn catalog() -> Vec<EventSchema> {
     variants::<TaskEvent>("task", &mut out);
     variants::<ReportEvent>("report", &mut out);
     variants::<LedgerEvent>("ledger", &mut out);
+    variants::<remediation_domain::access::AccessEvent>("access", &mut out);
     out
 }
 

@@ -69,7 +69,7 @@ pub async fn apply(conn: &mut PgConnection, commit: &Commit) -> Result<(), Apply
             Event::Task(e) => task(conn, id, e, &meta).await?,
             Event::Report(e) => report(conn, id, e).await?,
             // Chain digests concern the log itself; the audit projection keeps them.
-            Event::Ledger(_) => {}
+            Event::Ledger(_) | Event::Access(_) => {}
         }
     }
     Ok(())

@@ -445,6 +445,35 @@ pub fn projector_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_projector"))
 }
 
+/// A child process that is killed (SIGKILL) and reaped when dropped, so that a failing test
+/// leaves no projector behind.
+#[derive(Debug)]
+pub struct Spawned(pub Child);
+
+impl Spawned {
+    /// `kill -9`, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        self.0.try_wait().expect("child status").is_none()
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().expect("wait for the child")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Spawns the projector binary with its configuration in the environment; its log goes to `log`.
 pub fn spawn_projector(
     args: &[&str],
@@ -454,7 +483,7 @@ pub fn spawn_projector(
     batch_size: usize,
     schema_prefix: &str,
     log: &std::path::Path,
-) -> Child {
+) -> Spawned {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -473,6 +502,7 @@ pub fn spawn_projector(
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Spawned)
         .expect("spawn the projector binary")
 }
 

@@ -5,9 +5,13 @@
 //! a commit's sequence is assigned by JetStream and the projector applies commits strictly in
 //! order, so events appended while a client pages only ever appear after its cursor — no page
 //! repeats or skips an entry.
+//!
+//! Every page is recorded as an `access.audit_read` event before it is answered
+//! ([`crate::reads`]); a page that cannot be recorded is not answered (503).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use readmodel::Projection;
 use schemars::JsonSchema;
@@ -15,8 +19,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Snapshot;
+use crate::access::Caller;
 use crate::error::QueryError;
 use crate::params::Params;
+use crate::reads::describe;
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("../sql/audit.sql");
@@ -86,6 +92,9 @@ pub struct AuditPage {
     /// The position after this page's last entry (null for an empty page): pass it as `cursor`
     /// later to receive only what was recorded since — for following the log as it grows.
     pub end_cursor: Option<String>,
+    /// Stream sequence of the `access.audit_read` event that recorded this read (who, this
+    /// query, how many entries); it shows in the trail once the audit projection applies it.
+    pub read_sequence: u64,
 }
 
 /// A half-open time range, either end optional.
@@ -103,6 +112,8 @@ fn range(params: &Params, from: &str, to: &str) -> Result<Range, QueryError> {
 
 pub async fn handler(
     State(state): State<AppState>,
+    caller: Caller,
+    uri: Uri,
     params: Params,
 ) -> Result<Json<AuditPage>, QueryError> {
     let (recorded_from, recorded_to) = range(&params, "recorded_from", "recorded_to")?;
@@ -142,13 +153,25 @@ pub async fn handler(
         .encode()
     });
     let next_cursor = if more { end_cursor.clone() } else { None };
+    let (as_of, checkpoint) = (snapshot.as_of, snapshot.checkpoint);
+    // The connection goes back to the pool before the (NATS) recording.
+    drop(snapshot);
+    let recorded = state
+        .audit_reads
+        .record(
+            &caller,
+            describe(uri.path(), uri.query()),
+            entries.len() as u64,
+        )
+        .await?;
     Ok(Json(AuditPage {
-        as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        as_of,
+        checkpoint,
         limit,
         entries,
         next_cursor,
         end_cursor,
+        read_sequence: recorded.sequence,
     }))
 }
 

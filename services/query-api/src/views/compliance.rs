@@ -111,7 +111,7 @@ pub struct ComplianceMatrix {
 }
 
 /// The quarter asked for, or the current one when neither part is given.
-fn quarter(params: &Params, now: DateTime<Utc>) -> Result<Quarter, QueryError> {
+pub(crate) fn quarter(params: &Params, now: DateTime<Utc>) -> Result<Quarter, QueryError> {
     match (
         params.integer("year", 2000, 2100)?,
         params.integer("quarter", 1, 4)?,

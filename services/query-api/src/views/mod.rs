@@ -4,10 +4,12 @@
 pub mod audit;
 pub mod compliance;
 pub mod deadlines;
+pub mod exports;
 pub mod health;
 pub mod item;
 pub mod overview;
 pub mod scorecard;
+pub mod verify;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;

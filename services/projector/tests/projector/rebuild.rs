@@ -1,0 +1,300 @@
+//! Rebuild and swap while the live projector runs, commands keep arriving and readers keep
+//! querying the live schemas.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use projector::batch::apply_batch;
+use projector::rebuild::{Progress, rebuild};
+use readmodel::Projection;
+use remediation_domain::Role;
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use test_support::{NatsServer, TestDatabase};
+
+use crate::harness::*;
+
+/// A query a reader repeats, and whether its answer may never go down (counts of append-only
+/// facts, checkpoints).
+struct Probe {
+    sql: &'static str,
+    monotonic: bool,
+}
+
+const CORE_PROBES: &[Probe] = &[
+    Probe {
+        sql: "SELECT last_sequence FROM checkpoints",
+        monotonic: true,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM units",
+        monotonic: true,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM items_overview WHERE deadline_qualifier IS NOT NULL",
+        monotonic: false,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM reporting_compliance WHERE compliance IS NOT NULL",
+        monotonic: false,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM status_history",
+        monotonic: true,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM analytics_assignments",
+        monotonic: true,
+    },
+];
+
+const AUDIT_PROBES: &[Probe] = &[
+    Probe {
+        sql: "SELECT last_sequence FROM checkpoints",
+        monotonic: true,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM audit_log",
+        monotonic: true,
+    },
+    Probe {
+        sql: "SELECT count(*) FROM audit_log WHERE command_name = 'register-unit'",
+        monotonic: true,
+    },
+];
+
+/// Repeats `probes` on one connection whose search path is `schema` until `stop`; returns every
+/// failure (an error, or a monotonic answer going down).
+async fn reader(
+    url: String,
+    schema: &'static str,
+    probes: &'static [Probe],
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> Vec<String> {
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    sqlx::query(AssertSqlSafe(format!("SET search_path TO {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("search path");
+    let mut failures = Vec::new();
+    let mut highest: BTreeMap<&str, i64> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        for probe in probes {
+            match sqlx::query_scalar::<_, i64>(probe.sql)
+                .fetch_one(&mut conn)
+                .await
+            {
+                Ok(value) => {
+                    let high = highest.entry(probe.sql).or_insert(value);
+                    if probe.monotonic && value < *high {
+                        failures.push(format!(
+                            "{schema}: {} went from {high} to {value}",
+                            probe.sql
+                        ));
+                    }
+                    *high = (*high).max(value);
+                }
+                Err(e) => failures.push(format!("{schema}: {}: {e}", probe.sql)),
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    failures
+}
+
+/// Waits until `counter` has moved on by `by` from now.
+async fn wait_for_more(counter: &AtomicU64, by: u64) {
+    let target = counter.load(Ordering::Relaxed) + by;
+    let started = Instant::now();
+    while counter.load(Ordering::Relaxed) < target {
+        assert!(started.elapsed() < PATIENCE, "stopped making progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carries_on() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let service = CommandService::start(&nats.url()).await;
+    service.load_seed().await;
+    let (_client, js) = jetstream(&nats.url()).await;
+    let live = InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 50)).await;
+    let mut conn = connect(&db.url()).await;
+    wait_for_checkpoints(&mut conn, "", stream_head(&js).await).await;
+
+    // Commands keep arriving: units registered, deadlines moved.
+    let stop_writing = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer =
+        tokio::spawn({
+            let (stop, written) = (stop_writing.clone(), written.clone());
+            let mut api = Api::new(&service.url);
+            async move {
+                let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    api.post("register-unit", &office, None, json!({
+                    "unit_id": format!("xa-moi-{n:04}"), "name": format!("UBND xã mới số {n}"),
+                    "kind": "commune_committee",
+                }))
+                .await;
+                    let due = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date")
+                        + chrono::Duration::days(n as i64);
+                    api.post(
+                        "set-item-deadline",
+                        &office,
+                        None,
+                        json!({
+                            "item_id": format!("kh-63-2025-{:02}", n % 15 + 1), "due_on": due,
+                            "reason": "Điều chỉnh theo tiến độ",
+                        }),
+                    )
+                    .await;
+                    n += 1;
+                    written.fetch_add(2, Ordering::Relaxed);
+                    // A steady trickle, not a flood: the point is arrivals during the rebuild.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+
+    // Readers keep querying the live schemas, each on its own connection.
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let queried = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = [
+        ("core", CORE_PROBES),
+        ("core", CORE_PROBES),
+        ("core", CORE_PROBES),
+        ("audit", AUDIT_PROBES),
+    ]
+    .into_iter()
+    .map(|(schema, probes)| {
+        tokio::spawn(reader(
+            db.url(),
+            schema,
+            probes,
+            stop_reading.clone(),
+            queried.clone(),
+        ))
+    })
+    .collect();
+    wait_for_more(&written, 20).await;
+    wait_for_more(&queried, 50).await;
+
+    // Rebuild both projections from the stream and swap them in, with progress.
+    let pool = projector::connect_database(&db.url()).await.expect("pool");
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let head_before = stream_head(&js).await;
+    let (queried_before, written_before) = (
+        queried.load(Ordering::Relaxed),
+        written.load(Ordering::Relaxed),
+    );
+    let mut progress: Vec<Progress> = Vec::new();
+    let core = rebuild(&pool, &stream, Projection::Core, "core", 40, |p| {
+        progress.push(p)
+    })
+    .await
+    .expect("core rebuilt");
+    let audit = rebuild(&pool, &stream, Projection::Audit, "audit", 40, |_| {})
+        .await
+        .expect("audit rebuilt");
+    assert!(
+        core >= head_before && audit >= head_before,
+        "{core}, {audit} < {head_before}"
+    );
+    // Queries and commands really ran while the rebuild did.
+    assert!(queried.load(Ordering::Relaxed) > queried_before);
+    assert!(written.load(Ordering::Relaxed) > written_before);
+    // Progress was reported batch by batch up to the head the rebuild started from.
+    assert!(progress.len() >= 3, "{} progress reports", progress.len());
+    assert!(progress.windows(2).all(|w| w[0].applied <= w[1].applied));
+    let last = progress.last().expect("progress");
+    assert_eq!(last.applied, last.head);
+    assert!(last.head >= head_before);
+
+    // The swapped-in schemas keep serving, and the live projector keeps applying to them.
+    wait_for_more(&queried, 100).await;
+    wait_for_more(&written, 10).await;
+    stop_writing.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    let mut api = Api::new(&service.url);
+    let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
+    let after_swap = api
+        .post("register-unit", &office, None, json!({
+            "unit_id": "xa-sau-hoan-doi", "name": "UBND xã Sau Hoán Đổi", "kind": "commune_committee",
+        }))
+        .await;
+    let head = stream_head(&js).await;
+    assert_eq!(head, after_swap);
+    wait_for_checkpoints(&mut conn, "", head).await;
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT name FROM core.units WHERE unit_id = 'xa-sau-hoan-doi'")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("unit");
+    assert_eq!(name.as_deref(), Some("UBND xã Sau Hoán Đổi"));
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.audit_log WHERE stream_sequence = $1")
+            .bind(after_swap as i64)
+            .fetch_one(&mut conn)
+            .await
+            .expect("audit");
+    assert_eq!(audited, 1);
+    assert_eq!(
+        live.projector.context.status.stalled(Projection::Core),
+        None
+    );
+    assert_eq!(
+        live.projector.context.status.stalled(Projection::Audit),
+        None
+    );
+
+    stop_reading.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for reader in readers {
+        failures.extend(reader.await.expect("reader"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed queries: {failures:#?}",
+        failures.len()
+    );
+    let leftovers: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%\\_rebuild' OR nspname LIKE '%\\_retired'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("schemas");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Equal, table by table, to an independent from-scratch pass over the same stream in
+    // schemas of its own.
+    projector::prepare(&pool, "ref_")
+        .await
+        .expect("prepare the reference");
+    let messages = all_messages(&js, head).await;
+    for projection in Projection::ALL {
+        for chunk in messages.chunks(500) {
+            apply_batch(
+                &pool,
+                &format!("ref_{}", projection.name()),
+                projection,
+                chunk,
+            )
+            .await
+            .expect("reference batch");
+        }
+    }
+    assert_eq!(
+        all_checksums(&mut conn, "").await,
+        all_checksums(&mut conn, "ref_").await
+    );
+
+    live.stop().await;
+    service.shutdown().await;
+}
