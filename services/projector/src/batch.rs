@@ -49,11 +49,18 @@ impl BatchError {
         }
     }
 
+    /// Worth trying the same batch again: the database failed, but not because of the data.
+    /// Bad data (SQLSTATE classes 22 and 23: invalid values, constraint violations) fails the
+    /// same way every time and must stop the projection instead.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            BatchError::Database(_) | BatchError::Apply(ApplyError::Database(_))
-        )
+        let error = match self {
+            BatchError::Database(e) | BatchError::Apply(ApplyError::Database(e)) => e,
+            _ => return false,
+        };
+        let code = error
+            .as_database_error()
+            .and_then(|d| d.code().map(|c| c.into_owned()));
+        !code.is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
     }
 }
 
@@ -85,7 +92,7 @@ pub async fn apply_batch_in(
     )))
     .execute(&mut *conn)
     .await?;
-    let mut checkpoint = lock_checkpoint(conn, projection).await?;
+    let mut checkpoint = lock_checkpoint(conn, schema, projection).await?;
     let mut applied = Applied {
         checkpoint,
         commits: 0,

@@ -135,11 +135,25 @@ impl Projector {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for projection in Projection::ALL {
-            tasks.push(tokio::spawn(worker::run(
+            let worker = tokio::spawn(worker::run(
                 self.context.clone(),
                 projection,
                 stopped.clone(),
-            )));
+            ));
+            let status = self.context.status.clone();
+            // A panic must not leave a projection silently stopped behind a ready /readyz.
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = worker.await {
+                    tracing::error!(projection = projection.name(), error = %e, "projection worker panicked");
+                    status.stall(
+                        projection,
+                        status::Stall {
+                            sequence: None,
+                            reason: format!("worker panicked: {e}"),
+                        },
+                    );
+                }
+            }));
         }
         tasks.push(tokio::spawn(worker::watch_lag(
             self.context.clone(),

@@ -115,7 +115,7 @@ pub async fn rebuild(
     // applied meanwhile is applied here too, then the schemas trade names.
     let mut tx = pool.begin().await.map_err(|e| fail(&e))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(projection.lock_key())
+        .bind(readmodel::lock_key(live))
         .execute(&mut *tx)
         .await
         .map_err(|e| fail(&e))?;

@@ -133,6 +133,14 @@ impl Status {
         self.with_state(projection, |s| s.applied = checkpoint);
     }
 
+    /// The checkpoint a worker found on start, before it applies anything.
+    pub fn resumed_at(&self, projection: Projection, checkpoint: u64) {
+        self.checkpoint
+            .get_or_create(&label(projection))
+            .set(checkpoint as i64);
+        self.with_state(projection, |s| s.applied = checkpoint);
+    }
+
     pub fn lag(&self, projection: Projection, events: u64, seconds: f64) {
         self.lag_events
             .get_or_create(&label(projection))

@@ -141,6 +141,7 @@ async fn run_once(
         .checkpoint(projection)
         .await
         .map_err(|e| transient(&e))?;
+    context.status.resumed_at(projection, checkpoint);
     let consumer = context
         .consumer(projection, checkpoint)
         .await
@@ -172,25 +173,43 @@ async fn run_once(
                 })
             })
             .collect::<Result<Vec<_>, RunError>>()?;
-        // A failed transaction is retried on the same messages until it commits or the failure
-        // is known not to be transient.
-        let mut attempt_delay = Duration::from_millis(100);
-        let applied = loop {
-            match apply_batch(&context.pool, &schema, projection, &delivered).await {
-                Ok(applied) => break applied,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(projection = projection.name(), error = %e, "batch failed; retrying");
-                    tokio::time::sleep(attempt_delay).await;
-                    attempt_delay = (attempt_delay * 2).min(Duration::from_secs(5));
+        let applied = match apply_retrying(context, &schema, projection, &delivered).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                // Find the culprit one commit at a time, so that everything before it is applied
+                // and acknowledged and the stall names its exact sequence.
+                let mut stall = None;
+                for (index, message) in delivered.iter().enumerate() {
+                    match apply_retrying(
+                        context,
+                        &schema,
+                        projection,
+                        std::slice::from_ref(message),
+                    )
+                    .await
+                    {
+                        Ok(applied) => {
+                            messages[index].ack().await.map_err(|e| transient(&e))?;
+                            context.status.applied(
+                                projection,
+                                applied.checkpoint,
+                                applied.commits,
+                                applied.events,
+                            );
+                        }
+                        Err(e) => {
+                            stall = Some(Stall {
+                                sequence: e.stall_sequence().or(Some(message.sequence)),
+                                reason: e.to_string(),
+                            });
+                            break;
+                        }
+                    }
                 }
-                Err(e @ BatchError::Gap { .. })
-                | Err(e @ BatchError::Apply(_))
-                | Err(e @ BatchError::Database(_)) => {
-                    return Err(RunError::Stalled(Stall {
-                        sequence: e.stall_sequence(),
-                        reason: e.to_string(),
-                    }));
-                }
+                return Err(RunError::Stalled(stall.unwrap_or(Stall {
+                    sequence: error.stall_sequence(),
+                    reason: error.to_string(),
+                })));
             }
         };
         // Acknowledged only once committed; with AckPolicy::All the last ack covers the batch.
@@ -201,6 +220,27 @@ async fn run_once(
             applied.commits,
             applied.events,
         );
+    }
+}
+
+/// Applies a batch, trying again on transient failures until it commits; returns the first
+/// failure that is not transient.
+async fn apply_retrying(
+    context: &WorkerContext,
+    schema: &str,
+    projection: Projection,
+    delivered: &[Delivered],
+) -> Result<crate::batch::Applied, BatchError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match apply_batch(&context.pool, schema, projection, delivered).await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(projection = projection.name(), error = %e, "batch failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            outcome => return outcome,
+        }
     }
 }
 

