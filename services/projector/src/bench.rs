@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use chrono::{NaiveDate, Utc};
-use event_store::{CloudEvent, CommandMeta};
+use event_store::{CloudEvent, CommandMeta, seal};
 use futures::{StreamExt, TryStreamExt};
 use readmodel::Projection;
 use remediation_domain::item::ItemEvent;
@@ -87,6 +87,7 @@ async fn publish_history(
     };
     let items = events.div_ceil(EVENTS_PER_ITEM);
     let mut last_sequence = vec![0u64; items as usize];
+    let mut heads = vec![String::new(); items as usize];
     let mut pending = futures::stream::FuturesOrdered::new();
     let mut published = 0u64;
     // Round-robin over steps: every item's step s is published after all step s−1 acks.
@@ -98,7 +99,8 @@ async fn publish_history(
             let target = AggregateRef::Item(
                 ItemId::new(format!("bench-{item:07}")).map_err(|e| e.to_string())?,
             );
-            let envelope = CloudEvent::new(&target, &item_event(item, step, &plan), &meta);
+            let mut envelope = CloudEvent::new(&target, &item_event(item, step, &plan), &meta);
+            heads[item as usize] = seal(&heads[item as usize], std::slice::from_mut(&mut envelope));
             let payload = serde_json::to_vec(&[envelope]).map_err(|e| e.to_string())?;
             let publish = PublishMessage::build()
                 .payload(payload.into())

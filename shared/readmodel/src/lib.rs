@@ -2,6 +2,7 @@
 //! applying stored commits in stream order with the checkpoint in the same transaction.
 
 mod audit;
+mod chain;
 mod core;
 pub mod export;
 mod schema;
@@ -63,6 +64,13 @@ pub enum ApplyError {
     },
     #[error("stream sequence {sequence}: {reason}")]
     Inconsistent { sequence: u64, reason: String },
+    /// The event does not link into its aggregate's hash chain: forged or altered.
+    #[error("stream sequence {sequence}: {aggregate}: {reason}")]
+    Forged {
+        sequence: u64,
+        aggregate: String,
+        reason: String,
+    },
 }
 
 impl ApplyError {
@@ -71,7 +79,8 @@ impl ApplyError {
         match self {
             ApplyError::Database(_) => None,
             ApplyError::Undecodable { sequence, .. }
-            | ApplyError::Inconsistent { sequence, .. } => Some(*sequence),
+            | ApplyError::Inconsistent { sequence, .. }
+            | ApplyError::Forged { sequence, .. } => Some(*sequence),
         }
     }
 }
@@ -83,6 +92,7 @@ pub async fn apply(
     projection: Projection,
     commits: &[Commit],
 ) -> Result<(), ApplyError> {
+    chain::check_and_advance(conn, commits).await?;
     match projection {
         Projection::Core => {
             for commit in commits {

@@ -99,7 +99,6 @@ pub async fn swap_schema(
     retired: &str,
 ) -> Result<(), sqlx::Error> {
     let (live, rebuilt, retired) = (checked(live)?, checked(rebuilt)?, checked(retired)?);
-    execute(conn, "SET LOCAL lock_timeout = '60s'".to_owned()).await?;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
     )
@@ -107,14 +106,45 @@ pub async fn swap_schema(
     .fetch_all(&mut *conn)
     .await?;
     if !tables.is_empty() {
-        execute(
-            conn,
-            format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")),
-        )
-        .await?;
+        lock_without_waiting(conn, &tables).await?;
     }
     execute(conn, format!("DROP SCHEMA IF EXISTS {retired} CASCADE")).await?;
     execute(conn, format!("ALTER SCHEMA {live} RENAME TO {retired}")).await?;
     execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;
     Ok(())
+}
+
+/// Takes exclusive locks on `tables` without ever deadlocking with a reader.
+///
+/// A reader that holds one live table and asks for another would deadlock with a swap holding
+/// the second and waiting for the first. Each attempt therefore waits at most a short lock
+/// timeout — less than PostgreSQL's deadlock timeout, so the reader is never the one aborted —
+/// and on expiry releases what it got and queues again. While it waits it stands in the lock
+/// queue ahead of readers arriving later, so a steady stream of readers cannot starve it.
+async fn lock_without_waiting(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> Result<(), sqlx::Error> {
+    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    execute(conn, "SET LOCAL lock_timeout = '200ms'".to_owned()).await?;
+    loop {
+        execute(conn, "SAVEPOINT swap_locks".to_owned()).await?;
+        match sqlx::query(AssertSqlSafe(lock.clone()))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {
+                execute(conn, "RELEASE SAVEPOINT swap_locks".to_owned()).await?;
+                return execute(conn, "SET LOCAL lock_timeout = 0".to_owned()).await;
+            }
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55P03") && std::time::Instant::now() < deadline =>
+            {
+                execute(conn, "ROLLBACK TO SAVEPOINT swap_locks".to_owned()).await?;
+                execute(conn, "RELEASE SAVEPOINT swap_locks".to_owned()).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -299,6 +299,8 @@ pub struct Publisher {
     js: jetstream::Context,
     next: u64,
     last_on_subject: HashMap<String, u64>,
+    /// The head of each aggregate's hash chain, as published so far.
+    heads: HashMap<String, String>,
     pending: Vec<(u64, PublishAckFuture)>,
 }
 
@@ -309,6 +311,7 @@ impl Publisher {
             js: js.clone(),
             next: head + 1,
             last_on_subject: HashMap::new(),
+            heads: HashMap::new(),
             pending: Vec::new(),
         }
     }
@@ -320,16 +323,24 @@ impl Publisher {
         events: &[Event],
         meta: &CommandMeta,
     ) -> u64 {
-        let envelopes: Vec<CloudEvent> = events
+        let mut envelopes: Vec<CloudEvent> = events
             .iter()
             .map(|e| CloudEvent::new(target, e, meta))
             .collect();
+        self.seal(target, &mut envelopes);
         let payload = serde_json::to_vec(&envelopes).expect("encode");
         self.raw(
             &format!("events.{}.{}", target.kind(), target.id()),
             payload,
         )
         .await
+    }
+
+    /// Links `envelopes` onto `target`'s hash chain, as the command service does.
+    pub fn seal(&mut self, target: &AggregateRef, envelopes: &mut [CloudEvent]) {
+        let key = format!("{}/{}", target.kind(), target.id());
+        let head = event_store::seal(self.heads.get(&key).map_or("", String::as_str), envelopes);
+        self.heads.insert(key, head);
     }
 
     /// Publishes any payload to `subject`; returns its stream sequence.

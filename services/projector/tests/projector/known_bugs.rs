@@ -140,8 +140,10 @@ async fn a_commit_violating_a_constraint_stalls_visibly() {
     // The same unit registered again under another subject spelling would be refused by the
     // command side; straight on the stream it reaches the projector as a duplicate key.
     let (_, event) = registered("so-tai-chinh", "Sở Tài chính");
-    let envelope =
+    let mut envelope =
         event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
+    // Properly chained, so that what stops the projection is the constraint, not the chain.
+    publisher.seal(&target, std::slice::from_mut(&mut envelope));
     let duplicate = publisher
         .raw(
             "events.unit.so-tai-chinh-2",

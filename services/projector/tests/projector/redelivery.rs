@@ -260,6 +260,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     let mut envelope =
         event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
     envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
+    publisher.seal(&target, std::slice::from_mut(&mut envelope));
     let sequence = publisher
         .raw(
             "events.unit.so-moi",

@@ -146,6 +146,7 @@ async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() 
     let mut envelope =
         event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
     envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
+    publisher.seal(&target, std::slice::from_mut(&mut envelope));
     let unknown = publisher
         .raw(
             "events.unit.so-moi",
@@ -215,4 +216,65 @@ async fn wait_for_audit(conn: &mut sqlx::PgConnection, target: u64) {
         assert!(started.elapsed() < PATIENCE, "audit never reached {target}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// An event published straight to a subject, bypassing the command service, does not carry the
+/// aggregate's hash chain: both projections refuse it loudly and apply nothing from it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_event_outside_the_chain_stalls_both_projections() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_client, js) = jetstream(&nats.url()).await;
+    provision(&js).await;
+    let mut publisher = Publisher::new(&js, 0);
+    let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
+    publisher
+        .commit(&target, &[event], &meta("register-unit", Utc::now()))
+        .await;
+    // A rename of the same unit that never went through the command service: unlinked.
+    let forged_event = Event::Unit(UnitEvent::Renamed {
+        from: Name::new("Sở Tài chính").expect("name"),
+        to: Name::new("Sở Tài chính giả mạo").expect("name"),
+        reason: remediation_domain::text::Reason::new("Giả mạo").expect("reason"),
+    });
+    let forged =
+        event_store::CloudEvent::new(&target, &forged_event, &meta("rename-unit", Utc::now()));
+    let sequence = publisher
+        .raw(
+            "events.unit.so-tai-chinh",
+            serde_json::to_vec(&[forged]).expect("json"),
+        )
+        .await;
+    publisher.flush().await;
+
+    let projector =
+        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let started = Instant::now();
+    let body = loop {
+        let body = wait_until_not_ready(&projector.url).await;
+        if !body["projections"]["core"]["stalled"].is_null()
+            && !body["projections"]["audit"]["stalled"].is_null()
+        {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for projection in ["core", "audit"] {
+        let stalled = &body["projections"][projection]["stalled"];
+        assert_eq!(stalled["sequence"], json!(sequence), "{body}");
+        let reason = stalled["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("unit/so-tai-chinh") && reason.contains("hash"),
+            "{reason}"
+        );
+    }
+    let mut conn = connect(&db.url()).await;
+    let name: String =
+        sqlx::query_scalar("SELECT name FROM core.units WHERE unit_id = 'so-tai-chinh'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("unit");
+    assert_eq!(name, "Sở Tài chính", "the forged rename was not applied");
+    let _ = UnitId::new("so-tai-chinh");
 }

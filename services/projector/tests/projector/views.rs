@@ -445,7 +445,7 @@ async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
         "group_members",
         &rows(
             &mut conn,
-            "SELECT * FROM core.group_members",
+            "SELECT group_id, unit_id, valid_from, valid_until, removal_reason FROM core.group_members",
             "unit_id COLLATE \"C\"",
         )
         .await,
