@@ -24,6 +24,9 @@ pub async fn check_and_advance(
         "SELECT aggregate, head FROM chain_heads WHERE aggregate = ANY($1)",
     )
     .bind(&aggregates)
+    // Planned afresh each time: a generic plan cached while the table was small keeps scanning
+    // it whole once it has grown (seen: 1 s per batch at 50 000 chains).
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
