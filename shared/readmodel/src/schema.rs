@@ -85,13 +85,8 @@ pub async fn grant_reader(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error
 }
 
 /// Within the caller's transaction: `live` becomes `retired`, `rebuilt` becomes `live`. Views
-/// and functions move with their schema.
-///
-/// The live tables are locked exclusively first. PostgreSQL resolves names against the latest
-/// catalog even inside a repeatable-read transaction, so a reader that had already read the live
-/// schema would otherwise find the rebuilt tables in the middle of its snapshot; with the locks
-/// the swap waits for such readers to finish, and new readers wait the few milliseconds the
-/// rename takes.
+/// and functions move with their schema; queries already running finish on the old tables, and
+/// the caller drops `retired` once they are done.
 pub async fn swap_schema(
     conn: &mut PgConnection,
     live: &str,
@@ -99,52 +94,8 @@ pub async fn swap_schema(
     retired: &str,
 ) -> Result<(), sqlx::Error> {
     let (live, rebuilt, retired) = (checked(live)?, checked(rebuilt)?, checked(retired)?);
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
-    )
-    .bind(live)
-    .fetch_all(&mut *conn)
-    .await?;
-    if !tables.is_empty() {
-        lock_without_waiting(conn, &tables).await?;
-    }
     execute(conn, format!("DROP SCHEMA IF EXISTS {retired} CASCADE")).await?;
     execute(conn, format!("ALTER SCHEMA {live} RENAME TO {retired}")).await?;
     execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;
     Ok(())
-}
-
-/// Takes exclusive locks on `tables` without ever deadlocking with a reader.
-///
-/// A reader that holds one live table and asks for another would deadlock with a swap holding
-/// the second and waiting for the first. Each attempt therefore waits at most a short lock
-/// timeout — less than PostgreSQL's deadlock timeout, so the reader is never the one aborted —
-/// and on expiry releases what it got and queues again. While it waits it stands in the lock
-/// queue ahead of readers arriving later, so a steady stream of readers cannot starve it.
-async fn lock_without_waiting(
-    conn: &mut PgConnection,
-    tables: &[String],
-) -> Result<(), sqlx::Error> {
-    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    execute(conn, "SET LOCAL lock_timeout = '200ms'".to_owned()).await?;
-    loop {
-        execute(conn, "SAVEPOINT swap_locks".to_owned()).await?;
-        match sqlx::query(AssertSqlSafe(lock.clone()))
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => {
-                execute(conn, "RELEASE SAVEPOINT swap_locks".to_owned()).await?;
-                return execute(conn, "SET LOCAL lock_timeout = 0".to_owned()).await;
-            }
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("55P03") && std::time::Instant::now() < deadline =>
-            {
-                execute(conn, "ROLLBACK TO SAVEPOINT swap_locks".to_owned()).await?;
-                execute(conn, "RELEASE SAVEPOINT swap_locks".to_owned()).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
