@@ -73,7 +73,8 @@ pg_bindir() {
 }
 
 # ensure_packages WHAT...: installs the Debian packages behind the named needs that are missing.
-# Needs: nats (nats-server), postgresql (server + psql/pg_isready), curl.
+# Needs: nats (nats-server), postgresql (server + psql/pg_isready), curl, python-venv (python3
+# able to make a virtualenv with pip: the feed-consumer test installs nats-py and cloudevents).
 ensure_packages() {
     local want=() need
     for need in "$@"; do
@@ -85,6 +86,7 @@ ensure_packages() {
             fi
             ;;
         curl) command -v curl >/dev/null || want+=(curl ca-certificates) ;;
+        python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3 python3-venv python3-pip) ;;
         *) die "ensure_packages: unknown need $need" ;;
         esac
     done
@@ -96,6 +98,7 @@ ensure_packages() {
         nats) command -v nats-server >/dev/null || die "nats-server still missing after install" ;;
         postgresql) [[ -n $(pg_bindir) ]] || die "PostgreSQL server binaries still missing after install" ;;
         curl) command -v curl >/dev/null || die "curl still missing after install" ;;
+        python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || die "python3 venv support still missing after install" ;;
         esac
     done
 }

@@ -50,7 +50,7 @@ run_step() {
 
 prepare_packages() {
     say "checking required tools"
-    ensure_packages nats postgresql
+    ensure_packages nats postgresql python-venv
     command -v cargo >/dev/null ||
         die "cargo not found: install the Rust toolchain (https://rustup.rs)"
 }
@@ -161,8 +161,8 @@ main() {
     prepare_postgres
     prepare_nats
 
+    # Includes the independent Python feed consumer, which api.rs runs in a venv under target/.
     run_step "rust workspace" rust_tests
-    # Later: run_step "python consumer" python_consumer_tests
 
     if ((${#FAILED[@]})); then
         printf '\nFAILED test steps: %s\n' "${FAILED[*]}" >&2
