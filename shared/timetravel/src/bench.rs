@@ -745,15 +745,17 @@ async fn measure(
         total as f64 / 1e6
     );
 
-    let states: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT state FROM \"{schema}\".fold_snapshots ORDER BY stream_sequence DESC LIMIT 3"
+    let states: Vec<(i32, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT format, state FROM \"{schema}\".fold_snapshots ORDER BY stream_sequence DESC LIMIT 3"
     )))
     .fetch_all(pool)
     .await
     .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    for bytes in &states {
-        serde_json::from_slice::<PlanState>(bytes).map_err(|e| e.to_string())?;
+    for (format, bytes) in &states {
+        crate::snapshot::decode_state(*format, bytes.clone())
+            .await
+            .map_err(fail)?;
     }
     println!(
         "  decoding one of the latest snapshots takes {}",

@@ -9,14 +9,16 @@
 //!   backdated facts recorded later, folded in effective-time order (ties by stream sequence,
 //!   then position in the commit).
 //!
-//! The events come from the audit projection (`audit.audit_log`, each envelope decoded with
-//! [`event_store::CloudEvent::decode`]) and are folded with the very `AggregateState::evolve`
-//! the command side decides on, into a [`PlanState`] — one implementation of the rules. Stored
-//! snapshots of folded state ([`snapshot`]) keep a query to one snapshot load plus at most a
-//! snapshot interval of events, however long the history grows. Views ([`view`]) derive what
-//! people read from the state at T, [`diff`] compares two instants, [`sql`] holds the
-//! documented SQL as-of queries over the core projection's history tables, and [`cli`] is
-//! `projector replay`.
+//! The events come from the audit projection (`audit.audit_log`) and are folded with the very
+//! `AggregateState::evolve` the command side decides on, into a [`PlanState`] — one
+//! implementation of the rules. Each row is decoded the way `CloudEvent::decode` decodes an
+//! envelope (`Event::decode` of its type and data, upcasting included), from the columns the
+//! audit projection copied out of the envelope ([`Decoding::Columns`], the default) or from the
+//! envelope itself ([`Decoding::Envelope`]). Stored snapshots of folded state ([`snapshot`]) keep
+//! a query to one snapshot load plus at most a snapshot interval of events, however long the
+//! history grows. Views ([`view`]) derive what people read from the state at T, [`diff`]
+//! compares two instants, [`sql`] holds the documented SQL as-of queries over the core
+//! projection's history tables, and [`cli`] is `projector replay`.
 
 pub mod bench;
 pub mod cli;

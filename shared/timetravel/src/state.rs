@@ -105,6 +105,13 @@ impl PlanState {
         self.aggregates.iter()
     }
 
+    /// A state from `(reference, state)` pairs (as stored in snapshots).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (AggregateRef, AggregateState)>) -> Self {
+        Self {
+            aggregates: pairs.into_iter().collect(),
+        }
+    }
+
     /// How many aggregates the state holds.
     pub fn len(&self) -> usize {
         self.aggregates.len()
