@@ -39,6 +39,11 @@ pub struct Config {
     /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
     pub schema_prefix: String,
     pub batch_size: usize,
+    /// How often the stored time-travel snapshots are brought up to date (`None`: never here;
+    /// then `projector replay --snapshot` from cron keeps as-of queries fast).
+    pub snapshot_interval: Option<Duration>,
+    /// Events between two stored snapshots: an as-of query folds at most this many after one.
+    pub snapshot_every: u64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -59,6 +64,20 @@ impl Config {
             batch_size: parse("BATCH_SIZE", "500")
                 .parse()
                 .map_err(|e| format!("BATCH_SIZE: {e}"))?,
+            snapshot_interval: match parse("SNAPSHOT_INTERVAL_SECS", "60")
+                .parse::<u64>()
+                .map_err(|e| format!("SNAPSHOT_INTERVAL_SECS: {e}"))?
+            {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
+            snapshot_every: match parse("SNAPSHOT_EVERY", &time_travel::DEFAULT_EVERY.to_string())
+                .parse::<u64>()
+                .map_err(|e| format!("SNAPSHOT_EVERY: {e}"))?
+            {
+                0 => return Err("SNAPSHOT_EVERY must be at least 1".to_owned()),
+                every => every,
+            },
         })
     }
 }
@@ -92,6 +111,8 @@ pub async fn prepare(pool: &PgPool, prefix: &str) -> Result<(), String> {
 pub struct Projector {
     pub context: WorkerContext,
     pub nats: async_nats::Client,
+    snapshot_interval: Option<Duration>,
+    snapshot_every: u64,
 }
 
 impl Projector {
@@ -126,11 +147,13 @@ impl Projector {
                 status: Arc::new(Status::default()),
             },
             nats,
+            snapshot_interval: config.snapshot_interval,
+            snapshot_every: config.snapshot_every,
         })
     }
 
-    /// Runs every projection and the lag watcher until `shutdown` resolves; in-flight batches
-    /// finish first.
+    /// Runs every projection, the lag watcher and (if configured) the time-travel snapshot
+    /// maintenance until `shutdown` resolves; in-flight batches finish first.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -154,6 +177,18 @@ impl Projector {
                     );
                 }
             }));
+        }
+        if let Some(interval) = self.snapshot_interval {
+            let mut stopped = stopped.clone();
+            tasks.push(tokio::spawn(time_travel::snapshot::maintain(
+                self.context.pool.clone(),
+                Projection::Audit.schema(&self.context.schema_prefix),
+                self.snapshot_every,
+                interval,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )));
         }
         tasks.push(tokio::spawn(worker::watch_lag(
             self.context.clone(),

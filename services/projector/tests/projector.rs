@@ -7,6 +7,7 @@
 //! - `redelivery`: redelivered, overlapping, gapped and undecodable batches;
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
+//! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
 //! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason).
 
 #[path = "projector/harness.rs"]
@@ -29,6 +30,9 @@ mod crash;
 
 #[path = "projector/rebuild.rs"]
 mod rebuild;
+
+#[path = "projector/snapshots.rs"]
+mod snapshots;
 
 #[path = "projector/known_bugs.rs"]
 mod known_bugs;

@@ -85,6 +85,17 @@ pub enum Visibility {
     Public,
 }
 
+impl Visibility {
+    /// Whether the internal work (tasks, report lines) of `unit` is shown.
+    pub fn sees(&self, unit: &str) -> bool {
+        match self {
+            Visibility::Full => true,
+            Visibility::Units(units) => units.iter().any(|u| u == unit),
+            Visibility::Public => false,
+        }
+    }
+}
+
 impl Caller {
     pub fn role(&self) -> Role {
         self.0.role

@@ -165,6 +165,20 @@ impl From<sqlx::Error> for QueryError {
     }
 }
 
+impl From<time_travel::Error> for QueryError {
+    fn from(error: time_travel::Error) -> Self {
+        match error {
+            time_travel::Error::Database(e) => e.into(),
+            time_travel::Error::Invalid(detail) => QueryError::Malformed(detail),
+            // The log holds something this build cannot fold, or a stored snapshot is damaged:
+            // an answer without it would be wrong, so there is none.
+            other @ (time_travel::Error::Undecodable { .. } | time_travel::Error::Snapshot(_)) => {
+                QueryError::Internal(format!("time travel: {other}"))
+            }
+        }
+    }
+}
+
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         if self.status().is_server_error() {

@@ -19,7 +19,7 @@
 //! log with settings it does not own.
 
 use std::num::NonZeroUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -29,6 +29,7 @@ use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::{EventStore, Repository, StreamSettings};
 use remediation_domain::access::{AccessDay, ReadQuery, RecordAuditRead};
 use remediation_domain::{Command, Rule};
+use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
 use crate::access::Caller;
@@ -46,7 +47,9 @@ pub struct AuditReads {
     nats: async_nats::Client,
     js: jetstream::Context,
     stream_name: String,
-    handler: Arc<OnceLock<CommandHandler>>,
+    handler: Arc<SetOnce<CommandHandler>>,
+    /// How long a read waits for the store to open (just after start) before it is refused.
+    open_wait: Duration,
     opening: AbortHandle,
     /// Reads are recorded one at a time per process: they all append to the same day's log, and
     /// taking turns here is cheaper than losing optimistic-concurrency races to ourselves.
@@ -82,7 +85,7 @@ impl AuditReads {
     pub async fn connect(config: &Config) -> Result<Self, String> {
         let (nats, js) =
             command_api::connect_nats(&config.nats_url, "query-api", config.nats_timeout).await?;
-        let handler = Arc::new(OnceLock::new());
+        let handler = Arc::new(SetOnce::new());
         let opening = tokio::spawn(open(
             js.clone(),
             config.stream.clone(),
@@ -95,6 +98,7 @@ impl AuditReads {
             js,
             stream_name: config.stream.name.clone(),
             handler,
+            open_wait: config.nats_timeout,
             opening,
             turn: tokio::sync::Mutex::new(()),
         })
@@ -118,11 +122,15 @@ impl AuditReads {
         query: String,
         results: u64,
     ) -> Result<Recorded, QueryError> {
-        let handler = self.handler.get().ok_or_else(|| {
-            QueryError::ReadNotRecorded(
-                "the event store is not reachable yet, so this read of the audit trail cannot be recorded and is not answered".to_owned(),
-            )
-        })?;
+        // Just after start the store may be a round trip away from open; a read then waits for
+        // it (bounded) rather than being refused for a race the caller cannot see.
+        let handler = tokio::time::timeout(self.open_wait, self.handler.wait())
+            .await
+            .map_err(|_| {
+                QueryError::ReadNotRecorded(
+                    "the event store is not reachable yet, so this read of the audit trail cannot be recorded and is not answered".to_owned(),
+                )
+            })?;
         let query = ReadQuery::new(&query).map_err(|e| {
             QueryError::Internal(format!("cannot record the read query {query:?}: {e}"))
         })?;
@@ -178,7 +186,7 @@ async fn open(
     js: jetstream::Context,
     settings: StreamSettings,
     handler_settings: HandlerSettings,
-    into: Arc<OnceLock<CommandHandler>>,
+    into: Arc<SetOnce<CommandHandler>>,
 ) {
     loop {
         match EventStore::open(js.clone(), settings.clone()).await {

@@ -26,7 +26,9 @@ use crate::openapi;
 use crate::params::{Param, Params};
 use crate::state::AppState;
 use crate::views::exports::{self, ANALYTICS, COMPILATION_FORMATS, EXPORT_PARAMS, XLSX};
-use crate::views::{audit, compliance, deadlines, health, item, overview, scorecard, verify};
+use crate::views::{
+    as_of, audit, compliance, deadlines, health, item, overview, scorecard, verify,
+};
 
 /// What a route answers with, for the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +74,16 @@ const ITEM_ID: Param = Param::text("item_id", "Item identifier, e.g. kh-63-2025-
 const UNIT_ID: Param = Param::text("unit_id", "Unit identifier, e.g. so-tai-chinh");
 const YEAR: Param = Param::integer("year", 2000, 2100, "Year of the quarter (with quarter)");
 const QUARTER: Param = Param::integer("quarter", 1, 4, "Quarter 1–4 (with year)");
+const AT: Param = Param::instant(
+    "at",
+    "The instant T (RFC 3339; default: now); send + as %2B",
+);
+const AXIS: Param = Param::choice(
+    "axis",
+    AXES,
+    "recorded (default): what the system knew at T; effective: what was true at T, counting backdated facts recorded later",
+);
+const AXES: &[&str] = &["recorded", "effective"];
 const CSV: &str = "text/csv; charset=utf-8";
 const EXPORT_FILES: &[&str] = &["application/x-ndjson", CSV];
 
@@ -278,6 +290,80 @@ pub static ROUTES: &[Route] = &[
         records_read: false,
         body: Body::Files(&[XLSX, CSV]),
         handler: || get(exports::compilation),
+    },
+    Route {
+        path: "/v1/as-of/plan",
+        operation_id: "as_of_plan",
+        tag: "time travel",
+        summary: "The whole plan as of an instant, on either clock",
+        description: "Plans, items (status, deadline, deadline qualifier at T, leads and coordinators at T after groups and succession), assignments valid at T, tasks, reports and reporting compliance as seen at T — folded from the audit log with the domain's own evolve, from the nearest stored snapshot. `log.head_sequence` is the last stream sequence the fold read. Unit staff see the tasks of the units they act for only; viewers see none (`tasks` is empty and `visibility` is `public`).",
+        access: Access::Roles(EVERYONE),
+        reads: AUDIT,
+        path_params: &[],
+        query_params: &[AT, AXIS],
+        finds: false,
+        scoped: false,
+        records_read: false,
+        body: Body::Json(|g| g.subschema_for::<as_of::Visible<time_travel::PlanView>>()),
+        handler: || get(as_of::plan),
+    },
+    Route {
+        path: "/v1/as-of/items/{item_id}",
+        operation_id: "as_of_item",
+        tag: "time travel",
+        summary: "One item as of an instant: status, deadline qualifier, every assignment known then, tasks and report lines",
+        description: "404 when the item did not exist (yet) at T on that axis. Unit staff see the tasks and report lines of the units they act for only; viewers see neither (empty lists, `visibility` is `public`).",
+        access: Access::Roles(EVERYONE),
+        reads: AUDIT,
+        path_params: &[ITEM_ID],
+        query_params: &[AT, AXIS],
+        finds: true,
+        scoped: false,
+        records_read: false,
+        body: Body::Json(|g| g.subschema_for::<as_of::Visible<time_travel::ItemView>>()),
+        handler: || get(as_of::item),
+    },
+    Route {
+        path: "/v1/as-of/units/{unit_id}",
+        operation_id: "as_of_unit",
+        tag: "time travel",
+        summary: "One unit as of an instant: succession, groups, the items it answered for, its tasks, reports and compliance",
+        description: "404 when the unit was not registered (yet) at T on that axis. Unit staff may read the units they act for now only.",
+        access: Access::Roles(STAFF_AND_OVERSIGHT),
+        reads: AUDIT,
+        path_params: &[UNIT_ID],
+        query_params: &[AT, AXIS],
+        finds: true,
+        scoped: true,
+        records_read: false,
+        body: Body::Json(|g| g.subschema_for::<time_travel::UnitView>()),
+        handler: || get(as_of::unit),
+    },
+    Route {
+        path: "/v1/as-of/diff",
+        operation_id: "as_of_diff",
+        tag: "time travel",
+        summary: "What changed between two instants on one clock, when, and by whom",
+        description: "`changes`: every row of the plan view added, removed or changed (field by field) between the state at `from` and at `to`; `events`: the events whose time on the axis lies in (from, to], in the axis's order, with actor and both times (at most `limit`; `events_total` counts them all). It lists who did what, so it is recorded as an `access.audit_read` event before it is answered (`read_sequence`).",
+        access: Access::Roles(AUDIT_READERS),
+        reads: AUDIT,
+        path_params: &[],
+        query_params: &[
+            Param::instant("from", "The earlier instant (required)"),
+            Param::instant("to", "The later instant (default: now)"),
+            AXIS,
+            Param::integer(
+                "limit",
+                1,
+                as_of::MAX_EVENT_LIMIT,
+                "Events listed (default 100)",
+            ),
+        ],
+        finds: false,
+        scoped: false,
+        records_read: true,
+        body: Body::Json(|g| g.subschema_for::<as_of::RecordedDiff>()),
+        handler: || get(as_of::diff),
     },
     Route {
         path: "/healthz",

@@ -5,10 +5,15 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use command_api::auth::TokenKeys;
 
+use readmodel::Projection;
+
 use crate::config::Config;
 use crate::db::ReadModel;
 use crate::metrics::Metrics;
 use crate::reads::AuditReads;
+
+/// Decoded time-travel snapshots kept in memory: a few recent instants on each axis.
+const SNAPSHOT_CACHE: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -17,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where reads of the audit trail are recorded; also the way to the event stream.
     pub audit_reads: Arc<AuditReads>,
+    /// As-of folds over the audit projection, with decoded snapshots cached between answers.
+    pub time_travel: time_travel::TimeTravel,
     /// Audit verifications walk everything: one at a time.
     pub verification: Arc<tokio::sync::Mutex<()>>,
 }
@@ -30,6 +37,11 @@ impl AppState {
             keys: Arc::new(TokenKeys::new(&config.token_secret)?),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
+            time_travel: time_travel::TimeTravel::new(
+                &Projection::Audit.schema(&config.schema_prefix),
+            )
+            .map_err(|e| e.to_string())?
+            .with_cache(SNAPSHOT_CACHE),
             verification: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

@@ -155,6 +155,8 @@ async fn start_projector(nats_url: &str, database_url: &str) -> Running<()> {
         stream_name: StreamSettings::default().name,
         schema_prefix: String::new(),
         batch_size: 500,
+        snapshot_interval: None,
+        snapshot_every: time_travel::DEFAULT_EVERY,
     };
     // Preparing creates the cluster-wide reader role when it is missing; databases prepared at
     // the same moment can race on that (see the report on readmodel::grant_reader), so retry.
@@ -1217,6 +1219,18 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
             format!("{plan}/compilation?year=2025&quarter=2&format=xlsx"),
             analytics(200),
         ),
+        ("/v1/as-of/plan".into(), all(200)),
+        (
+            "/v1/as-of/plan?axis=effective&at=2025-06-01T00:00:00Z".into(),
+            all(200),
+        ),
+        (format!("/v1/as-of/items/{ITEM_1}"), all(200)),
+        (format!("/v1/as-of/units/{LEAD}"), scorecard(200, 200)),
+        (format!("/v1/as-of/units/{HEALTH}"), scorecard(200, 403)),
+        (
+            "/v1/as-of/diff?from=2025-01-01T00:00:00Z&limit=5".into(),
+            audit(200),
+        ),
         ("/healthz".into(), public),
         ("/readyz".into(), public),
         ("/metrics".into(), public),
@@ -1228,6 +1242,13 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         ("/v1/plans/khong-co/compliance".into(), all(404)),
         ("/v1/exports/khong-co".into(), analytics(404)),
         ("/v1/plans/khong-co/compilation".into(), analytics(404)),
+        ("/v1/as-of/items/khong-co".into(), all(404)),
+        // Before the plan was issued, its items did not exist yet.
+        (
+            format!("/v1/as-of/items/{ITEM_1}?axis=effective&at=2020-01-01T00:00:00Z"),
+            all(404),
+        ),
+        ("/v1/as-of/units/khong-co".into(), scorecard(404, 403)),
         ("/v1/khong-co".into(), [404; 8]),
         // Malformed parameters: 400 once the caller may ask at all.
         (format!("{plan}/compliance?year=2025&quarter=5"), all(400)),
@@ -1264,6 +1285,21 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
             format!("{plan}/compilation?year=2025&quarter=0"),
             analytics(400),
         ),
+        ("/v1/as-of/plan?axis=sideways".into(), all(400)),
+        ("/v1/as-of/plan?at=yesterday".into(), all(400)),
+        (
+            format!("/v1/as-of/items/{ITEM_1}?from=2025-01-01T00:00:00Z"),
+            all(400),
+        ),
+        ("/v1/as-of/diff".into(), audit(400)),
+        (
+            "/v1/as-of/diff?from=2025-07-01T00:00:00Z&to=2025-06-01T00:00:00Z".into(),
+            audit(400),
+        ),
+        (
+            "/v1/as-of/diff?from=2025-07-01T00:00:00Z&limit=0".into(),
+            audit(400),
+        ),
     ];
     let problem_types = BTreeMap::from([
         (400, "urn:kh63:problem:malformed-request"),
@@ -1290,8 +1326,11 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Every answered read of the audit trail was recorded, with its reader; nothing else was.
-    let reads_audit =
-        |path: &str| path.starts_with("/v1/audit") || path.starts_with("/v1/exports/events");
+    let reads_audit = |path: &str| {
+        ["/v1/audit", "/v1/exports/events", "/v1/as-of/diff"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+    };
     let mut expected_reads: BTreeMap<String, i64> = BTreeMap::new();
     for (_, statuses) in matrix.iter().filter(|(path, _)| reads_audit(path)) {
         for (role, status) in [
@@ -1326,6 +1365,200 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         .await
         .expect("send");
     assert_eq!(method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    stack.stop().await;
+}
+
+/// The item's status in an as-of plan view.
+fn status_in(view: &Value, item: &str) -> String {
+    view["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|row| row["item_id"] == item)
+        .and_then(|row| row["status"].as_str())
+        .unwrap_or_else(|| panic!("{item} not in {view}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn as_of_answers_on_both_clocks_counts_backdated_facts_and_diffs_who_did_what() {
+    let stack = Stack::start().await;
+    let office = office();
+    let auditor = token(Role::Auditor, None);
+    let dates = Dates::now();
+    let after_seed = Utc::now();
+    // The province office records today that work on item 1 began on 1 July 2025 (backdated).
+    let backdated = stack
+        .command_with(
+            "change-item-status",
+            &office,
+            Some("2025-07-01T08:00:00+07:00"),
+            json!({ "item_id": ITEM_1, "to": "in_progress", "reason": "Theo báo cáo của đơn vị" }),
+        )
+        .await;
+    let after_status = Utc::now();
+    stack
+        .command(
+            "plan-task",
+            &staff(LEAD),
+            task("snnmt-a", ITEM_1, LEAD, dates.days(20)),
+        )
+        .await;
+    let head = stack.settle().await;
+    assert!(head > backdated);
+
+    let plan_at = |axis: &str, at: DateTime<Utc>| {
+        format!(
+            "/v1/as-of/plan?axis={axis}&at={}",
+            instant_param(&at.to_rfc3339())
+        )
+    };
+    // What the system knew: not started until the change was recorded, in progress after.
+    let known_before = stack.read(&plan_at("recorded", after_seed), &office).await;
+    assert_eq!(status_in(&known_before, ITEM_1), "not_started");
+    assert_eq!(known_before["axis"], "recorded");
+    assert_eq!(known_before["visibility"], "full");
+    let known_after = stack
+        .read(&plan_at("recorded", after_status), &office)
+        .await;
+    assert_eq!(status_in(&known_after, ITEM_1), "in_progress");
+    // What was true: in progress from 1 July 2025, although nobody knew it until today.
+    let july = |day: u32| {
+        DateTime::parse_from_rfc3339(&format!("2025-07-{day:02}T00:00:00+07:00"))
+            .expect("instant")
+            .with_timezone(&Utc)
+    };
+    let true_before = stack.read(&plan_at("effective", july(1)), &office).await;
+    assert_eq!(status_in(&true_before, ITEM_1), "not_started");
+    let true_after = stack.read(&plan_at("effective", july(2)), &office).await;
+    assert_eq!(status_in(&true_after, ITEM_1), "in_progress");
+    assert_eq!(
+        true_after["items"].as_array().expect("items").len(),
+        15,
+        "the plan's fifteen items"
+    );
+
+    // As of now, the fold agrees with the current-state dashboard, item by item.
+    let now_view = stack.read("/v1/as-of/plan", &office).await;
+    assert!(now_view["log"]["head_sequence"].as_i64() >= Some(i64::try_from(head).expect("head")));
+    let overview = stack
+        .read(&format!("/v1/plans/{PLAN}/overview"), &office)
+        .await;
+    for item in overview["items"].as_array().expect("items") {
+        let id = item["item_id"].as_str().expect("id");
+        assert_eq!(status_in(&now_view, id), item["status"], "{id}");
+    }
+
+    // One item: the lead unit's task shows to the office and the lead's staff, not to others.
+    let item_path = format!("/v1/as-of/items/{ITEM_1}");
+    let task_ids = |view: &Value| ids(&view["tasks"], "task_id");
+    let full = stack.read(&item_path, &office).await;
+    assert_eq!(task_ids(&full), ["snnmt-a"]);
+    assert_eq!(full["item"]["status"], "in_progress");
+    assert_eq!(
+        task_ids(&stack.read(&item_path, &staff(LEAD)).await),
+        ["snnmt-a"]
+    );
+    let other = stack.read(&item_path, &staff(HEALTH)).await;
+    assert_eq!(other["visibility"], "own_units");
+    assert!(task_ids(&other).is_empty());
+    let viewer = stack.read(&item_path, &token(Role::Viewer, None)).await;
+    assert_eq!(viewer["visibility"], "public");
+    assert!(task_ids(&viewer).is_empty());
+    // Before the task was planned, the item had none.
+    let earlier = stack
+        .read(
+            &format!(
+                "{item_path}?at={}",
+                instant_param(&after_status.to_rfc3339())
+            ),
+            &office,
+        )
+        .await;
+    assert!(task_ids(&earlier).is_empty());
+
+    // One unit: the items it leads and its task.
+    let unit = stack
+        .read(&format!("/v1/as-of/units/{LEAD}"), &staff(LEAD))
+        .await;
+    assert_eq!(unit["unit"]["unit_id"], LEAD);
+    assert!(
+        unit["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|row| row["role"] == "lead" && row["item"]["item_id"] == ITEM_1),
+        "{unit}"
+    );
+    assert_eq!(task_ids(&unit), ["snnmt-a"]);
+
+    // The diff since the seed: the status change, field by field, and who did what, when.
+    let diff = stack
+        .read(
+            &format!(
+                "/v1/as-of/diff?from={}",
+                instant_param(&after_seed.to_rfc3339())
+            ),
+            &auditor,
+        )
+        .await;
+    let changes = diff["changes"].as_array().expect("changes");
+    assert!(
+        changes.iter().any(|c| c["change"] == "changed"
+            && c["entity"] == "item"
+            && c["key"] == ITEM_1
+            && c["field"] == "status"
+            && c["before"] == "not_started"
+            && c["after"] == "in_progress"),
+        "{diff}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["change"] == "added" && c["entity"] == "task" && c["key"] == "snnmt-a"),
+        "{diff}"
+    );
+    let events = diff["events"].as_array().expect("events");
+    let status_event = events
+        .iter()
+        .find(|e| e["stream_sequence"] == backdated)
+        .unwrap_or_else(|| panic!("the status change is listed: {diff}"));
+    assert_eq!(status_event["actor_user"], user(Role::ProvinceOffice, None));
+    assert_eq!(status_event["command_name"], "change-item-status");
+    assert!(
+        status_event["effective_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2025-07-01T01:00:00"))
+    );
+    assert!(events.iter().any(|e| e["actor_unit"] == LEAD));
+    // Listing who did what is a read of the audit trail, recorded before the answer.
+    let read_sequence = diff["read_sequence"].as_u64().expect("read sequence");
+    assert!(read_sequence > head);
+    stack.settle().await;
+    let recorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor_user, payload->>'query' FROM audit.audit_log WHERE stream_sequence = $1",
+    )
+    .bind(i64::try_from(read_sequence).expect("sequence"))
+    .fetch_all(&stack.admin().await)
+    .await
+    .expect("recorded read");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].0, user(Role::Auditor, None));
+    assert!(recorded[0].1.starts_with("GET /v1/as-of/diff?from="));
+
+    // On the effective clock, the backdated change falls between 30 June and 2 July 2025.
+    let effective = stack
+        .read(
+            &format!(
+                "/v1/as-of/diff?axis=effective&from={}&to={}",
+                instant_param("2025-06-30T00:00:00+07:00"),
+                instant_param("2025-07-02T00:00:00+07:00")
+            ),
+            &auditor,
+        )
+        .await;
+    assert_eq!(effective["events_total"], 1, "{effective}");
+    assert_eq!(effective["events"][0]["stream_sequence"], backdated);
     stack.stop().await;
 }
 
@@ -1678,7 +1911,13 @@ async fn health_readiness_metrics_and_openapi() {
         let records = operation(path)["x-records-read"] == true;
         assert_eq!(
             records,
-            ["/v1/audit", "/v1/audit/verify", "/v1/exports/events"].contains(&path),
+            [
+                "/v1/audit",
+                "/v1/audit/verify",
+                "/v1/exports/events",
+                "/v1/as-of/diff"
+            ]
+            .contains(&path),
             "{path}"
         );
         if records {

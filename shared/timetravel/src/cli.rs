@@ -76,7 +76,8 @@ fn env(name: &str) -> Option<String> {
 
 fn parse(args: &[&str]) -> Result<Options, String> {
     let mut mode = None;
-    let mut axis = Axis::Effective;
+    // The query service's default too: what the system knew at T.
+    let mut axis = Axis::Recorded;
     let mut item = None;
     let mut unit = None;
     let mut format = Format::Json;
@@ -271,7 +272,7 @@ mod tests {
             "--as-of",
             "2025-06-30T23:59:59+07:00",
             "--axis",
-            "recorded",
+            "effective",
             "--item",
             "kh-63-2025-01",
             "--format",
@@ -281,12 +282,12 @@ mod tests {
         assert!(
             matches!(o.mode, Mode::AsOf(t) if t == parse_instant("2025-06-30T16:59:59Z").expect("instant"))
         );
-        assert_eq!(o.axis, Axis::Recorded);
+        assert_eq!(o.axis, Axis::Effective);
         assert_eq!(o.format, Format::Table);
         assert!(o.item.is_some());
         let d = parse(&["--diff", "2025-04-08T00:00:00+07:00", "now"]).expect("parses");
         assert!(matches!(d.mode, Mode::Diff(..)));
-        assert_eq!(d.axis, Axis::Effective);
+        assert_eq!(d.axis, Axis::Recorded);
         assert!(parse(&["--as-of", "yesterday"]).is_err());
         assert!(parse(&["--as-of", "now", "--item", "a", "--unit", "b"]).is_err());
         assert!(parse(&["--snapshot", "--every", "0"]).is_err());

@@ -141,6 +141,16 @@ pub enum Shown {
     Public,
 }
 
+impl From<&Visibility> for Shown {
+    fn from(visibility: &Visibility) -> Self {
+        match visibility {
+            Visibility::Full => Shown::Full,
+            Visibility::Units(_) => Shown::OwnUnits,
+            Visibility::Public => Shown::Public,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ItemDetail {
     pub as_of: DateTime<Utc>,
@@ -183,10 +193,11 @@ pub async fn handler(
         .bind(&item_id)
         .fetch_all(snapshot.conn())
         .await?;
-    let (shown, units) = match visibility(&caller, snapshot.conn()).await? {
-        Visibility::Full => (Shown::Full, None),
-        Visibility::Units(units) => (Shown::OwnUnits, Some(units)),
-        Visibility::Public => (Shown::Public, None),
+    let seen = visibility(&caller, snapshot.conn()).await?;
+    let shown = Shown::from(&seen);
+    let units = match seen {
+        Visibility::Units(units) => Some(units),
+        Visibility::Full | Visibility::Public => None,
     };
     let (tasks, report_lines) = if matches!(shown, Shown::Public) {
         (None, None)

@@ -1,6 +1,7 @@
 //! The answers: one module per endpoint, each with its response types (which the OpenAPI
 //! document describes) and the SQL it runs, from `src/sql/`.
 
+pub mod as_of;
 pub mod audit;
 pub mod compliance;
 pub mod deadlines;
@@ -114,4 +115,22 @@ pub async fn visibility(
             None => Visibility::Public,
         },
     })
+}
+
+/// Unit staff may read what belongs to a unit they act for now (their own, or one whose work
+/// passed to it); every other role that reaches a route has already passed its role check.
+pub async fn require_acting_for(
+    caller: &Caller,
+    conn: &mut PgConnection,
+    unit_id: &str,
+    what: &str,
+) -> Result<(), QueryError> {
+    if let Some(own) = caller.staff_unit()
+        && !acting_units(conn, own).await?.iter().any(|u| u == unit_id)
+    {
+        return Err(QueryError::Forbidden(format!(
+            "staff of {own} may read the {what} of their own unit only"
+        )));
+    }
+    Ok(())
 }

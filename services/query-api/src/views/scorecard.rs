@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::compliance::{Compliance, ComplianceTotals};
-use super::{PathId, Snapshot, acting_units};
+use super::{PathId, Snapshot, require_acting_for};
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::state::AppState;
@@ -144,13 +144,7 @@ pub async fn handler(
     PathId(unit_id): PathId,
 ) -> Result<Json<Scorecard>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
-    if let Some(own) = caller.staff_unit()
-        && !acting_units(snapshot.conn(), own).await?.contains(&unit_id)
-    {
-        return Err(QueryError::Forbidden(format!(
-            "staff of {own} may read the scorecard of their own unit only"
-        )));
-    }
+    require_acting_for(&caller, snapshot.conn(), &unit_id, "scorecard").await?;
     let unit: Unit = sqlx::query_as(UNIT)
         .bind(&unit_id)
         .fetch_optional(snapshot.conn())
