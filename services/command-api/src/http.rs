@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
-    for spec in COMMANDS {
+    for spec in COMMANDS.iter().filter(|spec| spec.sent_by_clients()) {
         router = router.route(
             &format!("/v1/commands/{}", spec.name),
             post(move |state, actor, headers, body| command(spec, state, actor, headers, body)),

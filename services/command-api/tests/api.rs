@@ -893,14 +893,29 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     assert_eq!(openapi["openapi"], "3.1.0");
     for spec in remediation_domain::COMMANDS {
         let path = format!("/v1/commands/{}", spec.name);
-        assert!(
+        assert_eq!(
             openapi["paths"][&path]["post"]["requestBody"].is_object(),
-            "{path} documented"
+            spec.sent_by_clients(),
+            "{path} documented exactly when clients may send it"
         );
     }
     assert_eq!(
         openapi["components"]["schemas"]["PlanTask"]["additionalProperties"],
         false
+    );
+    // Reads of the audit trail are recorded by the query service, never sent by clients.
+    let fake_read = post(
+        &service.url,
+        "record-audit-read",
+        &token(Role::Auditor, None),
+        json!({ "day": "2025-07-01", "query": "GET /v1/audit", "results": 0 }),
+    )
+    .await;
+    assert_eq!(
+        fake_read.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        fake_read.body
     );
     service.shutdown().await;
 }

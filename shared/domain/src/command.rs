@@ -52,6 +52,15 @@ pub struct CommandSpec {
     pub parse: fn(&[u8]) -> Result<Command, ParseError>,
 }
 
+impl CommandSpec {
+    /// Whether clients may send it (over the command API). Reads of the audit trail are recorded
+    /// by the query service itself, as it answers them: a client that could send the command
+    /// could fill the access log with reads that never happened.
+    pub fn sent_by_clients(&self) -> bool {
+        self.aggregate != "access"
+    }
+}
+
 macro_rules! commands {
     ($($variant:ident($body:ty) => $name:literal, $aggregate:literal, $summary:literal;)*) => {
         /// Lệnh — any command.

@@ -327,8 +327,20 @@ pub fn revoke(
 ) -> Result<Vec<ItemEvent>, Rejection> {
     ctx.require_role(MANAGE, "revoke assignments")?;
     let item = existing(state, &cmd.item_id)?;
-    if item.open_assignment(cmd.role, &cmd.assignee).is_none() {
+    let Some(open) = item.open_assignment(cmd.role, &cmd.assignee) else {
         return Ok(vec![]);
+    };
+    // A backdated revocation may correct when an assignment ended, not make it end before it
+    // began: the validity interval [from, until) would be empty and the history contradictory.
+    if ctx.effective_at < open.from {
+        return Err(Rejection::rule(
+            Rule::RevokedBeforeAssigned,
+            format!(
+                "the assignment began at {}; it cannot be revoked effective {}",
+                open.from.to_rfc3339(),
+                ctx.effective_at.to_rfc3339()
+            ),
+        ));
     }
     Ok(vec![ItemEvent::AssignmentRevoked {
         role: cmd.role,

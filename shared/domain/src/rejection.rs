@@ -36,6 +36,7 @@ pub enum Rule {
     TaskClosed,
     InvalidDigest,
     WrongAccessDay,
+    RevokedBeforeAssigned,
 }
 
 impl Rule {
@@ -58,6 +59,7 @@ impl Rule {
             Rule::TaskClosed => "task-closed",
             Rule::InvalidDigest => "invalid-digest",
             Rule::WrongAccessDay => "wrong-access-day",
+            Rule::RevokedBeforeAssigned => "revoked-before-assigned",
         }
     }
 }

@@ -1819,6 +1819,33 @@ fn revoke_assignment_carries_the_reason_and_ends_it_at_the_effective_time() {
 }
 
 #[test]
+fn a_backdated_revocation_may_not_end_an_assignment_before_it_began() {
+    let detail = Spec::given(item_ref(ITEM_1), &item_1_history())
+        .effective_at("2025-03-20T07:59:59+07:00")
+        .when(revoke(
+            ITEM_1,
+            AssignmentRole::Lead,
+            unit_assignee(XAY_DUNG),
+        ))
+        .then_rejected(Rule::RevokedBeforeAssigned);
+    assert!(detail.contains("2025-03-20T01:00:00"), "{detail}");
+    // At the very instant it began: the assignment never held, a legitimate correction.
+    Spec::given(item_ref(ITEM_1), &item_1_history())
+        .effective_at(ASSIGNED_AT)
+        .when(revoke(
+            ITEM_1,
+            AssignmentRole::Lead,
+            unit_assignee(XAY_DUNG),
+        ))
+        .then(&[Event::Item(ItemEvent::AssignmentRevoked {
+            role: AssignmentRole::Lead,
+            assignee: unit_assignee(XAY_DUNG),
+            until: instant(ASSIGNED_AT),
+            reason: reason(REVOKE_REASON),
+        })]);
+}
+
+#[test]
 fn revoking_an_absent_assignment_changes_nothing() {
     // Never assigned.
     Spec::given(item_ref(ITEM_1), &item_1_history())
