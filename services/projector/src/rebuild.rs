@@ -51,6 +51,27 @@ impl Reader {
     }
 }
 
+/// Gathers planner statistics for every table of `schema`. A freshly filled schema has none until
+/// autovacuum gets to it, and the queries right after the switch would be planned as if its
+/// tables were empty, where the schema they replace had statistics.
+async fn analyze(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+            .bind(schema)
+            .fetch_all(pool)
+            .await?;
+    for table in tables {
+        sqlx::query(AssertSqlSafe(format!(
+            "ANALYZE {}.{}",
+            quoted(schema),
+            quoted(&table)
+        )))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Rebuilds `projection` (live schema `live`) and swaps it in; returns the rebuilt checkpoint.
 /// `report` is called after every batch.
 pub async fn rebuild(
@@ -110,6 +131,8 @@ pub async fn rebuild(
                 .then(|| Duration::from_secs_f64(head.saturating_sub(applied) as f64 / rate)),
         });
     }
+
+    analyze(pool, &rebuilt).await.map_err(|e| fail(&e))?;
 
     // The switch, exclusive against the live worker's batches: whatever the live projection
     // applied meanwhile is applied here too, then the schemas trade names.

@@ -216,6 +216,26 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
     let last = progress.last().expect("progress");
     assert_eq!(last.applied, last.head);
     assert!(last.head >= head_before);
+    // The swapped-in tables come with planner statistics (before PostgreSQL 15 the statistics
+    // views lag by up to half a second).
+    let started = Instant::now();
+    loop {
+        let unanalysed: Vec<String> = sqlx::query_scalar(
+            "SELECT schemaname || '.' || relname FROM pg_stat_user_tables
+             WHERE schemaname IN ('core', 'audit') AND last_analyze IS NULL",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("statistics");
+        if unanalysed.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never analysed: {unanalysed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The swapped-in schemas keep serving, and the live projector keeps applying to them.
     wait_for_more(&queried, 100).await;
