@@ -7,7 +7,7 @@ pub mod error;
 pub mod handler;
 pub mod http;
 mod idempotency;
-mod metrics;
+pub mod metrics;
 mod openapi;
 pub mod seed;
 

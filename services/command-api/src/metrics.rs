@@ -85,12 +85,19 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        encode(&mut out, &registry).expect("writing to a String cannot fail");
-        out
+        render(&self.registry)
     }
+}
+
+/// The OpenMetrics text exposition of `registry` (every service's `/metrics`). A registry left
+/// poisoned by a panicking writer still holds valid metrics, so it is rendered all the same.
+pub fn render(registry: &Mutex<Registry>) -> String {
+    let mut out = String::new();
+    let registry = registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Err(e) = encode(&mut out, &registry) {
+        tracing::error!(error = %e, "cannot encode metrics");
+    }
+    out
 }

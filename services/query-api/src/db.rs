@@ -22,21 +22,9 @@ use crate::error::QueryError;
 
 const CHECKPOINTS: &str = include_str!("sql/checkpoints.sql");
 
-/// Schema names end up in SQL text, so they are held to the same rule the projector applies
-/// before creating them, and double-quoted on top.
+/// Schema names end up in SQL text: the rule the projector applies before creating them.
 fn checked_schema(name: &str) -> Result<String, String> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(format!("\"{name}\""))
-    } else {
-        Err(format!(
-            "schema name {name:?} (from SCHEMA_PREFIX) must be at most 48 lowercase letters, digits or '_'"
-        ))
-    }
+    readmodel::quoted_schema(name).map_err(|e| format!("{e} (from SCHEMA_PREFIX)"))
 }
 
 /// One projection's progress, as its own transaction left it.

@@ -11,7 +11,7 @@ mod verify;
 use event_store::Commit;
 use sqlx::PgConnection;
 
-pub use schema::{READER_ROLE, grant_reader, prepare_schema, swap_schema};
+pub use schema::{READER_ROLE, grant_reader, prepare_schema, quoted_schema, swap_schema};
 pub use verify::{AuditVerification, verify_audit};
 
 /// A projection: a set of tables in its own schema, fed by its own durable consumer.

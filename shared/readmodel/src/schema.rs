@@ -8,20 +8,29 @@ use crate::Projection;
 /// tables and views, nothing else.
 pub const READER_ROLE: &str = "kh63_reader";
 
-/// Schema names come from configuration; they are checked before being spliced into DDL.
-fn checked(schema: &str) -> Result<&str, sqlx::Error> {
+/// Schema names come from configuration and end up in SQL text, so every crate that splices one
+/// in holds it to this rule first: 1–48 lowercase ASCII letters, digits or '_' (room for the
+/// `_rebuild` and `_retired` suffixes within PostgreSQL's 63 bytes, and nothing to escape).
+/// Returns the name double-quoted.
+pub fn quoted_schema(schema: &str) -> Result<String, String> {
     let ok = !schema.is_empty()
         && schema.len() <= 48
         && schema
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
-        Ok(schema)
+        Ok(format!("\"{schema}\""))
     } else {
-        Err(sqlx::Error::Configuration(
-            format!("schema name {schema:?} must be lowercase letters, digits or '_'").into(),
+        Err(format!(
+            "schema name {schema:?} must be at most 48 lowercase letters, digits or '_'"
         ))
     }
+}
+
+fn checked(schema: &str) -> Result<&str, sqlx::Error> {
+    quoted_schema(schema)
+        .map(|_| schema)
+        .map_err(|e| sqlx::Error::Configuration(e.into()))
 }
 
 async fn execute(conn: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {

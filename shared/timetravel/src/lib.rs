@@ -186,20 +186,9 @@ impl fmt::Debug for TimeTravel {
     }
 }
 
-/// Schema names end up in SQL text: the same rule the projector applies before creating them.
+/// Schema names end up in SQL text: the rule the projector applies before creating them.
 fn checked_schema(name: &str) -> Result<String, Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(format!("\"{name}\""))
-    } else {
-        Err(Error::Invalid(format!(
-            "schema name {name:?} must be at most 48 lowercase letters, digits or '_'"
-        )))
-    }
+    readmodel::quoted_schema(name).map_err(Error::Invalid)
 }
 
 impl TimeTravel {
