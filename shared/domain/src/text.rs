@@ -9,7 +9,7 @@ use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// Free text normalised to NFC and trimmed; never empty, at most `MAX` characters.
 ///
@@ -34,7 +34,23 @@ pub enum TextError {
 
 impl<const MAX: usize> Text<MAX> {
     pub fn new(raw: &str) -> Result<Self, TextError> {
-        let normalised: String = raw.trim().nfc().collect();
+        Self::from_string(raw.to_owned())
+    }
+
+    /// Takes `raw` as it is when it is trimmed and NFC already — everything read back from the
+    /// log is, and folding history decodes every text of every event — and normalises a copy
+    /// otherwise.
+    fn from_string(raw: String) -> Result<Self, TextError> {
+        let trimmed = raw.trim();
+        let normalised = if is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
+            if trimmed.len() == raw.len() {
+                raw
+            } else {
+                trimmed.to_owned()
+            }
+        } else {
+            trimmed.nfc().collect()
+        };
         let len = normalised.chars().count();
         if len == 0 {
             return Err(TextError::Empty);
@@ -58,8 +74,7 @@ impl<const MAX: usize> fmt::Display for Text<MAX> {
 
 impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::new(&raw).map_err(serde::de::Error::custom)
+        Self::from_string(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -190,6 +205,24 @@ mod tests {
         let text = Name::new(decomposed).unwrap();
         assert_eq!(text.as_str(), "Thanh Hóa");
         assert_eq!(text, Name::new("Thanh Hóa").unwrap());
+        // Deserialised, the same: decomposed or not, padded or not.
+        for raw in [decomposed, "Thanh Hóa", " Thanh Hóa", "Thanh Ho\u{0301}a"] {
+            let read: Name = serde_json::from_value(serde_json::json!(raw)).unwrap();
+            assert_eq!(read.as_str(), "Thanh Hóa", "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The quick path for text that is NFC already changes no answer.
+        #[test]
+        fn any_text_reads_as_its_trimmed_nfc_form(raw in "\\PC{0,40}") {
+            let expected: String = raw.trim().nfc().collect();
+            let read: Result<Text<4_000>, _> = serde_json::from_value(serde_json::json!(raw));
+            match read {
+                Ok(text) => proptest::prop_assert_eq!(text.as_str(), expected.as_str()),
+                Err(_) => proptest::prop_assert!(expected.is_empty()),
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Configuration from the environment, like the projector: `DATABASE_URL`, `SCHEMA_PREFIX`, and
-//! `SNAPSHOT_EVERY` (default 10 000).
+//! `SNAPSHOT_EVERY` (default 5 000).
 
 use std::time::Duration;
 
