@@ -23,7 +23,9 @@ use crate::openapi;
 
 /// Largest command body accepted: a full quarterly report with long progress texts fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-const MAX_CORRELATION_ID: usize = 128;
+pub(crate) const MAX_CORRELATION_ID: usize = 128;
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
+pub(crate) const MAX_EFFECTIVE_TIME: usize = 64;
 
 /// Shared state of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -104,19 +106,20 @@ async fn command(
     })?;
     let command = (spec.parse)(&body)
         .map_err(|e| ApiError::Malformed(format!("invalid {} body: {e}", spec.name)))?;
-    let effective_at = optional_header(&headers, "X-Effective-Time", 64)?
+    let effective_at = optional_header(&headers, "X-Effective-Time", MAX_EFFECTIVE_TIME)?
         .map(|raw| {
             DateTime::parse_from_rfc3339(&raw)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| ApiError::Malformed(format!("X-Effective-Time must be RFC 3339: {e}")))
         })
         .transpose()?;
-    let idempotency = optional_header(&headers, "Idempotency-Key", 255)?.map(|key| {
-        (
-            idempotency_key(&actor.user, &key),
-            fingerprint(spec.name, &body),
-        )
-    });
+    let idempotency =
+        optional_header(&headers, "Idempotency-Key", MAX_IDEMPOTENCY_KEY)?.map(|key| {
+            (
+                idempotency_key(&actor.user, &key),
+                fingerprint(spec.name, &body),
+            )
+        });
     let request = CommandRequest {
         command,
         actor,

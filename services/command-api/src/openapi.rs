@@ -2,6 +2,8 @@
 //! document cannot drift from what the router serves and what the bodies accept.
 
 use remediation_domain::COMMANDS;
+
+use crate::http::{MAX_CORRELATION_ID, MAX_EFFECTIVE_TIME, MAX_IDEMPOTENCY_KEY};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
@@ -12,8 +14,16 @@ fn problem(description: &str) -> Value {
     })
 }
 
-fn header_parameter(name: &str, description: &str) -> Value {
-    json!({ "name": name, "in": "header", "required": false, "description": description, "schema": { "type": "string" } })
+/// An optional header: 1–`max_len` visible ASCII characters, as `http::optional_header` checks.
+fn header_parameter(name: &str, max_len: usize, description: &str) -> Value {
+    json!({ "name": name, "in": "header", "required": false, "description": description,
+            "schema": { "type": "string", "minLength": 1, "maxLength": max_len, "pattern": "^[!-~]+$" } })
+}
+
+/// `X-Effective-Time`: an RFC 3339 instant.
+fn effective_time_parameter(description: &str) -> Value {
+    json!({ "name": "X-Effective-Time", "in": "header", "required": false, "description": description,
+            "schema": { "type": "string", "format": "date-time", "maxLength": MAX_EFFECTIVE_TIME } })
 }
 
 pub fn document() -> Value {
@@ -32,10 +42,10 @@ pub fn document() -> Value {
                 "tags": [spec.aggregate],
                 "security": [{ "bearer": [] }],
                 "parameters": [
-                    header_parameter("Idempotency-Key", "Retrying with the same key returns the first answer and appends nothing, for as long as the idempotency bucket keeps it (30 days by default)."),
-                    header_parameter("X-Correlation-Id", "Carried into every event's correlationid; generated when absent."),
-                    header_parameter("X-Causation-Id", "What caused this command (e.g. an event id); defaults to the command id."),
-                    header_parameter("X-Effective-Time", "RFC 3339 instant the fact happened, when keyed in late; province office and Department of Finance only."),
+                    header_parameter("Idempotency-Key", MAX_IDEMPOTENCY_KEY, "Retrying with the same key returns the first answer and appends nothing, for as long as the idempotency bucket keeps it (30 days by default)."),
+                    header_parameter("X-Correlation-Id", MAX_CORRELATION_ID, "Carried into every event's correlationid; generated when absent."),
+                    header_parameter("X-Causation-Id", MAX_CORRELATION_ID, "What caused this command (e.g. an event id); defaults to the command id."),
+                    effective_time_parameter("RFC 3339 instant the fact happened, when keyed in late; province office and Department of Finance only."),
                 ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema } } },
                 "responses": {

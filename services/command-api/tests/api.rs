@@ -920,34 +920,11 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     service.shutdown().await;
 }
 
-/// A virtualenv with the consumer's PyPI dependencies, made once under `target/`.
-fn feed_consumer_python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join("target/feed-consumer-venv");
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "could not create {venv:?}");
-        let installed = std::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(root.join("tests/feed-consumer/requirements.txt"))
-            .status()
-            .expect("pip install");
-        assert!(
-            installed.success(),
-            "could not install the consumer's requirements"
-        );
-    }
-    python
-}
-
 fn run_feed_consumer(nats_url: &str, durable: &str) -> (bool, Value) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new(feed_consumer_python())
+    let python =
+        test_support::python_venv("feed-consumer-venv", "tests/feed-consumer/requirements.txt");
+    let output = std::process::Command::new(python)
         .arg(root.join("tests/feed-consumer/consumer.py"))
         .args(["--nats-url", nats_url, "--durable", durable])
         .output()

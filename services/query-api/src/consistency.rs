@@ -25,7 +25,7 @@ pub const PARAMS: &[Param] = &[
         "min_sequence",
         0,
         i64::MAX,
-        "Answer only once the read model has applied the stream up to this sequence (the `stream_sequence` of a command answer); 503 projection-behind if it has not within `wait_ms`.",
+        "Answer only once the read model has applied the stream up to this sequence (the `stream_sequence` of a command answer); 503 projection-behind if it has not within `wait_ms`; 422 sequence-not-reached if the stream itself has not.",
     ),
     Param::integer(
         "wait_ms",
@@ -70,6 +70,7 @@ pub async fn wait_for(
     let started = Instant::now();
     let deadline = started + wanted.wait;
     let mut delay = Duration::from_millis(5);
+    let mut head_checked = false;
     loop {
         // A connection per poll, returned before sleeping: waiting readers must not starve the
         // pool.
@@ -88,6 +89,19 @@ pub async fn wait_for(
             state.metrics.waited(started.elapsed());
             return Ok(());
         };
+        // A sequence the stream has not reached was not handed out by any command answer: no
+        // wait can satisfy it. (Without NATS this is not known, and the wait decides.)
+        if !head_checked {
+            head_checked = true;
+            if let Some(head) = state.audit_reads.stream_head().await
+                && wanted.min_sequence > head
+            {
+                return Err(QueryError::SequenceNotReached {
+                    min_sequence: wanted.min_sequence,
+                    stream_head: head,
+                });
+            }
+        }
         let now = Instant::now();
         if now >= deadline {
             state.metrics.waited(started.elapsed());

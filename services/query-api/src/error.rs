@@ -28,6 +28,14 @@ pub enum QueryError {
         checkpoint: u64,
         min_sequence: u64,
     },
+    /// A time range whose start lies after its end: well-formed, but it names no instant.
+    #[error("{0}")]
+    InvalidRange(String),
+    /// Read-your-writes with a sequence the stream itself has not reached: no wait helps.
+    #[error(
+        "min_sequence {min_sequence} is beyond the stream's last sequence {stream_head}: no command answer carried it"
+    )]
+    SequenceNotReached { min_sequence: u64, stream_head: u64 },
     #[error("{0}")]
     DatabaseUnavailable(String),
     /// NATS or the stream did not answer (audit verification reads the stream itself).
@@ -47,6 +55,9 @@ impl QueryError {
             QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::SequenceNotReached { .. } | QueryError::InvalidRange(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             QueryError::ProjectionBehind { .. }
             | QueryError::DatabaseUnavailable(_)
             | QueryError::StoreUnavailable(_)
@@ -62,6 +73,8 @@ impl QueryError {
             QueryError::Unauthorized(_) => "urn:kh63:problem:unauthenticated",
             QueryError::Forbidden(_) => "urn:kh63:problem:forbidden",
             QueryError::NotFound(_) => "urn:kh63:problem:not-found",
+            QueryError::SequenceNotReached { .. } => "urn:kh63:problem:sequence-not-reached",
+            QueryError::InvalidRange(_) => "urn:kh63:problem:invalid-range",
             QueryError::ProjectionBehind { .. } => "urn:kh63:problem:projection-behind",
             QueryError::DatabaseUnavailable(_) => "urn:kh63:problem:database-unavailable",
             QueryError::StoreUnavailable(_) => "urn:kh63:problem:store-unavailable",
@@ -76,6 +89,8 @@ impl QueryError {
             QueryError::Unauthorized(_) => "Authentication required",
             QueryError::Forbidden(_) => "Not allowed",
             QueryError::NotFound(_) => "Not found",
+            QueryError::SequenceNotReached { .. } => "Sequence not reached by the stream",
+            QueryError::InvalidRange(_) => "Time range ends before it starts",
             QueryError::ProjectionBehind { .. } => "Read model behind the requested sequence",
             QueryError::DatabaseUnavailable(_) => "Read model unavailable",
             QueryError::StoreUnavailable(_) => "Event store unavailable",
@@ -107,6 +122,14 @@ impl QueryError {
             body["projection"] = json!(projection);
             body["checkpoint"] = json!(checkpoint);
             body["min_sequence"] = json!(min_sequence);
+        }
+        if let QueryError::SequenceNotReached {
+            min_sequence,
+            stream_head,
+        } = self
+        {
+            body["min_sequence"] = json!(min_sequence);
+            body["stream_head"] = json!(stream_head);
         }
         body
     }

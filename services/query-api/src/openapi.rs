@@ -41,7 +41,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
             .query_params
             .iter()
             .chain(consistency_params)
-            .map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": p.schema() })),
+            .map(|p| json!({ "name": p.name, "in": "query", "required": p.required, "description": p.description, "schema": p.schema() })),
     );
     let content = match route.body {
         Body::Json(schema) => json!({ "application/json": { "schema": schema(generator) } }),
@@ -105,6 +105,12 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
             );
             if route.finds {
                 responses.insert("404".into(), problem("No such plan, item or unit"));
+            }
+            if !route.reads.is_empty() {
+                responses.insert(
+                    "422".into(),
+                    problem("sequence-not-reached: min_sequence lies beyond the stream's last sequence, so no command answer carried it (extension members min_sequence, stream_head); or invalid-range: a time range starts after it ends"),
+                );
             }
             let mut unavailable = "projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable".to_owned();
             if route.records_read {

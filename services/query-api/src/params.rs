@@ -12,6 +12,18 @@ use serde_json::{Value, json};
 
 use crate::error::QueryError;
 
+/// A page cursor as the service hands it out: a stream sequence (16 hex digits) and a position
+/// in its commit (8), both non-negative.
+const CURSOR_PATTERN: &str = "^[0-7][0-9a-fA-F]{15}[0-7][0-9a-fA-F]{7}$";
+
+fn is_cursor(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.len() == 24
+        && bytes.iter().all(u8::is_ascii_hexdigit)
+        && bytes[0] <= b'7'
+        && bytes[16] <= b'7'
+}
+
 /// The shape of a parameter's value.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -25,7 +37,7 @@ pub enum Kind {
     },
     /// An RFC 3339 instant, e.g. `2025-06-15T00:00:00+07:00` (send `+` as `%2B`).
     Instant,
-    /// An opaque token the service handed out.
+    /// A page cursor the service handed out (opaque to clients).
     Opaque,
     /// One of these words.
     Choice(&'static [&'static str]),
@@ -37,6 +49,8 @@ pub struct Param {
     pub name: &'static str,
     pub kind: Kind,
     pub description: &'static str,
+    /// A request without it is malformed (and the OpenAPI document says so).
+    pub required: bool,
 }
 
 impl Param {
@@ -50,6 +64,7 @@ impl Param {
             name,
             kind: Kind::Integer { min, max },
             description,
+            required: false,
         }
     }
 
@@ -58,6 +73,7 @@ impl Param {
             name,
             kind: Kind::Text { max_len: 200 },
             description,
+            required: false,
         }
     }
 
@@ -66,6 +82,7 @@ impl Param {
             name,
             kind: Kind::Instant,
             description,
+            required: false,
         }
     }
 
@@ -74,6 +91,7 @@ impl Param {
             name,
             kind: Kind::Opaque,
             description,
+            required: false,
         }
     }
 
@@ -86,6 +104,15 @@ impl Param {
             name,
             kind: Kind::Choice(choices),
             description,
+            required: false,
+        }
+    }
+
+    /// The same parameter, which every request must carry.
+    pub const fn required(self) -> Self {
+        Self {
+            required: true,
+            ..self
         }
     }
 
@@ -99,7 +126,7 @@ impl Param {
                 json!({ "type": "string", "minLength": 1, "maxLength": max_len })
             }
             Kind::Instant => json!({ "type": "string", "format": "date-time" }),
-            Kind::Opaque => json!({ "type": "string" }),
+            Kind::Opaque => json!({ "type": "string", "pattern": CURSOR_PATTERN }),
             Kind::Choice(choices) => json!({ "type": "string", "enum": choices }),
         }
     }
@@ -119,7 +146,7 @@ impl Param {
             }
             Kind::Instant => parse_instant(self.name, raw).map(|_| ()),
             Kind::Opaque => {
-                if raw.is_empty() || raw.len() > 200 {
+                if !is_cursor(raw) {
                     Err(QueryError::Malformed(format!(
                         "query parameter {} is not one this service handed out",
                         self.name
@@ -204,6 +231,16 @@ impl Params {
             }
             seen.push(name);
             param.check(value)?;
+        }
+        if let Some(missing) = declared
+            .iter()
+            .flat_map(|group| group.iter())
+            .find(|p| p.required && !seen.contains(&p.name))
+        {
+            return Err(QueryError::Malformed(format!(
+                "query parameter {} is required",
+                missing.name
+            )));
         }
         Ok(Self(pairs))
     }

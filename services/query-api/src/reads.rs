@@ -114,6 +114,19 @@ impl AuditReads {
         })
     }
 
+    /// The stream's last sequence, or `None` when NATS does not answer in time.
+    pub async fn stream_head(&self) -> Option<u64> {
+        let info = tokio::time::timeout(self.open_wait, self.js.get_stream(&self.stream_name));
+        match info.await {
+            Ok(Ok(stream)) => Some(stream.cached_info().state.last_sequence),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the stream's last sequence");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Records that `caller` read `query` and received `results` entries. Returns only once the
     /// event is stored; any failure means the read must not be answered.
     pub async fn record(

@@ -72,8 +72,18 @@ const AUDIT: &[Projection] = &[Projection::Audit];
 const PLAN_ID: Param = Param::text("plan_id", "Plan identifier, e.g. kh-63-2025");
 const ITEM_ID: Param = Param::text("item_id", "Item identifier, e.g. kh-63-2025-01");
 const UNIT_ID: Param = Param::text("unit_id", "Unit identifier, e.g. so-tai-chinh");
-const YEAR: Param = Param::integer("year", 2000, 2100, "Year of the quarter (with quarter)");
-const QUARTER: Param = Param::integer("quarter", 1, 4, "Quarter 1–4 (with year)");
+const YEAR: Param = Param::integer(
+    "year",
+    2000,
+    2100,
+    "Year of the quarter (default: this year)",
+);
+const QUARTER: Param = Param::integer(
+    "quarter",
+    1,
+    4,
+    "Quarter 1–4 (default: the current quarter's number)",
+);
 const AT: Param = Param::instant(
     "at",
     "The instant T (RFC 3339; default: now); send + as %2B",
@@ -142,7 +152,7 @@ pub static ROUTES: &[Route] = &[
         operation_id: "plan_compliance",
         tag: "dashboards",
         summary: "The Department of Finance's reporting matrix for one quarter",
-        description: "Every unit that owed the plan a report for the quarter (responsible for one of its items at the report's due instant, or now if that is earlier): on_time, late, missing or pending, first submission, last revision, review status; and totals. Without year and quarter: the current quarter.",
+        description: "Every unit that owed the plan a report for the quarter (responsible for one of its items at the report's due instant, or now if that is earlier): on_time, late, missing or pending, first submission, last revision, review status; and totals. A part left out is the current quarter's: neither gives the current quarter.",
         access: Access::Roles(EVERYONE),
         reads: CORE,
         path_params: &[PLAN_ID],
@@ -276,7 +286,7 @@ pub static ROUTES: &[Route] = &[
         operation_id: "plan_compilation",
         tag: "exports",
         summary: "The Department of Finance's quarterly compilation (tổng hợp) as XLSX or CSV",
-        description: "One row per item × lead unit: lifecycle status, deadline qualifier, the progress text of the unit's report for the quarter, report on time / late / missing; Vietnamese column headers, dates as dd/mm/yyyy. Without year and quarter: the current quarter. XLSX by default; CSV is UTF-8 with a byte-order mark.",
+        description: "One row per item × lead unit: lifecycle status, deadline qualifier, the progress text of the unit's report for the quarter, report on time / late / missing; Vietnamese column headers, dates as dd/mm/yyyy. A part left out is the current quarter's: neither gives the current quarter. XLSX by default; CSV is UTF-8 with a byte-order mark.",
         access: Access::Roles(ANALYTICS_READERS),
         reads: CORE,
         path_params: &[PLAN_ID],
@@ -349,7 +359,7 @@ pub static ROUTES: &[Route] = &[
         reads: AUDIT,
         path_params: &[],
         query_params: &[
-            Param::instant("from", "The earlier instant (required)"),
+            Param::instant("from", "The earlier instant").required(),
             Param::instant("to", "The later instant (default: now)"),
             AXIS,
             Param::integer(

@@ -3,6 +3,7 @@
 
 use schemars::{Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::access::{self, RecordAuditRead};
 use crate::context::Context;
@@ -29,15 +30,46 @@ pub struct ParseError {
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| ParseError {
+    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| ParseError {
         path: e.path().to_string(),
         message: e.inner().to_string(),
-    })?;
-    deserializer.end().map_err(|e| ParseError {
-        path: ".".to_owned(),
-        message: e.to_string(),
-    })?;
-    Ok(value)
+    });
+    match parsed {
+        Ok(value) => {
+            deserializer.end().map_err(|e| ParseError {
+                path: ".".to_owned(),
+                message: e.to_string(),
+            })?;
+            Ok(value)
+        }
+        Err(error) => parse_integral_floats(body).ok_or(error),
+    }
+}
+
+/// JSON does not tell `3` from `3.0`, and JSON Schema calls both integers, but serde refuses a
+/// float for an integer field. A body refused for that is read once more with every integral
+/// float that fits an `i64`/`u64` as the integer it equals; a body refused for anything else
+/// stays refused with its first error.
+fn parse_integral_floats<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    fn integral(value: &mut Value) -> bool {
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Every integer up to 2^53 is a float exactly, so the cast loses nothing.
+                let exact = f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0;
+                if exact {
+                    *value = Value::from(f as i64);
+                }
+                exact
+            }
+            // Every number is visited (no short circuit): each may need rewriting.
+            Value::Array(items) => items.iter_mut().map(integral).fold(false, |a, b| a | b),
+            Value::Object(fields) => fields.values_mut().map(integral).fold(false, |a, b| a | b),
+            _ => false,
+        }
+    }
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    integral(&mut value).then(|| serde_json::from_value(value).ok())?
 }
 
 /// How the edge finds, documents and reads one command.

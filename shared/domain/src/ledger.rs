@@ -12,6 +12,10 @@ use crate::actor::Role;
 use crate::context::Context;
 use crate::rejection::{Rejection, Rule};
 
+/// The largest integer every JSON reader holds exactly (2^53 − 1): far beyond any stream
+/// sequence or count, and what the schema promises clients.
+const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+
 /// The ledger's one identity.
 pub const LEDGER_ID: &str = "chains";
 
@@ -20,9 +24,12 @@ pub const LEDGER_ID: &str = "chains";
 #[serde(deny_unknown_fields)]
 pub struct RecordDigest {
     /// The stream sequence the digest covers, inclusive.
+    #[schemars(range(max = MAX_SAFE_INTEGER))]
     pub up_to_sequence: u64,
     /// How many aggregate chains and events it covers.
+    #[schemars(range(max = MAX_SAFE_INTEGER))]
     pub chains: u64,
+    #[schemars(range(max = MAX_SAFE_INTEGER))]
     pub events: u64,
     /// SHA-256 (lowercase hex) over the sorted `aggregate=head` lines.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]

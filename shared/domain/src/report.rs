@@ -86,6 +86,7 @@ pub struct SubmitReport {
     pub plan_id: PlanId,
     pub unit_id: UnitId,
     pub quarter: Quarter,
+    #[schemars(length(min = 1))]
     pub lines: Vec<ReportLine>,
 }
 
@@ -96,6 +97,7 @@ pub struct ReviseReport {
     pub plan_id: PlanId,
     pub unit_id: UnitId,
     pub quarter: Quarter,
+    #[schemars(length(min = 1))]
     pub lines: Vec<ReportLine>,
     pub reason: Option<Reason>,
 }

@@ -26,10 +26,20 @@ pub enum TextError {
     Empty,
     #[error("longer than {max} characters ({len})")]
     TooLong { max: usize, len: usize },
+    /// NUL cannot be stored in PostgreSQL text or jsonb (it would stall every projection), and no
+    /// other control character but tab and line breaks belongs in prose.
+    #[error("contains the control character U+{0:04X}")]
+    ControlCharacter(u32),
     #[error(
         "identifier must be short and made of lowercase ASCII letters, digits, '-' or '_' (got {0:?})"
     )]
     BadIdentifier(String),
+}
+
+/// C0 controls but tab, line feed and carriage return, and DEL. (C1 controls such as U+0085, a
+/// line break in some encodings, are left to the text.)
+fn is_forbidden_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}')
 }
 
 impl<const MAX: usize> Text<MAX> {
@@ -41,6 +51,9 @@ impl<const MAX: usize> Text<MAX> {
     /// log is, and folding history decodes every text of every event — and normalises a copy
     /// otherwise.
     fn from_string(raw: String) -> Result<Self, TextError> {
+        if let Some(control) = raw.chars().find(|c| is_forbidden_control(*c)) {
+            return Err(TextError::ControlCharacter(u32::from(control)));
+        }
         let trimmed = raw.trim();
         let normalised = if is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
             if trimmed.len() == raw.len() {
@@ -88,7 +101,10 @@ impl<const MAX: usize> JsonSchema for Text<MAX> {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX,
-            "description": "Unicode text, stored NFC-normalised and trimmed."
+            // No control character but tab and line breaks, and not blank: trimmed, it must keep
+            // a character.
+            "pattern": "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]*$",
+            "description": "Unicode text without control characters (tab and line breaks allowed), stored NFC-normalised and trimmed (not blank)."
         })
     }
 }
@@ -223,6 +239,22 @@ mod tests {
                 Err(_) => proptest::prop_assert!(expected.is_empty()),
             }
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_tabs_and_line_breaks_kept() {
+        assert_eq!(
+            Name::new("Sở\u{0}Y tế").unwrap_err(),
+            TextError::ControlCharacter(0)
+        );
+        assert_eq!(
+            Name::new("Sở\u{1b}Y tế").unwrap_err(),
+            TextError::ControlCharacter(0x1b)
+        );
+        assert_eq!(
+            Name::new("Dòng 1\r\n\tDòng 2").unwrap().as_str(),
+            "Dòng 1\r\n\tDòng 2"
+        );
     }
 
     #[test]

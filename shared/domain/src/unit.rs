@@ -88,6 +88,7 @@ pub struct RenameUnit {
 #[serde(deny_unknown_fields)]
 pub struct SucceedUnit {
     pub unit_id: UnitId,
+    #[schemars(length(min = 1))]
     pub successors: Vec<UnitId>,
     pub effective_on: NaiveDate,
     pub reason: Reason,

@@ -3367,6 +3367,21 @@ fn every_status_change_and_revocation_carries_its_reason_into_the_event() {
 // =============================================================================================
 
 #[test]
+fn an_integral_float_reads_as_the_integer_it_equals_and_nothing_else_does() {
+    let body = |quarter: Value| json!({ "plan_id": PLAN, "unit_id": XAY_DUNG, "quarter": { "year": 2025.0, "quarter": quarter } });
+    let whole = parse("accept-report", &body(json!(3.0))).expect("3.0 is the integer 3");
+    assert_eq!(
+        whole,
+        parse("accept-report", &body(json!(3))).expect("3 parses")
+    );
+    let fraction = parse("accept-report", &body(json!(3.5))).expect_err("3.5 is no quarter");
+    assert_eq!(fraction.path, "quarter.quarter");
+    // Integral, yet not a quarter: refused with the first error.
+    let out_of_range = parse("accept-report", &body(json!(5.0))).expect_err("no fifth quarter");
+    assert_eq!(out_of_range.path, "quarter.quarter");
+}
+
+#[test]
 fn parse_errors_name_the_json_path_of_the_offending_field() {
     let error_of =
         |command: &str, body: Value| parse(command, &body).expect_err("the body does not parse");

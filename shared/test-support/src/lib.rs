@@ -201,3 +201,34 @@ impl Drop for TestDatabase {
             .status();
     }
 }
+
+/// The Python interpreter of a virtualenv under the workspace's `target/<name>` with
+/// `requirements` (a path relative to the workspace root) installed from PyPI; made once and
+/// remade when the requirements change. Tools such as the independent feed consumer and the
+/// OpenAPI fuzzer run from it, so their dependencies never touch the system Python.
+pub fn python_venv(name: &str, requirements: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target").join(name);
+    let python = venv.join("bin/python");
+    let wanted = fs::read_to_string(root.join(requirements))
+        .unwrap_or_else(|e| panic!("cannot read {requirements}: {e}"));
+    // Written last: a venv whose install was interrupted has none and is made again.
+    let marker = venv.join("installed-requirements.txt");
+    if fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    assert!(made.success(), "could not create {venv:?}");
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(root.join(requirements))
+        .status()
+        .expect("pip install");
+    assert!(installed.success(), "could not install {requirements}");
+    fs::write(&marker, wanted).expect("write the marker");
+    python
+}

@@ -149,7 +149,7 @@ pub async fn diff(
         .ok_or_else(|| QueryError::Malformed("query parameter from is required".to_owned()))?;
     let to = params.instant("to")?.unwrap_or(snapshot.as_of);
     if from > to {
-        return Err(QueryError::Malformed(format!(
+        return Err(QueryError::InvalidRange(format!(
             "from ({}) must not be after to ({})",
             from.to_rfc3339(),
             to.to_rfc3339()

@@ -105,7 +105,7 @@ fn range(params: &Params, from: &str, to: &str) -> Result<Range, QueryError> {
     if let (Some(start), Some(end)) = (start, end)
         && start > end
     {
-        return Err(QueryError::Malformed(format!("{from} is after {to}")));
+        return Err(QueryError::InvalidRange(format!("{from} is after {to}")));
     }
     Ok((start, end))
 }

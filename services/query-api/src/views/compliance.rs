@@ -110,22 +110,20 @@ pub struct ComplianceMatrix {
     pub totals: ComplianceTotals,
 }
 
-/// The quarter asked for, or the current one when neither part is given.
+/// The quarter asked for; a part left out is the current quarter's (no year: this year; neither:
+/// the current quarter).
 pub(crate) fn quarter(params: &Params, now: DateTime<Utc>) -> Result<Quarter, QueryError> {
-    match (
-        params.integer("year", 2000, 2100)?,
-        params.integer("quarter", 1, 4)?,
-    ) {
-        (None, None) => Ok(Quarter::containing(now)),
-        (Some(year), Some(quarter)) => i32::try_from(year)
-            .ok()
-            .zip(u8::try_from(quarter).ok())
-            .and_then(|(y, q)| Quarter::new(y, q))
-            .ok_or_else(|| QueryError::Malformed(format!("no quarter {quarter} of {year}"))),
-        _ => Err(QueryError::Malformed(
-            "give both year and quarter, or neither for the current quarter".to_owned(),
-        )),
-    }
+    let current = Quarter::containing(now);
+    let year = params
+        .integer("year", 2000, 2100)?
+        .map_or(Ok(current.year), i32::try_from);
+    let quarter = params
+        .integer("quarter", 1, 4)?
+        .map_or(Ok(current.quarter), u8::try_from);
+    year.ok()
+        .zip(quarter.ok())
+        .and_then(|(year, quarter)| Quarter::new(year, quarter))
+        .ok_or_else(|| QueryError::Malformed("no such quarter".to_owned()))
 }
 
 pub async fn handler(

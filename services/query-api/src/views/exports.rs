@@ -76,7 +76,7 @@ fn export_range(params: &Params) -> Result<Range, QueryError> {
     if let (Some(from), Some(to)) = (range.from, range.to)
         && from > to
     {
-        return Err(QueryError::Malformed("from is after to".to_owned()));
+        return Err(QueryError::InvalidRange("from is after to".to_owned()));
     }
     Ok(range)
 }
