@@ -10,6 +10,9 @@ fn usage() -> ExitCode {
     eprintln!(
         "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in"
     );
+    eprintln!(
+        "       projector bench [EVENTS]   catch-up throughput on a scratch stream and schemas (default 1000000)"
+    );
     eprintln!("{}", time_travel::cli::USAGE);
     ExitCode::FAILURE
 }

@@ -90,10 +90,14 @@ pub async fn wait_for(
             return Ok(());
         };
         // A sequence the stream has not reached was not handed out by any command answer: no
-        // wait can satisfy it. (Without NATS this is not known, and the wait decides.)
+        // wait can satisfy it. Asked once, within the wait the caller allowed (without NATS,
+        // or with no time to ask, the wait decides): dashboards do not depend on NATS.
         if !head_checked {
             head_checked = true;
-            if let Some(head) = state.audit_reads.stream_head().await
+            if let Some(head) = state
+                .audit_reads
+                .stream_head(deadline.saturating_duration_since(Instant::now()))
+                .await
                 && wanted.min_sequence > head
             {
                 return Err(QueryError::SequenceNotReached {

@@ -194,6 +194,9 @@ fn parse_instant(name: &str, raw: &str) -> Result<DateTime<Utc>, QueryError> {
         })
 }
 
+/// A half-open time range [from, to), either end optional.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The checked parameters of one request.
 #[derive(Debug, Clone, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -262,6 +265,18 @@ impl Params {
         self.text(name)
             .map(|raw| parse_instant(name, raw))
             .transpose()
+    }
+
+    /// The instants `from` and `to`, either optional; 422 invalid-range when both are given and
+    /// `from` comes after `to`.
+    pub fn range(&self, from: &str, to: &str) -> Result<TimeRange, QueryError> {
+        let (start, end) = (self.instant(from)?, self.instant(to)?);
+        if let (Some(start), Some(end)) = (start, end)
+            && start > end
+        {
+            return Err(QueryError::InvalidRange(format!("{from} is after {to}")));
+        }
+        Ok((start, end))
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use axum::http::Uri;
 use chrono::Utc;
 use command_api::error::ApiError;
 use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
@@ -64,7 +65,7 @@ pub struct Recorded {
 }
 
 /// `path?query` as the client sent it, cut to what an event may hold (an ellipsis marks a cut).
-pub fn describe(path: &str, query: Option<&str>) -> String {
+fn describe(path: &str, query: Option<&str>) -> String {
     let full = match query {
         Some(query) if !query.is_empty() => format!("GET {path}?{query}"),
         _ => format!("GET {path}"),
@@ -114,10 +115,9 @@ impl AuditReads {
         })
     }
 
-    /// The stream's last sequence, or `None` when NATS does not answer in time.
-    pub async fn stream_head(&self) -> Option<u64> {
-        let info = tokio::time::timeout(self.open_wait, self.js.get_stream(&self.stream_name));
-        match info.await {
+    /// The stream's last sequence, or `None` when NATS does not answer within `within`.
+    pub async fn stream_head(&self, within: Duration) -> Option<u64> {
+        match tokio::time::timeout(within, self.stream()).await {
             Ok(Ok(stream)) => Some(stream.cached_info().state.last_sequence),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot read the stream's last sequence");
@@ -127,14 +127,15 @@ impl AuditReads {
         }
     }
 
-    /// Records that `caller` read `query` and received `results` entries. Returns only once the
+    /// Records that `caller` read what `uri` asks for and received `results` entries. Returns only once the
     /// event is stored; any failure means the read must not be answered.
     pub async fn record(
         &self,
         caller: &Caller,
-        query: String,
+        uri: &Uri,
         results: u64,
     ) -> Result<Recorded, QueryError> {
+        let query = describe(uri.path(), uri.query());
         // Just after start the store may be a round trip away from open; a read then waits for
         // it (bounded) rather than being refused for a race the caller cannot see.
         let handler = tokio::time::timeout(self.open_wait, self.handler.wait())

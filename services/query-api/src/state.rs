@@ -5,8 +5,6 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use command_api::auth::TokenKeys;
 
-use readmodel::Projection;
-
 use crate::config::Config;
 use crate::db::ReadModel;
 use crate::metrics::Metrics;
@@ -32,16 +30,16 @@ impl AppState {
     /// Builds the state without waiting for the database (the pools connect lazily) or NATS (the
     /// event store is opened in the background). Needs a Tokio runtime.
     pub async fn new(config: &Config) -> Result<Self, String> {
+        let read_model = ReadModel::connect(config)?;
+        let time_travel = time_travel::TimeTravel::new(&read_model.audit_schema)
+            .map_err(|e| e.to_string())?
+            .with_cache(SNAPSHOT_CACHE);
         Ok(Self {
-            read_model: ReadModel::connect(config)?,
+            read_model,
             keys: Arc::new(TokenKeys::new(&config.token_secret)?),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
-            time_travel: time_travel::TimeTravel::new(
-                &Projection::Audit.schema(&config.schema_prefix),
-            )
-            .map_err(|e| e.to_string())?
-            .with_cache(SNAPSHOT_CACHE),
+            time_travel,
             verification: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

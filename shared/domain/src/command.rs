@@ -29,6 +29,48 @@ pub struct ParseError {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    let command = parse_typed(body)?;
+    refuse_control_characters(body)?;
+    Ok(command)
+}
+
+/// A command's text may carry no control character but tab and line breaks: a NUL cannot be
+/// stored by PostgreSQL (it would stall every projection) and the others do not belong in prose.
+/// Checked on the body as a whole, here where commands come in, and not in `Text`'s
+/// deserialisation, which also reads back events stored before the rule.
+fn refuse_control_characters(body: &[u8]) -> Result<(), ParseError> {
+    /// The path in `serde_path_to_error`'s notation (`lines[0].progress`) and the error.
+    fn find(value: &Value, path: &str) -> Option<(String, String)> {
+        match value {
+            Value::String(text) => {
+                crate::text::forbidden_control(text).map(|e| (path.to_owned(), e.to_string()))
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| find(item, &format!("{path}[{i}]"))),
+            Value::Object(fields) => fields.iter().find_map(|(name, field)| {
+                let path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                find(field, &path)
+            }),
+            _ => None,
+        }
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError {
+        path: ".".to_owned(),
+        message: e.to_string(),
+    })?;
+    match find(&value, "") {
+        Some((path, message)) => Err(ParseError { path, message }),
+        None => Ok(()),
+    }
+}
+
+fn parse_typed<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| ParseError {
         path: e.path().to_string(),

@@ -50,6 +50,10 @@ pub struct Item {
     pub assignments: Vec<Assignment>,
     pub due_on: Option<NaiveDate>,
     pub status: Lifecycle,
+    /// When the completion in force took effect: the deadline qualifier of completed work is
+    /// judged then, not now.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 impl Item {
@@ -195,6 +199,7 @@ pub fn evolve(state: State, event: &ItemEvent) -> State {
             assignments: vec![],
             due_on: None,
             status: Lifecycle::NotStarted,
+            completed_at: None,
         }),
         (
             Some(mut item),
@@ -237,8 +242,9 @@ pub fn evolve(state: State, event: &ItemEvent) -> State {
             due_on: Some(*due_on),
             ..item
         }),
-        (Some(item), ItemEvent::StatusChanged { to, .. }) => Some(Item {
+        (Some(item), ItemEvent::StatusChanged { to, at, .. }) => Some(Item {
             status: *to,
+            completed_at: (*to == Lifecycle::Completed).then_some(*at),
             ..item
         }),
         (state, _) => state,

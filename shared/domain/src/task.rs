@@ -24,6 +24,9 @@ pub struct Task {
     pub leader_in_charge: Name,
     pub due_on: NaiveDate,
     pub status: Lifecycle,
+    /// When the completion in force took effect (see [`crate::item::Item::completed_at`]).
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
     pub cancelled: bool,
 }
 
@@ -133,14 +136,16 @@ pub fn evolve(state: State, event: &TaskEvent) -> State {
             leader_in_charge: leader_in_charge.clone(),
             due_on: *due_on,
             status: Lifecycle::NotStarted,
+            completed_at: None,
             cancelled: false,
         }),
         (Some(task), TaskEvent::Rescheduled { to, .. }) => Some(Task {
             due_on: *to,
             ..task
         }),
-        (Some(task), TaskEvent::StatusChanged { to, .. }) => Some(Task {
+        (Some(task), TaskEvent::StatusChanged { to, at, .. }) => Some(Task {
             status: *to,
+            completed_at: (*to == Lifecycle::Completed).then_some(*at),
             ..task
         }),
         (Some(task), TaskEvent::Cancelled { .. }) => Some(Task {

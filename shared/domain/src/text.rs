@@ -36,24 +36,31 @@ pub enum TextError {
     BadIdentifier(String),
 }
 
-/// C0 controls but tab, line feed and carriage return, and DEL. (C1 controls such as U+0085, a
-/// line break in some encodings, are left to the text.)
-fn is_forbidden_control(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}')
+/// The first C0 control character of `text` other than tab, line feed and carriage return, or
+/// DEL. (C1 controls such as U+0085, a line break in some encodings, are left to the text.)
+pub fn forbidden_control(text: &str) -> Option<TextError> {
+    text.chars()
+        .find(
+            |c| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'),
+        )
+        .map(|c| TextError::ControlCharacter(u32::from(c)))
 }
 
 impl<const MAX: usize> Text<MAX> {
+    /// New text, from code or a client: control characters are refused. (What clients send in a
+    /// command body is checked as a whole by the command parser.)
     pub fn new(raw: &str) -> Result<Self, TextError> {
+        if let Some(error) = forbidden_control(raw) {
+            return Err(error);
+        }
         Self::from_string(raw.to_owned())
     }
 
     /// Takes `raw` as it is when it is trimmed and NFC already — everything read back from the
     /// log is, and folding history decodes every text of every event — and normalises a copy
-    /// otherwise.
+    /// otherwise. Control characters are not refused here: events stored before they were must
+    /// still decode.
     fn from_string(raw: String) -> Result<Self, TextError> {
-        if let Some(control) = raw.chars().find(|c| is_forbidden_control(*c)) {
-            return Err(TextError::ControlCharacter(u32::from(control)));
-        }
         let trimmed = raw.trim();
         let normalised = if is_nfc_quick(trimmed.chars()) == IsNormalized::Yes {
             if trimmed.len() == raw.len() {

@@ -3382,6 +3382,23 @@ fn an_integral_float_reads_as_the_integer_it_equals_and_nothing_else_does() {
 }
 
 #[test]
+fn commands_refuse_control_characters_with_their_path_but_events_still_read_them() {
+    let body = |progress: &str| {
+        json!({
+            "plan_id": PLAN, "unit_id": XAY_DUNG, "quarter": { "year": 2025, "quarter": 3 },
+            "lines": [{ "item_id": ITEM_1, "progress": progress }]
+        })
+    };
+    let refused = parse("submit-report", &body("Đã cấp\u{0}")).expect_err("a NUL");
+    assert_eq!(refused.path, "lines[0].progress");
+    assert!(refused.message.contains("U+0000"), "{refused}");
+    assert!(parse("submit-report", &body("Đã cấp\r\n\t50 hồ sơ")).is_ok());
+    // An event stored before the rule decodes as it was.
+    let stored: Name = serde_json::from_value(json!("Sở\u{1b}Y tế")).expect("decodes");
+    assert_eq!(stored.as_str(), "Sở\u{1b}Y tế");
+}
+
+#[test]
 fn parse_errors_name_the_json_path_of_the_offending_field() {
     let error_of =
         |command: &str, body: Value| parse(command, &body).expect_err("the body does not parse");

@@ -8,7 +8,10 @@ use sqlx::PgConnection;
 use crate::ApplyError;
 
 /// Checks every event of `commits` against the chain heads this projection holds, and moves the
-/// heads forward. A break stops the projection at the commit that carries it.
+/// heads forward. A break stops the projection at the commit that carries it. An aggregate
+/// without a head starts its chain empty — unless the projection held events before it tracked
+/// chains (`chain_tracking.since` > 0) and the event says it continues one: that first link is
+/// taken as given (the event's own hash is still checked), and every later one is checked.
 pub async fn check_and_advance(
     conn: &mut PgConnection,
     commits: &[Commit],
@@ -31,10 +34,26 @@ pub async fn check_and_advance(
     .await?
     .into_iter()
     .collect();
+    let mut tracked_before_events: Option<bool> = None;
     for commit in commits {
         for event in &commit.events {
             let aggregate = key(event);
-            let previous = heads.get(&aggregate).map_or("", String::as_str);
+            let previous = match heads.get(&aggregate) {
+                Some(head) => head.as_str(),
+                None if !event.prevhash.is_empty() => {
+                    let trusted = match tracked_before_events {
+                        Some(trusted) => trusted,
+                        None => {
+                            let since: i64 = sqlx::query_scalar("SELECT since FROM chain_tracking")
+                                .fetch_one(&mut *conn)
+                                .await?;
+                            *tracked_before_events.insert(since > 0)
+                        }
+                    };
+                    if trusted { event.prevhash.as_str() } else { "" }
+                }
+                None => "",
+            };
             let head = verify_link(previous, std::slice::from_ref(event)).map_err(|e| {
                 ApplyError::Forged {
                     sequence: commit.sequence,

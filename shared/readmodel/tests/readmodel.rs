@@ -317,3 +317,45 @@ async fn ids_in_the_history_are_consistent() {
     );
     assert_eq!(stored, expected.as_str());
 }
+
+/// A database that held events before it tracked hash chains (upgraded from a version without
+/// `chain_heads`) takes an old aggregate's next link as given, and checks every one after; a
+/// database built from the first event refuses the same commit as a link from nowhere.
+#[tokio::test]
+async fn chains_picked_up_mid_stream_trust_their_first_link_only_after_an_upgrade() {
+    let commits = commits();
+    let continuing = commits
+        .iter()
+        .rposition(|c| !c.events[0].prevhash.is_empty())
+        .expect("a commit that continues a chain");
+    let (before, last) = (&commits[..continuing], &commits[continuing..=continuing]);
+    for (since, accepted) in [(before.len(), true), (0, false)] {
+        let database = TestDatabase::create();
+        let admin = sqlx::PgPool::connect(&database.url())
+            .await
+            .expect("connect");
+        prepare_schema(&admin, Projection::Core, "core")
+            .await
+            .expect("migrate");
+        let mut tx = admin.begin().await.expect("begin");
+        sqlx::query("SET LOCAL search_path TO core")
+            .execute(&mut *tx)
+            .await
+            .expect("search path");
+        apply(&mut tx, Projection::Core, before)
+            .await
+            .expect("apply");
+        // What an upgrade leaves: no heads, tracking from where the projection stood.
+        sqlx::query("DELETE FROM chain_heads")
+            .execute(&mut *tx)
+            .await
+            .expect("forget heads");
+        sqlx::query("UPDATE chain_tracking SET since = $1")
+            .bind(since as i64)
+            .execute(&mut *tx)
+            .await
+            .expect("tracking");
+        let outcome = apply(&mut tx, Projection::Core, last).await;
+        assert_eq!(outcome.is_ok(), accepted, "since {since}: {outcome:?}");
+    }
+}

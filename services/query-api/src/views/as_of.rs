@@ -22,7 +22,6 @@ use super::{PathId, Snapshot, require_acting_for, visibility};
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::params::Params;
-use crate::reads::describe;
 use crate::state::AppState;
 
 /// Events listed in a diff unless `limit` says otherwise.
@@ -143,18 +142,12 @@ pub async fn diff(
     params: Params,
     uri: Uri,
 ) -> Result<Json<RecordedDiff>, QueryError> {
+    let (from, to) = params.range("from", "to")?;
+    // The route declares `from` required, so the guard has refused a request without it.
+    let from =
+        from.ok_or_else(|| QueryError::Malformed("query parameter from is required".to_owned()))?;
     let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
-    let from = params
-        .instant("from")?
-        .ok_or_else(|| QueryError::Malformed("query parameter from is required".to_owned()))?;
-    let to = params.instant("to")?.unwrap_or(snapshot.as_of);
-    if from > to {
-        return Err(QueryError::InvalidRange(format!(
-            "from ({}) must not be after to ({})",
-            from.to_rfc3339(),
-            to.to_rfc3339()
-        )));
-    }
+    let to = to.unwrap_or(snapshot.as_of);
     let limit = params
         .integer("limit", 1, MAX_EVENT_LIMIT)?
         .and_then(|limit| u32::try_from(limit).ok())
@@ -167,11 +160,7 @@ pub async fn diff(
     drop(snapshot);
     let recorded = state
         .audit_reads
-        .record(
-            &caller,
-            describe(uri.path(), uri.query()),
-            diff.events.len() as u64,
-        )
+        .record(&caller, &uri, diff.events.len() as u64)
         .await?;
     Ok(Json(RecordedDiff {
         diff,

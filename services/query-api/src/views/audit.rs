@@ -22,7 +22,6 @@ use super::Snapshot;
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::params::Params;
-use crate::reads::describe;
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("../sql/audit.sql");
@@ -97,27 +96,14 @@ pub struct AuditPage {
     pub read_sequence: u64,
 }
 
-/// A half-open time range, either end optional.
-type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-fn range(params: &Params, from: &str, to: &str) -> Result<Range, QueryError> {
-    let (start, end) = (params.instant(from)?, params.instant(to)?);
-    if let (Some(start), Some(end)) = (start, end)
-        && start > end
-    {
-        return Err(QueryError::InvalidRange(format!("{from} is after {to}")));
-    }
-    Ok((start, end))
-}
-
 pub async fn handler(
     State(state): State<AppState>,
     caller: Caller,
     uri: Uri,
     params: Params,
 ) -> Result<Json<AuditPage>, QueryError> {
-    let (recorded_from, recorded_to) = range(&params, "recorded_from", "recorded_to")?;
-    let (effective_from, effective_to) = range(&params, "effective_from", "effective_to")?;
+    let (recorded_from, recorded_to) = params.range("recorded_from", "recorded_to")?;
+    let (effective_from, effective_to) = params.range("effective_from", "effective_to")?;
     let after = params
         .text("cursor")
         .map(Cursor::decode)
@@ -158,11 +144,7 @@ pub async fn handler(
     drop(snapshot);
     let recorded = state
         .audit_reads
-        .record(
-            &caller,
-            describe(uri.path(), uri.query()),
-            entries.len() as u64,
-        )
+        .record(&caller, &uri, entries.len() as u64)
         .await?;
     Ok(Json(AuditPage {
         as_of,

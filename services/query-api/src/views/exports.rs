@@ -33,7 +33,6 @@ use super::{PathId, Snapshot};
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::params::{Param, Params};
-use crate::reads::describe;
 use crate::state::AppState;
 
 /// The analytics datasets, as `readmodel::export::Dataset` names them (the events have a route
@@ -69,16 +68,8 @@ fn export_format(params: &Params) -> Format {
 }
 
 fn export_range(params: &Params) -> Result<Range, QueryError> {
-    let range = Range {
-        from: params.instant("from")?,
-        to: params.instant("to")?,
-    };
-    if let (Some(from), Some(to)) = (range.from, range.to)
-        && from > to
-    {
-        return Err(QueryError::InvalidRange("from is after to".to_owned()));
-    }
-    Ok(range)
+    let (from, to) = params.range("from", "to")?;
+    Ok(Range { from, to })
 }
 
 fn extension(format: Format) -> &'static str {
@@ -176,11 +167,7 @@ pub async fn events(
     drop(snapshot);
     let recorded = state
         .audit_reads
-        .record(
-            &caller,
-            describe(uri.path(), uri.query()),
-            u64::try_from(rows).unwrap_or(0),
-        )
+        .record(&caller, &uri, u64::try_from(rows).unwrap_or(0))
         .await?;
     let mut response = streamed(&state, Dataset::Events, range, format, started);
     response.headers_mut().insert(

@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::access::Caller;
 use crate::error::QueryError;
-use crate::reads::describe;
 use crate::state::AppState;
 
 /// How often the walk is repeated when the audit table got ahead of it (see [`handler`]).
@@ -168,7 +167,7 @@ pub async fn handler(
     }
     let recorded = state
         .audit_reads
-        .record(&caller, describe(uri.path(), uri.query()), answer.events)
+        .record(&caller, &uri, answer.events)
         .await?;
     answer.read_sequence = recorded.sequence;
     Ok(Json(answer))
