@@ -18,6 +18,8 @@ use crate::state::AppState;
 /// Default and longest wait, in milliseconds.
 pub const DEFAULT_WAIT_MS: i64 = 2_000;
 pub const MAX_WAIT_MS: i64 = 10_000;
+/// The least time given to asking NATS how far the stream has got.
+const HEAD_CHECK: Duration = Duration::from_millis(100);
 
 /// The parameters every data route takes.
 pub const PARAMS: &[Param] = &[
@@ -90,14 +92,15 @@ pub async fn wait_for(
             return Ok(());
         };
         // A sequence the stream has not reached was not handed out by any command answer: no
-        // wait can satisfy it. Asked once, within the wait the caller allowed (without NATS,
-        // or with no time to ask, the wait decides): dashboards do not depend on NATS.
+        // wait can satisfy it. Asked once, within the wait the caller allowed but at least
+        // HEAD_CHECK (a local round trip takes about a millisecond); without an answer from NATS
+        // the wait decides, so dashboards do not depend on NATS.
         if !head_checked {
             head_checked = true;
-            if let Some(head) = state
-                .audit_reads
-                .stream_head(deadline.saturating_duration_since(Instant::now()))
-                .await
+            let within = deadline
+                .saturating_duration_since(Instant::now())
+                .max(HEAD_CHECK);
+            if let Some(head) = state.audit_reads.stream_head(within).await
                 && wanted.min_sequence > head
             {
                 return Err(QueryError::SequenceNotReached {
