@@ -502,8 +502,8 @@ projection_numbers() {
 # Waits until every projection has applied the stream up to its last sequence now, so reads
 # through query-api see the seed. Gives up when the projector makes no progress for 60 s.
 step_catch_up() {
-    local head url answer code started=$SECONDS moved=$SECONDS told=$SECONDS state="" last=""
-    local name checkpoint lag behind
+    local head url answer code moved=$SECONDS told=$SECONDS state="" last=""
+    local name checkpoint behind
     head=$(curl -s --max-time 5 "$(service_url command-api)/readyz" |
         sed -n 's/.*"last_sequence":\([0-9]*\).*/\1/p') || head=""
     [[ -n $head ]] || die "cannot read the stream's last sequence from GET $(service_url command-api)/readyz"
@@ -517,14 +517,9 @@ step_catch_up() {
             service_failed projector "a projection stopped (GET $url: $answer)"
         fi
         state="" behind=0
-        while read -r name checkpoint lag; do
-            # The checkpoint in /readyz moves only when the projector applies a batch (after a
-            # restart with nothing to apply it shows 0); the lag (stream head - checkpoint in
-            # the database) is measured every second, so it counts once measured after $head
-            # was read.
-            if ((SECONDS - started >= 3 && head - lag > checkpoint)); then
-                checkpoint=$((head - lag))
-            fi
+        # /readyz reports each projection's checkpoint from the moment it resumes, also when
+        # a restart finds nothing to apply.
+        while read -r name checkpoint _; do
             state+="${state:+, }$name $checkpoint/$head"
             ((checkpoint >= head)) || behind=1
         done < <(projection_numbers "$answer")

@@ -51,9 +51,14 @@ pub async fn run(nats_url: &str, args: VerifyArgs) -> Result<(), String> {
         let pool = sqlx::PgPool::connect(url)
             .await
             .map_err(|e| e.to_string())?;
-        let audit = verify_audit(&pool, &args.audit_schema, &verification.event_hashes)
-            .await
-            .map_err(|e| e.to_string())?;
+        let audit = verify_audit(
+            &pool,
+            &args.audit_schema,
+            &verification.event_hashes,
+            last_sequence,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if let Some(broken) = &audit.broken {
             return Err(format!(
                 "BROKEN: audit table at stream sequence {}, aggregate {}: {}",
@@ -66,6 +71,17 @@ pub async fn run(nats_url: &str, args: VerifyArgs) -> Result<(), String> {
                 "BROKEN: audit table holds {} events up to sequence {}, the stream {expected}",
                 audit.rows, audit.checkpoint
             ));
+        }
+        if audit.newest > last_sequence {
+            let head = stream
+                .get_info()
+                .await
+                .map_err(|e| e.to_string())?
+                .state
+                .last_sequence;
+            if let Some(broken) = audit.beyond(head) {
+                return Err(format!("BROKEN: {}", broken.reason));
+            }
         }
         println!(
             "audit table OK: {} events, up to sequence {}",

@@ -14,25 +14,55 @@ pub struct AuditVerification {
     pub rows: u64,
     pub checkpoint: u64,
     pub broken: Option<Broken>,
+    /// The table's newest stream sequence, walked or not: rows beyond the stream's own head
+    /// cannot have come from it.
+    pub newest: u64,
+}
+
+impl AuditVerification {
+    /// A broken link when the table holds a row beyond `stream_head` (the stream's last sequence
+    /// read after this walk).
+    pub fn beyond(&self, stream_head: u64) -> Option<Broken> {
+        (self.newest > stream_head).then(|| Broken {
+            sequence: self.newest,
+            aggregate: String::new(),
+            reason: format!(
+                "the audit table holds stream sequence {}, beyond the stream's last {stream_head}",
+                self.newest
+            ),
+        })
+    }
 }
 
 /// Walks `schema`'s audit log in stream order. Each row's payload must equal its envelope's
 /// data, its envelope must hash to its `hash`, its `prevhash` must be the previous row's hash for
 /// the aggregate, and its hash must equal the one the stream holds for that event
-/// (`stream_hashes`: event id → hash).
+/// (`stream_hashes`: event id → hash). Only rows up to `up_to` — the last sequence the stream
+/// walk saw — are walked: rows the projector applied after the walk (a read of the audit trail
+/// recorded meanwhile, say) have no hash to compare with. Whether any row lies beyond the stream
+/// itself is [`AuditVerification::beyond`]'s question.
 pub async fn verify_audit(
     pool: &PgPool,
     schema: &str,
     stream_hashes: &HashMap<Uuid, String>,
+    up_to: u64,
 ) -> Result<AuditVerification, sqlx::Error> {
     let mut verification = AuditVerification::default();
     let mut heads: BTreeMap<String, String> = BTreeMap::new();
+    let table = format!("\"{}\".audit_log", schema.replace('"', "\"\""));
+    let newest: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT max(stream_sequence) FROM {table}"
+    )))
+    .fetch_one(pool)
+    .await?;
+    verification.newest = u64::try_from(newest.unwrap_or(0)).unwrap_or(0);
     let sql = format!(
         "SELECT stream_sequence, event_id, aggregate_type, aggregate_id, payload, envelope
-         FROM \"{}\".audit_log ORDER BY stream_sequence, position",
-        schema.replace('"', "\"\"")
+         FROM {table} WHERE stream_sequence <= $1 ORDER BY stream_sequence, position"
     );
-    let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(pool);
+    let mut rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
+        .fetch(pool);
     while let Some(row) = rows.try_next().await? {
         let sequence = row.try_get::<i64, _>("stream_sequence")? as u64;
         let event_id: Uuid = row.try_get("event_id")?;
@@ -69,4 +99,26 @@ pub async fn verify_audit(
         verification.checkpoint = sequence;
     }
     Ok(verification)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rows_beyond_the_stream_itself_are_a_break() {
+        let table = AuditVerification {
+            newest: 10,
+            ..AuditVerification::default()
+        };
+        assert!(table.beyond(10).is_none());
+        assert!(table.beyond(11).is_none());
+        let broken = table.beyond(9).expect("a row the stream never held");
+        assert_eq!(broken.sequence, 10);
+        assert!(
+            broken.reason.contains("beyond the stream's last 9"),
+            "{}",
+            broken.reason
+        );
+    }
 }

@@ -524,13 +524,11 @@ pub(crate) async fn fold_as_of(
     })
 }
 
-/// A key for `pg_advisory_xact_lock` per audit schema: one builder at a time.
+/// A key for `pg_advisory_xact_lock` per audit schema: one snapshot builder at a time. The
+/// projection's own key for the schema, turned, so that building snapshots never waits on the
+/// projector's batches.
 fn lock_key(schema: &str) -> i64 {
-    // FNV-1a: stable across builds and processes.
-    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    i64::from_ne_bytes((hash ^ 0x6b68_3633_7474_0000).to_ne_bytes())
+    readmodel::lock_key(schema) ^ 0x6b68_3633_7474_0000
 }
 
 struct Writer<'c> {
@@ -802,27 +800,29 @@ async fn refresh_effective(
         ),
         None => (PlanState::default(), 0),
     };
+    // Events past the head this refresh validated against wait for the next one.
     let query = match base.and_then(|b| b.effective_at.map(|e| (e, b))) {
         Some((effective_at, b)) => sqlx::query(AssertSqlSafe(format!(
             "SELECT {columns} FROM {schema}.audit_log
-             WHERE (effective_at, stream_sequence, position) > ($1, $2, $3)
-               AND aggregate_type IN {PLAN_KINDS}
+             WHERE (effective_at, stream_sequence, position) > ($2, $3, $4)
+               AND stream_sequence <= $1 AND aggregate_type IN {PLAN_KINDS}
              ORDER BY effective_at, stream_sequence, position"
         )))
+        .bind(head)
         .bind(effective_at)
         .bind(b.stream_sequence)
         .bind(b.position),
         None => sqlx::query(AssertSqlSafe(format!(
             "SELECT {columns} FROM {schema}.audit_log
-             WHERE aggregate_type IN {PLAN_KINDS}
+             WHERE stream_sequence <= $1 AND aggregate_type IN {PLAN_KINDS}
              ORDER BY effective_at, stream_sequence, position"
-        ))),
+        )))
+        .bind(head),
     };
     let mut rows = query.fetch(&mut *read);
     let mut since = 0u64;
     while let Some(row) = rows.try_next().await? {
-        // Events past the head this refresh validated against wait for the next one.
-        let Some(event) = decode_row(&row, decoding)?.filter(|e| e.stream_sequence <= head) else {
+        let Some(event) = decode_row(&row, decoding)? else {
             continue;
         };
         state.apply(&event.target, &event.event);

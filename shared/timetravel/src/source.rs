@@ -59,13 +59,6 @@ pub struct LoggedEvent {
     pub event: Event,
 }
 
-impl LoggedEvent {
-    /// The event's place in effective-axis order.
-    pub fn effective_key(&self) -> (DateTime<Utc>, i64, i32) {
-        (self.effective_at, self.stream_sequence, self.position)
-    }
-}
-
 /// `Event::decode(kind, name, version, payload)`, reading the payload's JSON text straight into
 /// the aggregate's event type when the version is current. `Event::decode` wraps the payload as
 /// `{"event": name, "data": payload}` and deserialises that into the aggregate's adjacently tagged

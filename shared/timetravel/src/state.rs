@@ -112,15 +112,6 @@ impl PlanState {
         }
     }
 
-    /// How many aggregates the state holds.
-    pub fn len(&self) -> usize {
-        self.aggregates.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.aggregates.is_empty()
-    }
-
     existing!(
         /// Registered units.
         units, unit, Unit, UnitId, Unit

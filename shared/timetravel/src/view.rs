@@ -63,7 +63,7 @@ pub struct ItemRow {
     pub status: Lifecycle,
     pub status_label: String,
     pub due_on: Option<NaiveDate>,
-    /// `calendar::deadline_qualifier(due_on, T)`.
+    /// `calendar::deadline_qualifier(due_on, T)`; for completed work, at its completion.
     pub deadline_qualifier: DeadlineQualifier,
     pub deadline_label: String,
     /// Đơn vị chủ trì at T, after groups and succession (`Facts::responsible_units`).
@@ -250,7 +250,8 @@ fn ids(units: BTreeSet<UnitId>) -> Vec<UnitId> {
 }
 
 fn item_row(id: &ItemId, item: &Item, facts: &Facts, at: DateTime<Utc>) -> ItemRow {
-    let qualifier = deadline_qualifier(item.due_on, at);
+    // Completed work is judged at its completion, as the read model's items_overview does.
+    let qualifier = deadline_qualifier(item.due_on, item.completed_at.unwrap_or(at));
     ItemRow {
         item_id: id.clone(),
         plan_id: item.plan_id.clone(),
@@ -278,7 +279,7 @@ fn named(item: &Item, role: AssignmentRole, at: DateTime<Utc>) -> Vec<Assignee> 
 }
 
 fn task_row(id: &TaskId, task: &Task, at: DateTime<Utc>) -> TaskRow {
-    let qualifier = deadline_qualifier(Some(task.due_on), at);
+    let qualifier = deadline_qualifier(Some(task.due_on), task.completed_at.unwrap_or(at));
     TaskRow {
         task_id: id.clone(),
         item_id: task.item_id.clone(),
@@ -544,4 +545,78 @@ pub fn item_statuses(state: &PlanState) -> BTreeMap<ItemId, Lifecycle> {
         .items()
         .map(|(id, item)| (id.clone(), item.status))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use remediation_domain::item::ItemEvent;
+    use remediation_domain::text::{Reason, Title};
+    use remediation_domain::{AggregateRef, Event};
+
+    use super::*;
+
+    fn instant(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("instant")
+            .with_timezone(&Utc)
+    }
+
+    /// As the read model's items_overview has it: completed work is judged at its completion, so
+    /// an item finished on time stays "trong hạn" after its due date; reopened, it is judged now.
+    #[test]
+    fn completed_work_is_judged_at_its_completion() {
+        let id = ItemId::new("kh-63-2025-01").expect("id");
+        let target = AggregateRef::Item(id.clone());
+        let mut state = PlanState::default();
+        let status = |from, to, at: &str| {
+            Event::Item(ItemEvent::StatusChanged {
+                from,
+                to,
+                reason: Reason::new("Theo báo cáo").expect("reason"),
+                evidence: None,
+                at: instant(at),
+            })
+        };
+        for event in [
+            Event::Item(ItemEvent::Recorded {
+                plan_id: PlanId::new("kh-63-2025").expect("plan"),
+                plan_issued_on: NaiveDate::from_ymd_opt(2025, 4, 8).expect("date"),
+                ordinal: 1,
+                title: Title::new("Tăng trưởng nông nghiệp").expect("title"),
+                sector: None,
+                causes_objective: None,
+                causes_subjective: None,
+                remedies: None,
+            }),
+            Event::Item(ItemEvent::DeadlineSet {
+                due_on: NaiveDate::from_ymd_opt(2025, 6, 30).expect("date"),
+            }),
+            status(
+                Lifecycle::NotStarted,
+                Lifecycle::Completed,
+                "2025-06-20T09:00:00+07:00",
+            ),
+        ] {
+            state.apply(&target, &event);
+        }
+        let stats = FoldStats {
+            head_sequence: 3,
+            events: 3,
+            snapshot: None,
+            folded_after_snapshot: 3,
+        };
+        let later = AsOf::recorded(instant("2025-09-01T00:00:00+07:00"));
+        let view = item_view(&state, later, stats, &id).expect("the item");
+        assert_eq!(view.item.deadline_qualifier, DeadlineQualifier::WithinTime);
+        state.apply(
+            &target,
+            &status(
+                Lifecycle::Completed,
+                Lifecycle::Reopened,
+                "2025-08-01T09:00:00+07:00",
+            ),
+        );
+        let view = item_view(&state, later, stats, &id).expect("the item");
+        assert_eq!(view.item.deadline_qualifier, DeadlineQualifier::Overdue);
+    }
 }

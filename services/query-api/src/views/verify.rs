@@ -8,11 +8,12 @@
 //! The walks are those of `remediation-admin verify`; the answer is recorded as a read of the
 //! audit trail ([`crate::reads`]).
 
+use async_nats::jetstream;
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
-use event_store::{Broken, digest, verify_stream};
+use event_store::{Broken, Verification as StreamVerification, digest, verify_stream};
 use readmodel::verify_audit;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -20,9 +21,6 @@ use serde::Serialize;
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::state::AppState;
-
-/// How often the walk is repeated when the audit table got ahead of it (see [`handler`]).
-const ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +81,59 @@ fn link(place: Place, broken: &Broken) -> BrokenLink {
     }
 }
 
+/// Walks the audit table up to where the stream walk got; fills in its counts and returns its
+/// first broken link, if any.
+async fn audit_table_break(
+    state: &AppState,
+    stream: &jetstream::stream::Stream,
+    walked: &StreamVerification,
+    answer: &mut AuditVerification,
+) -> Result<Option<BrokenLink>, QueryError> {
+    let table = verify_audit(
+        &state.read_model.bulk,
+        &state.read_model.audit_schema,
+        &walked.event_hashes,
+        walked.last_sequence,
+    )
+    .await?;
+    answer.audit_rows = table.rows;
+    answer.audit_checkpoint = table.checkpoint;
+    if let Some(broken) = &table.broken {
+        return Ok(Some(link(Place::AuditTable, broken)));
+    }
+    let expected = walked.events_up_to(table.checkpoint);
+    if table.rows != expected {
+        return Ok(Some(BrokenLink {
+            place: Place::AuditTable,
+            sequence: table.checkpoint,
+            aggregate: None,
+            reason: format!(
+                "the audit table holds {} events up to stream sequence {}, the stream {expected}",
+                table.rows, table.checkpoint
+            ),
+        }));
+    }
+    // Rows newer than the walk are the projector's work since; only rows newer than the stream
+    // as it stands now cannot have come from it. The stream is asked only when that is possible.
+    if table.newest > walked.last_sequence {
+        let head = stream
+            .get_info()
+            .await
+            .map_err(|e| QueryError::StoreUnavailable(e.to_string()))?
+            .state
+            .last_sequence;
+        if let Some(broken) = table.beyond(head) {
+            return Ok(Some(BrokenLink {
+                place: Place::AuditTable,
+                sequence: broken.sequence,
+                aggregate: None,
+                reason: broken.reason,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 pub async fn handler(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,75 +143,31 @@ pub async fn handler(
     let _turn = state.verification.lock().await;
     let checked_at = Utc::now();
     let stream = state.audit_reads.stream().await?;
-    let mut attempt = 0;
-    let mut answer = loop {
-        attempt += 1;
-        let walked = verify_stream(&stream)
-            .await
-            .map_err(|e| QueryError::StoreUnavailable(e.to_string()))?;
-        let mut answer = AuditVerification {
-            status: Status::Ok,
-            checked_at,
-            commits: walked.commits,
-            events: walked.events,
-            chains: walked.heads.len() as u64,
-            last_sequence: walked.last_sequence,
-            audit_rows: 0,
-            audit_checkpoint: 0,
-            digest: None,
-            broken: None,
-            read_sequence: 0,
-        };
-        if let Some(broken) = &walked.broken {
-            answer.broken = Some(link(Place::Stream, broken));
-            break answer;
-        }
-        let table = verify_audit(
-            &state.read_model.bulk,
-            &state.read_model.audit_schema,
-            &walked.event_hashes,
-        )
-        .await?;
-        answer.audit_rows = table.rows;
-        answer.audit_checkpoint = table.checkpoint;
-        if let Some(broken) = &table.broken {
-            // The table is read after the stream: a commit appended meanwhile (a read recorded
-            // a moment ago, say) may already be projected, and the walk cannot know its hash.
-            // That is no evidence of tampering — walk again. A row beyond what the stream holds
-            // even now is.
-            let beyond_walk = broken.sequence > walked.last_sequence;
-            if beyond_walk && attempt < ATTEMPTS {
-                let head = stream
-                    .get_info()
-                    .await
-                    .map_err(|e| QueryError::StoreUnavailable(e.to_string()))?
-                    .state
-                    .last_sequence;
-                if broken.sequence <= head {
-                    continue;
-                }
-            }
-            answer.broken = Some(link(Place::AuditTable, broken));
-            break answer;
-        }
-        let expected = walked.events_up_to(table.checkpoint);
-        if table.rows != expected {
-            answer.broken = Some(BrokenLink {
-                place: Place::AuditTable,
-                sequence: table.checkpoint,
-                aggregate: None,
-                reason: format!(
-                    "the audit table holds {} events up to stream sequence {}, the stream {expected}",
-                    table.rows, table.checkpoint
-                ),
-            });
-            break answer;
-        }
+    let walked = verify_stream(&stream)
+        .await
+        .map_err(|e| QueryError::StoreUnavailable(e.to_string()))?;
+    let mut answer = AuditVerification {
+        status: Status::Ok,
+        checked_at,
+        commits: walked.commits,
+        events: walked.events,
+        chains: walked.heads.len() as u64,
+        last_sequence: walked.last_sequence,
+        audit_rows: 0,
+        audit_checkpoint: 0,
+        digest: None,
+        broken: None,
+        read_sequence: 0,
+    };
+    answer.broken = match &walked.broken {
+        Some(broken) => Some(link(Place::Stream, broken)),
+        None => audit_table_break(&state, &stream, &walked, &mut answer).await?,
+    };
+    if answer.broken.is_none() {
         answer.digest = Some(digest(
             walked.heads.iter().map(|(a, h)| (a.as_str(), h.as_str())),
         ));
-        break answer;
-    };
+    }
     if answer.broken.is_some() {
         answer.status = Status::Broken;
         tracing::error!(broken = ?answer.broken, "audit verification found a broken link");
