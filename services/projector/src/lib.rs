@@ -163,18 +163,19 @@ impl Projector {
                 projection,
                 stopped.clone(),
             ));
-            let status = self.context.status.clone();
-            // A panic must not leave a projection silently stopped behind a ready /readyz.
+            let context = self.context.clone();
+            let stopped = stopped.clone();
+            // A panic must not leave a projection silently stopped behind a ready /readyz, here
+            // or in the query service.
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = worker.await {
                     tracing::error!(projection = projection.name(), error = %e, "projection worker panicked");
-                    status.stall(
-                        projection,
-                        status::Stall {
-                            sequence: None,
-                            reason: format!("worker panicked: {e}"),
-                        },
-                    );
+                    let stall = status::Stall {
+                        sequence: None,
+                        reason: format!("worker panicked: {e}"),
+                    };
+                    context.status.stall(projection, stall.clone());
+                    worker::persist_stall(&context, projection, &stall, stopped).await;
                 }
             }));
         }

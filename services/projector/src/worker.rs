@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
-use readmodel::{Projection, read_checkpoint};
+use readmodel::{Projection, clear_stall, read_checkpoint, record_stall};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -111,7 +111,8 @@ pub async fn run(
                     reason = %stall.reason,
                     "projection stopped: it will not skip this event"
                 );
-                context.status.stall(projection, stall);
+                context.status.stall(projection, stall.clone());
+                persist_stall(&context, projection, &stall, shutdown).await;
                 return;
             }
             Err(RunError::Transient(reason)) => {
@@ -123,6 +124,41 @@ pub async fn run(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Records `stall` next to the projection's checkpoint, where the query service reads it, trying
+/// again until it is stored or the projector stops: a database that does not answer when the
+/// projection stops must still learn of the stop once it is back, or the query service would
+/// serve the frozen read model as if it were current.
+pub async fn persist_stall(
+    context: &WorkerContext,
+    projection: Projection,
+    stall: &Stall,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let schema = context.schema(projection);
+    let mut backoff = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        match record_stall(
+            &context.pool,
+            &schema,
+            projection,
+            stall.sequence,
+            &stall.reason,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(projection = projection.name(), %error, ?backoff, "cannot record the stop in the database yet; trying again");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -147,6 +183,10 @@ async fn run_once(
         .await
         .map_err(|e| transient(&e))?;
     let schema = context.schema(projection);
+    // A stop recorded before this start is cleared once the projection shows that it runs:
+    // by applying a batch (which clears it in the batch's transaction) or by finding nothing
+    // left to apply.
+    let mut stop_cleared = false;
     loop {
         let fetched = tokio::select! {
             fetched = consumer
@@ -161,6 +201,12 @@ async fn run_once(
             .collect()
             .await;
         let Some(last) = messages.last() else {
+            if !stop_cleared {
+                clear_stall(&context.pool, &schema, projection)
+                    .await
+                    .map_err(|e| transient(&e))?;
+                stop_cleared = true;
+            }
             continue;
         };
         let delivered = messages
@@ -212,6 +258,7 @@ async fn run_once(
                 })));
             }
         };
+        stop_cleared |= applied.commits > 0;
         // Acknowledged only once committed; with AckPolicy::All the last ack covers the batch.
         last.ack().await.map_err(|e| transient(&e))?;
         context.status.applied(

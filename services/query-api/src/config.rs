@@ -6,6 +6,8 @@ use std::time::Duration;
 use command_api::handler::HandlerSettings;
 use event_store::StreamSettings;
 
+use crate::readiness::Bounds;
+
 /// Everything the query service needs to start.
 #[derive(Clone)]
 pub struct Config {
@@ -34,6 +36,8 @@ pub struct Config {
     pub handler: HandlerSettings,
     /// How long to wait for NATS to answer a request or acknowledge a publish.
     pub nats_timeout: Duration,
+    /// How far behind the stream a projection may be before `/readyz` answers 503.
+    pub readiness: Bounds,
 }
 
 impl std::fmt::Debug for Config {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("nats_url", &self.nats_url)
             .field("stream", &self.stream.name)
             .field("nats_timeout", &self.nats_timeout)
+            .field("readiness", &self.readiness)
             .finish_non_exhaustive()
     }
 }
@@ -81,12 +86,13 @@ impl Config {
             stream: StreamSettings::default(),
             handler: HandlerSettings::default(),
             nats_timeout: Duration::from_millis(3_000),
+            readiness: Bounds::default(),
         }
     }
 
     /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
-    /// `EXPORT_TIMEOUT_SECS`; `NATS_URL`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS`
-    /// as the command service reads them.
+    /// `EXPORT_TIMEOUT_SECS`, `READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`; `NATS_URL`,
+    /// `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command service reads them.
     pub fn from_env() -> Result<Self, String> {
         let mut config = Self::new(
             var("DATABASE_URL")
@@ -98,6 +104,12 @@ impl Config {
         config.bulk_statement_timeout = Duration::from_secs(parsed(
             "EXPORT_TIMEOUT_SECS",
             config.bulk_statement_timeout.as_secs(),
+        )?);
+        config.readiness.max_lag_events =
+            parsed("READY_MAX_LAG_EVENTS", config.readiness.max_lag_events)?;
+        config.readiness.max_lag = Duration::from_secs(parsed(
+            "READY_MAX_LAG_SECS",
+            config.readiness.max_lag.as_secs(),
         )?);
         if let Some(url) = var("NATS_URL") {
             config.nats_url = url;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use readmodel::{Projection, READER_ROLE};
+use schemars::JsonSchema;
+use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
@@ -34,13 +36,37 @@ pub struct Checkpoint {
     pub last_sequence: i64,
     pub last_recorded_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    stalled_sequence: Option<i64>,
+    stalled_reason: Option<String>,
+    stalled_since: Option<DateTime<Utc>>,
     /// The database's `now()`: the instant the caller's snapshot answers for.
     pub as_of: DateTime<Utc>,
+}
+
+/// A projection stopped on a commit it must not skip, as the projector recorded it: the read
+/// model stays frozen at the checkpoint until someone repairs the cause.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Stall {
+    /// Stream sequence of the commit it stopped at; null when the stop concerns no single
+    /// commit (a worker that crashed).
+    pub sequence: Option<u64>,
+    pub reason: String,
+    /// When the projector first recorded the stop at this sequence.
+    pub since: DateTime<Utc>,
 }
 
 impl Checkpoint {
     pub fn sequence(&self) -> u64 {
         u64::try_from(self.last_sequence).unwrap_or(0)
+    }
+
+    /// The recorded stop, if the projection is stopped.
+    pub fn stall(&self) -> Option<Stall> {
+        self.stalled_since.map(|since| Stall {
+            sequence: self.stalled_sequence.and_then(|s| u64::try_from(s).ok()),
+            reason: self.stalled_reason.clone().unwrap_or_default(),
+            since,
+        })
     }
 }
 
@@ -151,8 +177,16 @@ impl ReadModel {
     /// A read-only, repeatable-read transaction: every query of one answer sees the same
     /// snapshot (and the same `now()`), so counts and rows never disagree mid-batch.
     pub async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, QueryError> {
-        Ok(self
-            .pool
+        Self::begin(&self.pool).await
+    }
+
+    /// The same on the bulk pool, for an export or a verification that streams from it.
+    pub async fn bulk_snapshot(&self) -> Result<Transaction<'static, Postgres>, QueryError> {
+        Self::begin(&self.bulk).await
+    }
+
+    async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, QueryError> {
+        Ok(pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?)
     }

@@ -38,6 +38,11 @@ pub enum QueryError {
     SequenceNotReached { min_sequence: u64, stream_head: u64 },
     #[error("{0}")]
     DatabaseUnavailable(String),
+    /// Readiness: a projection stopped, or lags the stream beyond the configured bounds.
+    /// `readiness` holds what the ready answer would (each projection's state), as extension
+    /// members.
+    #[error("{detail}")]
+    NotReady { detail: String, readiness: Value },
     /// NATS or the stream did not answer (audit verification reads the stream itself).
     #[error("{0}")]
     StoreUnavailable(String),
@@ -60,6 +65,7 @@ impl QueryError {
             }
             QueryError::ProjectionBehind { .. }
             | QueryError::DatabaseUnavailable(_)
+            | QueryError::NotReady { .. }
             | QueryError::StoreUnavailable(_)
             | QueryError::ReadNotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +83,7 @@ impl QueryError {
             QueryError::InvalidRange(_) => "urn:kh63:problem:invalid-range",
             QueryError::ProjectionBehind { .. } => "urn:kh63:problem:projection-behind",
             QueryError::DatabaseUnavailable(_) => "urn:kh63:problem:database-unavailable",
+            QueryError::NotReady { .. } => "urn:kh63:problem:not-ready",
             QueryError::StoreUnavailable(_) => "urn:kh63:problem:store-unavailable",
             QueryError::ReadNotRecorded(_) => "urn:kh63:problem:read-not-recorded",
             QueryError::Internal(_) => "urn:kh63:problem:internal",
@@ -93,6 +100,7 @@ impl QueryError {
             QueryError::InvalidRange(_) => "Time range ends before it starts",
             QueryError::ProjectionBehind { .. } => "Read model behind the requested sequence",
             QueryError::DatabaseUnavailable(_) => "Read model unavailable",
+            QueryError::NotReady { .. } => "Read model stopped or behind",
             QueryError::StoreUnavailable(_) => "Event store unavailable",
             QueryError::ReadNotRecorded(_) => "Read of the audit trail not recorded",
             QueryError::Internal(_) => "Internal error",
@@ -122,6 +130,15 @@ impl QueryError {
             body["projection"] = json!(projection);
             body["checkpoint"] = json!(checkpoint);
             body["min_sequence"] = json!(min_sequence);
+        }
+        if let QueryError::NotReady {
+            readiness: Value::Object(members),
+            ..
+        } = self
+        {
+            for (name, value) in members {
+                body[name.as_str()] = value.clone();
+            }
         }
         if let QueryError::SequenceNotReached {
             min_sequence,
@@ -155,6 +172,7 @@ fn unavailable_sqlstate(code: &str) -> bool {
     matches!(
         code,
         "42P01"   // undefined_table: the projector has not migrated this database yet
+            | "42703" // undefined_column: nor to the columns this build reads
             | "3F000" // invalid_schema_name
             | "42704" // undefined_object: the reader role does not exist yet
             | "42501" // insufficient_privilege: the login may not SET ROLE to the reader, or a
@@ -216,6 +234,7 @@ impl IntoResponse for QueryError {
             }
             QueryError::ProjectionBehind { .. }
             | QueryError::DatabaseUnavailable(_)
+            | QueryError::NotReady { .. }
             | QueryError::StoreUnavailable(_)
             | QueryError::ReadNotRecorded(_) => {
                 response

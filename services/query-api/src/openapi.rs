@@ -7,12 +7,23 @@ use serde_json::{Map, Value, json};
 
 use crate::access::Access;
 use crate::consistency;
+use crate::freshness::{CHECKPOINT, LAST_RECORDED_AT, STALLED};
 use crate::routes::{Body, ROUTES, Route};
 
 fn problem(description: &str) -> Value {
     json!({
         "description": description,
         "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+/// The headers every data answer carries (see [`crate::freshness`]).
+fn freshness_headers() -> Value {
+    let header = |description: &str, required: bool| json!({ "description": description, "required": required, "schema": { "type": "string" } });
+    json!({
+        CHECKPOINT.as_str(): header("`<projection>=<sequence>` for each projection the answer reads, e.g. `core=412`: the last stream sequence it had applied in the snapshot the answer was read from", true),
+        STALLED.as_str(): header("`<projection>=true|false`: whether that projection had stopped on a commit it must not skip, so that the answer stays frozen at the checkpoint (see /readyz)", true),
+        LAST_RECORDED_AT.as_str(): header("`<projection>=<RFC 3339 instant>`: when the newest event it had applied was recorded (absent before the first)", false),
     })
 }
 
@@ -59,13 +70,16 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         ),
     };
     let mut responses = Map::new();
-    let ok = match route.body {
+    let mut ok = match route.body {
         Body::Files(_) => json!({
             "description": "OK: a file (Content-Disposition: attachment)",
             "content": content,
         }),
         _ => json!({ "description": "OK", "content": content }),
     };
+    if !route.reads.is_empty() {
+        ok["headers"] = freshness_headers();
+    }
     responses.insert("200".into(), ok);
     let mut operation = json!({
         "operationId": route.operation_id,
@@ -80,7 +94,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
             if route.operation_id == "readyz" {
                 responses.insert(
                     "503".into(),
-                    problem("The database or a projection schema is unreachable"),
+                    problem("not-ready: a projection stopped on a commit it must not skip, or lags the stream beyond the bounds (extension members as in the 200 answer: as_of, stream, max_lag_events, max_lag_seconds, projections, each with ready and reason); or database-unavailable: the database or a projection schema is unreachable"),
                 );
             }
         }
@@ -153,7 +167,9 @@ pub fn document() -> Value {
                 "detail": { "type": "string" },
                 "projection": { "type": "string", "description": "projection-behind: the projection that fell short" },
                 "checkpoint": { "type": "integer", "description": "projection-behind: the sequence it had applied" },
-                "min_sequence": { "type": "integer", "description": "projection-behind: the sequence asked for" }
+                "min_sequence": { "type": "integer", "description": "projection-behind: the sequence asked for" },
+                "projections": { "type": "array", "description": "not-ready: every projection's state, as /readyz describes it when ready, with why it is not" },
+                "stream": { "description": "not-ready: the stream's head the lags were judged from (null: unknown)" }
             }
         }),
     );
@@ -162,7 +178,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Kế hoạch 63/KH-UBND — query API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Dashboards, reporting compliance and the audit trail of Thanh Hóa's Plan 63/KH-UBND, read from the PostgreSQL read model the projector keeps. Every data endpoint takes min_sequence (and wait_ms) to read its own writes."
+            "description": "Dashboards, reporting compliance and the audit trail of Thanh Hóa's Plan 63/KH-UBND, read from the PostgreSQL read model the projector keeps. Every data endpoint takes min_sequence (and wait_ms) to read its own writes, and every data answer says what it reflects in X-Read-Model-Checkpoint, X-Read-Model-Stalled and X-Read-Model-Last-Recorded-At."
         },
         "paths": paths,
         "components": {

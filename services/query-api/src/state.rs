@@ -8,6 +8,7 @@ use command_api::auth::TokenKeys;
 use crate::config::Config;
 use crate::db::ReadModel;
 use crate::metrics::Metrics;
+use crate::readiness::{Bounds, StreamWatch};
 use crate::reads::AuditReads;
 
 /// Decoded time-travel snapshots kept in memory: a few recent instants on each axis.
@@ -24,6 +25,10 @@ pub struct AppState {
     pub time_travel: time_travel::TimeTravel,
     /// Audit verifications walk everything: one at a time.
     pub verification: Arc<tokio::sync::Mutex<()>>,
+    /// How far behind the stream the read model may be and still be ready.
+    pub readiness: Bounds,
+    /// The stream's head as last seen, for judging the lag when NATS does not answer.
+    pub stream_watch: Arc<StreamWatch>,
 }
 
 impl AppState {
@@ -41,6 +46,8 @@ impl AppState {
             audit_reads: Arc::new(AuditReads::connect(config).await?),
             time_travel,
             verification: Arc::new(tokio::sync::Mutex::new(())),
+            readiness: config.readiness,
+            stream_watch: Arc::new(StreamWatch::default()),
         })
     }
 }

@@ -37,6 +37,9 @@ const SUBMITTED: &str = "vn.gov.thanhhoa.remediation.report.submitted.v1";
 const AUDIT_READ: &str = "vn.gov.thanhhoa.remediation.access.audit_read.v1";
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
+#[path = "queries/regressions.rs"]
+mod regressions;
+
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
 fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {

@@ -20,7 +20,7 @@ pub use idempotency::{IdempotencyStore, StoredAnswer};
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};
-pub use verify::{Broken, Verification, verify_stream};
+pub use verify::{Broken, Verification, verify_stream, verify_stream_reporting};
 
 /// Failures of the store. `Conflict` is expected under concurrency; the others are not.
 #[derive(Debug, thiserror::Error)]

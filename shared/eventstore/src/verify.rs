@@ -45,6 +45,15 @@ impl Verification {
 /// Reads the stream from its first message to its last (as of the start) and verifies every
 /// event's hash and link. Stops at the first broken link.
 pub async fn verify_stream(stream: &stream::Stream) -> Result<Verification, StoreError> {
+    verify_stream_reporting(stream, |_, _| {}).await
+}
+
+/// [`verify_stream`], telling `progress` the sequence of every commit checked and the last
+/// sequence the walk goes to: a long walk can show how far it has got.
+pub async fn verify_stream_reporting(
+    stream: &stream::Stream,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Verification, StoreError> {
     let head = stream
         .get_info()
         .await
@@ -105,6 +114,7 @@ pub async fn verify_stream(stream: &stream::Stream) -> Result<Verification, Stor
         verification
             .cumulative
             .push((sequence, verification.events));
+        progress(sequence, head);
         if sequence >= head {
             break;
         }

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgExecutor, Row};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// UTF-8 byte-order mark: Excel and LibreOffice otherwise guess a legacy code page.
@@ -132,10 +132,11 @@ pub fn csv_field(value: &str) -> String {
     }
 }
 
-/// Streams `dataset` within `range` to `out` (which must already have the schemas on the
-/// connection's search path — the pool is set up so). Returns the rows written.
-pub async fn export(
-    pool: &PgPool,
+/// Streams `dataset` within `range` to `out`, read through `executor` (a pool, or a transaction
+/// whose snapshot the caller wants the export to come from), whose sessions must already have
+/// the schemas on their search path. Returns the rows written.
+pub async fn export<'c>(
+    executor: impl PgExecutor<'c>,
     dataset: Dataset,
     range: Range,
     format: Format,
@@ -152,7 +153,7 @@ pub async fn export(
             let mut stream = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
                 .bind(range.from)
                 .bind(range.to)
-                .fetch(pool);
+                .fetch(executor);
             while let Some(line) = stream.try_next().await? {
                 out.write_all(line.as_bytes()).await?;
                 out.write_all(b"\n").await?;
@@ -164,7 +165,7 @@ pub async fn export(
             let mut stream = sqlx::query(AssertSqlSafe(dataset.query("t.*")))
                 .bind(range.from)
                 .bind(range.to)
-                .fetch(pool);
+                .fetch(executor);
             let mut header_written = false;
             while let Some(row) = stream.try_next().await? {
                 if !header_written {
@@ -269,9 +270,9 @@ impl CompilationRow {
     }
 }
 
-/// The compilation of `plan` for `year`/`quarter`, as seen at `at`.
-pub async fn quarterly_compilation(
-    pool: &PgPool,
+/// The compilation of `plan` for `year`/`quarter`, as seen at `at`, read through `executor`.
+pub async fn quarterly_compilation<'c>(
+    executor: impl PgExecutor<'c>,
     plan: &str,
     year: i32,
     quarter: u8,
@@ -285,7 +286,7 @@ pub async fn quarterly_compilation(
     .bind(year)
     .bind(i32::from(quarter))
     .bind(at)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     rows.iter()
         .map(|r| {

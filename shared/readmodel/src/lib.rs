@@ -6,12 +6,14 @@ mod chain;
 mod core;
 pub mod export;
 mod schema;
+mod stall;
 mod verify;
 
 use event_store::Commit;
 use sqlx::PgConnection;
 
 pub use schema::{READER_ROLE, grant_reader, prepare_schema, quoted_schema, swap_schema};
+pub use stall::{clear_stall, record_stall};
 pub use verify::{AuditVerification, verify_audit};
 
 /// A projection: a set of tables in its own schema, fed by its own durable consumer.
@@ -134,7 +136,8 @@ pub async fn lock_checkpoint(
     Ok(last as u64)
 }
 
-/// Records that everything up to `sequence` is applied.
+/// Records that everything up to `sequence` is applied. A projection that applies is running,
+/// so a stop recorded before (see [`record_stall`]) is cleared in the same transaction.
 pub async fn save_checkpoint(
     conn: &mut PgConnection,
     projection: Projection,
@@ -142,7 +145,8 @@ pub async fn save_checkpoint(
     recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE checkpoints SET last_sequence = $2, last_recorded_at = coalesce($3, last_recorded_at), updated_at = now()
+        "UPDATE checkpoints SET last_sequence = $2, last_recorded_at = coalesce($3, last_recorded_at), updated_at = now(),
+             stalled_sequence = NULL, stalled_reason = NULL, stalled_since = NULL
          WHERE projection = $1",
     )
     .bind(projection.name())

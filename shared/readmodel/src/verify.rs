@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use event_store::{Broken, envelope_hash};
 use futures::TryStreamExt;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 /// What the walk over the audit table found.
@@ -41,11 +41,15 @@ impl AuditVerification {
 /// walk saw — are walked: rows the projector applied after the walk (a read of the audit trail
 /// recorded meanwhile, say) have no hash to compare with. Whether any row lies beyond the stream
 /// itself is [`AuditVerification::beyond`]'s question.
+///
+/// Run it in a repeatable-read transaction to have the newest row and the walk agree.
+/// `progress` hears the stream sequence of every row checked.
 pub async fn verify_audit(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     schema: &str,
     stream_hashes: &HashMap<Uuid, String>,
     up_to: u64,
+    mut progress: impl FnMut(u64),
 ) -> Result<AuditVerification, sqlx::Error> {
     let mut verification = AuditVerification::default();
     let mut heads: BTreeMap<String, String> = BTreeMap::new();
@@ -53,7 +57,7 @@ pub async fn verify_audit(
     let newest: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT max(stream_sequence) FROM {table}"
     )))
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     verification.newest = u64::try_from(newest.unwrap_or(0)).unwrap_or(0);
     let sql = format!(
@@ -62,7 +66,7 @@ pub async fn verify_audit(
     );
     let mut rows = sqlx::query(AssertSqlSafe(sql))
         .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
-        .fetch(pool);
+        .fetch(conn);
     while let Some(row) = rows.try_next().await? {
         let sequence = row.try_get::<i64, _>("stream_sequence")? as u64;
         let event_id: Uuid = row.try_get("event_id")?;
@@ -97,6 +101,7 @@ pub async fn verify_audit(
         heads.insert(aggregate, hash);
         verification.rows += 1;
         verification.checkpoint = sequence;
+        progress(sequence);
     }
     Ok(verification)
 }

@@ -21,6 +21,7 @@ use super::item::Shown;
 use super::{PathId, Snapshot, require_acting_for, visibility};
 use crate::access::Caller;
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -68,16 +69,16 @@ pub async fn plan(
     State(state): State<AppState>,
     caller: Caller,
     params: Params,
-) -> Result<Json<Visible<PlanView>>, QueryError> {
+) -> Result<Fresh<Json<Visible<PlanView>>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
     let as_of = as_of(&params, snapshot.as_of)?;
     let seen = visibility(&caller, snapshot.conn()).await?;
     let mut view = state.time_travel.plan(snapshot.conn(), as_of).await?;
     view.tasks.retain(|task| seen.sees(task.unit_id.as_str()));
-    Ok(Json(Visible {
+    Ok(snapshot.answer(Json(Visible {
         visibility: Shown::from(&seen),
         view,
-    }))
+    })))
 }
 
 pub async fn item(
@@ -85,7 +86,7 @@ pub async fn item(
     caller: Caller,
     params: Params,
     PathId(item_id): PathId,
-) -> Result<Json<Visible<ItemView>>, QueryError> {
+) -> Result<Fresh<Json<Visible<ItemView>>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
     let as_of = as_of(&params, snapshot.as_of)?;
     let not_found = || {
@@ -105,10 +106,10 @@ pub async fn item(
     view.tasks.retain(|task| seen.sees(task.unit_id.as_str()));
     view.report_lines
         .retain(|line| seen.sees(line.unit_id.as_str()));
-    Ok(Json(Visible {
+    Ok(snapshot.answer(Json(Visible {
         visibility: Shown::from(&seen),
         view,
-    }))
+    })))
 }
 
 pub async fn unit(
@@ -116,7 +117,7 @@ pub async fn unit(
     caller: Caller,
     params: Params,
     PathId(unit_id): PathId,
-) -> Result<Json<UnitView>, QueryError> {
+) -> Result<Fresh<Json<UnitView>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
     let as_of = as_of(&params, snapshot.as_of)?;
     require_acting_for(&caller, snapshot.conn(), &unit_id, "unit as of an instant").await?;
@@ -133,7 +134,7 @@ pub async fn unit(
         .unit(snapshot.conn(), as_of, &id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(view))
+    Ok(snapshot.answer(Json(view)))
 }
 
 pub async fn diff(
@@ -141,7 +142,7 @@ pub async fn diff(
     caller: Caller,
     params: Params,
     uri: Uri,
-) -> Result<Json<RecordedDiff>, QueryError> {
+) -> Result<Fresh<Json<RecordedDiff>>, QueryError> {
     let (from, to) = params.range("from", "to")?;
     // The route declares `from` required, so the guard has refused a request without it.
     let from =
@@ -156,14 +157,18 @@ pub async fn diff(
         .time_travel
         .diff(snapshot.conn(), axis(&params)?, from, to, limit)
         .await?;
+    let freshness = snapshot.freshness;
     // The connection goes back to the pool before the (NATS) recording.
     drop(snapshot);
     let recorded = state
         .audit_reads
         .record(&caller, &uri, diff.events.len() as u64)
         .await?;
-    Ok(Json(RecordedDiff {
-        diff,
-        read_sequence: recorded.sequence,
-    }))
+    Ok(Fresh(
+        freshness,
+        Json(RecordedDiff {
+            diff,
+            read_sequence: recorded.sequence,
+        }),
+    ))
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::Snapshot;
 use crate::access::Caller;
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -83,6 +84,9 @@ pub struct AuditPage {
     pub as_of: DateTime<Utc>,
     /// Stream sequence the audit projection had applied.
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the trail then ends at
+    /// `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     pub limit: i64,
     pub entries: Vec<AuditEntry>,
     /// Pass as `cursor` (with the same filters) for the next page; null when this page reached
@@ -101,7 +105,7 @@ pub async fn handler(
     caller: Caller,
     uri: Uri,
     params: Params,
-) -> Result<Json<AuditPage>, QueryError> {
+) -> Result<Fresh<Json<AuditPage>>, QueryError> {
     let (recorded_from, recorded_to) = params.range("recorded_from", "recorded_to")?;
     let (effective_from, effective_to) = params.range("effective_from", "effective_to")?;
     let after = params
@@ -139,22 +143,26 @@ pub async fn handler(
         .encode()
     });
     let next_cursor = if more { end_cursor.clone() } else { None };
-    let (as_of, checkpoint) = (snapshot.as_of, snapshot.checkpoint);
+    let (as_of, freshness) = (snapshot.as_of, snapshot.freshness);
     // The connection goes back to the pool before the (NATS) recording.
     drop(snapshot);
     let recorded = state
         .audit_reads
         .record(&caller, &uri, entries.len() as u64)
         .await?;
-    Ok(Json(AuditPage {
-        as_of,
-        checkpoint,
-        limit,
-        entries,
-        next_cursor,
-        end_cursor,
-        read_sequence: recorded.sequence,
-    }))
+    Ok(Fresh(
+        freshness,
+        Json(AuditPage {
+            as_of,
+            checkpoint: freshness.checkpoint,
+            stalled: freshness.stalled,
+            limit,
+            entries,
+            next_cursor,
+            end_cursor,
+            read_sequence: recorded.sequence,
+        }),
+    ))
 }
 
 #[cfg(test)]

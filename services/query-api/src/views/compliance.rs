@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{PathId, Snapshot};
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -103,6 +104,9 @@ pub struct QuarterInfo {
 pub struct ComplianceMatrix {
     pub as_of: DateTime<Utc>,
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the answer is then
+    /// frozen at `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     pub plan_id: String,
     pub quarter: QuarterInfo,
     /// One row per unit that owed a report, by unit id.
@@ -130,7 +134,7 @@ pub async fn handler(
     State(state): State<AppState>,
     PathId(plan_id): PathId,
     params: Params,
-) -> Result<Json<ComplianceMatrix>, QueryError> {
+) -> Result<Fresh<Json<ComplianceMatrix>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
     let quarter = quarter(&params, snapshot.as_of)?;
     let found: Option<String> = sqlx::query_scalar(PLAN_EXISTS)
@@ -151,9 +155,10 @@ pub async fn handler(
             .iter()
             .map(|u| (u.compliance.as_str(), u.review_status.as_deref())),
     );
-    Ok(Json(ComplianceMatrix {
+    Ok(snapshot.answer(Json(ComplianceMatrix {
         as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        checkpoint: snapshot.freshness.checkpoint,
+        stalled: snapshot.freshness.stalled,
         plan_id,
         quarter: QuarterInfo {
             year: quarter.year,
@@ -163,5 +168,5 @@ pub async fn handler(
         },
         units,
         totals,
-    }))
+    })))
 }

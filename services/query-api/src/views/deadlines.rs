@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::overview::active_assignments;
 use super::{Assignee, Snapshot};
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::state::AppState;
 
 const ITEMS: &str = include_str!("../sql/deadline_items.sql");
@@ -58,6 +59,9 @@ pub struct DeadlineTask {
 pub struct DeadlineList {
     pub as_of: DateTime<Utc>,
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the answer is then
+    /// frozen at `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     /// `overdue` or `due_soon`.
     pub qualifier: DeadlineQualifier,
     pub items: Vec<DeadlineItem>,
@@ -76,7 +80,7 @@ fn wire(qualifier: DeadlineQualifier) -> &'static str {
 async fn list(
     state: &AppState,
     qualifier: DeadlineQualifier,
-) -> Result<Json<DeadlineList>, QueryError> {
+) -> Result<Fresh<Json<DeadlineList>>, QueryError> {
     let mut snapshot = Snapshot::open(state, Projection::Core).await?;
     let mut items: Vec<DeadlineItem> = sqlx::query_as(ITEMS)
         .bind(wire(qualifier))
@@ -93,19 +97,24 @@ async fn list(
         .bind(wire(qualifier))
         .fetch_all(snapshot.conn())
         .await?;
-    Ok(Json(DeadlineList {
+    Ok(snapshot.answer(Json(DeadlineList {
         as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        checkpoint: snapshot.freshness.checkpoint,
+        stalled: snapshot.freshness.stalled,
         qualifier,
         items,
         tasks,
-    }))
+    })))
 }
 
-pub async fn overdue(State(state): State<AppState>) -> Result<Json<DeadlineList>, QueryError> {
+pub async fn overdue(
+    State(state): State<AppState>,
+) -> Result<Fresh<Json<DeadlineList>>, QueryError> {
     list(&state, DeadlineQualifier::Overdue).await
 }
 
-pub async fn due_soon(State(state): State<AppState>) -> Result<Json<DeadlineList>, QueryError> {
+pub async fn due_soon(
+    State(state): State<AppState>,
+) -> Result<Fresh<Json<DeadlineList>>, QueryError> {
     list(&state, DeadlineQualifier::DueSoon).await
 }

@@ -32,6 +32,7 @@ use super::compliance::quarter;
 use super::{PathId, Snapshot};
 use crate::access::Caller;
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::params::{Param, Params};
 use crate::state::AppState;
 
@@ -122,18 +123,20 @@ fn piped(
     Body::from_stream(ReaderStream::new(reader).chain(outcome))
 }
 
-/// The export as a streamed body.
+/// The export as a streamed body, read in `snapshot` (a bulk one: its statement may run as long
+/// as the export takes), whose freshness the answer carries.
 fn streamed(
-    state: &AppState,
+    snapshot: Snapshot,
     dataset: Dataset,
     range: Range,
     format: Format,
     at: DateTime<Utc>,
 ) -> Response {
     let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
-    let pool = state.read_model.bulk.clone();
+    let freshness = snapshot.freshness;
+    let mut tx = snapshot.tx;
     let task =
-        tokio::spawn(async move { export(&pool, dataset, range, format, &mut writer).await });
+        tokio::spawn(async move { export(&mut *tx, dataset, range, format, &mut writer).await });
     let body = piped(reader, task, dataset.name());
     let filename = format!(
         "kh63-{}-{}.{}",
@@ -141,7 +144,7 @@ fn streamed(
         at.format("%Y%m%dT%H%M%SZ"),
         extension(format)
     );
-    file(body, format.content_type(), &filename)
+    Fresh(freshness, file(body, format.content_type(), &filename)).into_response()
 }
 
 /// `GET /v1/exports/events`: every event with its envelope, recorded in `[from, to)`.
@@ -158,18 +161,20 @@ pub async fn events(
     let format = export_format(&params);
     let mut range = export_range(&params)?;
     range.to = Some(range.to.map_or(started, |to| to.min(started)));
-    let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
+    // The count, the record of the read and the export come from one snapshot, so the record
+    // names exactly the entries exported. The bulk connection waits through the recording: the
+    // export would take one right after anyway.
+    let mut snapshot = Snapshot::open_bulk(&state, Projection::Audit).await?;
     let rows: i64 = sqlx::query_scalar(COUNT_EVENTS)
         .bind(range.from)
         .bind(range.to)
         .fetch_one(snapshot.conn())
         .await?;
-    drop(snapshot);
     let recorded = state
         .audit_reads
         .record(&caller, &uri, u64::try_from(rows).unwrap_or(0))
         .await?;
-    let mut response = streamed(&state, Dataset::Events, range, format, started);
+    let mut response = streamed(snapshot, Dataset::Events, range, format, started);
     response.headers_mut().insert(
         "x-audit-read-sequence",
         HeaderValue::from(recorded.sequence),
@@ -194,10 +199,9 @@ pub async fn dataset(
     let format = export_format(&params);
     let range = export_range(&params)?;
     // Before the 200 goes out: the read model answers (else 503 with a problem document).
-    let snapshot = Snapshot::open(&state, Projection::Core).await?;
+    let snapshot = Snapshot::open_bulk(&state, Projection::Core).await?;
     let at = snapshot.as_of;
-    drop(snapshot);
-    Ok(streamed(&state, dataset, range, format, at))
+    Ok(streamed(snapshot, dataset, range, format, at))
 }
 
 fn compilation_failed(error: ExportError) -> QueryError {
@@ -212,7 +216,7 @@ pub async fn compilation(
     State(state): State<AppState>,
     PathId(plan_id): PathId,
     params: Params,
-) -> Result<Response, QueryError> {
+) -> Result<Fresh<Response>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
     let quarter = quarter(&params, snapshot.as_of)?;
     let code: Option<String> = sqlx::query_scalar(PLAN_CODE)
@@ -221,16 +225,11 @@ pub async fn compilation(
         .await?;
     let code = code.ok_or_else(|| QueryError::NotFound(format!("no plan {plan_id}")))?;
     let at = snapshot.as_of;
+    let rows = quarterly_compilation(snapshot.conn(), &plan_id, quarter.year, quarter.quarter, at)
+        .await
+        .map_err(compilation_failed)?;
+    let freshness = snapshot.freshness;
     drop(snapshot);
-    let rows = quarterly_compilation(
-        &state.read_model.pool,
-        &plan_id,
-        quarter.year,
-        quarter.quarter,
-        at,
-    )
-    .await
-    .map_err(compilation_failed)?;
     let csv = params.text("format") == Some("csv");
     let (bytes, content_type, extension) = if csv {
         (compilation_csv(&rows), Format::Csv.content_type(), "csv")
@@ -246,7 +245,10 @@ pub async fn compilation(
         "tong-hop-{plan_id}-q{}-{}.{extension}",
         quarter.quarter, quarter.year
     );
-    Ok(file(Body::from(bytes), content_type, &filename))
+    Ok(Fresh(
+        freshness,
+        file(Body::from(bytes), content_type, &filename),
+    ))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{PathId, Snapshot, visibility};
 use crate::access::{Caller, Visibility};
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::state::AppState;
 
 const ITEM: &str = include_str!("../sql/item.sql");
@@ -155,6 +156,9 @@ impl From<&Visibility> for Shown {
 pub struct ItemDetail {
     pub as_of: DateTime<Utc>,
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the answer is then
+    /// frozen at `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     pub visibility: Shown,
     pub item: Item,
     /// Every assignment the item had, in the order made.
@@ -173,7 +177,7 @@ pub async fn handler(
     State(state): State<AppState>,
     caller: Caller,
     PathId(item_id): PathId,
-) -> Result<Json<ItemDetail>, QueryError> {
+) -> Result<Fresh<Json<ItemDetail>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
     let item: Item = sqlx::query_as(ITEM)
         .bind(&item_id)
@@ -214,9 +218,10 @@ pub async fn handler(
             .await?;
         (Some(tasks), Some(lines))
     };
-    Ok(Json(ItemDetail {
+    Ok(snapshot.answer(Json(ItemDetail {
         as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        checkpoint: snapshot.freshness.checkpoint,
+        stalled: snapshot.freshness.stalled,
         visibility: shown,
         item,
         assignments,
@@ -224,5 +229,5 @@ pub async fn handler(
         tasks,
         report_lines,
         status_history,
-    }))
+    })))
 }

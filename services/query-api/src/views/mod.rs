@@ -23,6 +23,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::access::{Caller, Visibility};
 use crate::error::QueryError;
+use crate::freshness::{Fresh, Freshness};
 use crate::state::AppState;
 
 const ACTING_UNITS: &str = include_str!("../sql/acting_units.sql");
@@ -53,32 +54,50 @@ pub struct Snapshot {
     pub tx: Transaction<'static, Postgres>,
     /// The database's `now()` in the snapshot: the instant deadline qualifiers are judged at.
     pub as_of: DateTime<Utc>,
-    /// The stream sequence the projection had applied when the snapshot was taken.
-    pub checkpoint: u64,
+    /// The projection's checkpoint and stop in the snapshot: what the answer reflects.
+    pub freshness: Freshness,
 }
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
             .field("as_of", &self.as_of)
-            .field("checkpoint", &self.checkpoint)
+            .field("freshness", &self.freshness)
             .finish_non_exhaustive()
     }
 }
 
 impl Snapshot {
+    /// A snapshot for an answer.
     pub async fn open(state: &AppState, projection: Projection) -> Result<Self, QueryError> {
-        let mut tx = state.read_model.snapshot().await?;
+        Self::within(state, state.read_model.snapshot().await?, projection).await
+    }
+
+    /// A snapshot on the bulk pool, for an answer streamed for as long as the data takes.
+    pub async fn open_bulk(state: &AppState, projection: Projection) -> Result<Self, QueryError> {
+        Self::within(state, state.read_model.bulk_snapshot().await?, projection).await
+    }
+
+    async fn within(
+        state: &AppState,
+        mut tx: Transaction<'static, Postgres>,
+        projection: Projection,
+    ) -> Result<Self, QueryError> {
         let checkpoint = state.read_model.checkpoint(&mut tx, projection).await?;
         Ok(Self {
             tx,
             as_of: checkpoint.as_of,
-            checkpoint: checkpoint.sequence(),
+            freshness: Freshness::of(projection, &checkpoint),
         })
     }
 
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// `body` with the freshness headers of this snapshot.
+    pub fn answer<T>(&self, body: T) -> Fresh<T> {
+        Fresh(self.freshness, body)
     }
 }
 

@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 
 use super::{Assignee, PathId, Snapshot};
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::state::AppState;
 
 const PLAN: &str = include_str!("../sql/plan.sql");
@@ -117,6 +118,9 @@ pub struct PlanOverview {
     pub as_of: DateTime<Utc>,
     /// Stream sequence the core projection had applied.
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the answer is then
+    /// frozen at `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     pub plan: Plan,
     pub items: Vec<OverviewItem>,
     pub counts: OverviewCounts,
@@ -160,7 +164,7 @@ pub async fn active_assignments(
 pub async fn handler(
     State(state): State<AppState>,
     PathId(plan_id): PathId,
-) -> Result<Json<PlanOverview>, QueryError> {
+) -> Result<Fresh<Json<PlanOverview>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
     let plan: Plan = sqlx::query_as(PLAN)
         .bind(&plan_id)
@@ -187,11 +191,12 @@ pub async fn handler(
         counts.by_status.add(&item.status);
         counts.by_deadline.add(&item.deadline_qualifier);
     }
-    Ok(Json(PlanOverview {
+    Ok(snapshot.answer(Json(PlanOverview {
         as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        checkpoint: snapshot.freshness.checkpoint,
+        stalled: snapshot.freshness.stalled,
         plan,
         items,
         counts,
-    }))
+    })))
 }

@@ -17,6 +17,7 @@ use super::compliance::{Compliance, ComplianceTotals};
 use super::{PathId, Snapshot, require_acting_for};
 use crate::access::Caller;
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::state::AppState;
 
 const UNIT: &str = include_str!("../sql/unit.sql");
@@ -125,6 +126,9 @@ pub struct QuarterCompliance {
 pub struct Scorecard {
     pub as_of: DateTime<Utc>,
     pub checkpoint: u64,
+    /// Whether that projection had stopped on a commit it must not skip: the answer is then
+    /// frozen at `checkpoint` until the cause is repaired (see `/readyz`).
+    pub stalled: bool,
     pub unit: Unit,
     pub items: Vec<UnitItem>,
     pub tasks: Vec<UnitTask>,
@@ -142,7 +146,7 @@ pub async fn handler(
     State(state): State<AppState>,
     caller: Caller,
     PathId(unit_id): PathId,
-) -> Result<Json<Scorecard>, QueryError> {
+) -> Result<Fresh<Json<Scorecard>>, QueryError> {
     let mut snapshot = Snapshot::open(&state, Projection::Core).await?;
     require_acting_for(&caller, snapshot.conn(), &unit_id, "scorecard").await?;
     let unit: Unit = sqlx::query_as(UNIT)
@@ -205,14 +209,15 @@ pub async fn handler(
             .iter()
             .map(|c| (c.compliance.as_str(), c.review_status.as_deref())),
     );
-    Ok(Json(Scorecard {
+    Ok(snapshot.answer(Json(Scorecard {
         as_of: snapshot.as_of,
-        checkpoint: snapshot.checkpoint,
+        checkpoint: snapshot.freshness.checkpoint,
+        stalled: snapshot.freshness.stalled,
         unit,
         items,
         tasks,
         overdue,
         compliance,
         compliance_totals,
-    }))
+    })))
 }

@@ -5,6 +5,12 @@
 //! Answers `ok` with the counts and the digest over all chain heads, or `broken` with the first
 //! broken link: where (stream or audit table), its stream sequence, its aggregate and why.
 //!
+//! A break in the stream does not skip the table: the table is walked up to the last commit the
+//! stream walk could check, so the answer still says how many rows were checked and whether
+//! they agree with the stream up to there (what follows the break has nothing checked to be
+//! compared with). The table walk reads one snapshot of the audit projection, whose checkpoint
+//! the freshness headers carry.
+//!
 //! The walks are those of `remediation-admin verify`; the answer is recorded as a read of the
 //! audit trail ([`crate::reads`]).
 
@@ -14,12 +20,14 @@ use axum::extract::State;
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use event_store::{Broken, Verification as StreamVerification, digest, verify_stream};
-use readmodel::verify_audit;
+use readmodel::{Projection, verify_audit};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::Snapshot;
 use crate::access::Caller;
 use crate::error::QueryError;
+use crate::freshness::Fresh;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -60,14 +68,22 @@ pub struct AuditVerification {
     pub commits: u64,
     pub events: u64,
     pub chains: u64,
+    /// The last stream sequence checked: the stream's last, or the last before its break.
     pub last_sequence: u64,
-    /// Rows of the audit table checked, up to the stream sequence of its last row.
+    /// Rows of the audit table checked: every row up to `last_sequence` (when the stream is
+    /// broken, the rows before its break), or those before the table's own first broken link.
     pub audit_rows: u64,
+    /// Stream sequence of the last audit row checked.
     pub audit_checkpoint: u64,
     /// SHA-256 over the sorted `aggregate=head` lines of every chain (what
     /// `ledger.digest_recorded` events record); null when broken.
     pub digest: Option<String>,
+    /// The first broken link: the stream's when the stream is broken (the stream is the
+    /// record; the table is its copy), else the audit table's.
     pub broken: Option<BrokenLink>,
+    /// The audit table's first broken link within what was walked, whether or not the stream is
+    /// broken too.
+    pub audit_table_broken: Option<BrokenLink>,
     /// Stream sequence of the `access.audit_read` event that recorded this verification.
     pub read_sequence: u64,
 }
@@ -81,19 +97,21 @@ fn link(place: Place, broken: &Broken) -> BrokenLink {
     }
 }
 
-/// Walks the audit table up to where the stream walk got; fills in its counts and returns its
-/// first broken link, if any.
+/// Walks the audit table, in `snapshot`, up to where the stream walk got; fills in its counts
+/// and returns its first broken link, if any.
 async fn audit_table_break(
     state: &AppState,
+    snapshot: &mut Snapshot,
     stream: &jetstream::stream::Stream,
     walked: &StreamVerification,
     answer: &mut AuditVerification,
 ) -> Result<Option<BrokenLink>, QueryError> {
     let table = verify_audit(
-        &state.read_model.bulk,
+        snapshot.conn(),
         &state.read_model.audit_schema,
         &walked.event_hashes,
         walked.last_sequence,
+        |_| {},
     )
     .await?;
     answer.audit_rows = table.rows;
@@ -138,7 +156,7 @@ pub async fn handler(
     State(state): State<AppState>,
     caller: Caller,
     uri: Uri,
-) -> Result<Json<AuditVerification>, QueryError> {
+) -> Result<Fresh<Json<AuditVerification>>, QueryError> {
     // A walk reads everything; one at a time per process is plenty.
     let _turn = state.verification.lock().await;
     let checked_at = Utc::now();
@@ -157,12 +175,19 @@ pub async fn handler(
         audit_checkpoint: 0,
         digest: None,
         broken: None,
+        audit_table_broken: None,
         read_sequence: 0,
     };
-    answer.broken = match &walked.broken {
-        Some(broken) => Some(link(Place::Stream, broken)),
-        None => audit_table_break(&state, &stream, &walked, &mut answer).await?,
-    };
+    let mut snapshot = Snapshot::open_bulk(&state, Projection::Audit).await?;
+    answer.audit_table_broken =
+        audit_table_break(&state, &mut snapshot, &stream, &walked, &mut answer).await?;
+    let freshness = snapshot.freshness;
+    drop(snapshot);
+    answer.broken = walked
+        .broken
+        .as_ref()
+        .map(|broken| link(Place::Stream, broken))
+        .or_else(|| answer.audit_table_broken.clone());
     if answer.broken.is_none() {
         answer.digest = Some(digest(
             walked.heads.iter().map(|(a, h)| (a.as_str(), h.as_str())),
@@ -177,5 +202,5 @@ pub async fn handler(
         .record(&caller, &uri, answer.events)
         .await?;
     answer.read_sequence = recorded.sequence;
-    Ok(Json(answer))
+    Ok(Fresh(freshness, Json(answer)))
 }
