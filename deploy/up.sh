@@ -12,18 +12,17 @@
 #   3. PostgreSQL: uses the server of DATABASE_URL when it answers, else initialises and starts a
 #      private cluster in .stack/pg (127.0.0.1, the URL's port, trust auth); then creates the
 #      URL's database if missing;
-#   4. builds the release binaries in one go (cargo build --release -p command-api
-#      -p remediation-admin -p projector -p query-api); query-api is under construction, so when
-#      the build fails it is built again without query-api, which is then not started;
+#   4. builds the release binaries in one go (cargo build --release -p remediation-admin
+#      -p command-api -p projector -p query-api);
 #   5. creates the token secret .stack/token-secret on first start (used via TOKEN_SECRET_FILE);
 #   6. provisions the JetStream stream (remediation-admin provision);
 #   7. starts the services one after the other, each once the one before is ready:
 #        command-api  COMMAND_API_ADDR (127.0.0.1:8080)  appends commands' events to the stream
 #        projector    PROJECTOR_ADDR   (127.0.0.1:8081)  applies the stream to the read model
 #                     (migrates the schemas core and audit, creates the role kh63_reader)
-#        query-api    QUERY_API_ADDR   (127.0.0.1:8082)  dashboards over the read model, read as
-#                     kh63_reader; skipped with a note while its binary is a placeholder that
-#                     exits at once without a word
+#        query-api    QUERY_API_ADDR   (127.0.0.1:8082)  dashboards, exports and the audit trail
+#                     over the read model, read as kh63_reader; ready while no projection has
+#                     stopped or lags beyond READY_MAX_LAG_EVENTS / READY_MAX_LAG_SECS
 #      Each runs in the background (pid .stack/NAME.pid, log .stack/logs/NAME.log) and counts as
 #      ready when GET /readyz answers 200. One already running is left alone unless its binary was
 #      rebuilt or the settings it reads changed (recorded in .stack/NAME.settings); then it is
@@ -41,7 +40,8 @@
 # DATABASE_URL (postgres://postgres@127.0.0.1:5432/kh63), COMMAND_API_ADDR (127.0.0.1:8080),
 # PROJECTOR_ADDR (127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8082), TOKEN_SECRET or
 # TOKEN_SECRET_FILE (default .stack/token-secret), STREAM_NAME, STREAM_REPLICAS,
-# DUPLICATE_WINDOW_SECS, SCHEMA_PREFIX, BATCH_SIZE, LOG_FORMAT=json, RUST_LOG.
+# DUPLICATE_WINDOW_SECS, SCHEMA_PREFIX, BATCH_SIZE, READY_MAX_LAG_EVENTS, READY_MAX_LAG_SECS,
+# LOG_FORMAT=json, RUST_LOG.
 set -Eeuo pipefail
 
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -77,13 +77,8 @@ declare -A SERVICE_ADDR_VAR=(
 declare -A SERVICE_READS=(
     [command-api]="token-secret NATS_URL COMMAND_API_ADDR STREAM_NAME STREAM_REPLICAS DUPLICATE_WINDOW_SECS MAX_ATTEMPTS CACHE_CAPACITY NATS_TIMEOUT_MS LOG_FORMAT RUST_LOG"
     [projector]="NATS_URL DATABASE_URL PROJECTOR_ADDR STREAM_NAME SCHEMA_PREFIX BATCH_SIZE LOG_FORMAT RUST_LOG"
-    [query-api]="token-secret DATABASE_URL QUERY_API_ADDR SCHEMA_PREFIX LOG_FORMAT RUST_LOG"
+    [query-api]="token-secret DATABASE_URL QUERY_API_ADDR SCHEMA_PREFIX READY_MAX_LAG_EVENTS READY_MAX_LAG_SECS LOG_FORMAT RUST_LOG"
 )
-# Services the stack can do without for now (under construction): when one is not built or is
-# still a placeholder, up.sh goes on without it and says so.
-declare -A SERVICE_OPTIONAL=([query-api]=1)
-# Services not started this run, with the reason (filled in by step_build and step_service).
-declare -A SKIPPED=()
 
 mkdir -p "$STACK" "$LOGS"
 # One up.sh/down.sh at a time per checkout.
@@ -273,27 +268,11 @@ cargo_build() {
 }
 
 step_build() {
-    local packages=(remediation-admin "${SERVICES[@]}") name kept=()
-    if ! cargo_build "${packages[@]}"; then
-        # A service under construction must not keep the others from starting: when it is one
-        # that does not compile, build again without it and skip it.
-        for name in "${packages[@]}"; do
-            if [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] &&
-                grep -qF "could not compile \`$name\`" "$LOGS/cargo-build.log"; then
-                SKIPPED[$name]="it does not compile yet (see the cargo errors above)"
-            else
-                kept+=("$name")
-            fi
-        done
-        ((${#kept[@]} < ${#packages[@]})) || die "cargo build failed"
-        warn "$(printf '%s ' "${!SKIPPED[@]}")does not compile; building the others without it"
-        cargo_build "${kept[@]}" || die "cargo build failed"
-    fi
+    local name
+    cargo_build remediation-admin "${SERVICES[@]}" || die "cargo build failed"
     [[ -x $ADMIN_BIN ]] || die "build finished but $ADMIN_BIN is missing"
     for name in "${SERVICES[@]}"; do
-        [[ -z ${SKIPPED[$name]:-} && ! -x $(service_bin "$name") ]] || continue
-        [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] || die "build finished but $(service_bin "$name") is missing"
-        SKIPPED[$name]="the package has no binary yet"
+        [[ -x $(service_bin "$name") ]] || die "build finished but $(service_bin "$name") is missing"
     done
 }
 
@@ -415,8 +394,7 @@ service_failed() {
     die "$2"
 }
 
-# service_wait_ready NAME: waits until GET /readyz answers 200. A service that exits at once
-# without writing a line is a placeholder binary (`fn main() {}`): an optional one is skipped.
+# service_wait_ready NAME: waits until GET /readyz answers 200.
 service_wait_ready() {
     local name=$1 url pid answer="" code="" i
     url="$(service_url "$name")/readyz"
@@ -429,14 +407,6 @@ service_wait_ready() {
             return 0
         fi
         if ! pid_alive "$pid"; then
-            if [[ -z $(service_latest_log "$name") ]]; then
-                [[ -n ${SERVICE_OPTIONAL[$name]:-} ]] ||
-                    die "$name exited at once without a word: its binary is still a placeholder"
-                SKIPPED[$name]="its binary exits at once without a word (still a placeholder \`fn main() {}\`?)"
-                rm -f "$STACK/$name.pid" "$STACK/$name.settings"
-                note "$name skipped: ${SKIPPED[$name]}"
-                return 0
-            fi
             service_failed "$name" "$name (pid $pid) exited during start-up"
         fi
         sleep 0.5
@@ -449,13 +419,6 @@ service_wait_ready() {
 step_service() {
     local name=$1 pid reason="" var=${SERVICE_ADDR_VAR[$1]}
     say "$name on ${!var}"
-    if [[ -n ${SKIPPED[$name]:-} ]]; then
-        note "$name: not started: ${SKIPPED[$name]}"
-        if pid=$(service_pid "$name"); then
-            note "(the $name of an earlier run still runs, pid $pid; left as is)"
-        fi
-        return 0
-    fi
     if pid=$(service_pid "$name"); then
         if pid_exe_deleted "$pid" || [[ $(service_bin "$name") -nt $STACK/$name.pid ]]; then
             reason="the binary was rebuilt"
@@ -548,7 +511,7 @@ token() {
 }
 
 step_summary() {
-    local api projector query po dof staff auditor viewer name logs="" query_lines try_query=""
+    local api projector query po dof staff auditor viewer name logs=""
     api=$(service_url command-api)
     projector=$(service_url projector)
     query=$(service_url query-api)
@@ -575,20 +538,10 @@ step_summary() {
         mv "$STACK/tokens.env.tmp" "$STACK/tokens.env"
     )
     for name in "${SERVICES[@]}"; do
-        if [[ -z ${SKIPPED[$name]:-} ]]; then logs+="${logs:+, }$name.log"; fi
+        logs+="${logs:+, }$name.log"
     done
     if [[ -f $NATS_PID ]]; then logs+=", nats-server.log"; fi
     if [[ -f $PG_DATA/PG_VERSION ]]; then logs+=", postgresql.log"; fi
-    if [[ -n ${SKIPPED[query-api]:-} ]]; then
-        query_lines="  query API     not started: ${SKIPPED[query-api]}"
-    else
-        query_lines="  query API     $query/v1/plans/kh-63-2025/overview (dashboards, compliance, audit trail)
-    OpenAPI     $query/openapi.json
-    metrics     $query/metrics
-    readiness   $query/readyz"
-        try_query="
-  curl -s -H \"Authorization: Bearer \$TOKEN_VIEWER\" $query/v1/plans/kh-63-2025/overview"
-    fi
     local db_shown=$DATABASE_URL
     if [[ -n $PG_PASSWORD ]]; then db_shown=${DATABASE_URL/:*@/:***@}; fi
     cat <<EOF
@@ -601,7 +554,10 @@ Plan 63 tracker is up.
   projector     applies the stream to the read model (schemas core and audit)
     metrics     $projector/metrics
     readiness   $projector/readyz   (checkpoint and lag of each projection)
-$query_lines
+  query API     $query/v1/plans/kh-63-2025/overview (dashboards, compliance, audit trail)
+    OpenAPI     $query/openapi.json
+    metrics     $query/metrics
+    readiness   $query/readyz   (stopped or lagging projections; 503 with the reason)
   NATS          $NATS_URL
   PostgreSQL    $db_shown
   logs          .stack/logs/ ($logs)
@@ -622,7 +578,8 @@ Demo bearer tokens, valid 30 days (also in .stack/tokens.env: source .stack/toke
 Try:
   source .stack/tokens.env
   curl -s -XPOST $api/v1/commands/set-item-deadline -H "Authorization: Bearer \$TOKEN_PROVINCE_OFFICE" \\
-       -d '{"item_id":"kh-63-2025-01","due_on":"2025-12-31"}'$try_query
+       -d '{"item_id":"kh-63-2025-01","due_on":"2025-12-31"}'
+  curl -s -H "Authorization: Bearer \$TOKEN_VIEWER" $query/v1/plans/kh-63-2025/overview
 EOF
 }
 

@@ -179,17 +179,16 @@ async fn check_table(
     } else {
         ""
     };
+    let expected = verification.events_up_to(audit.checkpoint);
     let broken = if let Some(broken) = &audit.broken {
         Some(format!(
             "audit table at stream sequence {}, aggregate {}: {}",
             broken.sequence, broken.aggregate, broken.reason
         ))
-    } else if audit.rows != verification.events_up_to(audit.checkpoint) {
+    } else if audit.rows != expected {
         Some(format!(
-            "audit table holds {} events up to sequence {}, the stream {}",
-            audit.rows,
-            audit.checkpoint,
-            verification.events_up_to(audit.checkpoint)
+            "audit table holds {} events up to sequence {}, the stream {expected}",
+            audit.rows, audit.checkpoint
         ))
     } else if audit.newest > last_sequence {
         let head = stream

@@ -37,8 +37,8 @@ pub struct Bounds {
 }
 
 impl Default for Bounds {
-    /// Far behind: ten thousand commits (seconds of work for the projector, but a backlog
-    /// nobody should be reading past), or a commit waiting a minute.
+    /// Far behind, not a moment behind: ten thousand commits not applied, or one waiting a
+    /// minute (`READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`).
     fn default() -> Self {
         Self {
             max_lag_events: 10_000,

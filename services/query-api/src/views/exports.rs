@@ -2,8 +2,9 @@
 //! streamed row by row, and the Department of Finance's quarterly compilation as XLSX or CSV.
 //!
 //! An export is never held in memory whole: `readmodel::export::export` writes into one end of
-//! an in-memory pipe from a task of its own, on the bulk pool (whose statements may run as long
-//! as the export takes), and the response body reads the other end. A slow client slows the
+//! an in-memory pipe from a task of its own, in a repeatable-read snapshot on the bulk pool
+//! (whose statements may run as long as the export takes; the snapshot's checkpoint is what the
+//! freshness headers name), and the response body reads the other end. A slow client slows the
 //! query down instead of filling memory; a client that goes away ends it. Should the export fail
 //! halfway, the body ends with an error, so the client sees a broken transfer rather than a
 //! short file that looks complete.
