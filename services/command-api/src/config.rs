@@ -60,15 +60,29 @@ pub fn stream_settings() -> Result<StreamSettings, String> {
     })
 }
 
+/// The handler settings from `MAX_ATTEMPTS`, `IDEMPOTENCY_LEASE_SECS`, `IDEMPOTENCY_WAIT_MS`.
+fn handler_settings() -> Result<HandlerSettings, String> {
+    let defaults = HandlerSettings::default();
+    Ok(HandlerSettings {
+        max_attempts: parsed("MAX_ATTEMPTS", defaults.max_attempts)?,
+        idempotency_lease: Duration::from_secs(parsed(
+            "IDEMPOTENCY_LEASE_SECS",
+            defaults.idempotency_lease.as_secs(),
+        )?),
+        idempotency_wait: Duration::from_millis(parsed(
+            "IDEMPOTENCY_WAIT_MS",
+            u64::try_from(defaults.idempotency_wait.as_millis()).unwrap_or(u64::MAX),
+        )?),
+    })
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, String> {
         Ok(Self {
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             bind: parsed("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             stream: stream_settings()?,
-            handler: HandlerSettings {
-                max_attempts: parsed("MAX_ATTEMPTS", HandlerSettings::default().max_attempts)?,
-            },
+            handler: handler_settings()?,
             cache_capacity: parsed(
                 "CACHE_CAPACITY",
                 NonZeroUsize::new(10_000).expect("non-zero"),

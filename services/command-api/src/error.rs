@@ -28,6 +28,8 @@ pub enum ApiError {
     RuleViolated { rule: &'static str, detail: String },
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being decided; retry to get its answer")]
+    IdempotencyKeyInFlight,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -41,7 +43,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RuleViolated { .. } | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "urn:kh63:problem:payload-too-large",
             ApiError::RuleViolated { .. } => "urn:kh63:problem:rule-violated",
             ApiError::IdempotencyKeyReused => "urn:kh63:problem:idempotency-key-reused",
+            ApiError::IdempotencyKeyInFlight => "urn:kh63:problem:idempotency-key-in-flight",
             ApiError::Unavailable(_) => "urn:kh63:problem:store-unavailable",
             ApiError::Internal(_) => "urn:kh63:problem:internal",
         }
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "Request body too large",
             ApiError::RuleViolated { .. } => "Business rule violated",
             ApiError::IdempotencyKeyReused => "Idempotency key reused",
+            ApiError::IdempotencyKeyInFlight => "Idempotency key in flight",
             ApiError::Unavailable(_) => "Event store unavailable",
             ApiError::Internal(_) => "Internal error",
         }
@@ -153,7 +157,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

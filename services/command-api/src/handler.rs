@@ -4,7 +4,7 @@
 //! rules a user's command does.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use event_store::{
@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::claim::{KeyClaim, Turn};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -52,11 +53,21 @@ pub struct Answer {
 pub struct HandlerSettings {
     /// Decisions per command before a conflict is given up as 409.
     pub max_attempts: u32,
+    /// How long the send holding an Idempotency-Key may decide; past it the holder is taken for
+    /// dead and another send of the key takes over. Far above any healthy decision.
+    pub idempotency_lease: Duration,
+    /// How long a send waits for the answer of another send holding its key before it answers
+    /// 409 in flight.
+    pub idempotency_wait: Duration,
 }
 
 impl Default for HandlerSettings {
     fn default() -> Self {
-        Self { max_attempts: 5 }
+        Self {
+            max_attempts: 5,
+            idempotency_lease: Duration::from_secs(30),
+            idempotency_wait: Duration::from_secs(5),
+        }
     }
 }
 
@@ -94,6 +105,37 @@ fn answer_body(
     })
 }
 
+/// The answer to a command whose commit the stream already held: the first send's, to the byte,
+/// as [`answer_body`] takes the ids from the commit's events.
+fn replayed_commit(
+    command: &str,
+    target: &AggregateRef,
+    commit: &Commit,
+    correlation_id: &str,
+    command_id: Uuid,
+) -> Answer {
+    Answer {
+        status: 201,
+        body: answer_body(
+            command,
+            target,
+            Some(commit),
+            commit.sequence,
+            correlation_id,
+            command_id,
+        ),
+        replayed: true,
+    }
+}
+
+fn replay(stored: StoredAnswer) -> Answer {
+    Answer {
+        status: stored.status,
+        body: stored.body,
+        replayed: true,
+    }
+}
+
 impl CommandHandler {
     pub fn new(repository: Repository, settings: HandlerSettings) -> Self {
         Self {
@@ -113,67 +155,92 @@ impl CommandHandler {
 
     /// Handles one command end to end, including its idempotency record.
     pub async fn handle(&self, request: CommandRequest) -> Result<Answer, ApiError> {
-        let name = request.command.name();
-        if let Some((key, fingerprint)) = &request.idempotency
-            && let Some(stored) = self.repository.store().idempotency().get(key).await?
-        {
-            if &stored.fingerprint != fingerprint {
-                self.metrics.command(name, "invalid");
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            self.metrics.command(name, "replayed");
-            return Ok(Answer {
-                status: stored.status,
-                body: stored.body,
-                replayed: true,
-            });
-        }
-        let outcome = self.execute(&request).await;
+        let outcome = match &request.idempotency {
+            Some((key, fingerprint)) => self.handle_keyed(&request, key, fingerprint).await,
+            None => self.execute(&request, Uuid::now_v7(), false).await,
+        };
         self.metrics.command(
-            name,
+            request.command.name(),
             match &outcome {
+                Ok(answer) if answer.replayed => "replayed",
                 Ok(answer) if answer.status == 201 => "accepted",
                 Ok(_) => "unchanged",
                 Err(ApiError::Conflict(_)) => "conflict",
+                Err(ApiError::IdempotencyKeyInFlight) => "in_flight",
+                Err(ApiError::IdempotencyKeyReused) => "invalid",
                 Err(ApiError::Unavailable(_)) => "unavailable",
                 Err(e) if e.is_final() => "rejected",
                 Err(_) => "failed",
             },
         );
-        if let Some((key, fingerprint)) = &request.idempotency {
-            let stored = match &outcome {
-                Ok(answer) => Some(StoredAnswer {
-                    fingerprint: fingerprint.clone(),
-                    status: answer.status,
-                    body: answer.body.clone(),
-                }),
-                Err(e) if e.is_final() => Some(StoredAnswer {
-                    fingerprint: fingerprint.clone(),
-                    status: e.status().as_u16(),
-                    body: e.body(),
-                }),
-                Err(_) => None,
-            };
-            if let Some(stored) = stored
-                && let Err(e) = self
-                    .repository
-                    .store()
-                    .idempotency()
-                    .put(key, &stored)
-                    .await
-            {
-                // The command itself succeeded; a retry inside JetStream's duplicate window still
-                // finds the first commit through its message id.
-                tracing::warn!(error = %e, command = name, "could not record the idempotent answer");
-            }
-        }
         outcome
     }
 
-    async fn execute(&self, request: &CommandRequest) -> Result<Answer, ApiError> {
+    /// One answer per key: the send that claims it decides, the others get what it stored.
+    async fn handle_keyed(
+        &self,
+        request: &CommandRequest,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Answer, ApiError> {
+        let claim = KeyClaim {
+            store: self.repository.store().idempotency(),
+            key,
+            fingerprint,
+            lease: self.settings.idempotency_lease,
+            wait: self.settings.idempotency_wait,
+            metrics: &self.metrics,
+        };
+        let held = match claim.take_turn().await? {
+            Turn::Replay(stored) => return Ok(replay(stored)),
+            Turn::Decide(held) => held,
+        };
+        // Past its lease another send may take the claim over and decide as well, so the holder
+        // stops deciding there.
+        let lease = self.settings.idempotency_lease;
+        let outcome = tokio::time::timeout(
+            lease,
+            self.execute(request, held.command_id(), held.resumed),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Unavailable(format!(
+                "the command took longer than its Idempotency-Key's {} s lease",
+                lease.as_secs_f64()
+            )))
+        });
+        let answer = match &outcome {
+            Ok(answer) => StoredAnswer {
+                fingerprint: fingerprint.to_owned(),
+                status: answer.status,
+                body: answer.body.clone(),
+            },
+            Err(e) if e.is_final() => StoredAnswer {
+                fingerprint: fingerprint.to_owned(),
+                status: e.status().as_u16(),
+                body: e.body(),
+            },
+            Err(_) => {
+                claim.release(held).await;
+                return outcome;
+            }
+        };
+        match claim.settle(held, answer).await? {
+            Some(stored) => Ok(replay(stored)),
+            None => outcome,
+        }
+    }
+
+    /// Loads, decides and appends, deciding again after a conflict. `resumed`: an earlier send of
+    /// the same Idempotency-Key, whose events carry `command_id` too, may have appended already.
+    async fn execute(
+        &self,
+        request: &CommandRequest,
+        command_id: Uuid,
+        resumed: bool,
+    ) -> Result<Answer, ApiError> {
         let command = &request.command;
         let target = command.target();
-        let command_id = Uuid::now_v7();
         let correlation_id = request
             .correlation_id
             .clone()
@@ -182,11 +249,36 @@ impl CommandHandler {
             .idempotency
             .as_ref()
             .map_or_else(|| command_id.to_string(), |(key, _)| key.clone());
+        // The target's subject has been searched for an earlier send's commit up to here.
+        let mut searched = 0;
         for attempt in 1..=self.settings.max_attempts {
             if attempt > 1 {
                 self.metrics.retry();
             }
             let loaded = self.repository.load_for_decision(&target).await?;
+            if resumed {
+                // Searched after loading, so that no commit the loaded state holds is missed: a
+                // decision on a state holding the earlier send's own events would answer
+                // "nothing to change", though its events are in the stream.
+                let commits = self
+                    .repository
+                    .store()
+                    .commits_after(&target, searched)
+                    .await?;
+                if let Some(earlier) = commits
+                    .iter()
+                    .find(|c| c.events.iter().any(|e| e.commandid == command_id))
+                {
+                    return Ok(replayed_commit(
+                        command.name(),
+                        &target,
+                        earlier,
+                        &correlation_id,
+                        command_id,
+                    ));
+                }
+                searched = commits.last().map_or(searched, |c| c.sequence);
+            }
             let facts = self.load_facts(command, &target, &loaded).await?;
             let now = Utc::now();
             let meta = CommandMeta {
@@ -240,18 +332,13 @@ impl CommandHandler {
                     // that commit, not with the events decided just now.
                     self.repository.mark_stale(&target);
                     let first = self.repository.store().commit_at(appended.sequence).await?;
-                    return Ok(Answer {
-                        status: 201,
-                        body: answer_body(
-                            command.name(),
-                            &target,
-                            Some(&first),
-                            first.sequence,
-                            &correlation_id,
-                            command_id,
-                        ),
-                        replayed: true,
-                    });
+                    return Ok(replayed_commit(
+                        command.name(),
+                        &target,
+                        &first,
+                        &correlation_id,
+                        command_id,
+                    ));
                 }
                 Ok(appended) => {
                     let state = events

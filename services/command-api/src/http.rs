@@ -128,7 +128,13 @@ async fn command(
         effective_at,
         idempotency,
     };
-    let answer = state.handler.handle(request).await?;
+    // A client that gives up closes its connection, and the server then drops this future. The
+    // command runs in a task of its own so that it still finishes and settles its Idempotency-Key:
+    // dropped halfway, it would leave the key claimed until the claim's lease ran out.
+    let handler = state.handler.clone();
+    let answer = tokio::spawn(async move { handler.handle(request).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("the command's task failed: {e}")))??;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut response = if status.is_success() {
         (status, Json(answer.body)).into_response()

@@ -2,11 +2,12 @@
 //! appended to JetStream.
 
 pub mod auth;
+mod claim;
 pub mod config;
 pub mod error;
 pub mod handler;
 pub mod http;
-mod idempotency;
+pub mod idempotency;
 pub mod metrics;
 mod openapi;
 pub mod seed;

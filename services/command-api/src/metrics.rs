@@ -23,6 +23,8 @@ pub struct Metrics {
     append_seconds: Histogram,
     conflicts: Counter,
     retries: Counter,
+    idempotency_waits: Counter,
+    idempotency_takeovers: Counter,
     registry: Mutex<Registry>,
 }
 
@@ -33,6 +35,8 @@ impl Default for Metrics {
         let append_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let conflicts = Counter::default();
         let retries = Counter::default();
+        let idempotency_waits = Counter::default();
+        let idempotency_takeovers = Counter::default();
         let mut registry = Registry::with_prefix("kh63_command");
         registry.register(
             "commands",
@@ -54,11 +58,23 @@ impl Default for Metrics {
             "Decisions made again after a conflict",
             retries.clone(),
         );
+        registry.register(
+            "idempotency_waits",
+            "Sends that found their Idempotency-Key held by another send and waited for its answer",
+            idempotency_waits.clone(),
+        );
+        registry.register(
+            "idempotency_takeovers",
+            "Idempotency-Key claims taken over because their holder released them or outlived its lease",
+            idempotency_takeovers.clone(),
+        );
         Self {
             commands,
             append_seconds,
             conflicts,
             retries,
+            idempotency_waits,
+            idempotency_takeovers,
             registry: Mutex::new(registry),
         }
     }
@@ -81,6 +97,14 @@ impl Metrics {
 
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    pub fn idempotency_wait(&self) {
+        self.idempotency_waits.inc();
+    }
+
+    pub fn idempotency_takeover(&self) {
+        self.idempotency_takeovers.inc();
     }
 
     /// The OpenMetrics text exposition.

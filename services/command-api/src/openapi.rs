@@ -42,7 +42,7 @@ pub fn document() -> Value {
                 "tags": [spec.aggregate],
                 "security": [{ "bearer": [] }],
                 "parameters": [
-                    header_parameter("Idempotency-Key", MAX_IDEMPOTENCY_KEY, "Retrying with the same key returns the first answer and appends nothing, for as long as the idempotency bucket keeps it (30 days by default)."),
+                    header_parameter("Idempotency-Key", MAX_IDEMPOTENCY_KEY, "Retrying with the same key returns the first answer and appends nothing, for as long as the idempotency bucket keeps it (30 days by default). Sends of one key at the same moment all get that one answer; one still being decided after a few seconds answers 409 (urn:kh63:problem:idempotency-key-in-flight) with Retry-After."),
                     header_parameter("X-Correlation-Id", MAX_CORRELATION_ID, "Carried into every event's correlationid; generated when absent."),
                     header_parameter("X-Causation-Id", MAX_CORRELATION_ID, "What caused this command (e.g. an event id); defaults to the command id."),
                     effective_time_parameter("RFC 3339 instant the fact happened, when keyed in late; province office and Department of Finance only."),
@@ -55,7 +55,7 @@ pub fn document() -> Value {
                     "401": problem("Missing, invalid or expired bearer token"),
                     "403": problem("The role or unit may not issue this command"),
                     "404": problem("The aggregate or one it names does not exist"),
-                    "409": problem("The aggregate kept changing concurrently"),
+                    "409": problem("The aggregate kept changing concurrently, or a send with the same Idempotency-Key is still being decided (retry after Retry-After)"),
                     "413": problem("Body larger than 256 KiB"),
                     "422": problem("A business rule forbids the command, or the Idempotency-Key was used for another request"),
                     "503": problem("The event store is unavailable; nothing was appended"),

@@ -20,6 +20,11 @@ use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "api/idempotency.rs"]
+mod idempotency;
+#[path = "api/regressions.rs"]
+mod regressions;
+
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
 const ITEM: &str = "kh-63-2025-01";
@@ -31,7 +36,10 @@ fn config(nats_url: &str, stream: StreamSettings, max_attempts: u32) -> Config {
         nats_url: nats_url.to_owned(),
         bind: "127.0.0.1:0".parse().expect("address"),
         stream,
-        handler: HandlerSettings { max_attempts },
+        handler: HandlerSettings {
+            max_attempts,
+            ..HandlerSettings::default()
+        },
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
         nats_timeout: Duration::from_millis(1_500),
         token_secret: SECRET.to_vec(),

@@ -1,14 +1,21 @@
-//! `Idempotency-Key` answers kept in a JetStream key-value bucket.
+//! `Idempotency-Key` records kept in a JetStream key-value bucket.
 //!
 //! JetStream's own duplicate window (minutes) drops a re-sent message, but a client may retry
 //! after hours, or after the service restarted. The bucket keeps the first answer for as long
 //! as configured, so the retry gets that answer and nothing is appended.
+//!
+//! Sends of one key may race (a client retrying while its first send is still in flight), so a
+//! record is only ever written if absent or by compare-and-set on the revision it replaces: of
+//! racing writers exactly one wins, and an answer once stored is never overwritten.
 
 use async_nats::jetstream::kv;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::StoreError;
+use crate::store::refused_for_sequence;
 
 /// The stored first answer to a command sent with an idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,9 +26,55 @@ pub struct StoredAnswer {
     pub body: Value,
 }
 
+/// A send's claim on a key while it decides, so that sends racing with it wait for its answer
+/// instead of deciding too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub state: ClaimState,
+    /// Of the request the key was first used with, as in [`StoredAnswer`].
+    pub fingerprint: String,
+    /// The command id the holder's events carry. A send taking the claim over keeps it, so it can
+    /// recognise a commit an earlier holder appended before it stopped.
+    pub command_id: Uuid,
+    /// When the current holder claimed the key, by its clock: the start of its lease.
+    pub claimed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimState {
+    /// The holder is deciding.
+    Pending,
+    /// The holder failed transiently and gave the claim up: the next send takes it over at once.
+    Released,
+}
+
+/// What a key holds. An answer keeps the format records had before claims existed (no `state`),
+/// so records written by earlier versions read as answers, and earlier versions read the answers
+/// written now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IdempotencyRecord {
+    Claimed(Claim),
+    Answered(StoredAnswer),
+}
+
+/// A record and the revision that a compare-and-set replacing it must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    pub record: IdempotencyRecord,
+    pub revision: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     bucket: kv::Store,
+}
+
+fn encode(record: &IdempotencyRecord) -> Result<bytes::Bytes, StoreError> {
+    serde_json::to_vec(record)
+        .map(Into::into)
+        .map_err(|e| StoreError::Encoding(e.to_string()))
 }
 
 impl IdempotencyStore {
@@ -29,27 +82,99 @@ impl IdempotencyStore {
         Self { bucket }
     }
 
-    /// `key` must already be bucket-safe (the command service hashes the client's key).
-    pub async fn get(&self, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
-        let Some(bytes) = self
+    /// `key` must already be bucket-safe (the command service hashes the client's key). On a
+    /// clustered bucket a lagging replica may answer; that is safe, as whatever is done on what
+    /// was read is a compare-and-set, and an answer once stored never changes.
+    pub async fn read(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let Some(entry) = self
             .bucket
-            .get(key)
+            .entry(key)
             .await
             .map_err(StoreError::unavailable)?
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Encoding(format!("idempotency record {key}: {e}")))
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let record = serde_json::from_slice(&entry.value)
+            .map_err(|e| StoreError::Encoding(format!("idempotency record {key}: {e}")))?;
+        Ok(Some(Versioned {
+            record,
+            revision: entry.revision,
+        }))
     }
 
-    pub async fn put(&self, key: &str, answer: &StoredAnswer) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(answer).map_err(|e| StoreError::Encoding(e.to_string()))?;
-        self.bucket
-            .put(key, bytes.into())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
+    /// Writes `claim` if the key holds no record; `None` if another send's record is there.
+    pub async fn create(&self, key: &str, claim: &Claim) -> Result<Option<u64>, StoreError> {
+        let bytes = encode(&IdempotencyRecord::Claimed(claim.clone()))?;
+        match self.bucket.create(key, bytes).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e)
+                if e.kind() == kv::CreateErrorKind::AlreadyExists || refused_for_sequence(&e) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    /// Replaces the record stored at `revision` with `record`; `None` if the key changed since.
+    pub async fn replace(
+        &self,
+        key: &str,
+        record: &IdempotencyRecord,
+        revision: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match self.bucket.update(key, encode(record)?, revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e)
+                if e.kind() == kv::UpdateErrorKind::WrongLastRevision
+                    || refused_for_sequence(&e) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_claims_existed_read_as_answers() {
+        let old = r#"{"fingerprint":"ab12","status":201,"body":{"changed":true}}"#;
+        let record: IdempotencyRecord = serde_json::from_str(old).expect("old record");
+        assert_eq!(
+            record,
+            IdempotencyRecord::Answered(StoredAnswer {
+                fingerprint: "ab12".to_owned(),
+                status: 201,
+                body: serde_json::json!({ "changed": true }),
+            })
+        );
+        // And an answer written now is what an earlier version expects to read.
+        assert_eq!(
+            serde_json::to_value(&record).expect("encode"),
+            serde_json::from_str::<Value>(old).expect("json")
+        );
+    }
+
+    #[test]
+    fn claims_round_trip_with_their_state() {
+        let claim = IdempotencyRecord::Claimed(Claim {
+            state: ClaimState::Released,
+            fingerprint: "ab12".to_owned(),
+            command_id: Uuid::now_v7(),
+            claimed_at: Utc::now(),
+        });
+        let json = serde_json::to_value(&claim).expect("encode");
+        assert_eq!(json["state"], "released");
+        assert_eq!(
+            serde_json::from_value::<IdempotencyRecord>(json).expect("decode"),
+            claim
+        );
     }
 }

@@ -16,7 +16,9 @@ pub use envelope::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, SOURCE, TYPE_PREFIX, event_type,
     parse_event_type,
 };
-pub use idempotency::{IdempotencyStore, StoredAnswer};
+pub use idempotency::{
+    Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
+};
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};

@@ -1,9 +1,9 @@
 //! Appending commits with optimistic concurrency, and reading one aggregate's subject.
 
-use std::error::Error as _;
+use std::error::Error;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
 use remediation_domain::AggregateRef;
 
 use crate::envelope::{BATCH_CONTENT_TYPE, CloudEvent, Commit};
@@ -161,22 +161,24 @@ pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError
     Ok(Commit { sequence, events })
 }
 
-/// 10071 (wrong last subject sequence) and, on clustered streams, 10164 (another
-/// expected-sequence publish to the subject is in flight) both mean someone else wrote first.
 fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
-    let conflict = match error.kind() {
-        PublishErrorKind::WrongLastSequence => true,
-        PublishErrorKind::Other => error
-            .source()
-            .and_then(|s| s.downcast_ref::<jetstream::Error>())
-            .is_some_and(|e| {
-                e.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
-            }),
-        _ => false,
-    };
-    if conflict {
+    if refused_for_sequence(&error) {
         StoreError::Conflict
     } else {
         StoreError::unavailable(error)
     }
+}
+
+/// Whether JetStream refused a write because its expected sequence no longer held: 10071 (wrong
+/// last subject sequence) and, on clustered streams, 10164 (another expected-sequence publish to
+/// the subject is in flight) both mean someone else wrote first. async-nats reports the first as
+/// `WrongLastSequence`, the second as `Other`, and its key-value API wraps both in its own errors,
+/// so the server's code is looked for along the sources.
+pub(crate) fn refused_for_sequence(error: &(dyn Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| (*e).source()).any(|e| {
+        e.downcast_ref::<jetstream::Error>().is_some_and(|e| {
+            e.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                || e.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        })
+    })
 }
