@@ -20,6 +20,9 @@ use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "api/roles.rs"]
+mod roles;
+
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
 const ITEM: &str = "kh-63-2025-01";
