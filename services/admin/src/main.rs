@@ -67,6 +67,7 @@ enum Action {
         #[arg(
             long = "role",
             visible_alias = "roles",
+            value_name = "ROLE",
             value_enum,
             value_delimiter = ',',
             required = true
