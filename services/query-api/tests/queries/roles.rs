@@ -83,6 +83,7 @@ async fn read_access_is_the_union_of_the_callers_roles() {
         .await;
     stack.settle().await;
     let item_1 = format!("/v1/items/{ITEM_1}");
+    let lead_scorecard = format!("/v1/units/{LEAD}/scorecard");
 
     // The department's staff alone see their own unit's work; as the Department of Finance too,
     // every unit's, as the Department of Finance does.
@@ -92,9 +93,19 @@ async fn read_access_is_the_union_of_the_callers_roles() {
     let as_officer = stack.read(&item_1, &officer).await;
     assert_eq!(as_officer["visibility"], "full");
     assert_eq!(ids(&as_officer["tasks"], "task_id"), ["snnmt-u"]);
+    // Whatever the order of the roles on the token.
+    let staff_first = principal_token(
+        "stc",
+        Some(FINANCE),
+        &[Role::UnitStaff, Role::DepartmentOfFinance],
+    );
+    assert_eq!(
+        stack.read(&item_1, &staff_first).await["visibility"],
+        "full"
+    );
+    stack.read(&lead_scorecard, &staff_first).await;
     let own_item = stack.read(&format!("/v1/items/{ITEM_6}"), &officer).await;
     assert_eq!(ids(&own_item["tasks"], "task_id"), ["stc-u"]);
-    let lead_scorecard = format!("/v1/units/{LEAD}/scorecard");
     assert_problem(
         &stack.get(&lead_scorecard, Some(&staff(FINANCE))).await,
         StatusCode::FORBIDDEN,
