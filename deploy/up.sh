@@ -30,8 +30,9 @@
 #   8. loads the Plan 63 seed through the command handler (a repeat appends nothing);
 #   9. waits until the projector has applied the stream up to its last sequence (every
 #      projection's lag 0 in its /readyz), so the dashboards show Plan 63 when up.sh returns;
-#  10. prints the URLs, the log locations and one demo bearer token per role, which it also
-#      writes to .stack/tokens.env (`source .stack/tokens.env`).
+#  10. prints the URLs, the log locations and one demo bearer token per role (the Department of
+#      Finance's also holds unit staff of so-tai-chinh), which it also writes to
+#      .stack/tokens.env (`source .stack/tokens.env`).
 #
 # It is idempotent: a second run leaves running services alone and the seed appends nothing.
 # It returns once everything is up; deploy/down.sh stops what it started.
@@ -517,7 +518,9 @@ step_summary() {
     query=$(service_url query-api)
     say "issuing demo tokens"
     po=$(token --role province-office --user vp-ubnd)
-    dof=$(token --role department-of-finance --unit so-tai-chinh --user stc)
+    # The Department of Finance reviews reports and, as lead unit of items 6 and 13, also plans
+    # and reports its own work as staff of so-tai-chinh: one token with both roles.
+    dof=$(token --role department-of-finance --role unit-staff --unit so-tai-chinh --user stc)
     staff=$(token --role unit-staff --unit so-nong-nghiep-va-moi-truong --user snnmt)
     auditor=$(token --role auditor --user auditor)
     viewer=$(token --role viewer --user viewer)
@@ -566,7 +569,7 @@ Plan 63 tracker is up.
 Demo bearer tokens, valid 30 days (also in .stack/tokens.env: source .stack/tokens.env):
   province-office (user vp-ubnd)
     TOKEN_PROVINCE_OFFICE=$po
-  department-of-finance (unit so-tai-chinh, user stc)
+  department-of-finance + unit-staff (unit so-tai-chinh, user stc; its own reports go to the province office)
     TOKEN_DEPARTMENT_OF_FINANCE=$dof
   unit-staff (unit so-nong-nghiep-va-moi-truong, user snnmt)
     TOKEN_UNIT_STAFF=$staff
@@ -580,6 +583,7 @@ Try:
   curl -s -XPOST $api/v1/commands/set-item-deadline -H "Authorization: Bearer \$TOKEN_PROVINCE_OFFICE" \\
        -d '{"item_id":"kh-63-2025-01","due_on":"2025-12-31"}'
   curl -s -H "Authorization: Bearer \$TOKEN_VIEWER" $query/v1/plans/kh-63-2025/overview
+  curl -s $api/v1/me -H "Authorization: Bearer \$TOKEN_DEPARTMENT_OF_FINANCE"   # user, unit, roles, expiry
 EOF
 }
 

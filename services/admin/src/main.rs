@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use command_api::auth::TokenKeys;
 use command_api::config::{stream_settings, token_secret};
 use remediation_domain::text::UnitId;
-use remediation_domain::{Actor, Role};
+use remediation_domain::{Principal, Role};
 
 #[derive(Debug, Parser)]
 #[command(name = "remediation-admin", about = "Operate the Plan 63 event store")]
@@ -62,8 +62,17 @@ enum Action {
     },
     /// Print a signed bearer token (key from TOKEN_SECRET or TOKEN_SECRET_FILE).
     Token {
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// A role the user holds; repeat it (or list them: --roles a,b) for several, the
+        /// primary one first.
+        #[arg(
+            long = "role",
+            visible_alias = "roles",
+            value_name = "ROLE",
+            value_enum,
+            value_delimiter = ',',
+            required = true
+        )]
+        roles: Vec<RoleArg>,
         /// The user's unit; required for unit staff.
         #[arg(long)]
         unit: Option<String>,
@@ -106,22 +115,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Action::Seed { file } => seed::load(&cli.nats_url, &file).await,
         Action::Token {
-            role,
+            roles,
             unit,
             user,
             ttl_hours,
         } => {
             let keys = TokenKeys::new(&token_secret()?)?;
-            let actor = Actor {
-                user,
-                unit: unit
-                    .map(UnitId::new)
-                    .transpose()
-                    .map_err(|e| e.to_string())?,
-                role: role.into(),
-            };
+            let unit = unit
+                .map(UnitId::new)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let principal = Principal::new(user, unit, roles.into_iter().map(Role::from))
+                .map_err(|e| e.to_string())?;
             let token = keys
-                .issue(&actor, chrono::Duration::hours(ttl_hours))
+                .issue_for(&principal, chrono::Duration::hours(ttl_hours))
                 .map_err(|e| e.to_string())?;
             println!("{token}");
             Ok(())

@@ -120,11 +120,12 @@ pub async fn run(nats_url: &str, args: VerifyArgs) -> Result<(), String> {
                     events: verification.events,
                     digest,
                 }),
-                actor: Actor {
+                principal: Actor {
                     user: "verifier".to_owned(),
                     unit: None,
                     role: Role::Auditor,
-                },
+                }
+                .into(),
                 correlation_id: None,
                 causation_id: None,
                 effective_at: None,

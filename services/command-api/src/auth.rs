@@ -1,4 +1,8 @@
-//! Bearer tokens: HS256-signed JWTs carrying user, unit and role, with an expiry.
+//! Bearer tokens: HS256-signed JWTs carrying user, unit and roles, with an expiry.
+//!
+//! A token names its primary role in `role`, and, when the principal holds more than one, all of
+//! them in `roles` (the primary first): verifiers and readers that know only `role` still see
+//! one valid role, and tokens of one role are exactly what they were before `roles` existed.
 //!
 //! Deny by default: every command route takes an [`Authenticated`] extractor, so a handler that
 //! forgets authentication does not compile into the router.
@@ -8,10 +12,11 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use remediation_domain::text::UnitId;
-use remediation_domain::{Actor, Role};
+use remediation_domain::{Actor, Principal, Role};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -24,6 +29,9 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unit: Option<UnitId>,
     role: Role,
+    /// Every role held, `role` first; absent when `role` is the only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<Role>>,
     iss: String,
     iat: i64,
     exp: i64,
@@ -69,15 +77,21 @@ impl TokenKeys {
         })
     }
 
+    /// A token of one role, as every token was before principals held several.
     pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, TokenError> {
-        if actor.role == Role::UnitStaff && actor.unit.is_none() {
+        self.issue_for(&Principal::from(actor.clone()), ttl)
+    }
+
+    pub fn issue_for(&self, principal: &Principal, ttl: Duration) -> Result<String, TokenError> {
+        if principal.holds(Role::UnitStaff) && principal.unit().is_none() {
             return Err(TokenError::UnitRequired);
         }
         let now = Utc::now();
         let claims = Claims {
-            sub: actor.user.clone(),
-            unit: actor.unit.clone(),
-            role: actor.role,
+            sub: principal.user().to_owned(),
+            unit: principal.unit().cloned(),
+            role: principal.primary_role(),
+            roles: (principal.roles().len() > 1).then(|| principal.roles().to_vec()),
             iss: ISSUER.to_owned(),
             iat: now.timestamp(),
             exp: (now + ttl).timestamp(),
@@ -89,26 +103,66 @@ impl TokenKeys {
         )?)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Authenticated, ApiError> {
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?
             .claims;
-        if claims.role == Role::UnitStaff && claims.unit.is_none() {
+        let roles = match claims.roles {
+            None => vec![claims.role],
+            // Readers of `role` alone would grant a role the principal does not hold.
+            Some(roles) if roles.first() == Some(&claims.role) => roles,
+            Some(_) => {
+                return Err(ApiError::Unauthorized(
+                    "the token's role is not the first of its roles".to_owned(),
+                ));
+            }
+        };
+        let principal = Principal::new(claims.sub, claims.unit, roles)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
+        if principal.holds(Role::UnitStaff) && principal.unit().is_none() {
             return Err(ApiError::Unauthorized(
                 "unit staff token names no unit".to_owned(),
             ));
         }
-        Ok(Actor {
-            user: claims.sub,
-            unit: claims.unit,
-            role: claims.role,
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(|| {
+            ApiError::Unauthorized("the token's expiry is out of range".to_owned())
+        })?;
+        Ok(Authenticated {
+            principal,
+            expires_at,
         })
     }
 }
 
-/// The verified actor of a request.
+/// The verified principal of a request.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Actor);
+pub struct Authenticated {
+    pub principal: Principal,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Who the bearer token says the caller is (`GET /v1/me` on both services).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Me {
+    pub user: String,
+    /// The user's unit; every unit staff token names one.
+    pub unit: Option<UnitId>,
+    /// Every role held, the primary one first.
+    pub roles: Vec<Role>,
+    /// When the token stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&Authenticated> for Me {
+    fn from(auth: &Authenticated) -> Self {
+        Self {
+            user: auth.principal.user().to_owned(),
+            unit: auth.principal.unit().cloned(),
+            roles: auth.principal.roles().to_vec(),
+            expires_at: auth.expires_at,
+        }
+    }
+}
 
 impl<S> FromRequestParts<S> for Authenticated
 where
@@ -129,6 +183,6 @@ where
             .ok_or_else(|| {
                 ApiError::Unauthorized("Authorization must be a Bearer token".to_owned())
             })?;
-        keys.verify(token.trim()).map(Authenticated)
+        keys.verify(token.trim())
     }
 }

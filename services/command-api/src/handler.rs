@@ -11,7 +11,7 @@ use event_store::{
     CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, StoredAnswer, seal,
 };
 use futures::future::try_join_all;
-use remediation_domain::{Actor, AggregateRef, Command, Context, Facts};
+use remediation_domain::{AggregateRef, Command, Decision, Facts, Principal};
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -28,7 +28,8 @@ const MAX_FACTS: usize = 2_000;
 #[derive(Debug, Clone)]
 pub struct CommandRequest {
     pub command: Command,
-    pub actor: Actor,
+    /// Who sends it, with every role they hold; the decision picks the role that acts.
+    pub principal: Principal,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
     /// When the fact happened, if earlier than now (keyed in late).
@@ -281,25 +282,21 @@ impl CommandHandler {
             }
             let facts = self.load_facts(command, &target, &loaded).await?;
             let now = Utc::now();
+            let effective_at = request.effective_at.unwrap_or(now);
+            let Decision { actor, events } =
+                command.decide_as(&loaded.state, &request.principal, now, effective_at, &facts)?;
             let meta = CommandMeta {
                 command_id,
                 command_name: command.name(),
-                actor: request.actor.clone(),
+                actor,
                 correlation_id: correlation_id.clone(),
                 causation_id: request
                     .causation_id
                     .clone()
                     .unwrap_or_else(|| command_id.to_string()),
                 recorded_at: now,
-                effective_at: request.effective_at.unwrap_or(now),
+                effective_at,
             };
-            let context = Context {
-                actor: &request.actor,
-                now,
-                effective_at: meta.effective_at,
-                facts: &facts,
-            };
-            let events = command.decide(&loaded.state, &context)?;
             if events.is_empty() {
                 return Ok(Answer {
                     status: 200,

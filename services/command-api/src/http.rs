@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use remediation_domain::{COMMANDS, CommandSpec};
 use serde_json::json;
 
-use crate::auth::{Authenticated, TokenKeys};
+use crate::auth::{Authenticated, Me, TokenKeys};
 use crate::error::{ApiError, problem_response};
 use crate::handler::{CommandHandler, CommandRequest};
 use crate::idempotency::{fingerprint, idempotency_key};
@@ -47,11 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/me", get(me))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
     for spec in COMMANDS.iter().filter(|spec| spec.sent_by_clients()) {
         router = router.route(
             &format!("/v1/commands/{}", spec.name),
-            post(move |state, actor, headers, body| command(spec, state, actor, headers, body)),
+            post(move |state, caller, headers, body| command(spec, state, caller, headers, body)),
         );
     }
     router
@@ -93,7 +94,7 @@ fn optional_header(
 async fn command(
     spec: &'static CommandSpec,
     State(state): State<AppState>,
-    Authenticated(actor): Authenticated,
+    Authenticated { principal, .. }: Authenticated,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -116,13 +117,13 @@ async fn command(
     let idempotency =
         optional_header(&headers, "Idempotency-Key", MAX_IDEMPOTENCY_KEY)?.map(|key| {
             (
-                idempotency_key(&actor.user, &key),
+                idempotency_key(principal.user(), &key),
                 fingerprint(spec.name, &body),
             )
         });
     let request = CommandRequest {
         command,
-        actor,
+        principal,
         correlation_id: optional_header(&headers, "X-Correlation-Id", MAX_CORRELATION_ID)?,
         causation_id: optional_header(&headers, "X-Causation-Id", MAX_CORRELATION_ID)?,
         effective_at,
@@ -147,6 +148,11 @@ async fn command(
             .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Who the token says the caller is: user, unit, every role held, and when the token expires.
+async fn me(auth: Authenticated) -> Json<Me> {
+    Json(Me::from(&auth))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

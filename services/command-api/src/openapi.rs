@@ -3,6 +3,7 @@
 
 use remediation_domain::COMMANDS;
 
+use crate::auth::Me;
 use crate::http::{MAX_CORRELATION_ID, MAX_EFFECTIVE_TIME, MAX_IDEMPOTENCY_KEY};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
@@ -63,6 +64,19 @@ pub fn document() -> Value {
             }}),
         );
     }
+    paths.insert(
+        "/v1/me".into(),
+        json!({ "get": {
+            "operationId": "me",
+            "summary": "Who the bearer token says the caller is: user, unit, every role held (the primary first), expiry",
+            "tags": ["identity"],
+            "security": [{ "bearer": [] }],
+            "responses": {
+                "200": { "description": "OK", "content": { "application/json": { "schema": generator.subschema_for::<Me>() } } },
+                "401": problem("Missing, invalid or expired bearer token"),
+            }
+        }}),
+    );
     let plain = |summary: &str, content_type: &str| json!({ "get": { "summary": summary, "responses": { "200": { "description": "OK", "content": { content_type: {} } } } } });
     paths.insert("/healthz".into(), plain("Liveness", "application/json"));
     paths.insert(

@@ -3,7 +3,7 @@
 
 use remediation_domain::calendar::start_of_local_day;
 use remediation_domain::seed::Seed;
-use remediation_domain::{Actor, Role};
+use remediation_domain::{Actor, Principal, Role};
 
 use crate::error::ApiError;
 use crate::handler::{CommandHandler, CommandRequest};
@@ -19,11 +19,11 @@ pub struct SeedReport {
 /// Sends every command of `seed` as the province office, effective from the plan's issue date:
 /// the plan's assignments hold from the day it was signed.
 pub async fn load_seed(handler: &CommandHandler, seed: &Seed) -> Result<SeedReport, ApiError> {
-    let actor = Actor {
+    let principal = Principal::from(Actor {
         user: "seed-loader".to_owned(),
         unit: None,
         role: Role::ProvinceOffice,
-    };
+    });
     let effective_at = start_of_local_day(seed.plan.issued_on);
     let commands = seed.commands();
     let mut report = SeedReport {
@@ -36,7 +36,7 @@ pub async fn load_seed(handler: &CommandHandler, seed: &Seed) -> Result<SeedRepo
         let answer = handler
             .handle(CommandRequest {
                 command,
-                actor: actor.clone(),
+                principal: principal.clone(),
                 correlation_id: Some(format!("seed:{}", seed.plan.plan_id)),
                 causation_id: None,
                 effective_at: Some(effective_at),

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 mod idempotency;
 #[path = "api/regressions.rs"]
 mod regressions;
+#[path = "api/roles.rs"]
+mod roles;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");

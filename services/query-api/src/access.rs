@@ -5,11 +5,12 @@
 //! handler runs, and the handler receives the [`Caller`] only from the guard — a handler on a
 //! route without a guard finds none and answers 401. Finer rules that depend on the data (unit
 //! staff see their own unit's internals only) are decided in the handlers, with [`Caller`]'s
-//! helpers.
+//! helpers. A caller holding several roles may read what any of them may: access is the union.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use remediation_domain::{Actor, Role};
+use command_api::auth::Authenticated;
+use remediation_domain::{Principal, Role};
 
 use crate::error::QueryError;
 
@@ -24,6 +25,12 @@ pub enum Access {
 
 /// Public plan data: dashboards that every role may see.
 pub const EVERYONE: &[Role] = &Role::ALL;
+/// The roles that see every unit's internal work (tasks, report lines).
+const SEE_ALL_UNITS: &[Role] = &[
+    Role::ProvinceOffice,
+    Role::DepartmentOfFinance,
+    Role::Auditor,
+];
 /// Everyone but viewers.
 pub const STAFF_AND_OVERSIGHT: &[Role] = &[
     Role::ProvinceOffice,
@@ -45,10 +52,11 @@ pub const ANALYTICS_READERS: &[Role] = &[
 ];
 
 impl Access {
-    pub fn allows(self, role: Role) -> bool {
+    /// Whether any role the principal holds may call the route.
+    pub fn allows(self, principal: &Principal) -> bool {
         match self {
             Access::Public => true,
-            Access::Roles(roles) => roles.contains(&role),
+            Access::Roles(roles) => principal.roles().iter().any(|r| roles.contains(r)),
         }
     }
 
@@ -62,7 +70,7 @@ impl Access {
 
 /// The authenticated, authorised caller of a route; put in place by the route guard.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Actor);
+pub struct Caller(pub Authenticated);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = QueryError;
@@ -97,15 +105,21 @@ impl Visibility {
 }
 
 impl Caller {
-    pub fn role(&self) -> Role {
-        self.0.role
+    pub fn principal(&self) -> &Principal {
+        &self.0.principal
+    }
+
+    /// Whether one of the caller's roles sees every unit's internal work.
+    pub fn sees_all_units(&self) -> bool {
+        SEE_ALL_UNITS.iter().any(|r| self.principal().holds(*r))
     }
 
     /// The caller's own unit, for unit staff.
     pub fn staff_unit(&self) -> Option<&str> {
-        match self.0.role {
-            Role::UnitStaff => self.0.unit.as_ref().map(|u| u.as_str()),
-            _ => None,
+        if self.principal().holds(Role::UnitStaff) {
+            self.principal().unit().map(|u| u.as_str())
+        } else {
+            None
         }
     }
 }

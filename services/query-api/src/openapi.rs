@@ -126,15 +126,21 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
                     problem("sequence-not-reached: min_sequence lies beyond the stream's last sequence, so no command answer carried it (extension members min_sequence, stream_head); or invalid-range: a time range starts after it ends"),
                 );
             }
-            let mut unavailable = "projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable".to_owned();
             if route.records_read {
                 operation["x-records-read"] = json!(true);
-                unavailable.push_str("; or read-not-recorded: this read of the audit trail could not be recorded as an event, so it is not answered");
             }
-            if route.operation_id == "audit_verify" {
-                unavailable.push_str("; or store-unavailable: the event stream does not answer");
+            // A route that reads nothing (who am I) cannot be unavailable.
+            if !route.reads.is_empty() {
+                let mut unavailable = "projection-behind: the read model has not reached min_sequence within wait_ms (extension members projection, checkpoint, min_sequence; Retry-After); or database-unavailable".to_owned();
+                if route.records_read {
+                    unavailable.push_str("; or read-not-recorded: this read of the audit trail could not be recorded as an event, so it is not answered");
+                }
+                if route.operation_id == "audit_verify" {
+                    unavailable
+                        .push_str("; or store-unavailable: the event stream does not answer");
+                }
+                responses.insert("503".into(), problem(&unavailable));
             }
-            responses.insert("503".into(), problem(&unavailable));
         }
     }
     operation["responses"] = Value::Object(responses);

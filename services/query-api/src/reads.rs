@@ -161,7 +161,7 @@ impl AuditReads {
                     query: query.clone(),
                     results,
                 }),
-                actor: caller.0.clone(),
+                principal: caller.principal().clone(),
                 correlation_id: None,
                 causation_id: None,
                 effective_at: None,
@@ -175,7 +175,7 @@ impl AuditReads {
                 Err(ApiError::RuleViolated { rule, .. })
                     if rule == Rule::WrongAccessDay.code() && attempts < 3 => {}
                 Err(error) => {
-                    tracing::error!(%error, user = %caller.0.user, "a read of the audit trail could not be recorded; not answering it");
+                    tracing::error!(%error, user = %caller.principal().user(), "a read of the audit trail could not be recorded; not answering it");
                     return Err(QueryError::ReadNotRecorded(format!(
                         "this read of the audit trail could not be recorded, so it is not answered: {error}"
                     )));

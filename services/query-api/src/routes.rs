@@ -27,7 +27,7 @@ use crate::params::{Param, Params};
 use crate::state::AppState;
 use crate::views::exports::{self, ANALYTICS, COMPILATION_FORMATS, EXPORT_PARAMS, XLSX};
 use crate::views::{
-    as_of, audit, compliance, deadlines, health, item, overview, scorecard, verify,
+    as_of, audit, compliance, deadlines, health, item, me, overview, scorecard, verify,
 };
 
 /// What a route answers with, for the OpenAPI document.
@@ -376,6 +376,22 @@ pub static ROUTES: &[Route] = &[
         handler: || get(as_of::diff),
     },
     Route {
+        path: "/v1/me",
+        operation_id: "me",
+        tag: "identity",
+        summary: "Who the bearer token says the caller is: user, unit, every role held (the primary first), expiry",
+        description: "A caller holding several roles (an officer of the Department of Finance is also staff of its unit) may read whatever any of its roles may: route access and the visibility of units' internal work are the union of the roles'.",
+        access: Access::Roles(EVERYONE),
+        reads: &[],
+        path_params: &[],
+        query_params: &[],
+        finds: false,
+        scoped: false,
+        records_read: false,
+        body: Body::Json(|g| g.subschema_for::<command_api::auth::Me>()),
+        handler: || get(me::handler),
+    },
+    Route {
         path: "/healthz",
         operation_id: "healthz",
         tag: "operations",
@@ -476,19 +492,28 @@ async fn admit(
         return Ok(request);
     };
     let (mut parts, body) = request.into_parts();
-    let Authenticated(actor) = Authenticated::from_request_parts(&mut parts, state).await?;
-    if !route.access.allows(actor.role) {
+    let authenticated = Authenticated::from_request_parts(&mut parts, state).await?;
+    if !route.access.allows(&authenticated.principal) {
+        let roles: Vec<&str> = (authenticated.principal.roles().iter())
+            .map(|r| r.as_str())
+            .collect();
         return Err(QueryError::Forbidden(format!(
             "role {} may not read {}",
-            actor.role.as_str(),
+            roles.join(", "),
             route.operation_id
         )));
     }
-    let params = Params::parse(&parts.uri, &[route.query_params, consistency::PARAMS])?;
+    // Only a route that reads the read model can wait for it (and documents that it does).
+    let consistency_params = if route.reads.is_empty() {
+        &[][..]
+    } else {
+        consistency::PARAMS
+    };
+    let params = Params::parse(&parts.uri, &[route.query_params, consistency_params])?;
     if let Some(wanted) = Consistency::from_params(&params)? {
         consistency::wait_for(state, route.reads, wanted).await?;
     }
-    parts.extensions.insert(Caller(actor));
+    parts.extensions.insert(Caller(authenticated));
     parts.extensions.insert(params);
     Ok(Request::from_parts(parts, body))
 }

@@ -23,6 +23,9 @@ use test_support::{NatsServer, TestDatabase};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "queries/roles.rs"]
+mod roles;
+
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
 const PLAN: &str = "kh-63-2025";

@@ -256,6 +256,9 @@ impl Command {
                 .into_iter()
                 .chain(line_references(&c.lines))
                 .collect(),
+            // Who may review depends on whose report it is and on the plan's recipient.
+            Command::AcceptReport(c) => c.references(),
+            Command::ReturnReport(c) => c.key().references(),
             _ => vec![],
         }
     }

@@ -236,6 +236,7 @@ impl AggregateState {
         match self {
             AggregateState::Unit(Some(u)) => u.references(),
             AggregateState::Group(Some(g)) => g.references(),
+            AggregateState::Plan(Some(p)) => p.references(),
             AggregateState::Item(Some(i)) => i.references(),
             AggregateState::Task(Some(t)) => t.references(),
             _ => vec![],

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::Role;
 use crate::context::Context;
+use crate::facts::AggregateRef;
 use crate::rejection::{Rejection, Rule};
-use crate::text::{Name, PlanId, Prose, Reason, Title};
+use crate::text::{Name, PlanId, Prose, Reason, Title, UnitId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
@@ -21,6 +22,23 @@ pub struct Plan {
     pub legal_basis: Vec<Prose>,
     /// Chế độ báo cáo, as the plan words it.
     pub reporting_rule: Prose,
+    /// Đơn vị nhận báo cáo — the unit the quarterly reports go to (Plan 63: Sở Tài chính, "gửi
+    /// báo cáo … về Sở Tài chính để tổng hợp"). Its own reports are reviewed by the province
+    /// office, since nobody reviews their own. Absent on plans issued before it was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_recipient: Option<UnitId>,
+}
+
+impl Plan {
+    /// Units this plan's rules depend on: the recipient of its reports (and, through it, its
+    /// successors).
+    pub fn references(&self) -> Vec<AggregateRef> {
+        self.report_recipient
+            .iter()
+            .cloned()
+            .map(AggregateRef::Unit)
+            .collect()
+    }
 }
 
 /// Ban hành kế hoạch.
@@ -34,6 +52,8 @@ pub struct IssuePlan {
     pub issued_on: NaiveDate,
     pub legal_basis: Vec<Prose>,
     pub reporting_rule: Prose,
+    /// Đơn vị nhận báo cáo.
+    pub report_recipient: Option<UnitId>,
 }
 
 impl IssuePlan {
@@ -45,11 +65,13 @@ impl IssuePlan {
             issued_on: self.issued_on,
             legal_basis: self.legal_basis.clone(),
             reporting_rule: self.reporting_rule.clone(),
+            report_recipient: self.report_recipient.clone(),
         }
     }
 }
 
-/// Sửa đổi kế hoạch: any of title, legal basis, reporting rule.
+/// Sửa đổi kế hoạch: any of title, legal basis, reporting rule, recipient of reports (which
+/// also names the recipient of a plan issued before it was recorded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendPlan {
@@ -57,6 +79,7 @@ pub struct AmendPlan {
     pub title: Option<Title>,
     pub legal_basis: Option<Vec<Prose>>,
     pub reporting_rule: Option<Prose>,
+    pub report_recipient: Option<UnitId>,
     pub reason: Reason,
 }
 
@@ -68,6 +91,10 @@ pub enum PlanEvent {
         title: Option<Title>,
         legal_basis: Option<Vec<Prose>>,
         reporting_rule: Option<Prose>,
+        /// Absent from amendments that leave the recipient as it was (all those stored before
+        /// it was recorded), so their payloads stay exactly as they were.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        report_recipient: Option<UnitId>,
         reason: Reason,
     },
 }
@@ -83,12 +110,14 @@ pub fn evolve(state: State, event: &PlanEvent) -> State {
                 title,
                 legal_basis,
                 reporting_rule,
+                report_recipient,
                 ..
             },
         ) => Some(Plan {
             title: title.clone().unwrap_or(plan.title),
             legal_basis: legal_basis.clone().unwrap_or(plan.legal_basis),
             reporting_rule: reporting_rule.clone().unwrap_or(plan.reporting_rule),
+            report_recipient: report_recipient.clone().or(plan.report_recipient),
             ..plan
         }),
         (state, _) => state,
@@ -125,13 +154,22 @@ pub fn amend(state: &State, cmd: &AmendPlan, ctx: &Context) -> Result<Vec<PlanEv
         .reporting_rule
         .clone()
         .filter(|r| r != &plan.reporting_rule);
-    if title.is_none() && legal_basis.is_none() && reporting_rule.is_none() {
+    let report_recipient = cmd
+        .report_recipient
+        .clone()
+        .filter(|r| plan.report_recipient.as_ref() != Some(r));
+    if title.is_none()
+        && legal_basis.is_none()
+        && reporting_rule.is_none()
+        && report_recipient.is_none()
+    {
         return Ok(vec![]);
     }
     Ok(vec![PlanEvent::Amended {
         title,
         legal_basis,
         reporting_rule,
+        report_recipient,
         reason: cmd.reason.clone(),
     }])
 }

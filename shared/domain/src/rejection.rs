@@ -37,6 +37,7 @@ pub enum Rule {
     InvalidDigest,
     WrongAccessDay,
     RevokedBeforeAssigned,
+    OwnReportReview,
 }
 
 impl Rule {
@@ -60,6 +61,7 @@ impl Rule {
             Rule::InvalidDigest => "invalid-digest",
             Rule::WrongAccessDay => "wrong-access-day",
             Rule::RevokedBeforeAssigned => "revoked-before-assigned",
+            Rule::OwnReportReview => "own-report-review",
         }
     }
 }

@@ -339,14 +339,61 @@ pub fn revise(
     }])
 }
 
-const REVIEW: &[Role] = &[Role::DepartmentOfFinance];
+/// Who may review (accept or return) the report `key` names. The Department of Finance reviews
+/// the reports sent to it, except its own; the province office reviews exactly those, the
+/// reports of the plan's recipient: nobody reviews a report their own unit submitted. Checked
+/// before anything about the report itself, as every authorisation is.
+fn check_reviewer(key: &ReportKey, ctx: &Context, action: &str) -> Result<(), Rejection> {
+    ctx.require_role(&[Role::DepartmentOfFinance, Role::ProvinceOffice], action)?;
+    // A report exists only for an issued plan, which is loaded with it: a plan missing here was
+    // never issued, so neither was the report (404 below).
+    let recipient = ctx
+        .facts
+        .plans
+        .get(&key.plan_id)
+        .and_then(|p| p.report_recipient.as_ref());
+    let at = ctx.effective_at;
+    // "Own" follows succession: a unit answers for the reports of the units whose work it took
+    // over. The recipient's own reports are also those of a unit it merged into, or of one
+    // merged into it.
+    let reviewers_own = ctx
+        .actor
+        .unit
+        .as_ref()
+        .is_some_and(|own| ctx.facts.acts_for(own, &key.unit_id, at));
+    let recipients_own = recipient.is_some_and(|recipient| {
+        ctx.facts.acts_for(recipient, &key.unit_id, at)
+            || ctx.facts.acts_for(&key.unit_id, recipient, at)
+    });
+    let report = format!("the {} report of {}", key.quarter.label(), key.unit_id);
+    match (ctx.actor.role, recipient) {
+        _ if reviewers_own => Err(Rejection::rule(
+            Rule::OwnReportReview,
+            format!("{report} is your own unit's; nobody reviews a report their unit submitted"),
+        )),
+        (Role::DepartmentOfFinance, _) if recipients_own => Err(Rejection::rule(
+            Rule::OwnReportReview,
+            format!("{report} is the Department of Finance's own; the province office reviews it"),
+        )),
+        (Role::ProvinceOffice, Some(recipient)) if !recipients_own => {
+            Err(Rejection::forbidden(format!(
+                "the province office may {action} of the plan's recipient {recipient} only, not {report}"
+            )))
+        }
+        (Role::ProvinceOffice, None) => Err(Rejection::forbidden(format!(
+            "plan {} names no recipient of its reports, so the province office may not {action}",
+            key.plan_id
+        ))),
+        _ => Ok(()),
+    }
+}
 
 pub fn accept(
     state: &State,
     key: &ReportKey,
     ctx: &Context,
 ) -> Result<Vec<ReportEvent>, Rejection> {
-    ctx.require_role(REVIEW, "accept reports")?;
+    check_reviewer(key, ctx, "accept reports")?;
     let report = existing(state, key)?;
     match report.status {
         ReportStatus::Accepted => Ok(vec![]),
@@ -365,8 +412,9 @@ pub fn return_for_revision(
     cmd: &ReturnReport,
     ctx: &Context,
 ) -> Result<Vec<ReportEvent>, Rejection> {
-    ctx.require_role(REVIEW, "return reports")?;
-    let report = existing(state, &cmd.key())?;
+    let key = cmd.key();
+    check_reviewer(&key, ctx, "return reports")?;
+    let report = existing(state, &key)?;
     match report.status {
         ReportStatus::Returned => Ok(vec![]),
         ReportStatus::Accepted => Err(Rejection::rule(

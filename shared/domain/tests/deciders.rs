@@ -216,6 +216,7 @@ fn the_plan() -> Plan {
         issued_on: day(PLAN_ISSUED_ON),
         legal_basis: vec![prose("Kết luận của Ban Thường vụ Tỉnh ủy")],
         reporting_rule: prose("Định kỳ hằng quý, trước ngày 15 của tháng cuối quý"),
+        report_recipient: None,
     }
 }
 
@@ -742,6 +743,7 @@ fn issue_plan(id: &str, plan: &Plan) -> Command {
         issued_on: plan.issued_on,
         legal_basis: plan.legal_basis.clone(),
         reporting_rule: plan.reporting_rule.clone(),
+        report_recipient: None,
     })
 }
 
@@ -753,6 +755,7 @@ fn amend_plan(id: &str, new_title: Option<&str>, new_rule: Option<&str>) -> Comm
         title: new_title.map(title),
         legal_basis: None,
         reporting_rule: new_rule.map(prose),
+        report_recipient: None,
         reason: reason(AMEND_REASON),
     })
 }
@@ -1590,6 +1593,7 @@ fn amend_plan_records_only_what_changes_with_the_reason() {
             title: None,
             legal_basis: None,
             reporting_rule: Some(prose("Định kỳ hằng tháng, trước ngày 20")),
+            report_recipient: None,
             reason: reason(AMEND_REASON),
         })]);
 }
@@ -3694,6 +3698,7 @@ mod properties {
                     issued_on,
                     legal_basis: vec![],
                     reporting_rule: prose("Hằng quý"),
+                    report_recipient: None,
                 })
             }),
             1 => (any_plan(), prop::option::of(any_title()), any_reason()).prop_map(|(plan_id, title, reason)| {
@@ -3702,6 +3707,7 @@ mod properties {
                     title,
                     legal_basis: None,
                     reporting_rule: None,
+                    report_recipient: None,
                     reason,
                 })
             }),
@@ -3870,6 +3876,7 @@ mod properties {
                 issued_on: day(on),
                 legal_basis: vec![],
                 reporting_rule: prose("Hằng quý"),
+                report_recipient: None,
             })
         };
         vec![

@@ -49,6 +49,7 @@ fn history() -> Vec<(AggregateRef, Event, DateTime<Utc>)> {
                 issued_on: chrono::NaiveDate::from_ymd_opt(2025, 4, 8).expect("date"),
                 legal_basis: vec![],
                 reporting_rule: text("Trước ngày 15 của tháng cuối quý."),
+                report_recipient: None,
             })),
             issued,
         ),

@@ -126,7 +126,7 @@ impl Env {
             .handler
             .handle(CommandRequest {
                 command,
-                actor: actor.clone(),
+                principal: actor.clone().into(),
                 correlation_id: None,
                 causation_id: None,
                 effective_at: effective,

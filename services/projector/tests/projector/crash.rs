@@ -66,6 +66,7 @@ pub async fn publish_history(js: &async_nats::jetstream::Context) -> u64 {
                 issued_on: issued,
                 legal_basis: vec![text("Nghị quyết số 18-NQ/TU ngày 05/12/2024")],
                 reporting_rule: text("Định kỳ trước ngày 15 của tháng cuối quý"),
+                report_recipient: None,
             }))],
             &meta("issue-plan", p0),
         )

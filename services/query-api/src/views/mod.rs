@@ -8,6 +8,7 @@ pub mod deadlines;
 pub mod exports;
 pub mod health;
 pub mod item;
+pub mod me;
 pub mod overview;
 pub mod scorecard;
 pub mod verify;
@@ -16,7 +17,6 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use readmodel::Projection;
-use remediation_domain::Role;
 use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -124,27 +124,29 @@ pub async fn visibility(
     caller: &Caller,
     conn: &mut PgConnection,
 ) -> Result<Visibility, QueryError> {
-    Ok(match caller.role() {
-        Role::ProvinceOffice | Role::DepartmentOfFinance | Role::Auditor => Visibility::Full,
-        Role::Viewer => Visibility::Public,
-        Role::UnitStaff => match caller.staff_unit() {
-            Some(unit) => Visibility::Units(acting_units(conn, unit).await?),
-            // A staff token always names a unit (the token check refuses one that does not);
-            // should one slip through, it sees nothing internal.
-            None => Visibility::Public,
-        },
+    // The union of the caller's roles: the widest view any of them has.
+    Ok(if caller.sees_all_units() {
+        Visibility::Full
+    } else if let Some(unit) = caller.staff_unit() {
+        Visibility::Units(acting_units(conn, unit).await?)
+    } else {
+        // Viewers; and a staff token always names a unit (the token check refuses one that
+        // does not), but should one slip through, it sees nothing internal.
+        Visibility::Public
     })
 }
 
 /// Unit staff may read what belongs to a unit they act for now (their own, or one whose work
-/// passed to it); every other role that reaches a route has already passed its role check.
+/// passed to it), unless another of their roles sees every unit; every other role that reaches
+/// a route has already passed its role check.
 pub async fn require_acting_for(
     caller: &Caller,
     conn: &mut PgConnection,
     unit_id: &str,
     what: &str,
 ) -> Result<(), QueryError> {
-    if let Some(own) = caller.staff_unit()
+    if !caller.sees_all_units()
+        && let Some(own) = caller.staff_unit()
         && !acting_units(conn, own).await?.iter().any(|u| u == unit_id)
     {
         return Err(QueryError::Forbidden(format!(
