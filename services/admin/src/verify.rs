@@ -11,6 +11,8 @@ use readmodel::verify_audit;
 use remediation_domain::ledger::RecordDigest;
 use remediation_domain::{Actor, Command, Role};
 
+use crate::nats::NatsArgs;
+
 /// What to check and whether to record the digest.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -25,9 +27,10 @@ pub struct VerifyArgs {
     record_digest: bool,
 }
 
-pub async fn run(nats_url: &str, args: VerifyArgs) -> Result<(), String> {
-    let (client, js) =
-        command_api::connect_nats(nats_url, "remediation-verify", Duration::from_secs(10)).await?;
+pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
+    let (client, js) = nats
+        .connect("remediation-verify", Duration::from_secs(10))
+        .await?;
     let settings = stream_settings()?;
     let stream = js
         .get_stream(&settings.name)

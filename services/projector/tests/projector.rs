@@ -8,7 +8,8 @@
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
-//! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason).
+//! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason);
+//! - `regressions`: NATS permissions — only the command service's key publishes events.
 
 #[path = "projector/harness.rs"]
 mod harness;
@@ -36,3 +37,6 @@ mod snapshots;
 
 #[path = "projector/known_bugs.rs"]
 mod known_bugs;
+
+#[path = "projector/regressions.rs"]
+mod regressions;

@@ -2,9 +2,12 @@
 //! optimistic-concurrency appends, per-aggregate loading with a bounded cache, and durable
 //! idempotency records.
 
+pub mod access;
 mod chain;
+pub mod credentials;
 mod envelope;
 mod idempotency;
+mod reader;
 mod repository;
 pub mod schemas;
 mod store;
@@ -17,6 +20,7 @@ pub use envelope::{
     parse_event_type,
 };
 pub use idempotency::{IdempotencyStore, StoredAnswer};
+pub use reader::StreamReader;
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};
