@@ -19,7 +19,7 @@ use crate::harness::*;
 /// The Plan 63 seed and a stretch of work on item 1: statuses, a task, a report submitted,
 /// returned, revised twice (`revisions` counts, so a double application would show).
 async fn history(nats: &NatsServer) -> Vec<Delivered> {
-    let service = CommandService::start(&nats).await;
+    let service = CommandService::start(nats).await;
     service.load_seed().await;
     let mut api = Api::new(&service.url);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
@@ -89,7 +89,7 @@ async fn history(nats: &NatsServer) -> Vec<Delivered> {
     )
     .await;
     service.shutdown().await;
-    let (_client, js) = jetstream(&nats).await;
+    let (_client, js) = jetstream(nats).await;
     let head = stream_head(&js).await;
     all_messages(&js, head).await
 }
