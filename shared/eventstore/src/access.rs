@@ -198,15 +198,12 @@ impl Layout {
                     out.push_str(&format!(
                         "      {{\n        nkey: \"{public_key}\"\n        permissions: {{\n"
                     ));
-                    out.push_str(&format!(
-                        "          publish: {{ allow: {}, deny: {} }}\n",
-                        list(&p.publish),
-                        list(&p.deny_publish)
-                    ));
-                    out.push_str(&format!(
-                        "          subscribe: {{ allow: {} }}\n        }}\n      }}\n",
-                        list(&p.subscribe)
-                    ));
+                    out.push_str("          publish: {\n");
+                    push_list(&mut out, "allow", &p.publish);
+                    push_list(&mut out, "deny", &p.deny_publish);
+                    out.push_str("          }\n          subscribe: {\n");
+                    push_list(&mut out, "allow", &p.subscribe);
+                    out.push_str("          }\n        }\n      }\n");
                 }
             }
         }
@@ -215,10 +212,16 @@ impl Layout {
     }
 }
 
-/// Quoted: an unquoted `$JS…` would be read as a variable reference.
-fn list(subjects: &[String]) -> String {
-    let quoted: Vec<String> = subjects.iter().map(|s| format!("\"{s}\"")).collect();
-    format!("[{}]", quoted.join(", "))
+/// One subject a line, quoted: an unquoted `$JS…` would be read as a variable reference.
+fn push_list(out: &mut String, key: &str, subjects: &[String]) {
+    if subjects.is_empty() {
+        return;
+    }
+    out.push_str(&format!("            {key}: [\n"));
+    for subject in subjects {
+        out.push_str(&format!("              \"{subject}\"\n"));
+    }
+    out.push_str("            ]\n");
 }
 
 #[cfg(test)]
