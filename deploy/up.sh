@@ -154,18 +154,21 @@ step_credentials() {
     out=$(admin nats-credentials --dir "$CREDENTIALS_DIR") ||
         die "remediation-admin nats-credentials failed"
     note "$out"
-    # Only the accounts, and only the server started here, are configured by this file.
+    # The private server's whole configuration. JetStream is here, not in -js/-sd flags: a
+    # reload (after the accounts change) applies the file, and would turn JetStream off.
     (
         umask 077
-        printf '# Written by deploy/up.sh: the private nats-server'"'"'s accounts (credentials/auth.conf).\ninclude "credentials/auth.conf"\n' \
-            >"$NATS_CONF.tmp"
+        printf '# Written by deploy/up.sh: the private nats-server (JetStream, the accounts).\njetstream {\n    store_dir: "%s"\n}\ninclude "credentials/auth.conf"\n' \
+            "$STACK/nats" >"$NATS_CONF.tmp"
         if cmp -s "$NATS_CONF.tmp" "$NATS_CONF"; then rm -f "$NATS_CONF.tmp"; else mv "$NATS_CONF.tmp" "$NATS_CONF"; fi
     )
 }
 
 # --- 4. NATS ------------------------------------------------------------------------------------
+# The private nats-server: its command line names .stack/nats (-c .stack/nats/nats-server.conf;
+# an earlier up.sh used -sd .stack/nats).
 nats_private_pid() {
-    recorded_pid "$NATS_PID" nats-server "-sd $STACK/nats"
+    recorded_pid "$NATS_PID" nats-server "$STACK/nats"
 }
 
 # The client port of the running private nats-server (its "-p N" argument).
@@ -185,7 +188,7 @@ start_private_nats() {
     mkdir -p "$STACK/nats"
     printf -- '--- %s starting nats-server\n' "$(date -Is)" >>"$LOGS/nats-server.log"
     spawn "$NATS_PID" "$LOGS/nats-server.log" \
-        nats-server -c "$NATS_CONF" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$STACK/nats"
+        nats-server -c "$NATS_CONF" -a 127.0.0.1 -p "$NATS_PORT"
     pid=$(read_pid "$NATS_PID")
     for ((i = 0; i < 300; i++)); do
         info=$(nats_info "$NATS_HOST" "$NATS_PORT") && break
