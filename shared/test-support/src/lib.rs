@@ -23,21 +23,19 @@ pub struct NatsServer {
     dir: PathBuf,
 }
 
-/// Seeds and `auth.conf` for the default stream layout under `dir/credentials`, and a server
-/// configuration that includes them.
-fn write_config(dir: &Path) -> PathBuf {
+/// Seeds and `auth.conf` for the default stream layout under `dir/credentials`, and the server
+/// configuration `dir/nats.conf` that includes them.
+fn write_config(dir: &Path) {
     credentials::ensure(
         &dir.join("credentials"),
         &Layout::new(&StreamSettings::default(), ""),
     )
     .expect("write the NATS credentials");
-    let config = dir.join("nats.conf");
     fs::write(
-        &config,
+        dir.join("nats.conf"),
         format!("include \"credentials/{}\"\n", credentials::AUTH_CONF),
     )
     .expect("write the nats-server configuration");
-    config
 }
 
 /// `NATS_SERVER_BIN`, else `nats-server` from the PATH, else Debian's location.

@@ -192,19 +192,23 @@ async fn the_query_service_cannot_take_deliveries_from_a_projection() {
     let (js, mut reported) = connect_watched(&nats, Identity::QueryApi).await;
     // A pull request as any client library sends it; the answer would come to the inbox.
     let client = js.client();
-    let _ = client
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
         .publish_with_reply(
             "$JS.API.CONSUMER.MSG.NEXT.PLAN_EVENTS.projector-core",
-            client.new_inbox(),
+            inbox,
             r#"{"batch":10,"no_wait":true}"#.into(),
         )
-        .await;
+        .await
+        .expect("publish");
     client.flush().await.expect("flush");
-    refused(
-        &mut reported,
-        "CONSUMER.MSG.NEXT.PLAN_EVENTS.projector-core",
-    )
-    .await;
+    tokio::select! {
+        () = refused(&mut reported, "CONSUMER.MSG.NEXT.PLAN_EVENTS.projector-core") => {}
+        answer = futures::StreamExt::next(&mut answers) => {
+            panic!("the pull was answered: {answer:?}")
+        }
+    }
     let info = admin
         .get_stream(STREAM)
         .await
