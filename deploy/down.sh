@@ -89,7 +89,7 @@ stop_private_pg() {
 for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     stop_recorded "$STACK/${SERVICES[i]}.pid" "${SERVICES[i]}" "${SERVICES[i]}"
 done
-stop_recorded "$STACK/nats.pid" "private nats-server" nats-server "-sd $STACK/nats"
+stop_recorded "$STACK/nats.pid" "private nats-server" nats-server "$STACK/nats"
 stop_private_pg
 
 if [[ -n $PURGE ]]; then

@@ -7,16 +7,26 @@
 #
 # What it does, in order:
 #   1. installs the Debian packages it needs when missing (nats-server, postgresql, curl);
-#   2. NATS: uses the server at NATS_URL when one answers, else starts a private JetStream
-#      nats-server on the URL's port with its data in .stack/nats (pid in .stack/nats.pid);
-#   3. PostgreSQL: uses the server of DATABASE_URL when it answers, else initialises and starts a
-#      private cluster in .stack/pg (127.0.0.1, the URL's port, trust auth); then creates the
-#      URL's database if missing;
-#   4. builds the release binaries in one go (cargo build --release -p remediation-admin
+#   2. builds the release binaries in one go (cargo build --release -p remediation-admin
 #      -p command-api -p projector -p query-api);
-#   5. creates the token secret .stack/token-secret on first start (used via TOKEN_SECRET_FILE);
-#   6. provisions the JetStream stream (remediation-admin provision);
-#   7. starts the services one after the other, each once the one before is ready:
+#   3. NATS credentials: one nkey seed per service (command-api, projector, query-api, admin) in
+#      .stack/nats/credentials/<service>.nk, mode 0600, made on first start and kept, and the
+#      nats-server accounts that grant each service only its own work (auth.conf beside them;
+#      `remediation-admin nats-credentials`). With NATS_CREDENTIALS_DIR set, the seeds in that
+#      directory are used instead and nothing is generated;
+#   4. NATS: starts a private JetStream nats-server on NATS_URL's port (default 4223; the
+#      machine's own server on 4222 runs without authentication and is left alone) with its
+#      data in .stack/nats, configured by .stack/nats/nats-server.conf, which includes the
+#      accounts (pid in .stack/nats.pid); a running private server whose accounts changed is
+#      told to reload them. A server up.sh did not start is used only with NATS_CREDENTIALS_DIR
+#      (the seeds its accounts know);
+#   5. PostgreSQL: uses the server of DATABASE_URL when it answers, else initialises and starts a
+#      private cluster in .stack/pg (127.0.0.1, the URL's port, trust auth); then creates the
+#      URL's database if missing; creates the token secret .stack/token-secret on first start
+#      (used via TOKEN_SECRET_FILE);
+#   6. provisions the JetStream stream (remediation-admin provision, with the admin seed);
+#   7. starts the services one after the other, each once the one before is ready, each logging
+#      in to NATS with its own seed (NATS_NKEY_FILE):
 #        command-api  COMMAND_API_ADDR (127.0.0.1:8080)  appends commands' events to the stream
 #        projector    PROJECTOR_ADDR   (127.0.0.1:8081)  applies the stream to the read model
 #                     (migrates the schemas core and audit, creates the role kh63_reader)
@@ -25,8 +35,8 @@
 #                     stopped or lags beyond READY_MAX_LAG_EVENTS / READY_MAX_LAG_SECS
 #      Each runs in the background (pid .stack/NAME.pid, log .stack/logs/NAME.log) and counts as
 #      ready when GET /readyz answers 200. One already running is left alone unless its binary was
-#      rebuilt or the settings it reads changed (recorded in .stack/NAME.settings); then it is
-#      restarted;
+#      rebuilt or the settings it reads (its NATS seed included) changed (recorded in
+#      .stack/NAME.settings); then it is restarted;
 #   8. loads the Plan 63 seed through the command handler (a repeat appends nothing);
 #   9. waits until the projector has applied the stream up to its last sequence (every
 #      projection's lag 0 in its /readyz), so the dashboards show Plan 63 when up.sh returns;
@@ -37,7 +47,8 @@
 # It is idempotent: a second run leaves running services alone and the seed appends nothing.
 # It returns once everything is up; deploy/down.sh stops what it started.
 #
-# Settings (environment), passed on to the binaries: NATS_URL (nats://127.0.0.1:4222),
+# Settings (environment), passed on to the binaries: NATS_URL (nats://127.0.0.1:4223),
+# NATS_CREDENTIALS_DIR (the seeds for a NATS server up.sh did not start),
 # DATABASE_URL (postgres://postgres@127.0.0.1:5432/kh63), COMMAND_API_ADDR (127.0.0.1:8080),
 # PROJECTOR_ADDR (127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8082), TOKEN_SECRET or
 # TOKEN_SECRET_FILE (default .stack/token-secret), STREAM_NAME, STREAM_REPLICAS,
@@ -58,7 +69,8 @@ case ${1:-} in
 esac
 
 cd "$ROOT"
-export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+# Not 4222: that is where a machine's shared, unauthenticated nats-server usually listens.
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4223}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/kh63}
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8080}
 export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8081}
@@ -67,18 +79,22 @@ export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
 SEED_FILE="deploy/seed/ke-hoach-63.json"
 ADMIN_BIN="$ROOT/target/release/remediation-admin"
 NATS_PID="$STACK/nats.pid"
+NATS_CONF="$STACK/nats/nats-server.conf"
+# The seeds the services log in with: generated here, or supplied for a server of one's own.
+CREDENTIALS_DIR=${NATS_CREDENTIALS_DIR:-$STACK/nats/credentials}
 
 # Per service: the variable holding its address, and what it reads from the environment — a
-# change of any of these restarts it ("token-secret" stands for the secret, compared by hash).
+# change of any of these restarts it ("token-secret" stands for the secret and "nats-key" for the
+# service's NATS seed, both compared by hash).
 declare -A SERVICE_ADDR_VAR=(
     [command-api]=COMMAND_API_ADDR
     [projector]=PROJECTOR_ADDR
     [query-api]=QUERY_API_ADDR
 )
 declare -A SERVICE_READS=(
-    [command-api]="token-secret NATS_URL COMMAND_API_ADDR STREAM_NAME STREAM_REPLICAS DUPLICATE_WINDOW_SECS MAX_ATTEMPTS CACHE_CAPACITY NATS_TIMEOUT_MS LOG_FORMAT RUST_LOG"
-    [projector]="NATS_URL DATABASE_URL PROJECTOR_ADDR STREAM_NAME SCHEMA_PREFIX BATCH_SIZE LOG_FORMAT RUST_LOG"
-    [query-api]="token-secret DATABASE_URL QUERY_API_ADDR SCHEMA_PREFIX READY_MAX_LAG_EVENTS READY_MAX_LAG_SECS LOG_FORMAT RUST_LOG"
+    [command-api]="token-secret nats-key NATS_URL COMMAND_API_ADDR STREAM_NAME STREAM_REPLICAS DUPLICATE_WINDOW_SECS MAX_ATTEMPTS CACHE_CAPACITY NATS_TIMEOUT_MS LOG_FORMAT RUST_LOG"
+    [projector]="nats-key NATS_URL DATABASE_URL PROJECTOR_ADDR STREAM_NAME SCHEMA_PREFIX BATCH_SIZE LOG_FORMAT RUST_LOG"
+    [query-api]="token-secret nats-key NATS_URL DATABASE_URL QUERY_API_ADDR STREAM_NAME SCHEMA_PREFIX READY_MAX_LAG_EVENTS READY_MAX_LAG_SECS LOG_FORMAT RUST_LOG"
 )
 
 mkdir -p "$STACK" "$LOGS"
@@ -111,9 +127,44 @@ note_server_in_use() {
     fi
 }
 
-# --- 2. NATS ------------------------------------------------------------------------------------
+# --- 3. NATS credentials ------------------------------------------------------------------------
+
+# nkey_file SERVICE: the seed SERVICE logs in to NATS with.
+nkey_file() {
+    printf '%s/%s.nk' "$CREDENTIALS_DIR" "$1"
+}
+
+step_credentials() {
+    local service out
+    say "NATS credentials"
+    if [[ -n ${NATS_CREDENTIALS_DIR:-} ]]; then
+        for service in "${SERVICES[@]}" admin; do
+            [[ -s $(nkey_file "$service") ]] ||
+                die "NATS_CREDENTIALS_DIR=$NATS_CREDENTIALS_DIR has no $service.nk (remediation-admin nats-credentials --dir DIR writes the seeds and the auth.conf their server needs)"
+        done
+        CREDENTIALS_DIR=$(cd -- "$CREDENTIALS_DIR" && pwd -P)
+        note "using the seeds in $CREDENTIALS_DIR"
+        return
+    fi
+    # STREAM_NAME and SCHEMA_PREFIX name what the accounts grant; seeds already there are kept.
+    out=$(admin nats-credentials --dir "$CREDENTIALS_DIR") ||
+        die "remediation-admin nats-credentials failed"
+    note "$out"
+    # The private server's whole configuration. JetStream is here, not in -js/-sd flags: a
+    # reload (after the accounts change) applies the file, and would turn JetStream off.
+    (
+        umask 077
+        printf '# Written by deploy/up.sh: the private nats-server (JetStream, the accounts).\njetstream {\n    store_dir: "%s"\n}\ninclude "credentials/auth.conf"\n' \
+            "$STACK/nats" >"$NATS_CONF.tmp"
+        if cmp -s "$NATS_CONF.tmp" "$NATS_CONF"; then rm -f "$NATS_CONF.tmp"; else mv "$NATS_CONF.tmp" "$NATS_CONF"; fi
+    )
+}
+
+# --- 4. NATS ------------------------------------------------------------------------------------
+# The private nats-server: its command line names .stack/nats (-c .stack/nats/nats-server.conf;
+# an earlier up.sh used -sd .stack/nats).
 nats_private_pid() {
-    recorded_pid "$NATS_PID" nats-server "-sd $STACK/nats"
+    recorded_pid "$NATS_PID" nats-server "$STACK/nats"
 }
 
 # The client port of the running private nats-server (its "-p N" argument).
@@ -121,13 +172,19 @@ nats_private_port() {
     tr '\0' '\n' <"/proc/$1/cmdline" | sed -n '/^-p$/{n;p;q}'
 }
 
+# nats_private_configured PID: true when the private server runs with the accounts' config (one
+# started by an earlier up.sh may run without authentication).
+nats_private_configured() {
+    tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "-c $NATS_CONF "
+}
+
 start_private_nats() {
     local pid info="" i
-    note "no NATS server answers; starting a private nats-server (JetStream, data .stack/nats)"
+    note "starting a private nats-server (JetStream, data .stack/nats, accounts .stack/nats/credentials/auth.conf)"
     mkdir -p "$STACK/nats"
     printf -- '--- %s starting nats-server\n' "$(date -Is)" >>"$LOGS/nats-server.log"
     spawn "$NATS_PID" "$LOGS/nats-server.log" \
-        nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$STACK/nats"
+        nats-server -c "$NATS_CONF" -a 127.0.0.1 -p "$NATS_PORT"
     pid=$(read_pid "$NATS_PID")
     for ((i = 0; i < 300; i++)); do
         info=$(nats_info "$NATS_HOST" "$NATS_PORT") && break
@@ -142,25 +199,40 @@ start_private_nats() {
 }
 
 step_nats() {
-    local info pid port=""
+    local info pid="" port=""
     parse_nats_url "$NATS_URL"
     say "NATS at $NATS_HOST:$NATS_PORT"
     if pid=$(nats_private_pid); then
         port=$(nats_private_port "$pid")
     fi
+    if [[ -z ${NATS_CREDENTIALS_DIR:-} && -n $port ]] &&
+        { [[ $port != "$NATS_PORT" ]] || ! nats_private_configured "$pid"; }; then
+        # One store directory, one server: move it to the new port, or give it its accounts.
+        note "the private nats-server runs on port $port$(nats_private_configured "$pid" || printf ' without the accounts'); restarting it"
+        stop_pid "$pid" "private nats-server"
+        port=""
+    fi
     if info=$(nats_info "$NATS_HOST" "$NATS_PORT"); then
-        note_server_in_use "$NATS_HOST" "$NATS_PORT" "$port" "nats-server (pid ${pid:-}, data .stack/nats)" \
-            "NATS server answers at $NATS_URL"
+        if [[ -n $port && $port == "$NATS_PORT" ]] && is_loopback "$NATS_HOST"; then
+            note "private nats-server already running (pid $pid)"
+            # Accounts rewritten since it started (a rotated seed, another STREAM_NAME): reload.
+            if [[ $CREDENTIALS_DIR/auth.conf -nt $NATS_PID ]]; then
+                note "its accounts changed; reloading them"
+                kill -HUP "$pid" || die "could not make nats-server reload its accounts"
+                touch "$NATS_PID"
+            fi
+        else
+            [[ -n ${NATS_CREDENTIALS_DIR:-} ]] ||
+                die "a NATS server that up.sh did not start answers at $NATS_URL; its accounts do not know the keys up.sh makes: set NATS_CREDENTIALS_DIR to a directory with the seeds it accepts (command-api.nk, projector.nk, query-api.nk, admin.nk; remediation-admin nats-credentials --dir DIR writes them and the auth.conf to give that server), or choose a free NATS_URL port for a private server"
+            note "a NATS server answers at $NATS_URL; using it with the seeds in $CREDENTIALS_DIR"
+        fi
     elif tcp_open "$NATS_HOST" "$NATS_PORT"; then
         die "something listens on $NATS_HOST:$NATS_PORT but it is not a NATS server (NATS_URL=$NATS_URL)"
     else
+        [[ -z ${NATS_CREDENTIALS_DIR:-} ]] ||
+            die "no NATS server answers at $NATS_URL (with NATS_CREDENTIALS_DIR set, up.sh starts none: the seeds belong to another server)"
         is_loopback "$NATS_HOST" ||
             die "no NATS server answers at $NATS_URL, and a private one can only be started on this machine (use a 127.0.0.1 URL)"
-        if [[ -n $port ]]; then
-            # One store directory, one server: move the running private server to the new port.
-            note "the private nats-server runs on port $port; restarting it on port $NATS_PORT"
-            stop_pid "$pid" "private nats-server"
-        fi
         start_private_nats
         info=$(nats_info "$NATS_HOST" "$NATS_PORT") || die "the private nats-server stopped answering"
     fi
@@ -168,7 +240,7 @@ step_nats() {
         die "the NATS server at $NATS_URL runs without JetStream; start it with -js"
 }
 
-# --- 3. PostgreSQL ------------------------------------------------------------------------------
+# --- 5. PostgreSQL ------------------------------------------------------------------------------
 init_private_pg() {
     local bindir=$1 locale_opt=(--no-locale)
     if [[ -e $PG_DATA ]] && [[ -n $(ls -A "$PG_DATA" 2>/dev/null) ]]; then
@@ -250,7 +322,7 @@ step_postgres() {
     ensure_database
 }
 
-# --- 4. build -----------------------------------------------------------------------------------
+# --- 2. build -----------------------------------------------------------------------------------
 
 # service_bin NAME: the service's release binary.
 service_bin() {
@@ -308,7 +380,7 @@ step_secret() {
 # remediation-admin with its logging reduced to warnings (it logs to stdout, where its results
 # also go) and without colours.
 admin() {
-    RUST_LOG=warn NO_COLOR=1 "$ADMIN_BIN" "$@"
+    RUST_LOG=warn NO_COLOR=1 NATS_NKEY_FILE="$(nkey_file admin)" "$ADMIN_BIN" "$@"
 }
 
 # --- 6. provision -------------------------------------------------------------------------------
@@ -339,7 +411,10 @@ service_settings() {
     local name secret_hash reads
     read -ra reads <<<"${SERVICE_READS[$1]}"
     for name in "${reads[@]}"; do
-        if [[ $name != token-secret ]]; then
+        if [[ $name == nats-key ]]; then
+            secret_hash=$(sha256sum <"$(nkey_file "$1")")
+            printf 'NATS seed: %s %s\n' "$(nkey_file "$1")" "${secret_hash%% *}"
+        elif [[ $name != token-secret ]]; then
             printf '%s=%s\n' "$name" "${!name:-}"
         elif [[ -n ${TOKEN_SECRET:-} ]]; then
             secret_hash=$(printf '%s' "$TOKEN_SECRET" | sha256sum)
@@ -372,7 +447,7 @@ service_start() {
     fi
     printf -- '--- %s starting %s\n' "$(date -Is)" "$bin" >>"$log"
     # NO_COLOR: plain text in the log file.
-    spawn "$STACK/$name.pid" "$log" env NO_COLOR=1 "$bin"
+    spawn "$STACK/$name.pid" "$log" env NO_COLOR=1 NATS_NKEY_FILE="$(nkey_file "$name")" "$bin"
     # Mode 600: DATABASE_URL may carry a password.
     (
         umask 077
@@ -561,7 +636,7 @@ Plan 63 tracker is up.
     OpenAPI     $query/openapi.json
     metrics     $query/metrics
     readiness   $query/readyz   (stopped or lagging projections; 503 with the reason)
-  NATS          $NATS_URL
+  NATS          $NATS_URL   (keys: ${CREDENTIALS_DIR#"$ROOT/"}/<service>.nk)
   PostgreSQL    $db_shown
   logs          .stack/logs/ ($logs)
   stop          deploy/down.sh   (deploy/down.sh --purge also deletes .stack/)
@@ -588,9 +663,10 @@ EOF
 }
 
 step_packages
+step_build
+step_credentials
 step_nats
 step_postgres
-step_build
 step_secret
 step_provision
 for service in "${SERVICES[@]}"; do

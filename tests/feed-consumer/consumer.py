@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import pathlib
 import sys
 
@@ -66,7 +67,9 @@ def check_event(envelope: dict, sequence: int, validators: dict, heads: dict) ->
 
 async def consume(args) -> dict:
     validators = load_validators(pathlib.Path(args.schemas))
-    nc = await nats.connect(args.nats_url)
+    # A server with the product's accounts admits only clients with a key (NATS_NKEY_FILE).
+    login = {"nkeys_seed": args.nkey_file} if args.nkey_file else {}
+    nc = await nats.connect(args.nats_url, **login)
     js = nc.jetstream()
     info = await js.stream_info(args.stream)
     last = info.state.last_seq
@@ -100,6 +103,8 @@ async def consume(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nkey-file", default=os.environ.get("NATS_NKEY_FILE"),
+                        help="nkey seed file to log in with (default: $NATS_NKEY_FILE; none: anonymous)")
     parser.add_argument("--stream", default="PLAN_EVENTS")
     parser.add_argument("--durable", default="feed-consumer")
     parser.add_argument("--schemas", default=str(pathlib.Path(__file__).parents[2] / "docs/events/schemas"))

@@ -3,16 +3,21 @@
 #
 # Why: the tracker's stream can be replicated (STREAM_REPLICAS=3); this runs the three nodes of
 # n1.conf, n2.conf and n3.conf on one machine to try that, and node failures, without containers.
-#   start (default)  starts n1..n3 in the background — data in .stack/cluster/nN (passed to
-#                    the node as KH63_STORE_DIR), pid files .stack/cluster/nN.pid, logs
-#                    .stack/logs/cluster-nN.log — and waits until the JetStream meta leader is
-#                    elected;
+#   start (default)  writes the NATS credentials (one nkey seed per service, kept once made, and
+#                    the accounts in auth.conf) to .stack/cluster/credentials with
+#                    `remediation-admin nats-credentials` (built if missing), copies nN.conf
+#                    beside them, starts n1..n3 from those copies in the background — data in
+#                    .stack/cluster/nN (passed to the node as KH63_STORE_DIR), pid files
+#                    .stack/cluster/nN.pid, logs .stack/logs/cluster-nN.log — and waits until
+#                    the JetStream meta leader is elected;
 #   stop             stops the nodes it started (SIGTERM, SIGKILL after 15 s); data is kept;
 #   status           shows which nodes run.
 # Clients use one seed URL, e.g. NATS_URL=nats://127.0.0.1:14222 (async-nats learns the other
-# nodes from the server). With STREAM_REPLICAS=3, `remediation-admin provision` creates the R3
-# stream:
-#   NATS_URL=nats://127.0.0.1:14222 STREAM_REPLICAS=3 target/release/remediation-admin provision
+# nodes from the server), and their service's seed. With STREAM_REPLICAS=3,
+# `remediation-admin provision` creates the R3 stream:
+#   NATS_URL=nats://127.0.0.1:14222 NATS_NKEY_FILE=.stack/cluster/credentials/admin.nk \
+#     STREAM_REPLICAS=3 target/release/remediation-admin provision
+# Point deploy/up.sh at the cluster with NATS_CREDENTIALS_DIR=.stack/cluster/credentials.
 set -Eeuo pipefail
 
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -23,7 +28,19 @@ DATA="$STACK/cluster"
 NODES=(n1 n2 n3)
 
 node_pid() {
-    recorded_pid "$DATA/$1.pid" nats-server "$HERE/$1.conf"
+    recorded_pid "$DATA/$1.pid" nats-server "$DATA/$1.conf"
+}
+
+# The accounts (STREAM_NAME and SCHEMA_PREFIX name what they grant); existing seeds are kept.
+credentials() {
+    local admin="$ROOT/target/release/remediation-admin"
+    if [[ ! -x $admin ]]; then
+        say "building remediation-admin (cargo build --release -p remediation-admin)"
+        (cd "$ROOT" && cargo build --release -p remediation-admin) || die "cannot build remediation-admin"
+    fi
+    "$admin" nats-credentials --dir "$DATA/credentials" >/dev/null ||
+        die "remediation-admin nats-credentials failed"
+    note "credentials in .stack/cluster/credentials (<service>.nk, auth.conf)"
 }
 
 # conf_port NODE KEY: the port of `KEY: host:port` at the top level of the node's config.
@@ -35,7 +52,10 @@ start() {
     local node pid port i leader=""
     ensure_packages nats curl
     mkdir -p "$DATA" "$LOGS"
+    credentials
     for node in "${NODES[@]}"; do
+        # Beside the credentials, for its `include "credentials/auth.conf"`.
+        cp "$HERE/$node.conf" "$DATA/$node.conf"
         if pid=$(node_pid "$node"); then
             note "$node already running (pid $pid)"
             continue
@@ -47,7 +67,7 @@ start() {
         mkdir -p "$DATA/$node"
         printf -- '--- %s starting %s\n' "$(date -Is)" "$node" >>"$LOGS/cluster-$node.log"
         spawn "$DATA/$node.pid" "$LOGS/cluster-$node.log" \
-            env KH63_STORE_DIR="$DATA/$node" nats-server -c "$HERE/$node.conf"
+            env KH63_STORE_DIR="$DATA/$node" nats-server -c "$DATA/$node.conf"
         note "$node started (pid $(read_pid "$DATA/$node.pid"), client port $port)"
     done
     say "waiting for the JetStream meta leader"
@@ -66,7 +86,7 @@ start() {
     done
     [[ -n $leader ]] || die "no JetStream meta leader after 30 s (logs: .stack/logs/cluster-n*.log)"
     note "cluster kh63 up; meta leader $leader"
-    note "use: NATS_URL=nats://127.0.0.1:$(conf_port n1 listen) STREAM_REPLICAS=3"
+    note "use: NATS_URL=nats://127.0.0.1:$(conf_port n1 listen) STREAM_REPLICAS=3 NATS_CREDENTIALS_DIR=.stack/cluster/credentials"
 }
 
 stop() {

@@ -15,6 +15,8 @@ use futures::future::join_all;
 use remediation_domain::{Actor, Role};
 use serde_json::{Value, json};
 
+use crate::nats::NatsArgs;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Base URL of the command API.
@@ -134,7 +136,7 @@ fn deadline_body(item: &str, round: u64) -> Value {
     json!({ "item_id": item, "due_on": due, "reason": "Đo hiệu năng — điều chỉnh thời hạn" })
 }
 
-pub async fn run(nats_url: &str, args: BenchArgs) -> Result<(), String> {
+pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), String> {
     let keys = TokenKeys::new(&token_secret()?)?;
     let token = keys
         .issue(
@@ -195,8 +197,9 @@ pub async fn run(nats_url: &str, args: BenchArgs) -> Result<(), String> {
     .await;
 
     // The raw side publishes a real commit payload written by the run above.
-    let (client, js) =
-        command_api::connect_nats(nats_url, "remediation-bench", Duration::from_secs(5)).await?;
+    let (client, js) = nats
+        .connect("remediation-bench", Duration::from_secs(5))
+        .await?;
     let events_stream = js
         .get_stream_no_info(stream_settings()?.name)
         .await

@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod nats;
 mod seed;
 mod verify;
 
@@ -17,14 +18,8 @@ use remediation_domain::{Principal, Role};
 #[derive(Debug, Parser)]
 #[command(name = "remediation-admin", about = "Operate the Plan 63 event store")]
 struct Cli {
-    /// NATS server.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    nats_url: String,
+    #[command(flatten)]
+    nats: nats::NatsArgs,
     #[command(subcommand)]
     command: Action,
 }
@@ -95,17 +90,18 @@ enum Action {
     },
     /// Measure commands/s through HTTP against the raw JetStream publish rate of the same payloads.
     Bench(bench::BenchArgs),
+    /// Write an nkey seed per service (kept if present) and the nats-server `auth.conf` that
+    /// grants each service its permissions.
+    NatsCredentials(nats::CredentialsArgs),
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Action::Provision => {
-            let (client, js) = command_api::connect_nats(
-                &cli.nats_url,
-                "remediation-admin",
-                std::time::Duration::from_secs(5),
-            )
-            .await?;
+            let (client, js) = cli
+                .nats
+                .connect("remediation-admin", std::time::Duration::from_secs(5))
+                .await?;
             let settings = stream_settings()?;
             let outcome = event_store::provision(&js, &settings)
                 .await
@@ -113,7 +109,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("stream {}: {outcome:?}", settings.name);
             client.flush().await.map_err(|e| e.to_string())
         }
-        Action::Seed { file } => seed::load(&cli.nats_url, &file).await,
+        Action::Seed { file } => seed::load(&cli.nats, &file).await,
         Action::Token {
             roles,
             unit,
@@ -133,8 +129,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Action::Bench(args) => bench::run(&cli.nats_url, args).await,
-        Action::Verify(args) => verify::run(&cli.nats_url, args).await,
+        Action::Bench(args) => bench::run(&cli.nats, args).await,
+        Action::Verify(args) => verify::run(&cli.nats, args).await,
+        Action::NatsCredentials(args) => nats::write_credentials(&args),
         Action::Schemas { out } => write_schemas(&out),
         Action::Export(args) => export::run_export(args).await,
         Action::Compile(args) => export::run_compile(args).await,

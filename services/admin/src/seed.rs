@@ -10,13 +10,16 @@ use command_api::seed::load_seed;
 use event_store::Repository;
 use remediation_domain::seed::Seed;
 
+use crate::nats::NatsArgs;
+
 /// Loads `file` and prints what changed.
-pub async fn load(nats_url: &str, file: &Path) -> Result<(), String> {
+pub async fn load(nats: &NatsArgs, file: &Path) -> Result<(), String> {
     let json = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let seed = Seed::from_json(&json).map_err(|e| format!("{}: {e}", file.display()))?;
-    let (client, js) =
-        command_api::connect_nats(nats_url, "remediation-admin", Duration::from_secs(5)).await?;
+    let (client, js) = nats
+        .connect("remediation-admin", Duration::from_secs(5))
+        .await?;
     let store = command_api::open_store(&js, &stream_settings()?).await?;
     let handler = CommandHandler::new(
         Repository::new(store, NonZeroUsize::new(1_000).expect("non-zero")),

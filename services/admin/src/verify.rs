@@ -21,6 +21,8 @@ use remediation_domain::{Actor, Command, Role};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+use crate::nats::NatsArgs;
+
 /// What to check and whether to record the digest.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -49,9 +51,10 @@ fn bar(what: &'static str) -> ProgressBar {
     bar
 }
 
-pub async fn run(nats_url: &str, args: VerifyArgs) -> Result<(), String> {
-    let (client, js) =
-        command_api::connect_nats(nats_url, "remediation-verify", Duration::from_secs(10)).await?;
+pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
+    let (client, js) = nats
+        .connect("remediation-verify", Duration::from_secs(10))
+        .await?;
     let settings = stream_settings()?;
     let stream = js
         .get_stream(&settings.name)

@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use event_store::access::Service;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::{NatsServer, TestDatabase};
@@ -19,6 +20,7 @@ fn admin(nats: &NatsServer, args: &[&str]) -> Output {
     Command::new(ADMIN)
         .args(args)
         .env("NATS_URL", nats.url())
+        .env("NATS_NKEY_FILE", nats.nkey_file(Service::Admin))
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .env_remove("DATABASE_URL")
@@ -53,6 +55,7 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
         batch_size: 500,
         snapshot_interval: None,
         snapshot_every: 5_000,
+        nats_nkey_file: Some(nats.nkey_file(Service::Projector)),
     };
     let projector = projector::Projector::connect(&config)
         .await
@@ -61,9 +64,9 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
     let running = tokio::spawn(projector.run(async {
         let _ = stopped.await;
     }));
-    let (client, js) = command_api::connect_nats(&nats.url(), "test", Duration::from_secs(5))
-        .await
-        .expect("nats");
+    // The operator's key: only a key that may publish events can forge one.
+    let client = nats.connect(Service::Admin).await;
+    let js = async_nats::jetstream::new(client.clone());
     let head = js
         .get_stream("PLAN_EVENTS")
         .await

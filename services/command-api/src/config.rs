@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use event_store::StreamSettings;
@@ -12,6 +13,8 @@ use crate::handler::HandlerSettings;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats_url: String,
+    /// The service's NATS seed (`NATS_NKEY_FILE`); `None`: connect anonymously.
+    pub nats_nkey_file: Option<PathBuf>,
     pub bind: SocketAddr,
     pub stream: StreamSettings,
     pub handler: HandlerSettings,
@@ -44,6 +47,11 @@ pub fn token_secret() -> Result<Vec<u8>, String> {
     };
     TokenKeys::new(&secret)?;
     Ok(secret)
+}
+
+/// The NATS seed file from `NATS_NKEY_FILE`.
+pub fn nats_nkey_file() -> Option<PathBuf> {
+    var("NATS_NKEY_FILE").map(PathBuf::from)
 }
 
 /// The stream settings from `STREAM_NAME`, `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`.
@@ -80,6 +88,7 @@ impl Config {
     pub fn from_env() -> Result<Self, String> {
         Ok(Self {
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            nats_nkey_file: nats_nkey_file(),
             bind: parsed("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             stream: stream_settings()?,
             handler: handler_settings()?,

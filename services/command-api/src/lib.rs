@@ -13,11 +13,13 @@ mod openapi;
 pub mod seed;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use event_store::{EventStore, Repository, StreamSettings, provision};
+use event_store::access::Service;
+use event_store::{EventStore, Repository, StreamSettings, credentials, provision};
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
@@ -32,18 +34,32 @@ fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(2))
 }
 
-/// Connects to NATS and returns the client and its JetStream context.
+/// Connects to NATS as `service` and returns the client and its JetStream context. With
+/// `nkey_file` (the service's seed) it logs in with that key and takes replies under the
+/// service's own inbox prefix, as the generated server configuration requires; without it the
+/// connection is anonymous, for a development server that runs without authentication.
 pub async fn connect_nats(
     url: &str,
+    service: Service,
+    nkey_file: Option<&Path>,
     name: &str,
     timeout: Duration,
 ) -> Result<(async_nats::Client, jetstream::Context), String> {
-    let client = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .request_timeout(Some(timeout))
         .connection_timeout(timeout)
         .reconnect_delay_callback(reconnect_delay)
         .retry_on_initial_connect()
+        // A refused publish or subscription is only reported asynchronously; without this the
+        // caller sees nothing but a timeout.
+        .event_callback(|event| async move {
+            if let async_nats::Event::ServerError(error) = event {
+                tracing::error!(%error, "NATS server error");
+            }
+        });
+    let client = credentials::login(options, service, nkey_file)
+        .map_err(|e| format!("cannot log in to NATS as {}: {e}", service.name()))?
         .connect(url)
         .await
         .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
@@ -80,7 +96,14 @@ pub async fn open_store(
 
 /// Builds the HTTP state: NATS connection, provisioned stream, handler, token keys.
 pub async fn app_state(config: &Config) -> Result<AppState, String> {
-    let (client, js) = connect_nats(&config.nats_url, "command-api", config.nats_timeout).await?;
+    let (client, js) = connect_nats(
+        &config.nats_url,
+        Service::CommandApi,
+        config.nats_nkey_file.as_deref(),
+        "command-api",
+        config.nats_timeout,
+    )
+    .await?;
     let store = open_store(&js, &config.stream).await?;
     Ok(AppState {
         handler: Arc::new(CommandHandler::new(

@@ -10,6 +10,7 @@ use command_api::config::Config;
 use command_api::handler::{CommandHandler, HandlerSettings};
 use command_api::http::AppState;
 use command_api::seed::load_seed;
+use event_store::access::Service as Identity;
 use event_store::{EventStore, StreamSettings};
 use remediation_domain::seed::Seed;
 use remediation_domain::text::UnitId;
@@ -33,9 +34,10 @@ const ITEM: &str = "kh-63-2025-01";
 const LEAD_UNIT: &str = "so-nong-nghiep-va-moi-truong";
 const OTHER_UNIT: &str = "so-y-te";
 
-fn config(nats_url: &str, stream: StreamSettings, max_attempts: u32) -> Config {
+fn config(nats: &NatsServer, stream: StreamSettings, max_attempts: u32) -> Config {
     Config {
-        nats_url: nats_url.to_owned(),
+        nats_url: nats.url(),
+        nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
         bind: "127.0.0.1:0".parse().expect("address"),
         stream,
         handler: HandlerSettings {
@@ -158,9 +160,9 @@ async fn post(url: &str, command: &str, token: &str, body: Value) -> Reply {
     .await
 }
 
+/// JetStream as the operator, for looking at (or tampering with) the stream directly.
 async fn jetstream_of(nats: &NatsServer) -> jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    jetstream::new(client)
+    jetstream::new(nats.connect(Identity::Admin).await)
 }
 
 async fn open_store(nats: &NatsServer, settings: &StreamSettings) -> EventStore {
@@ -172,7 +174,7 @@ async fn open_store(nats: &NatsServer, settings: &StreamSettings) -> EventStore 
 /// A NATS server, the Plan 63 seed loaded, and a running service.
 async fn seeded(max_attempts: u32) -> (NatsServer, Config, Service) {
     let nats = NatsServer::start();
-    let config = config(&nats.url(), StreamSettings::default(), max_attempts);
+    let config = config(&nats, StreamSettings::default(), max_attempts);
     let service = Service::start(&config).await;
     let seed = Seed::from_json(SEED).expect("seed parses");
     load_seed(service.handler(), &seed)
@@ -386,7 +388,7 @@ async fn idempotency_key_returns_the_first_answer_after_restart_and_after_the_du
         duplicate_window: Duration::from_secs(1),
         ..StreamSettings::default()
     };
-    let config = config(&nats.url(), settings.clone(), 5);
+    let config = config(&nats, settings.clone(), 5);
     let service = Service::start(&config).await;
     load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))
         .await
@@ -930,13 +932,17 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     service.shutdown().await;
 }
 
-fn run_feed_consumer(nats_url: &str, durable: &str) -> (bool, Value) {
+/// Runs the Python consumer as a downstream reader with the operator's key: the product has no
+/// narrower identity for third-party consumers yet.
+fn run_feed_consumer(nats_url: &str, nkey_file: &std::path::Path, durable: &str) -> (bool, Value) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python =
         test_support::python_venv("feed-consumer-venv", "tests/feed-consumer/requirements.txt");
     let output = std::process::Command::new(python)
         .arg(root.join("tests/feed-consumer/consumer.py"))
         .args(["--nats-url", nats_url, "--durable", durable])
+        .arg("--nkey-file")
+        .arg(nkey_file)
         .output()
         .expect("run the feed consumer");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -984,8 +990,8 @@ async fn an_independent_python_consumer_validates_every_event_and_chain() {
     let head = store.check().await.expect("stream");
 
     let (ok, summary) = tokio::task::spawn_blocking({
-        let url = nats.url();
-        move || run_feed_consumer(&url, "feed-check")
+        let (url, nkey_file) = (nats.url(), nats.nkey_file(Identity::Admin));
+        move || run_feed_consumer(&url, &nkey_file, "feed-check")
     })
     .await
     .expect("consumer task");
@@ -1016,8 +1022,8 @@ async fn an_independent_python_consumer_validates_every_event_and_chain() {
     .await
     .expect("ack");
     let (ok, summary) = tokio::task::spawn_blocking({
-        let url = nats.url();
-        move || run_feed_consumer(&url, "feed-check-forged")
+        let (url, nkey_file) = (nats.url(), nats.nkey_file(Identity::Admin));
+        move || run_feed_consumer(&url, &nkey_file, "feed-check-forged")
     })
     .await
     .expect("consumer task");

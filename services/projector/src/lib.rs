@@ -20,6 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use event_store::access::Service;
 use readmodel::{Projection, grant_reader, prepare_schema};
 use serde_json::json;
 use sqlx::PgPool;
@@ -33,6 +34,8 @@ use crate::worker::WorkerContext;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats_url: String,
+    /// The projector's NATS seed (`NATS_NKEY_FILE`); `None`: connect anonymously.
+    pub nats_nkey_file: Option<std::path::PathBuf>,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
     pub stream_name: String,
@@ -55,6 +58,7 @@ impl Config {
         let parse = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
         Ok(Self {
             nats_url: parse("NATS_URL", "nats://127.0.0.1:4222"),
+            nats_nkey_file: command_api::config::nats_nkey_file(),
             database_url: parse("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kh63"),
             bind: parse("PROJECTOR_ADDR", "127.0.0.1:8081")
                 .parse()
@@ -120,9 +124,14 @@ impl Projector {
     pub async fn connect(config: &Config) -> Result<Self, String> {
         let pool = connect_database(&config.database_url).await?;
         prepare(&pool, &config.schema_prefix).await?;
-        let (nats, js) =
-            command_api::connect_nats(&config.nats_url, "projector", Duration::from_secs(5))
-                .await?;
+        let (nats, js) = command_api::connect_nats(
+            &config.nats_url,
+            Service::Projector,
+            config.nats_nkey_file.as_deref(),
+            "projector",
+            Duration::from_secs(5),
+        )
+        .await?;
         let mut stream = None;
         for _ in 0..60 {
             match js.get_stream(&config.stream_name).await {

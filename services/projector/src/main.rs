@@ -11,7 +11,7 @@ fn usage() -> ExitCode {
         "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in"
     );
     eprintln!(
-        "       projector bench [EVENTS]   catch-up throughput on a scratch stream and schemas (default 1000000)"
+        "       projector bench [EVENTS]   catch-up throughput on a scratch stream and schemas (default 1000000; NATS_NKEY_FILE: the operator's seed)"
     );
     eprintln!("{}", time_travel::cli::USAGE);
     ExitCode::FAILURE
@@ -67,8 +67,11 @@ async fn bench(events: &str) -> Result<(), String> {
     let config = projector::Config::from_env()?;
     let events: u64 = events.parse().map_err(|e| format!("EVENTS: {e}"))?;
     let pool = projector::connect_database(&config.database_url).await?;
+    // A scratch stream of its own is the operator's to create and delete.
     let (client, js) = command_api::connect_nats(
         &config.nats_url,
+        event_store::access::Service::Admin,
+        config.nats_nkey_file.as_deref(),
         "projector-bench",
         std::time::Duration::from_secs(10),
     )

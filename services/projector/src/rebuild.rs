@@ -7,10 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::{self, Ordered};
 use async_nats::jetstream::stream;
-use futures::StreamExt;
+use event_store::StreamReader;
 use readmodel::{Projection, grant_reader, prepare_schema, swap_schema};
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -27,7 +25,7 @@ pub struct Progress {
 
 /// Reads the whole stream in order, a batch at a time.
 struct Reader {
-    messages: Ordered,
+    messages: StreamReader,
     batch_size: usize,
 }
 
@@ -37,10 +35,7 @@ impl Reader {
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut last = after;
         while last < until && batch.len() < self.batch_size {
-            let Some(message) = self.messages.next().await else {
-                return Err("the stream ended before its last sequence".to_owned());
-            };
-            let message = message.map_err(|e| e.to_string())?;
+            let message = self.messages.next().await.map_err(|e| e.to_string())?;
             last = message.info().map_err(|e| e.to_string())?.stream_sequence;
             batch.push(Delivered {
                 sequence: last,
@@ -103,15 +98,8 @@ pub async fn rebuild(
         .map_err(|e| fail(&e))?
         .state
         .last_sequence;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| fail(&e))?;
     let mut reader = Reader {
-        messages: consumer.messages().await.map_err(|e| fail(&e))?,
+        messages: StreamReader::open(stream, 1).await.map_err(|e| fail(&e))?,
         batch_size,
     };
     let started = Instant::now();

@@ -30,7 +30,7 @@ impl WorkerContext {
     }
 
     fn durable_name(&self, projection: Projection) -> String {
-        format!("projector-{}", self.schema(projection))
+        event_store::access::projector_consumer(&self.schema(projection))
     }
 
     async fn checkpoint(

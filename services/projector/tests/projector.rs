@@ -8,8 +8,8 @@
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
-//! - `regressions`: a stop is recorded for the query service, also late, and cleared again;
-//! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason).
+//! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason);
+//! - `regressions`: a stop recorded for the query service; NATS permissions.
 
 #[path = "projector/harness.rs"]
 mod harness;
@@ -35,8 +35,8 @@ mod rebuild;
 #[path = "projector/snapshots.rs"]
 mod snapshots;
 
-#[path = "projector/regressions.rs"]
-mod regressions;
-
 #[path = "projector/known_bugs.rs"]
 mod known_bugs;
+
+#[path = "projector/regressions/mod.rs"]
+mod regressions;

@@ -1,6 +1,7 @@
 //! Configuration from the environment, with the defaults a local stack needs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use command_api::handler::HandlerSettings;
@@ -32,6 +33,8 @@ pub struct Config {
     /// Where reads of the audit trail are recorded (as `access.audit_read` events), through the
     /// same command handler as every other command.
     pub nats_url: String,
+    /// The query service's NATS seed (`NATS_NKEY_FILE`); `None`: connect anonymously.
+    pub nats_nkey_file: Option<PathBuf>,
     pub stream: StreamSettings,
     pub handler: HandlerSettings,
     /// How long to wait for NATS to answer a request or acknowledge a publish.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("bulk_connections", &self.bulk_connections)
             .field("bulk_statement_timeout", &self.bulk_statement_timeout)
             .field("nats_url", &self.nats_url)
+            .field("nats_nkey_file", &self.nats_nkey_file)
             .field("stream", &self.stream.name)
             .field("nats_timeout", &self.nats_timeout)
             .field("readiness", &self.readiness)
@@ -83,6 +87,7 @@ impl Config {
             bulk_connections: 4,
             bulk_statement_timeout: Duration::from_secs(3_600),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_nkey_file: None,
             stream: StreamSettings::default(),
             handler: HandlerSettings::default(),
             nats_timeout: Duration::from_millis(3_000),
@@ -92,7 +97,8 @@ impl Config {
 
     /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
     /// `EXPORT_TIMEOUT_SECS`, `READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`; `NATS_URL`,
-    /// `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command service reads them.
+    /// `NATS_NKEY_FILE`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command
+    /// service reads them.
     pub fn from_env() -> Result<Self, String> {
         let mut config = Self::new(
             var("DATABASE_URL")
@@ -114,6 +120,7 @@ impl Config {
         if let Some(url) = var("NATS_URL") {
             config.nats_url = url;
         }
+        config.nats_nkey_file = command_api::config::nats_nkey_file();
         config.stream = command_api::config::stream_settings()?;
         config.handler.max_attempts = parsed("MAX_ATTEMPTS", config.handler.max_attempts)?;
         config.nats_timeout = Duration::from_millis(parsed(

@@ -11,6 +11,7 @@ use command_api::auth::TokenKeys;
 use command_api::handler::HandlerSettings;
 use command_api::seed::load_seed;
 use event_store::StreamSettings;
+use event_store::access::Service as Identity;
 use remediation_domain::calendar::{Quarter, local_date};
 use remediation_domain::facts::Assignee;
 use remediation_domain::seed::Seed;
@@ -153,9 +154,10 @@ fn stopper() -> (
     })
 }
 
-async fn start_projector(nats_url: &str, database_url: &str) -> Running<()> {
+async fn start_projector(nats: &NatsServer, database_url: &str) -> Running<()> {
     let config = projector::Config {
-        nats_url: nats_url.to_owned(),
+        nats_url: nats.url(),
+        nats_nkey_file: Some(nats.nkey_file(Identity::Projector)),
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().expect("address"),
         stream_name: StreamSettings::default().name,
@@ -230,6 +232,7 @@ impl Stack {
         let database = TestDatabase::create();
         let config = command_api::config::Config {
             nats_url: nats.url(),
+            nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
             bind: "127.0.0.1:0".parse().expect("address"),
             stream: StreamSettings::default(),
             handler: HandlerSettings::default(),
@@ -256,7 +259,7 @@ impl Stack {
         load_seed(&commands.handler, &seed())
             .await
             .expect("seed loads");
-        let projector = start_projector(&nats.url(), &database.url()).await;
+        let projector = start_projector(&nats, &database.url()).await;
         let (url, query, query_service) = start_query(&query_config(&database, &nats)).await;
         let stack = Self {
             nats,
@@ -295,7 +298,7 @@ impl Stack {
 
     async fn restart_projector(&mut self) {
         self.stop_projector().await;
-        self.projector = Some(start_projector(&self.nats.url(), &self.database.url()).await);
+        self.projector = Some(start_projector(&self.nats, &self.database.url()).await);
     }
 
     async fn head(&self) -> u64 {
@@ -388,6 +391,7 @@ fn seed() -> Seed {
 fn query_config(database: &TestDatabase, nats: &NatsServer) -> query_api::Config {
     let mut config = query_api::Config::new(database.url(), SECRET.to_vec());
     config.nats_url = nats.url();
+    config.nats_nkey_file = Some(nats.nkey_file(Identity::QueryApi));
     config
 }
 
@@ -1991,6 +1995,7 @@ async fn health_readiness_metrics_and_openapi() {
     let mut config =
         query_api::Config::new("postgres://postgres@127.0.0.1:1/kh63", SECRET.to_vec());
     config.nats_url = stack.nats.url();
+    config.nats_nkey_file = Some(stack.nats.nkey_file(Identity::QueryApi));
     config.acquire_timeout = Duration::from_millis(300);
     let (url, _state, service) = start_query(&config).await;
     let http = reqwest::Client::new();
@@ -2276,10 +2281,7 @@ async fn audit_verification_reports_ok_with_the_counts_then_the_tampered_row() {
 
     // What the stream and the table hold, walked independently.
     let head = stack.settle().await;
-    let (_client, js) =
-        command_api::connect_nats(&stack.nats.url(), "test", Duration::from_secs(5))
-            .await
-            .expect("nats");
+    let js = async_nats::jetstream::new(stack.nats.connect(Identity::Admin).await);
     let stream = js
         .get_stream(StreamSettings::default().name)
         .await

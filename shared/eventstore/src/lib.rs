@@ -2,9 +2,12 @@
 //! optimistic-concurrency appends, per-aggregate loading with a bounded cache, and durable
 //! idempotency records.
 
+pub mod access;
 mod chain;
+pub mod credentials;
 mod envelope;
 mod idempotency;
+mod reader;
 mod repository;
 pub mod schemas;
 mod store;
@@ -19,6 +22,7 @@ pub use envelope::{
 pub use idempotency::{
     Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
 };
+pub use reader::StreamReader;
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};

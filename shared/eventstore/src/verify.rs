@@ -2,13 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream;
-use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::chain::verify_link;
-use crate::{StoreError, decode_commit};
+use crate::{StoreError, StreamReader, decode_commit};
 
 /// The first broken link: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +62,9 @@ pub async fn verify_stream_reporting(
     if head == 0 {
         return Ok(verification);
     }
-    let consumer = stream
-        .create_consumer(OrderedConfig::default())
-        .await
-        .map_err(StoreError::unavailable)?;
-    let mut messages = consumer.messages().await.map_err(StoreError::unavailable)?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(StoreError::unavailable)?;
+    let mut reader = StreamReader::open(stream, 1).await?;
+    loop {
+        let message = reader.next().await?;
         let sequence = message
             .info()
             .map_err(StoreError::unavailable)?

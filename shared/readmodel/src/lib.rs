@@ -170,3 +170,18 @@ pub async fn read_checkpoint(
     .await?;
     Ok((last as u64, recorded))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Projection;
+
+    /// The NATS permissions grant the projector's durable consumers by name
+    /// (`event_store::access`), which cannot depend on this crate.
+    #[test]
+    fn the_nats_permissions_know_every_projection() {
+        assert_eq!(
+            Projection::ALL.map(Projection::name),
+            event_store::access::PROJECTION_SCHEMAS
+        );
+    }
+}

@@ -1,6 +1,9 @@
 //! Private servers for tests, in the manner of nats.rs's own harness: each test starts its own
 //! `nats-server -js` on a port the OS picks and a temporary store, and the server dies with the
 //! value that owns it. Tests therefore run in parallel and repeatedly without sharing state.
+//!
+//! The server runs with the product's own NATS accounts and permissions (generated as
+//! `remediation-admin nats-credentials` does), so every test connects as the service it plays.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,12 +11,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use std::{env, fs, net::TcpStream, thread};
 
+use event_store::StreamSettings;
+use event_store::access::{Layout, Service};
+use event_store::credentials;
+
 /// A nats-server with JetStream, owned by a test.
 #[derive(Debug)]
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+}
+
+/// Seeds and `auth.conf` for the default stream layout under `dir/credentials`, and the server
+/// configuration `dir/nats.conf` that includes them.
+fn write_config(dir: &Path) {
+    credentials::ensure(
+        &dir.join("credentials"),
+        &Layout::new(&StreamSettings::default(), ""),
+    )
+    .expect("write the NATS credentials");
+    fs::write(
+        dir.join("nats.conf"),
+        format!("include \"credentials/{}\"\n", credentials::AUTH_CONF),
+    )
+    .expect("write the nats-server configuration");
 }
 
 /// `NATS_SERVER_BIN`, else `nats-server` from the PATH, else Debian's location.
@@ -43,6 +65,8 @@ fn unique_dir(prefix: &str) -> PathBuf {
 fn spawn(dir: &Path, port: Option<u16>) -> Child {
     let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
     Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(dir.join("nats.conf"))
         .args(["-js", "-a", "127.0.0.1", "-p", &port_arg])
         .arg("-sd")
         .arg(dir.join("store"))
@@ -94,9 +118,11 @@ fn wait_until_listening(port: u16) {
 }
 
 impl NatsServer {
-    /// Starts a fresh server with an empty store.
+    /// Starts a fresh server with an empty store; clients must log in with a service's key
+    /// ([`NatsServer::nkey_file`]).
     pub fn start() -> Self {
         let dir = unique_dir("nats-test");
+        write_config(&dir);
         let child = spawn(&dir, None);
         let port = read_port(&dir, child.id());
         wait_until_listening(port);
@@ -109,6 +135,21 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The seed file `service` logs in with (`NATS_NKEY_FILE`).
+    pub fn nkey_file(&self, service: Service) -> PathBuf {
+        credentials::nkey_file(&self.dir.join("credentials"), service)
+    }
+
+    /// A client logged in as `service`, its replies under the service's inbox prefix.
+    pub async fn connect(&self, service: Service) -> async_nats::Client {
+        let nkey_file = self.nkey_file(service);
+        credentials::login(async_nats::ConnectOptions::new(), service, Some(&nkey_file))
+            .expect("the test server's seed")
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to NATS as {}: {e}", service.name()))
     }
 
     /// Kills the server (as a crash would); the store stays for [`NatsServer::restart`].

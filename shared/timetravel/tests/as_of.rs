@@ -20,6 +20,7 @@ use std::num::NonZeroUsize;
 use async_nats::jetstream;
 use chrono::{DateTime, Duration, Utc};
 use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use event_store::access::Service;
 use event_store::{Repository, StreamSettings};
 use projector::batch::{Delivered, apply_batch};
 use proptest::prelude::*;
@@ -95,6 +96,8 @@ impl Env {
         let db = TestDatabase::create();
         let (_client, js) = command_api::connect_nats(
             &nats.url(),
+            Service::CommandApi,
+            Some(&nats.nkey_file(Service::CommandApi)),
             "time-travel-tests",
             std::time::Duration::from_secs(5),
         )

@@ -179,7 +179,7 @@ async fn a_send_that_died_after_appending_is_answered_with_its_commit() {
 #[tokio::test]
 async fn a_key_held_by_another_send_answers_409_in_flight_and_a_released_one_is_taken_at_once() {
     let nats = NatsServer::start();
-    let mut config = config(&nats.url(), StreamSettings::default(), 5);
+    let mut config = config(&nats, StreamSettings::default(), 5);
     config.handler.idempotency_wait = Duration::from_millis(300);
     let service = Service::start(&config).await;
     load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))

@@ -43,7 +43,7 @@ async fn simultaneous_sends_with_one_idempotency_key_get_one_answer() {
         duplicate_window: Duration::from_secs(1),
         ..StreamSettings::default()
     };
-    let config = config(&nats.url(), settings.clone(), 5);
+    let config = config(&nats, settings.clone(), 5);
     let service = Service::start(&config).await;
     load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))
         .await

@@ -25,7 +25,7 @@ pub const UTC_EVENING: &str = "2025-06-14T17:30:00Z";
 /// Plan 63 with one item led by four units, three of which report for Q2/2025, backdated by
 /// the province office; the projector caught up. Returns the stream head.
 pub async fn scripted(nats: &NatsServer, db: &TestDatabase) -> (u64, CommandService) {
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(nats).await;
     let mut api = Api::new(&service.url);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     let p0 = Some("2025-04-08T08:00:00+07:00");
@@ -84,10 +84,9 @@ pub async fn scripted(nats: &NatsServer, db: &TestDatabase) -> (u64, CommandServ
         )
         .await;
     }
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(nats).await;
     let head = stream_head(&js).await;
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 100)).await;
+    let projector = InProcessProjector::start(&projector_config(nats, &db.url(), "", 100)).await;
     let mut conn = connect(&db.url()).await;
     wait_for_checkpoints(&mut conn, "", head).await;
     projector.stop().await;
@@ -180,7 +179,7 @@ async fn q2_reports_are_on_time_before_local_midnight_of_the_15th_and_missing_on
         ])
     );
     // Nothing was appended or applied to get there.
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     assert_eq!(stream_head(&js).await, head);
     assert_eq!(checkpoint(&mut conn, "core").await, Some(head));
 

@@ -213,7 +213,7 @@ pub async fn publish_history(js: &async_nats::jetstream::Context) -> u64 {
 async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuild() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let head = publish_history(&js).await;
     assert!(head >= 50_000);
@@ -234,7 +234,7 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     let reference_db = TestDatabase::create();
     let mut rebuild = spawn_projector(
         &["rebuild", "all"],
-        &nats.url(),
+        &nats,
         &reference_db.url(),
         free_addr(),
         1_000,
@@ -243,7 +243,7 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     );
 
     // Run the live projector and kill -9 it once core is well under way but not done.
-    let mut child = spawn_projector(&[], &nats.url(), &db.url(), addr, 200, "", &log);
+    let mut child = spawn_projector(&[], &nats, &db.url(), addr, 200, "", &log);
     let started = Instant::now();
     loop {
         let core = checkpoint(&mut conn, "core").await.unwrap_or(0);
@@ -283,7 +283,7 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     assert_eq!(last.unwrap_or(0), audit_at_kill);
 
     // Restart; it takes up from its checkpoints.
-    let mut child = spawn_projector(&[], &nats.url(), &db.url(), addr, 200, "", &log);
+    let mut child = spawn_projector(&[], &nats, &db.url(), addr, 200, "", &log);
     wait_for_checkpoints(&mut conn, "", head).await;
     // The restarted process applied the rest of core itself, so its /readyz shows the head
     // (audit may have been done before the kill: see known_bugs for what it then shows).

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use command_api::auth::TokenKeys;
 use command_api::handler::HandlerSettings;
 use command_api::http::AppState;
+use event_store::access::Service as Identity;
 use event_store::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings,
 };
@@ -26,6 +27,7 @@ use remediation_domain::{Actor, AggregateRef, Event, Role};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -68,9 +70,10 @@ pub struct CommandService {
 }
 
 impl CommandService {
-    pub async fn start(nats_url: &str) -> Self {
+    pub async fn start(nats: &NatsServer) -> Self {
         let config = command_api::config::Config {
-            nats_url: nats_url.to_owned(),
+            nats_url: nats.url(),
+            nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
             bind: "127.0.0.1:0".parse().expect("address"),
             stream: StreamSettings::default(),
             handler: HandlerSettings::default(),
@@ -222,8 +225,9 @@ impl Api {
 
 // ── NATS ─────────────────────────────────────────────────────────────────────────────────────
 
-pub async fn jetstream(nats_url: &str) -> (async_nats::Client, jetstream::Context) {
-    let client = async_nats::connect(nats_url).await.expect("connect NATS");
+/// JetStream as the operator: tests provision and publish generated commits directly.
+pub async fn jetstream(nats: &NatsServer) -> (async_nats::Client, jetstream::Context) {
+    let client = nats.connect(Identity::Admin).await;
     let js = jetstream::new(client.clone());
     (client, js)
 }
@@ -381,13 +385,14 @@ impl Publisher {
 // ── the projector ────────────────────────────────────────────────────────────────────────────
 
 pub fn projector_config(
-    nats_url: &str,
+    nats: &NatsServer,
     database_url: &str,
     prefix: &str,
     batch_size: usize,
 ) -> projector::Config {
     projector::Config {
-        nats_url: nats_url.to_owned(),
+        nats_url: nats.url(),
+        nats_nkey_file: Some(nats.nkey_file(Identity::Projector)),
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().expect("address"),
         stream_name: STREAM.to_owned(),
@@ -490,7 +495,7 @@ impl Drop for Spawned {
 /// Spawns the projector binary with its configuration in the environment; its log goes to `log`.
 pub fn spawn_projector(
     args: &[&str],
-    nats_url: &str,
+    nats: &NatsServer,
     database_url: &str,
     addr: SocketAddr,
     batch_size: usize,
@@ -504,7 +509,8 @@ pub fn spawn_projector(
         .expect("open the log file");
     Command::new(projector_binary())
         .args(args)
-        .env("NATS_URL", nats_url)
+        .env("NATS_URL", nats.url())
+        .env("NATS_NKEY_FILE", nats.nkey_file(Identity::Projector))
         .env("DATABASE_URL", database_url)
         .env("PROJECTOR_ADDR", addr.to_string())
         .env("STREAM_NAME", STREAM)

@@ -39,7 +39,7 @@ async fn not_ready_within(url: &str, limit: Duration) -> Option<serde_json::Valu
 async fn a_stall_applies_every_commit_before_the_bad_one() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
@@ -52,8 +52,7 @@ async fn a_stall_applies_every_commit_before_the_bad_one() {
         .raw("events.unit.so-hong", b"not json".to_vec())
         .await;
     publisher.flush().await;
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     wait_until_not_ready(&projector.url).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut conn = connect(&db.url()).await;
@@ -70,7 +69,7 @@ async fn a_stall_applies_every_commit_before_the_bad_one() {
 async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(&nats).await;
     let mut api = Api::new(&service.url);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     api.post("register-unit", &office, None,
@@ -92,8 +91,7 @@ async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
         .await;
     let last = api.post("add-group-member", &office, None, member).await;
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let mut conn = connect(&db.url()).await;
     let started = Instant::now();
     while checkpoint(&mut conn, "core").await < Some(last) {
@@ -128,7 +126,7 @@ async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
 async fn a_commit_violating_a_constraint_stalls_visibly() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
@@ -149,8 +147,7 @@ async fn a_commit_violating_a_constraint_stalls_visibly() {
         )
         .await;
     publisher.flush().await;
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let body = not_ready_within(&projector.url, Duration::from_secs(15))
         .await
         .expect("a stall shows on /readyz");
@@ -168,7 +165,7 @@ async fn a_commit_violating_a_constraint_stalls_visibly() {
 async fn readyz_reports_the_checkpoint_after_a_restart_with_nothing_new() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
@@ -176,7 +173,7 @@ async fn readyz_reports_the_checkpoint_after_a_restart_with_nothing_new() {
         .commit(&target, &[event], &meta("register-unit", Utc::now()))
         .await;
     publisher.flush().await;
-    let config = projector_config(&nats.url(), &db.url(), "", 10);
+    let config = projector_config(&nats, &db.url(), "", 10);
     let first = InProcessProjector::start(&config).await;
     let mut conn = connect(&db.url()).await;
     wait_for_checkpoints(&mut conn, "", head).await;
@@ -246,7 +243,7 @@ async fn compliance_at_t_counts_only_reports_submitted_by_t() {
 async fn a_panicking_projection_is_not_ready() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let plan = PlanId::new("kh-63-2025").expect("plan");
@@ -269,8 +266,7 @@ async fn a_panicking_projection_is_not_ready() {
         .commit(&target, &[event], &meta("submit-report", Utc::now()))
         .await;
     publisher.flush().await;
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let mut conn = connect(&db.url()).await;
     // Either the commit is applied (release builds) or the projection says it stopped.
     let started = Instant::now();

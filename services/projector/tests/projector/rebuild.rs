@@ -120,10 +120,10 @@ async fn wait_for_more(counter: &AtomicU64, by: u64) {
 async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carries_on() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(&nats).await;
     service.load_seed().await;
-    let (_client, js) = jetstream(&nats.url()).await;
-    let live = InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 50)).await;
+    let (_client, js) = jetstream(&nats).await;
+    let live = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 50)).await;
     let mut conn = connect(&db.url()).await;
     wait_for_checkpoints(&mut conn, "", stream_head(&js).await).await;
 

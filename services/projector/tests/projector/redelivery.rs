@@ -19,7 +19,7 @@ use crate::harness::*;
 /// The Plan 63 seed and a stretch of work on item 1: statuses, a task, a report submitted,
 /// returned, revised twice (`revisions` counts, so a double application would show).
 async fn history(nats: &NatsServer) -> Vec<Delivered> {
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(nats).await;
     service.load_seed().await;
     let mut api = Api::new(&service.url);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
@@ -89,7 +89,7 @@ async fn history(nats: &NatsServer) -> Vec<Delivered> {
     )
     .await;
     service.shutdown().await;
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(nats).await;
     let head = stream_head(&js).await;
     all_messages(&js, head).await
 }
@@ -250,7 +250,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
 
     // The core projection refuses an event type it does not know, with its sequence; the audit
     // projection records any well-formed envelope.
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     let mut publisher = Publisher::new(&js, head);
     let target = AggregateRef::Unit(remediation_domain::text::UnitId::new("so-moi").expect("id"));
     let event = remediation_domain::Event::Unit(UnitEvent::Registered {

@@ -24,13 +24,13 @@ async fn snapshots(conn: &mut sqlx::PgConnection, axis: Axis) -> i64 {
 async fn the_projector_keeps_time_travel_snapshots_fresh_and_they_change_no_answer() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(&nats).await;
     let commits = service.load_seed().await;
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     let head = stream_head(&js).await;
     assert_eq!(usize::try_from(head).expect("head"), commits);
 
-    let mut config = projector_config(&nats.url(), &db.url(), "", 50);
+    let mut config = projector_config(&nats, &db.url(), "", 50);
     config.snapshot_interval = Some(Duration::from_millis(100));
     config.snapshot_every = EVERY;
     let projector = InProcessProjector::start(&config).await;

@@ -49,7 +49,7 @@ fn metric_line(metrics: &str, name: &str, projection: &str) -> Option<String> {
 async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_skipped() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
@@ -71,8 +71,7 @@ async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_sk
     publisher.flush().await;
     assert_eq!(bad, 3);
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let mut body = wait_until_not_ready(&projector.url).await;
     // Both projections decode the commit, so both stop at it; wait until both said so.
     let started = Instant::now();
@@ -135,7 +134,7 @@ async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_sk
 async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
@@ -159,8 +158,7 @@ async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() 
         .await;
     publisher.flush().await;
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let body = wait_until_not_ready(&projector.url).await;
     let stalled = &body["projections"]["core"]["stalled"];
     assert_eq!(stalled["sequence"], json!(unknown), "{body}");
@@ -224,7 +222,7 @@ async fn wait_for_audit(conn: &mut sqlx::PgConnection, target: u64) {
 async fn a_forged_event_outside_the_chain_stalls_both_projections() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
@@ -247,8 +245,7 @@ async fn a_forged_event_outside_the_chain_stalls_both_projections() {
         .await;
     publisher.flush().await;
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let started = Instant::now();
     let body = loop {
         let body = wait_until_not_ready(&projector.url).await;

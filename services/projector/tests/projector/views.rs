@@ -62,7 +62,7 @@ fn wire(qualifier: &remediation_domain::calendar::DeadlineQualifier) -> Value {
 async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let service = CommandService::start(&nats.url()).await;
+    let service = CommandService::start(&nats).await;
     let mut api = Api::new(&service.url);
 
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
@@ -388,7 +388,7 @@ async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
     );
 
     // ── project it ───────────────────────────────────────────────────────────────────────────
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     let head = stream_head(&js).await;
     assert_eq!(head, 44);
     let commits = all_commits(&open_store(&js).await, head).await;
@@ -398,8 +398,7 @@ async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
         .collect();
     let r = |sequence: u64| ts(recorded[&sequence]);
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 7)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 7)).await;
     let mut conn = connect(&db.url()).await;
     wait_for_checkpoints(&mut conn, "", head).await;
 

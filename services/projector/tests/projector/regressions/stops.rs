@@ -40,7 +40,7 @@ async fn wait_until(
 /// One unit registered, then a rename of it published straight to the stream, outside its hash
 /// chain; returns the forgery's stream sequence.
 async fn history_with_a_forgery(nats: &NatsServer) -> u64 {
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
@@ -86,7 +86,7 @@ async fn a_stop_the_database_does_not_take_at_once_is_recorded_once_it_does() {
     .expect("trigger");
 
     let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     // The audit projection's stop is recorded at once; the core one's is refused.
     wait_until(&mut conn, "the audit stop is recorded", async |conn| {
         recorded_stop(conn, "audit").await.is_some()
@@ -124,7 +124,7 @@ async fn a_stop_the_database_does_not_take_at_once_is_recorded_once_it_does() {
 async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing_left() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats.url()).await;
+    let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
     for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
@@ -156,7 +156,7 @@ async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing
 
     // It applies the commits: the stop goes with the batch that moves the checkpoint.
     let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     wait_for_checkpoints(&mut conn, "", 2).await;
     for schema in ["core", "audit"] {
         assert_eq!(recorded_stop(&mut conn, schema).await, None, "{schema}");
@@ -166,7 +166,7 @@ async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing
     // Nothing left to apply: the stop goes once the projection has found so.
     stop_earlier(&mut conn).await;
     let projector =
-        InProcessProjector::start(&projector_config(&nats.url(), &db.url(), "", 10)).await;
+        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     for schema in ["core", "audit"] {
         wait_until(&mut conn, "the stop is cleared", async |conn| {
             recorded_stop(conn, schema).await.is_none()

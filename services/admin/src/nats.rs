@@ -1,0 +1,73 @@
+//! How the admin CLI reaches NATS, and `remediation-admin nats-credentials`, which makes the
+//! keys every service logs in with.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use command_api::config::stream_settings;
+use event_store::access::{Layout, Service};
+use event_store::credentials;
+
+/// The server and the operator's key (every subcommand that talks to NATS).
+#[derive(Debug, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub nats_url: String,
+    /// The operator's nkey seed (`admin.nk` from `nats-credentials`); without it the CLI
+    /// connects anonymously, which only a server without authentication accepts.
+    #[arg(long, env = "NATS_NKEY_FILE", global = true)]
+    pub nats_nkey_file: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    pub async fn connect(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(async_nats::Client, jetstream::Context), String> {
+        command_api::connect_nats(
+            &self.nats_url,
+            Service::Admin,
+            self.nats_nkey_file.as_deref(),
+            name,
+            timeout,
+        )
+        .await
+    }
+}
+
+/// Where to write the keys, and the names the permissions are derived from.
+#[derive(Debug, clap::Args)]
+pub struct CredentialsArgs {
+    /// Directory for `<service>.nk` (one seed per service, mode 0600) and `auth.conf`.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The projector's SCHEMA_PREFIX: it names the projector's durable consumers.
+    #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
+    schema_prefix: String,
+}
+
+/// Writes a seed for every service that has none yet and the `auth.conf` that grants each its
+/// rights (the stream from STREAM_NAME). Existing seeds are kept, so running it again changes
+/// nothing; to rotate a key, delete its seed, run this again and restart nats-server and the
+/// service.
+pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
+    let layout = Layout::new(&stream_settings()?, &args.schema_prefix);
+    let conf = credentials::ensure(&args.dir, &layout).map_err(|e| e.to_string())?;
+    for service in Service::ALL {
+        println!(
+            "{:<12} {}",
+            service.name(),
+            credentials::nkey_file(&args.dir, service).display()
+        );
+    }
+    println!("nats-server: include {}", conf.display());
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The regression suite: each test fails on the defect it names.
+//!
+//! - `stops`: a projection's stop is recorded next to its checkpoint for the query service, also
+//!   when the database takes it late, and cleared once the projection runs again;
+//! - `nats_permissions`: only the command service's key publishes events; each service may do
+//!   only its own work on NATS.
+
+mod nats_permissions;
+mod stops;
