@@ -29,7 +29,10 @@ async fn forge_rename(stack: &Stack, unit: &str) -> u64 {
     forged["id"] = json!(uuid::Uuid::now_v7().to_string());
     forged["data"]["name"] = json!("Sở giả mạo");
     // The operator's key: only a key that may publish events can forge one.
-    let client = stack.nats.connect(event_store::access::Service::Admin).await;
+    let client = stack
+        .nats
+        .connect(event_store::access::Service::Admin)
+        .await;
     let js = async_nats::jetstream::new(client.clone());
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Content-Type", event_store::BATCH_CONTENT_TYPE);

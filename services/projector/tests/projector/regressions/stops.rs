@@ -85,8 +85,7 @@ async fn a_stop_the_database_does_not_take_at_once_is_recorded_once_it_does() {
     .await
     .expect("trigger");
 
-    let projector =
-        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     // The audit projection's stop is recorded at once; the core one's is refused.
     wait_until(&mut conn, "the audit stop is recorded", async |conn| {
         recorded_stop(conn, "audit").await.is_some()
@@ -155,8 +154,7 @@ async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing
     stop_earlier(&mut conn).await;
 
     // It applies the commits: the stop goes with the batch that moves the checkpoint.
-    let projector =
-        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     wait_for_checkpoints(&mut conn, "", 2).await;
     for schema in ["core", "audit"] {
         assert_eq!(recorded_stop(&mut conn, schema).await, None, "{schema}");
@@ -165,8 +163,7 @@ async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing
 
     // Nothing left to apply: the stop goes once the projection has found so.
     stop_earlier(&mut conn).await;
-    let projector =
-        InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     for schema in ["core", "audit"] {
         wait_until(&mut conn, "the stop is cleared", async |conn| {
             recorded_stop(conn, schema).await.is_none()
