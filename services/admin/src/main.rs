@@ -4,6 +4,7 @@
 mod bench;
 mod export;
 mod nats;
+mod quarantine;
 mod seed;
 mod verify;
 
@@ -76,9 +77,13 @@ enum Action {
         #[arg(long, default_value_t = 24 * 30)]
         ttl_hours: i64,
     },
-    /// Check every hash chain in the stream (and the audit table): OK with counts, or the first
-    /// broken link with its stream sequence and aggregate.
+    /// Check every hash chain in the stream (and the audit table): OK with counts and the breaks
+    /// signed off by quarantine decisions, or the first broken link with its stream sequence and
+    /// aggregate.
     Verify(verify::VerifyArgs),
+    /// Set aside one stored message that breaks the record (an auditor's decision, recorded as an
+    /// event), so that the projections stopped at it continue.
+    Quarantine(quarantine::QuarantineArgs),
     /// Stream events or an analytics view for a time range as NDJSON or CSV (UTF-8 with BOM).
     Export(export::ExportArgs),
     /// Write the Department of Finance's quarterly compilation (XLSX or CSV).
@@ -132,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Action::Bench(args) => bench::run(&cli.nats, args).await,
         Action::Verify(args) => verify::run(&cli.nats, args).await,
         Action::NatsCredentials(args) => nats::write_credentials(&args),
+        Action::Quarantine(args) => quarantine::run(&cli.nats, args).await,
         Action::Schemas { out } => write_schemas(&out),
         Action::Export(args) => export::run_export(args).await,
         Action::Compile(args) => export::run_compile(args).await,

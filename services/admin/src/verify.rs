@@ -2,7 +2,8 @@
 //! chain; optionally records the digest over all chain heads as an event.
 //!
 //! A break in the stream does not skip the table: it is walked up to the last commit the stream
-//! walk could check, and the report says how many rows that was. The walks take as long as the
+//! walk could check, and the report says how many rows that was. Breaks an auditor signed off
+//! (quarantine decisions that hold) are listed and do not fail the verification. The walks take as long as the
 //! data is long, so the connection's slow-statement warnings (which would land in the report,
 //! on stdout, with the logs) are off, and a progress bar on the terminal shows how far they got.
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::Stream;
 use command_api::config::stream_settings;
 use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
-use event_store::{Repository, Verification, digest, verify_stream_reporting};
+use event_store::{Repository, SignedOffBreak, Verification, digest, verify_stream_reporting};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::verify_audit;
 use remediation_domain::ledger::RecordDigest;
@@ -75,9 +76,14 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
         verification.events,
         verification.heads.len()
     );
+    let signed_off = match verification.quarantined.len() {
+        0 => String::new(),
+        1 => ", 1 break signed off".to_owned(),
+        n => format!(", {n} breaks signed off"),
+    };
     let mut breaks = Vec::new();
     match &verification.broken {
-        None => println!("stream OK: {counts}"),
+        None => println!("stream OK: {counts}{signed_off}"),
         Some(broken) => {
             println!(
                 "stream BROKEN at sequence {}: checked {counts}",
@@ -88,6 +94,9 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
                 broken.sequence, broken.aggregate, broken.reason
             ));
         }
+    }
+    for known in &verification.quarantined {
+        println!("{}", describe(known));
     }
     match &args.database_url {
         None => println!("audit table not checked: no --database-url (or DATABASE_URL) given"),
@@ -144,6 +153,22 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
     client.flush().await.map_err(|e| e.to_string())
 }
 
+/// One signed-off break, on one line.
+fn describe(known: &SignedOffBreak) -> String {
+    let decision = &known.decision;
+    format!(
+        "signed-off break at stream sequence {} ({}, digest {}): {}; quarantined by {} ({}) at stream sequence {}: {}",
+        decision.sequence,
+        decision.subject,
+        decision.digest,
+        known.broken.reason,
+        decision.decided_by,
+        decision.decided_role,
+        decision.decision_sequence,
+        decision.reason
+    )
+}
+
 /// Walks the audit table up to where the stream walk got and prints what it found; returns the
 /// table's first broken link, worded for the error.
 async fn check_table(
@@ -167,17 +192,21 @@ async fn check_table(
     let last_sequence = verification.last_sequence;
     let progress = bar("audit table");
     progress.set_length(last_sequence);
-    let audit = verify_audit(
-        &mut tx,
-        schema,
-        &verification.event_hashes,
-        last_sequence,
-        |sequence| progress.set_position(sequence),
-    )
+    let audit = verify_audit(&mut tx, schema, verification, |sequence| {
+        progress.set_position(sequence)
+    })
     .await
     .map_err(|e| e.to_string())?;
     progress.finish_and_clear();
-    let checked = format!("{} events, up to sequence {}", audit.rows, audit.checkpoint);
+    let quarantined = match audit.quarantined {
+        0 => String::new(),
+        1 => " and 1 quarantined message".to_owned(),
+        n => format!(" and {n} quarantined messages"),
+    };
+    let checked = format!(
+        "{} events{quarantined}, up to sequence {}",
+        audit.rows, audit.checkpoint
+    );
     let until_break = if verification.broken.is_some() {
         " (walked up to the stream's break)"
     } else {

@@ -1,6 +1,7 @@
 //! `remediation-admin verify` as an operator runs it, against a private nats-server and
 //! database: a break in the stream does not leave the audit table unchecked (issue 8), and the
-//! report on stdout holds the report alone.
+//! report on stdout holds the report alone; `remediation-admin quarantine` sets a break aside,
+//! and verification then lists it as signed off and passes.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -38,14 +39,14 @@ async fn checkpoints(pool: &PgPool) -> (i64, i64) {
     .unwrap_or((0, 0))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
-    let nats = NatsServer::start();
-    let db = TestDatabase::create();
-    for args in [&["provision"][..], &["seed", "--file", SEED]] {
-        let out = admin(&nats, args);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+/// A projector on `db`, logged in as itself; send on the sender to stop it.
+async fn start_projector(
+    nats: &NatsServer,
+    db: &TestDatabase,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let config = projector::Config {
         nats_url: nats.url(),
         database_url: db.url(),
@@ -64,6 +65,18 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
     let running = tokio::spawn(projector.run(async {
         let _ = stopped.await;
     }));
+    (stop, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    for args in [&["provision"][..], &["seed", "--file", SEED]] {
+        let out = admin(&nats, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let (stop, running) = start_projector(&nats, &db).await;
     // The operator's key: only a key that may publish events can forge one.
     let client = nats.connect(Service::Admin).await;
     let js = async_nats::jetstream::new(client.clone());
@@ -141,6 +154,126 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
             "BROKEN: stream sequence {broken}, aggregate unit/"
         )),
         "{stderr}"
+    );
+    let _ = stop.send(());
+    running.await.expect("projector stops");
+}
+
+/// The connection this test publishes straight to the stream with — the one place to give it
+/// the identity allowed to, once NATS asks for credentials.
+async fn publishing_connection(
+    nats: &NatsServer,
+) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = nats.connect(Service::Admin).await;
+    (client.clone(), async_nats::jetstream::new(client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_message_is_a_signed_off_break_and_verification_passes() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    for args in [&["provision"][..], &["seed", "--file", SEED]] {
+        let out = admin(&nats, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let (client, js) = publishing_connection(&nats).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", event_store::BATCH_CONTENT_TYPE);
+    let bad = js
+        .publish_with_headers("events.bogus.1", headers, b"xin chao".to_vec().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored")
+        .sequence;
+    client.flush().await.expect("flush");
+    let (stop, running) = start_projector(&nats, &db).await;
+    let pool = PgPool::connect(&db.url()).await.expect("database");
+    let valid = (bad - 1).to_string();
+    let bad = bad.to_string();
+
+    // Before the decision: a break, exit 1; a valid message is refused; a dry run shows.
+    let out = admin(&nats, &["verify"]);
+    assert!(!out.status.success(), "{out:?}");
+    let out = admin(
+        &nats,
+        &[
+            "quarantine",
+            "--sequence",
+            &valid,
+            "--reason",
+            "x",
+            "--user",
+            "u",
+        ],
+    );
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    assert!(
+        !out.status.success() && stderr.contains("no break to sign off"),
+        "{stderr}"
+    );
+    let out = admin(&nats, &["quarantine", "--sequence", &bad, "--dry-run"]);
+    let shown = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("subject:   events.bogus.1"), "{shown}");
+    assert!(shown.contains("size:      8 bytes"), "{shown}");
+    assert!(shown.contains("is unreadable"), "{shown}");
+
+    let out = admin(
+        &nats,
+        &[
+            "quarantine",
+            "--sequence",
+            &bad,
+            "--reason",
+            "Tin nhắn thử nghiệm gửi nhầm vào luồng",
+            "--user",
+            "kiem-toan.le-van-an",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{out:?}");
+    let decision = (bad.parse::<u64>().expect("sequence") + 1).to_string();
+    assert!(
+        stdout.contains(&format!(
+            "quarantined: the decision is recorded at stream sequence {decision}"
+        )),
+        "{stdout}"
+    );
+    let started = Instant::now();
+    let head = decision.parse::<i64>().expect("sequence");
+    while checkpoints(&pool).await < (head, head) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the projections never continued past the quarantined message"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = admin(&nats, &["verify", "--database-url", &db.url()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{out:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("stream OK: ") && lines[0].ends_with(", 1 break signed off"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "signed-off break at stream sequence {bad} (events.bogus.1, digest "
+        )) && lines[1].ends_with(&format!(
+            "quarantined by kiem-toan.le-van-an (auditor) at stream sequence {decision}: Tin nhắn thử nghiệm gửi nhầm vào luồng"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("audit table OK: ")
+            && lines[2].contains(" events and 1 quarantined message, "),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("digest over all chain heads: "),
+        "{stdout}"
     );
     let _ = stop.send(());
     running.await.expect("projector stops");

@@ -10,6 +10,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 mod openapi;
+pub mod quarantine;
 pub mod seed;
 
 use std::future::Future;

@@ -3,13 +3,21 @@
 //! The checkpoint decides what is applied: a commit at or below it was applied before (a
 //! redelivery, or a crash between commit and ack) and is skipped; the next one must be exactly
 //! checkpoint + 1. The stream denies deletes and every subject of it is a commit, so anything else
-//! is a gap nobody can explain, and the projection stops rather than skip it.
+//! is a gap nobody can explain, and the projection stops rather than skip it — unless an
+//! auditor set the message aside with a quarantine decision that holds: then it is applied as
+//! quarantined ([`apply_quarantined`]), which moves the checkpoint past it and nothing else.
 
+use async_nats::jetstream::stream;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use event_store::decode_commit;
-use readmodel::{ApplyError, Projection, apply, lock_checkpoint, save_checkpoint};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use event_store::{
+    NotSignedOff, SignedOff, StoreError, StoredMessage, decode_commit, signed_off_at,
+};
+use readmodel::{
+    ApplyError, Projection, apply, apply_quarantined as record_quarantined, lock_checkpoint,
+    save_checkpoint,
+};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 /// One delivered message: its stream sequence and payload.
 #[derive(Debug, Clone)]
@@ -27,6 +35,18 @@ pub struct Applied {
     pub last_recorded_at: Option<DateTime<Utc>>,
 }
 
+impl Applied {
+    /// This, then `later`, as one.
+    fn then(self, later: Applied) -> Applied {
+        Applied {
+            checkpoint: later.checkpoint,
+            commits: self.commits + later.commits,
+            events: self.events + later.events,
+            last_recorded_at: later.last_recorded_at.or(self.last_recorded_at),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     /// The database failed; nothing was committed and the batch can be tried again.
@@ -37,13 +57,16 @@ pub enum BatchError {
     Apply(ApplyError),
     #[error("gap: expected stream sequence {expected}, got {got}")]
     Gap { expected: u64, got: u64 },
+    /// The stream did not answer while a quarantine decision was looked up.
+    #[error(transparent)]
+    Stream(#[from] StoreError),
 }
 
 impl BatchError {
     /// The sequence a stop concerns; `None` for transient failures.
     pub fn stall_sequence(&self) -> Option<u64> {
         match self {
-            BatchError::Database(_) => None,
+            BatchError::Database(_) | BatchError::Stream(_) => None,
             BatchError::Apply(e) => e.sequence(),
             BatchError::Gap { expected, .. } => Some(*expected),
         }
@@ -135,6 +158,132 @@ pub async fn apply_batch_in(
     }
     applied.checkpoint = checkpoint;
     Ok(applied)
+}
+
+/// Applies the message stored at `message.sequence`, set aside by `decision`, as quarantined:
+/// its content touches no table and no chain head; the audit projection records it as
+/// quarantined, and the checkpoint moves past it (which clears a recorded stop). A message at or
+/// below the checkpoint was passed before and changes nothing.
+pub async fn apply_quarantined(
+    pool: &PgPool,
+    schema: &str,
+    projection: Projection,
+    message: &StoredMessage,
+    decision: &SignedOff,
+) -> Result<Applied, BatchError> {
+    let mut tx = pool.begin().await?;
+    let applied = apply_quarantined_in(&mut tx, schema, projection, message, decision).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// The body of [`apply_quarantined`], inside the caller's transaction.
+pub async fn apply_quarantined_in(
+    conn: &mut PgConnection,
+    schema: &str,
+    projection: Projection,
+    message: &StoredMessage,
+    decision: &SignedOff,
+) -> Result<Applied, BatchError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {}",
+        quoted(schema)
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let checkpoint = lock_checkpoint(conn, schema, projection).await?;
+    let passed = Applied {
+        checkpoint,
+        commits: 0,
+        events: 0,
+        last_recorded_at: None,
+    };
+    if message.sequence <= checkpoint {
+        return Ok(passed);
+    }
+    if message.sequence != checkpoint + 1 {
+        return Err(BatchError::Gap {
+            expected: checkpoint + 1,
+            got: message.sequence,
+        });
+    }
+    record_quarantined(conn, projection, message, decision)
+        .await
+        .map_err(BatchError::Apply)?;
+    save_checkpoint(conn, projection, message.sequence, None).await?;
+    Ok(Applied {
+        checkpoint: message.sequence,
+        commits: 1,
+        ..passed
+    })
+}
+
+/// [`apply_batch_in`], except that a message the stream holds a quarantine decision for (one
+/// that holds) is applied as quarantined instead of failing the batch — what a rebuild must do to
+/// come out as the live projection, which the same decision released. Each piece is applied in a
+/// transaction of its own (a savepoint inside the caller's): the whole batch at once, and only
+/// when that fails one commit at a time, so that the message to set aside is found exactly.
+pub async fn apply_releasing(
+    conn: &mut PgConnection,
+    stream: &stream::Stream,
+    schema: &str,
+    projection: Projection,
+    messages: &[Delivered],
+) -> Result<Applied, BatchError> {
+    let first = match apply_piece(conn, schema, projection, Piece::Commits(messages)).await {
+        Err(e) if e.stall_sequence().is_some() => e,
+        outcome => return outcome,
+    };
+    let mut applied: Option<Applied> = None;
+    for message in messages {
+        let piece = Piece::Commits(std::slice::from_ref(message));
+        let done = match apply_piece(conn, schema, projection, piece).await {
+            Err(e) if e.stall_sequence() == Some(message.sequence) => {
+                let (stored, decision) = match signed_off_at(stream, message.sequence).await {
+                    Ok(released) => released,
+                    Err(NotSignedOff::Store(e)) => return Err(e.into()),
+                    Err(_) => return Err(e),
+                };
+                let piece = Piece::Quarantined(&stored, &decision);
+                apply_piece(conn, schema, projection, piece).await?
+            }
+            outcome => outcome?,
+        };
+        applied = Some(applied.map_or(done, |before| before.then(done)));
+    }
+    applied.ok_or(first)
+}
+
+/// What [`apply_piece`] applies.
+enum Piece<'a> {
+    Commits(&'a [Delivered]),
+    Quarantined(&'a StoredMessage, &'a SignedOff),
+}
+
+/// Applies `piece` in a transaction of its own on `conn` (a savepoint when `conn` is in one).
+async fn apply_piece(
+    conn: &mut PgConnection,
+    schema: &str,
+    projection: Projection,
+    piece: Piece<'_>,
+) -> Result<Applied, BatchError> {
+    let mut tx = conn.begin().await?;
+    let outcome = match piece {
+        Piece::Commits(messages) => apply_batch_in(&mut tx, schema, projection, messages).await,
+        Piece::Quarantined(message, decision) => {
+            apply_quarantined_in(&mut tx, schema, projection, message, decision).await
+        }
+    };
+    match outcome {
+        Ok(applied) => {
+            tx.commit().await?;
+            Ok(applied)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
 }
 
 /// Double-quotes an identifier for SQL.

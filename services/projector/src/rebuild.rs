@@ -4,6 +4,8 @@
 //! The switch holds the projection's advisory lock, which the live worker takes for every batch:
 //! inside it the rebuilt schema is caught up to at least the live checkpoint and renamed into
 //! place. The live worker then finds the rebuilt checkpoint and skips what the rebuild applied.
+//! A message an auditor set aside with a quarantine decision is passed as quarantined here too,
+//! so the rebuilt schema comes out as the live one did.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use event_store::StreamReader;
 use readmodel::{Projection, grant_reader, prepare_schema, swap_schema};
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::batch::{Delivered, apply_batch, apply_batch_in, quoted};
+use crate::batch::{Delivered, apply_releasing, quoted};
 
 /// How far a rebuild has got.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +108,8 @@ pub async fn rebuild(
     let mut applied = 0u64;
     while applied < head {
         let batch = reader.next_batch(applied, head).await?;
-        applied = apply_batch(pool, &rebuilt, projection, &batch)
+        let mut conn = pool.acquire().await.map_err(|e| fail(&e))?;
+        applied = apply_releasing(&mut conn, stream, &rebuilt, projection, &batch)
             .await
             .map_err(|e| fail(&e))?
             .checkpoint;
@@ -141,7 +144,7 @@ pub async fn rebuild(
     let target = live_checkpoint.unwrap_or(0) as u64;
     while applied < target {
         let batch = reader.next_batch(applied, target).await?;
-        applied = apply_batch_in(&mut tx, &rebuilt, projection, &batch)
+        applied = apply_releasing(&mut tx, stream, &rebuilt, projection, &batch)
             .await
             .map_err(|e| fail(&e))?
             .checkpoint;

@@ -43,6 +43,7 @@ pub struct Status {
     stalled: Family<ProjectionLabel, Gauge>,
     stalled_sequence: Family<ProjectionLabel, Gauge>,
     checkpoint: Family<ProjectionLabel, Gauge>,
+    quarantined: Family<ProjectionLabel, Counter>,
     registry: Mutex<Registry>,
 }
 
@@ -60,6 +61,7 @@ impl Default for Status {
         });
         let (lag_events, lag_milliseconds, stalled, stalled_sequence, checkpoint) =
             Default::default();
+        let quarantined = Family::<ProjectionLabel, Counter>::default();
         let mut registry = Registry::with_prefix("kh63_projector");
         registry.register(
             "events_applied",
@@ -96,6 +98,11 @@ impl Default for Status {
             "Last stream sequence applied",
             Family::clone(&checkpoint),
         );
+        registry.register(
+            "quarantined",
+            "Messages passed as quarantined, set aside by an auditor's decision",
+            quarantined.clone(),
+        );
         Self {
             states: Mutex::default(),
             events_applied,
@@ -105,6 +112,7 @@ impl Default for Status {
             stalled,
             stalled_sequence,
             checkpoint,
+            quarantined,
             registry: Mutex::new(registry),
         }
     }
@@ -159,6 +167,22 @@ impl Status {
             .get_or_create(&label(projection))
             .set(stall.sequence.unwrap_or_default() as i64);
         self.with_state(projection, |s| s.stall = Some(stall));
+    }
+
+    /// The projection passed the message it had stopped at as quarantined, and runs again.
+    pub fn released(&self, projection: Projection, checkpoint: u64) {
+        self.quarantined.get_or_create(&label(projection)).inc();
+        self.stalled.get_or_create(&label(projection)).set(0);
+        self.stalled_sequence
+            .get_or_create(&label(projection))
+            .set(0);
+        self.checkpoint
+            .get_or_create(&label(projection))
+            .set(checkpoint as i64);
+        self.with_state(projection, |s| {
+            s.applied = checkpoint;
+            s.stall = None;
+        });
     }
 
     pub fn stalled(&self, projection: Projection) -> Option<Stall> {

@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, stream};
+use event_store::{NotSignedOff, signed_off_at};
 use futures::StreamExt;
 use readmodel::{Projection, clear_stall, read_checkpoint, record_stall};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::batch::{BatchError, Delivered, apply_batch};
+use crate::batch::{BatchError, Delivered, apply_batch, apply_quarantined};
 use crate::status::{Stall, Status};
+
+/// How often a stopped projection looks for a quarantine decision for the message it stopped at:
+/// an auditor's decision releases it within seconds, without a restart.
+pub const QUARANTINE_POLL: Duration = Duration::from_secs(2);
 
 /// Everything a worker needs.
 #[derive(Debug, Clone)]
@@ -91,7 +96,10 @@ impl WorkerContext {
     }
 }
 
-/// Runs `projection` until `shutdown` turns true or the projection stalls.
+/// Runs `projection` until `shutdown` turns true, or until it stalls on something no quarantine
+/// decision can release. A stall at a message stays until an auditor's quarantine decision for
+/// that message is on the stream (looked for at once, then every [`QUARANTINE_POLL`]); the
+/// message is then passed as quarantined and the projection goes on.
 pub async fn run(
     context: WorkerContext,
     projection: Projection,
@@ -105,15 +113,29 @@ pub async fn run(
         match run_once(&context, projection, &mut shutdown).await {
             Ok(()) => return,
             Err(RunError::Stalled(stall)) => {
-                tracing::error!(
-                    projection = projection.name(),
-                    sequence = ?stall.sequence,
-                    reason = %stall.reason,
-                    "projection stopped: it will not skip this event"
-                );
-                context.status.stall(projection, stall.clone());
-                persist_stall(&context, projection, &stall, shutdown).await;
-                return;
+                // A decision already on the stream (a replay into a fresh database) releases the
+                // message before any stop is recorded.
+                let released = match stall.sequence {
+                    Some(sequence) => release(&context, projection, sequence).await.is_ok(),
+                    None => false,
+                };
+                if !released {
+                    tracing::error!(
+                        projection = projection.name(),
+                        sequence = ?stall.sequence,
+                        reason = %stall.reason,
+                        "projection stopped: it will not skip this event"
+                    );
+                    context.status.stall(projection, stall.clone());
+                    persist_stall(&context, projection, &stall, shutdown.clone()).await;
+                    let Some(sequence) = stall.sequence else {
+                        return;
+                    };
+                    if !wait_for_release(&context, projection, sequence, &mut shutdown).await {
+                        return;
+                    }
+                }
+                backoff = Duration::from_millis(200);
             }
             Err(RunError::Transient(reason)) => {
                 tracing::warn!(projection = projection.name(), %reason, ?backoff, "projection interrupted; retrying");
@@ -165,6 +187,67 @@ pub async fn persist_stall(
 enum RunError {
     Stalled(Stall),
     Transient(String),
+}
+
+/// Why a stopped projection is not released (yet).
+#[derive(Debug, thiserror::Error)]
+enum NotReleased {
+    #[error(transparent)]
+    Decision(#[from] NotSignedOff),
+    #[error("the quarantined message could not be applied: {0}")]
+    Apply(#[from] BatchError),
+}
+
+/// Passes the message at `sequence` as quarantined if a decision that holds sets it aside.
+async fn release(
+    context: &WorkerContext,
+    projection: Projection,
+    sequence: u64,
+) -> Result<(), NotReleased> {
+    let (message, decision) = signed_off_at(&context.stream, sequence).await?;
+    let schema = context.schema(projection);
+    let applied =
+        apply_quarantined(&context.pool, &schema, projection, &message, &decision).await?;
+    tracing::warn!(
+        projection = projection.name(),
+        sequence,
+        subject = %message.subject,
+        digest = %decision.digest,
+        decided_by = %decision.decided_by,
+        decision_sequence = decision.decision_sequence,
+        reason = %decision.reason,
+        "passed a quarantined message: it was set aside by an auditor's decision"
+    );
+    context.status.released(projection, applied.checkpoint);
+    Ok(())
+}
+
+/// Looks for a decision releasing the message at `sequence` every [`QUARANTINE_POLL`] until one
+/// does (true) or the projector stops (false). A decision that does not hold is logged once.
+async fn wait_for_release(
+    context: &WorkerContext,
+    projection: Projection,
+    sequence: u64,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut reported = String::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(QUARANTINE_POLL) => {}
+            _ = shutdown.changed() => return false,
+        }
+        match release(context, projection, sequence).await {
+            Ok(()) => return true,
+            Err(NotReleased::Decision(NotSignedOff::NoDecision(_))) => {}
+            Err(e) => {
+                let why = e.to_string();
+                if why != reported {
+                    tracing::warn!(projection = projection.name(), sequence, reason = %why, "the projection stays stopped");
+                    reported = why;
+                }
+            }
+        }
+    }
 }
 
 async fn run_once(

@@ -9,7 +9,9 @@
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
 //! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason);
-//! - `regressions`: a stop recorded for the query service; NATS permissions.
+//! - `regressions`: a stop recorded for the query service; NATS permissions;
+//! - `quarantine`: a message that breaks the record stays a stop until an auditor's quarantine
+//!   decision for exactly that message; then everything continues, rebuilds included.
 
 #[path = "projector/harness.rs"]
 mod harness;
@@ -34,6 +36,9 @@ mod rebuild;
 
 #[path = "projector/snapshots.rs"]
 mod snapshots;
+
+#[path = "projector/quarantine.rs"]
+mod quarantine;
 
 #[path = "projector/known_bugs.rs"]
 mod known_bugs;

@@ -44,6 +44,9 @@ const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 #[path = "queries/regressions.rs"]
 mod regressions;
 
+#[path = "queries/quarantine.rs"]
+mod quarantine;
+
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
 fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {

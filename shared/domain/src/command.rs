@@ -15,6 +15,7 @@ use crate::item::{
 };
 use crate::ledger::{self, RecordDigest};
 use crate::plan::{self, AmendPlan, IssuePlan};
+use crate::quarantine::{self, QuarantineId, QuarantineMessage};
 use crate::rejection::Rejection;
 use crate::report::{self, ReportKey, ReturnReport, ReviseReport, SubmitReport, line_references};
 use crate::task::{self, CancelTask, ChangeTaskStatus, PlanTask, RescheduleTask};
@@ -129,9 +130,12 @@ pub struct CommandSpec {
 impl CommandSpec {
     /// Whether clients may send it (over the command API). Reads of the audit trail are recorded
     /// by the query service itself, as it answers them: a client that could send the command
-    /// could fill the access log with reads that never happened.
+    /// could fill the access log with reads that never happened. A quarantine is decided at the
+    /// operator's console (`remediation-admin quarantine`), which first reads the message from
+    /// the stream and checks that it really breaks the record: a token alone must not be enough
+    /// to set messages aside.
     pub fn sent_by_clients(&self) -> bool {
-        self.aggregate != "access"
+        !matches!(self.aggregate, "access" | "quarantine")
     }
 }
 
@@ -189,6 +193,7 @@ commands! {
     ReturnReport(ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
     RecordDigest(RecordDigest) => "record-digest", "ledger", "Ghi nhận bản tóm lược chuỗi băm — record a digest over all hash chains";
     RecordAuditRead(RecordAuditRead) => "record-audit-read", "access", "Ghi nhận lượt đọc nhật ký kiểm toán — record a read of the audit trail (never idempotent: every read is a fact)";
+    QuarantineMessage(QuarantineMessage) => "quarantine-message", "quarantine", "Cách ly thông điệp — an auditor sets aside one stored message that breaks the record, so the read side continues past it";
 }
 
 fn wrap<E>(into: fn(E) -> Event) -> impl Fn(Vec<E>) -> Vec<Event> {
@@ -224,6 +229,7 @@ impl Command {
             Command::ReturnReport(c) => AggregateRef::Report(c.key().report_id()),
             Command::RecordDigest(_) => AggregateRef::Ledger,
             Command::RecordAuditRead(c) => AggregateRef::Access(c.day.clone()),
+            Command::QuarantineMessage(c) => AggregateRef::Quarantine(QuarantineId::of(c.sequence)),
         }
     }
 
@@ -345,6 +351,9 @@ impl Command {
             }
             (Command::RecordAuditRead(c), S::Access(s)) => {
                 access::record_read(s, c, ctx).map(wrap(Event::Access))
+            }
+            (Command::QuarantineMessage(c), S::Quarantine(s)) => {
+                quarantine::quarantine(s, c, ctx).map(wrap(Event::Quarantine))
             }
             (command, _) => Err(Rejection::not_found(format!(
                 "command {} does not apply to this aggregate",

@@ -11,6 +11,7 @@ use crate::group::{self, GroupEvent};
 use crate::item::{self, ItemEvent};
 use crate::ledger::{self, LedgerEvent};
 use crate::plan::{self, PlanEvent};
+use crate::quarantine::{self, QuarantineEvent};
 use crate::report::{self, ReportEvent};
 use crate::task::{self, TaskEvent};
 use crate::unit::{self, UnitEvent};
@@ -26,7 +27,12 @@ pub enum Event {
     Report(ReportEvent),
     Ledger(LedgerEvent),
     Access(AccessEvent),
+    Quarantine(QuarantineEvent),
 }
+
+/// The aggregate types whose events concern the log itself — chain digests, reads of the audit
+/// trail, quarantine decisions — rather than the plan: nothing of the plan's state folds them.
+pub const ABOUT_THE_LOG: &[&str] = &["ledger", "access", "quarantine"];
 
 /// The version every event type is written with today. Bump it for an event type together with
 /// an upcaster from the previous version whenever its payload changes incompatibly.
@@ -120,7 +126,8 @@ fn join<E: DeserializeOwned>(kind: &str, name: &str, data: Value) -> Result<E, D
 }
 
 impl Event {
-    /// The aggregate type: `unit`, `group`, `plan`, `item`, `task`, `report`, `ledger`, `access`.
+    /// The aggregate type: `unit`, `group`, `plan`, `item`, `task`, `report`, `ledger`, `access`,
+    /// `quarantine`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Unit(_) => "unit",
@@ -131,6 +138,7 @@ impl Event {
             Event::Report(_) => "report",
             Event::Ledger(_) => "ledger",
             Event::Access(_) => "access",
+            Event::Quarantine(_) => "quarantine",
         }
     }
 
@@ -145,6 +153,7 @@ impl Event {
             Event::Report(e) => split(e),
             Event::Ledger(e) => split(e),
             Event::Access(e) => split(e),
+            Event::Quarantine(e) => split(e),
         }
     }
 
@@ -160,6 +169,7 @@ impl Event {
             "report" => Event::Report(join(kind, name, data)?),
             "ledger" => Event::Ledger(join(kind, name, data)?),
             "access" => Event::Access(join(kind, name, data)?),
+            "quarantine" => Event::Quarantine(join(kind, name, data)?),
             other => return Err(DecodeError::UnknownAggregate(other.to_owned())),
         })
     }
@@ -176,6 +186,7 @@ pub enum AggregateState {
     Report(report::State),
     Ledger(ledger::State),
     Access(access::State),
+    Quarantine(quarantine::State),
 }
 
 impl AggregateState {
@@ -190,6 +201,7 @@ impl AggregateState {
             AggregateRef::Report(_) => AggregateState::Report(None),
             AggregateRef::Ledger => AggregateState::Ledger(None),
             AggregateRef::Access(_) => AggregateState::Access(None),
+            AggregateRef::Quarantine(_) => AggregateState::Quarantine(None),
         }
     }
 
@@ -213,6 +225,9 @@ impl AggregateState {
             (AggregateState::Access(s), Event::Access(e)) => {
                 AggregateState::Access(access::evolve(s, e))
             }
+            (AggregateState::Quarantine(s), Event::Quarantine(e)) => {
+                AggregateState::Quarantine(quarantine::evolve(s, e))
+            }
             (state, _) => state,
         }
     }
@@ -228,6 +243,7 @@ impl AggregateState {
             AggregateState::Report(s) => s.is_some(),
             AggregateState::Ledger(s) => s.is_some(),
             AggregateState::Access(s) => s.is_some(),
+            AggregateState::Quarantine(s) => s.is_some(),
         }
     }
 

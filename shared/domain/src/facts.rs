@@ -15,6 +15,7 @@ use crate::calendar::local_date;
 use crate::group::Group;
 use crate::item::{AssignmentRole, Item};
 use crate::plan::Plan;
+use crate::quarantine::QuarantineId;
 use crate::rejection::Rejection;
 use crate::text::{GroupId, ItemId, PlanId, ReportId, TaskId, UnitId};
 use crate::unit::Unit;
@@ -33,6 +34,8 @@ pub enum AggregateRef {
     Ledger,
     /// One day's log of reads of the audit trail ([`crate::access`]).
     Access(AccessDay),
+    /// The quarantine decision for one stream sequence ([`crate::quarantine`]).
+    Quarantine(QuarantineId),
 }
 
 impl AggregateRef {
@@ -47,6 +50,7 @@ impl AggregateRef {
             AggregateRef::Report(_) => "report",
             AggregateRef::Ledger => "ledger",
             AggregateRef::Access(_) => "access",
+            AggregateRef::Quarantine(_) => "quarantine",
         }
     }
 
@@ -60,6 +64,7 @@ impl AggregateRef {
             AggregateRef::Report(id) => id.as_str(),
             AggregateRef::Ledger => crate::ledger::LEDGER_ID,
             AggregateRef::Access(day) => day.as_str(),
+            AggregateRef::Quarantine(id) => id.as_str(),
         }
     }
 }

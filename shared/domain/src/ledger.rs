@@ -14,7 +14,7 @@ use crate::rejection::{Rejection, Rule};
 
 /// The largest integer every JSON reader holds exactly (2^53 − 1): far beyond any stream
 /// sequence or count, and what the schema promises clients.
-const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+pub(crate) const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 
 /// The ledger's one identity.
 pub const LEDGER_ID: &str = "chains";
@@ -57,6 +57,14 @@ pub fn evolve(_: State, event: &LedgerEvent) -> State {
     }
 }
 
+/// Whether `digest` is a SHA-256 written as 64 lowercase hex characters.
+pub(crate) fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn record(
     state: &State,
     cmd: &RecordDigest,
@@ -66,12 +74,7 @@ pub fn record(
         &[Role::Auditor, Role::ProvinceOffice],
         "record chain digests",
     )?;
-    let well_formed = cmd.digest.len() == 64
-        && cmd
-            .digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !well_formed {
+    if !is_sha256_hex(&cmd.digest) {
         return Err(Rejection::rule(
             Rule::InvalidDigest,
             "a digest is 64 lowercase hex characters",

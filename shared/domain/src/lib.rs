@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod plan;
 pub mod principal;
+pub mod quarantine;
 pub mod rejection;
 pub mod report;
 pub mod seed;

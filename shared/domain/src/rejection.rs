@@ -38,6 +38,7 @@ pub enum Rule {
     WrongAccessDay,
     RevokedBeforeAssigned,
     OwnReportReview,
+    QuarantineConflict,
 }
 
 impl Rule {
@@ -62,6 +63,7 @@ impl Rule {
             Rule::WrongAccessDay => "wrong-access-day",
             Rule::RevokedBeforeAssigned => "revoked-before-assigned",
             Rule::OwnReportReview => "own-report-review",
+            Rule::QuarantineConflict => "quarantine-conflict",
         }
     }
 }

@@ -16,6 +16,7 @@ use remediation_domain::item::{
 };
 use remediation_domain::lifecycle::Lifecycle;
 use remediation_domain::plan::{AmendPlan, IssuePlan, Plan, PlanEvent};
+use remediation_domain::quarantine::{QuarantineEvent, QuarantineMessage};
 use remediation_domain::report::{
     ReportEvent, ReportKey, ReportLine, ReportStatus, ReturnReport, ReviseReport, SubmitReport,
 };
@@ -428,7 +429,8 @@ impl Known {
             AggregateRef::Task(_)
             | AggregateRef::Report(_)
             | AggregateRef::Ledger
-            | AggregateRef::Access(_) => {}
+            | AggregateRef::Access(_)
+            | AggregateRef::Quarantine(_) => {}
         }
         fold(&of, events).add_to(&of, &mut self.0);
         self
@@ -1068,6 +1070,11 @@ fn example(command: &str) -> Example {
             vec![],
             auditor(),
         ),
+        "quarantine-message" => (
+            json!({ "sequence": 187, "subject": "events.unit.so-y-te", "digest": DIGEST, "size": 412, "reason": "Sự kiện giả mạo, không thuộc chuỗi băm" }),
+            vec![],
+            auditor(),
+        ),
         other => panic!("no example for command {other}: add one to `example`"),
     };
     Example { body, given, actor }
@@ -1128,8 +1135,9 @@ fn every_listed_command_repeated_right_away_changes_nothing() {
 }
 
 /// Auditors verify the log, and recording the digest of its chains is part of that; reading the
-/// audit trail is what auditors do, and every read is recorded.
-const AUDITOR_COMMANDS: &[&str] = &["record-digest", "record-audit-read"];
+/// audit trail is what auditors do, and every read is recorded; signing off a break in the log
+/// (a quarantine) is an audit decision.
+const AUDITOR_COMMANDS: &[&str] = &["record-digest", "record-audit-read", "quarantine-message"];
 
 #[test]
 fn auditor_and_viewer_may_issue_no_command() {
@@ -3276,6 +3284,7 @@ const REASON_REQUIRED: &[&str] = &[
     "change-task-status",
     "cancel-task",
     "return-report",
+    "quarantine-message",
 ];
 
 #[test]
@@ -3337,7 +3346,11 @@ fn reason_of(event: &Event) -> Option<&Reason> {
         | Event::Task(TaskEvent::Rescheduled { reason, .. })
         | Event::Task(TaskEvent::StatusChanged { reason, .. })
         | Event::Task(TaskEvent::Cancelled { reason })
-        | Event::Report(ReportEvent::Returned { reason, .. }) => Some(reason),
+        | Event::Report(ReportEvent::Returned { reason, .. })
+        | Event::Quarantine(QuarantineEvent::MessageQuarantined(QuarantineMessage {
+            reason,
+            ..
+        })) => Some(reason),
         Event::Report(ReportEvent::Revised { reason, .. }) => reason.as_ref(),
         _ => None,
     }

@@ -141,7 +141,12 @@ impl Layout {
                 }
             }
             Service::Projector => {
-                let mut publish = vec![api(format!("STREAM.INFO.{stream}"))];
+                let mut publish = vec![
+                    api(format!("STREAM.INFO.{stream}")),
+                    // A stopped projection looks up the message it stopped at and the auditor's
+                    // quarantine decision that would release it.
+                    api(format!("STREAM.MSG.GET.{stream}")),
+                ];
                 for consumer in &self.consumers {
                     for call in ["CREATE", "INFO", "DELETE", "MSG.NEXT"] {
                         publish.push(api(format!("CONSUMER.{call}.{stream}.{consumer}")));
@@ -304,6 +309,18 @@ mod tests {
         assert!(!may_publish(
             Service::Projector,
             "$JS.API.CONSUMER.DELETE.PLAN_EVENTS.intruder"
+        ));
+    }
+
+    #[test]
+    fn a_stopped_projector_may_look_up_the_message_and_its_quarantine_decision() {
+        assert!(may_publish(
+            Service::Projector,
+            "$JS.API.STREAM.MSG.GET.PLAN_EVENTS"
+        ));
+        assert!(!may_publish(
+            Service::Projector,
+            "$JS.API.STREAM.MSG.DELETE.PLAN_EVENTS"
         ));
     }
 

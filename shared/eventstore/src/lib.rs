@@ -7,6 +7,7 @@ mod chain;
 pub mod credentials;
 mod envelope;
 mod idempotency;
+mod quarantine;
 mod reader;
 mod repository;
 pub mod schemas;
@@ -22,11 +23,18 @@ pub use envelope::{
 pub use idempotency::{
     Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
 };
+pub use quarantine::{
+    NotSignedOff, SignedOff, StoredMessage, message_digest, signed_off, signed_off_at,
+    stored_message,
+};
 pub use reader::StreamReader;
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
 pub use stream::{Provisioned, StreamSettings, provision};
-pub use verify::{Broken, Verification, verify_stream, verify_stream_reporting};
+pub use verify::{
+    Broken, SignedOffBreak, Verification, verify_stream, verify_stream_reporting,
+    verify_stream_until,
+};
 
 /// Failures of the store. `Conflict` is expected under concurrency; the others are not.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,22 @@
 //! wrong, only old: another writer may have appended since. So the target of a command is decided
 //! on the cached state straight away and the append's expected sequence catches staleness; a
 //! conflict marks the entry stale, and the next load reads only the commits after it.
+//!
+//! Loading checks every event's link into the aggregate's hash chain. A message on the
+//! aggregate's subject that does not link (or is no commit at all) was not written by the command
+//! side: the aggregate takes no decision while it stands — unless an auditor set it aside with a
+//! quarantine decision that holds, and then it is left out of the state and the chain exactly as
+//! the projections leave it out, so the next event links where the read side expects it.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
-use remediation_domain::{AggregateRef, AggregateState};
+use remediation_domain::{AggregateRef, AggregateState, Event};
 
-use crate::{EventStore, StoreError};
+use crate::chain::verify_link;
+use crate::quarantine::{NotSignedOff, StoredMessage};
+use crate::{EventStore, StoreError, decode_commit};
 
 /// An aggregate's state, the stream sequence of its last commit (0: none yet) and the hash of
 /// its last event (the head of its chain; empty: none yet).
@@ -109,24 +117,48 @@ impl Repository {
             },
             |entry| entry.loaded,
         );
-        let commits = self.store.commits_after(target, base.version).await?;
-        if commits.is_empty() && base.version > 0 {
+        let messages = self.store.messages_after(target, base.version).await?;
+        if messages.is_empty() && base.version > 0 {
             self.remember(target, base.clone());
             return Ok(base);
         }
         let mut loaded = base;
-        for commit in commits {
-            for envelope in &commit.events {
-                let event = envelope.decode().map_err(|e| StoreError::Corrupt {
-                    sequence: commit.sequence,
-                    reason: e.to_string(),
-                })?;
-                loaded.state = loaded.state.evolve(&event);
-                loaded.head = envelope.hash.clone();
+        for message in &messages {
+            match read(&loaded.head, message) {
+                Ok((events, head)) => {
+                    for event in &events {
+                        loaded.state = loaded.state.evolve(event);
+                    }
+                    loaded.head = head;
+                }
+                Err(reason) => match self.store.signed_off(message).await {
+                    // Set aside: in no state and no chain, but still the subject's last sequence.
+                    Ok(_) => {}
+                    Err(NotSignedOff::Store(e)) => return Err(e),
+                    Err(refusal) => {
+                        return Err(StoreError::Corrupt {
+                            sequence: message.sequence,
+                            reason: format!("{reason}; {refusal}"),
+                        });
+                    }
+                },
             }
-            loaded.version = commit.sequence;
+            loaded.version = message.sequence;
         }
         self.remember(target, loaded.clone());
         Ok(loaded)
     }
+}
+
+/// The events of `message` and the chain head after them, when they link onto `head`; why the
+/// message does not belong to the aggregate otherwise.
+fn read(head: &str, message: &StoredMessage) -> Result<(Vec<Event>, String), String> {
+    let commit = decode_commit(message.sequence, &message.payload).map_err(|e| e.to_string())?;
+    let head = verify_link(head, &commit.events).map_err(|e| e.to_string())?;
+    let events = commit
+        .events
+        .iter()
+        .map(|envelope| envelope.decode().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    Ok((events, head))
 }

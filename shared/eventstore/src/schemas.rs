@@ -144,6 +144,7 @@ pub fn catalog() -> Vec<EventSchema> {
     variants::<ReportEvent>("report", &mut out);
     variants::<LedgerEvent>("ledger", &mut out);
     variants::<remediation_domain::access::AccessEvent>("access", &mut out);
+    variants::<remediation_domain::quarantine::QuarantineEvent>("quarantine", &mut out);
     out
 }
 

@@ -2,11 +2,15 @@
 
 use std::error::Error;
 
+use std::num::NonZeroU64;
+
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use remediation_domain::AggregateRef;
+use remediation_domain::quarantine::QuarantineId;
 
 use crate::envelope::{BATCH_CONTENT_TYPE, CloudEvent, Commit};
+use crate::quarantine::{NotSignedOff, SignedOff, StoredMessage, signed_off_on, utc};
 use crate::stream::StreamSettings;
 use crate::{IdempotencyStore, StoreError};
 
@@ -117,8 +121,21 @@ impl EventStore {
         target: &AggregateRef,
         after: u64,
     ) -> Result<Vec<Commit>, StoreError> {
+        self.messages_after(target, after)
+            .await?
+            .iter()
+            .map(|message| decode_commit(message.sequence, &message.payload))
+            .collect()
+    }
+
+    /// Every message on `target`'s subject after stream sequence `after`, in order, as stored.
+    pub async fn messages_after(
+        &self,
+        target: &AggregateRef,
+        after: u64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let subject = self.subject(target);
-        let mut commits = Vec::new();
+        let mut messages = Vec::new();
         let mut next = after + 1;
         loop {
             let found = self
@@ -131,14 +148,29 @@ impl EventStore {
             match found {
                 Ok(message) => {
                     next = message.sequence + 1;
-                    commits.push(decode_commit(message.sequence, &message.payload)?);
+                    messages.push(StoredMessage {
+                        sequence: message.sequence,
+                        subject: message.subject.to_string(),
+                        payload: message.payload,
+                        stored_at: utc(message.time),
+                    });
                 }
                 Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => {
-                    return Ok(commits);
+                    return Ok(messages);
                 }
                 Err(e) => return Err(StoreError::unavailable(e)),
             }
         }
+    }
+
+    /// The quarantine decision that sets `message` aside, checked against it (see
+    /// [`crate::signed_off`]).
+    pub async fn signed_off(&self, message: &StoredMessage) -> Result<SignedOff, NotSignedOff> {
+        let Some(sequence) = NonZeroU64::new(message.sequence) else {
+            return Err(NotSignedOff::NoDecision(message.sequence));
+        };
+        let subject = self.subject(&AggregateRef::Quarantine(QuarantineId::of(sequence)));
+        signed_off_on(&self.stream, &subject, message).await
     }
 
     /// The commit stored at `sequence`.

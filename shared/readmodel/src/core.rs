@@ -68,8 +68,9 @@ pub async fn apply(conn: &mut PgConnection, commit: &Commit) -> Result<(), Apply
             Event::Item(e) => item(conn, id, e, &meta).await?,
             Event::Task(e) => task(conn, id, e, &meta).await?,
             Event::Report(e) => report(conn, id, e).await?,
-            // Chain digests concern the log itself; the audit projection keeps them.
-            Event::Ledger(_) | Event::Access(_) => {}
+            // Chain digests, reads of the trail and quarantine decisions concern the log itself;
+            // the audit projection keeps them.
+            Event::Ledger(_) | Event::Access(_) | Event::Quarantine(_) => {}
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ mod audit;
 mod chain;
 mod core;
 pub mod export;
+mod quarantined;
 mod schema;
 mod stall;
 mod verify;
@@ -12,6 +13,7 @@ mod verify;
 use event_store::Commit;
 use sqlx::PgConnection;
 
+pub use quarantined::apply_quarantined;
 pub use schema::{READER_ROLE, grant_reader, prepare_schema, quoted_schema, swap_schema};
 pub use stall::{clear_stall, record_stall};
 pub use verify::{AuditVerification, verify_audit};

@@ -6,6 +6,7 @@ use event_store::{CloudEvent, parse_event_type};
 use std::collections::VecDeque;
 
 use futures::TryStreamExt;
+use remediation_domain::event::ABOUT_THE_LOG;
 use remediation_domain::{AggregateRef, AggregateState, CURRENT_VERSION, DecodeError, Event};
 use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -18,7 +19,8 @@ use crate::state::aggregate_ref;
 use crate::{AsOf, Axis, Error};
 
 /// The aggregate types whose states make up the plan, as an SQL list. The log holds others too —
-/// the ledger of chain digests, the record of audit-trail reads — which concern the log itself.
+/// the ledger of chain digests, the record of audit-trail reads, quarantine decisions — which
+/// concern the log itself.
 pub(crate) const PLAN_KINDS: &str = "('unit', 'group', 'plan', 'item', 'task', 'report')";
 
 /// How an audit row becomes a domain event.
@@ -101,7 +103,7 @@ pub fn decode_payload(
 }
 
 /// Decodes one audit row (selected with `decoding.columns()`); `None` for events outside the
-/// plan's state (the ledger, audit-trail reads).
+/// plan's state (the ledger, audit-trail reads, quarantine decisions).
 pub(crate) fn decode_row(row: &PgRow, decoding: Decoding) -> Result<Option<LoggedEvent>, Error> {
     let stream_sequence: i64 = row.try_get(0)?;
     let position: i32 = row.try_get(1)?;
@@ -115,7 +117,7 @@ pub(crate) fn decode_row(row: &PgRow, decoding: Decoding) -> Result<Option<Logge
             let event_type: &str = row.try_get(4)?;
             let kind: String = row.try_get(5)?;
             let id: String = row.try_get(6)?;
-            if matches!(kind.as_str(), "ledger" | "access") {
+            if ABOUT_THE_LOG.contains(&kind.as_str()) {
                 return Ok(None);
             }
             let payload: &str = row
@@ -136,7 +138,7 @@ pub(crate) fn decode_row(row: &PgRow, decoding: Decoding) -> Result<Option<Logge
             let Json(envelope): Json<CloudEvent> = row
                 .try_get(4)
                 .map_err(|e| undecodable(format!("envelope: {e}")))?;
-            if matches!(envelope.aggregatetype.as_str(), "ledger" | "access") {
+            if ABOUT_THE_LOG.contains(&envelope.aggregatetype.as_str()) {
                 return Ok(None);
             }
             let event = envelope.decode().map_err(|e| undecodable(e.to_string()))?;

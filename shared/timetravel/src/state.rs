@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use remediation_domain::event::ABOUT_THE_LOG;
 use remediation_domain::facts::Facts;
 use remediation_domain::group::Group;
 use remediation_domain::item::Item;
@@ -15,8 +16,8 @@ use remediation_domain::{AggregateRef, AggregateState, Event};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every aggregate of the log (units, groups, plans, items, tasks, reports) with its state. The
-/// ledger of chain digests and the record of audit-trail reads concern the log itself and are
-/// left out.
+/// ledger of chain digests, the record of audit-trail reads and quarantine decisions concern the
+/// log itself and are left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanState {
     aggregates: BTreeMap<AggregateRef, AggregateState>,
@@ -76,7 +77,7 @@ macro_rules! existing {
 impl PlanState {
     /// Folds one event of `target` in, with the domain's `evolve`.
     pub fn apply(&mut self, target: &AggregateRef, event: &Event) {
-        if matches!(target, AggregateRef::Ledger | AggregateRef::Access(_)) {
+        if ABOUT_THE_LOG.contains(&target.kind()) {
             return;
         }
         match self.aggregates.get_mut(target) {

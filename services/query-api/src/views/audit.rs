@@ -6,6 +6,10 @@
 //! order, so events appended while a client pages only ever appear after its cursor — no page
 //! repeats or skips an entry.
 //!
+//! A message an auditor set aside with a quarantine decision is an entry too, at its own stream
+//! position: it has no envelope (it is no event of this product), and says what was set aside
+//! (subject, digest, payload as stored), by whom, why and where the decision is recorded.
+//!
 //! Every page is recorded as an `access.audit_read` event before it is answered
 //! ([`crate::reads`]); a page that cannot be recorded is not answered (503).
 
@@ -15,7 +19,7 @@ use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use readmodel::Projection;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Snapshot;
@@ -70,13 +74,49 @@ impl Cursor {
 pub struct AuditEntry {
     /// The commit's JetStream stream sequence.
     pub stream_sequence: i64,
-    /// The event's index within its commit.
+    /// The event's index within its commit (0 for a quarantined message).
     pub position: i32,
     /// The CloudEvents 1.0 envelope as stored: specversion, id, source, type, subject, time,
     /// datacontenttype, data and the extension attributes (aggregatetype, aggregateid,
     /// effectivetime, actoruser, actorunit, actorrole, correlationid, causationid, commandid,
-    /// commandname, …).
-    pub envelope: Value,
+    /// commandname, …). Null for a quarantined message, which is no event.
+    pub envelope: Option<Value>,
+    /// Present only on a message set aside by a quarantine decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(json(nullable))]
+    pub quarantined: Option<QuarantinedMessage>,
+}
+
+/// A stored message that broke the record, set aside by an auditor's quarantine decision: the
+/// projections passed it without applying anything of it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct QuarantinedMessage {
+    /// The NATS subject it was published on.
+    pub subject: String,
+    /// SHA-256 (hex) over the subject, a line feed and the payload bytes.
+    pub digest: String,
+    /// Payload bytes.
+    pub size: i64,
+    /// When JetStream stored it.
+    pub stored_at: DateTime<Utc>,
+    pub payload_encoding: PayloadEncoding,
+    /// The payload as stored: its text, or base64 when it is no UTF-8 (or holds NUL).
+    pub payload: String,
+    /// Why the auditor set it aside.
+    pub reason: String,
+    pub decided_by: String,
+    pub decided_role: String,
+    /// Stream sequence of the `quarantine.message_quarantined` event (in the trail too).
+    pub decision_sequence: i64,
+    pub decided_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+pub enum PayloadEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "base64")]
+    Base64,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -131,6 +171,7 @@ pub async fn handler(
         .bind(after.sequence)
         .bind(after.position)
         .bind(limit + 1)
+        .bind(params.text("quarantined").map(|only| only == "true"))
         .fetch_all(snapshot.conn())
         .await?;
     let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);

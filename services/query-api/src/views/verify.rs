@@ -2,8 +2,10 @@
 //! event's hash and its link to the previous event of its aggregate, then the audit table against
 //! it — each row's payload against its envelope, its envelope against its hash, its chain, and
 //! its hash against the stream's — and counts the table's rows against the stream's events.
-//! Answers `ok` with the counts and the digest over all chain heads, or `broken` with the first
-//! broken link: where (stream or audit table), its stream sequence, its aggregate and why.
+//! Answers `ok` with the counts and the digest over all chain heads, `signed_off` when the only
+//! breaks are messages an auditor set aside with quarantine decisions (listed in `quarantined`),
+//! or `broken` with the first broken link that is not: where (stream or audit table), its
+//! stream sequence, its aggregate and why.
 //!
 //! A break in the stream does not skip the table: the table is walked up to the last commit the
 //! stream walk could check, so the answer still says how many rows were checked and whether
@@ -19,7 +21,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
-use event_store::{Broken, Verification as StreamVerification, digest, verify_stream};
+use event_store::{
+    Broken, SignedOffBreak, Verification as StreamVerification, digest, verify_stream,
+};
 use readmodel::{Projection, verify_audit};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -36,8 +40,48 @@ pub enum Status {
     /// Every hash and link checks, and the audit table holds exactly the stream's events up to
     /// its last row.
     Ok,
+    /// As `ok`, except for messages that break the record and that an auditor set aside with a
+    /// quarantine decision that holds: known, signed-off breaks, listed in `quarantined`.
+    SignedOff,
     /// See `broken`.
     Broken,
+}
+
+/// A break an auditor signed off: the message set aside, what is wrong with it, and the decision.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SignedOffBreakView {
+    /// Stream sequence of the message.
+    pub sequence: u64,
+    /// The subject it was published on.
+    pub subject: String,
+    /// SHA-256 (hex) over the subject, a line feed and the payload bytes.
+    pub digest: String,
+    /// What breaks: why the walk (and the projections) refuse it.
+    pub problem: String,
+    /// Why the auditor set it aside.
+    pub reason: String,
+    pub decided_by: String,
+    pub decided_role: String,
+    /// Stream sequence of the `quarantine.message_quarantined` event.
+    pub decision_sequence: u64,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl From<&SignedOffBreak> for SignedOffBreakView {
+    fn from(known: &SignedOffBreak) -> Self {
+        let decision = &known.decision;
+        Self {
+            sequence: decision.sequence,
+            subject: decision.subject.clone(),
+            digest: decision.digest.clone(),
+            problem: known.broken.reason.clone(),
+            reason: decision.reason.clone(),
+            decided_by: decision.decided_by.clone(),
+            decided_role: decision.decided_role.clone(),
+            decision_sequence: decision.decision_sequence,
+            decided_at: decision.decided_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -64,7 +108,8 @@ pub struct AuditVerification {
     pub status: Status,
     /// When the walk started.
     pub checked_at: DateTime<Utc>,
-    /// Commits (messages), events and aggregate chains in the stream, up to `last_sequence`.
+    /// Commits (messages), events and aggregate chains in the stream, up to `last_sequence`
+    /// (quarantined messages are in none of them).
     pub commits: u64,
     pub events: u64,
     pub chains: u64,
@@ -75,6 +120,11 @@ pub struct AuditVerification {
     pub audit_rows: u64,
     /// Stream sequence of the last audit row checked.
     pub audit_checkpoint: u64,
+    /// Quarantined messages the audit table records (up to `last_sequence`), each checked against
+    /// the stream's signed-off break.
+    pub audit_quarantined: u64,
+    /// Breaks signed off by quarantine decisions, in stream order (up to `last_sequence`).
+    pub quarantined: Vec<SignedOffBreakView>,
     /// SHA-256 over the sorted `aggregate=head` lines of every chain (what
     /// `ledger.digest_recorded` events record); null when broken.
     pub digest: Option<String>,
@@ -109,13 +159,13 @@ async fn audit_table_break(
     let table = verify_audit(
         snapshot.conn(),
         &state.read_model.audit_schema,
-        &walked.event_hashes,
-        walked.last_sequence,
+        walked,
         |_| {},
     )
     .await?;
     answer.audit_rows = table.rows;
     answer.audit_checkpoint = table.checkpoint;
+    answer.audit_quarantined = table.quarantined;
     if let Some(broken) = &table.broken {
         return Ok(Some(link(Place::AuditTable, broken)));
     }
@@ -173,6 +223,8 @@ pub async fn handler(
         last_sequence: walked.last_sequence,
         audit_rows: 0,
         audit_checkpoint: 0,
+        audit_quarantined: 0,
+        quarantined: walked.quarantined.iter().map(Into::into).collect(),
         digest: None,
         broken: None,
         audit_table_broken: None,
@@ -196,6 +248,8 @@ pub async fn handler(
     if answer.broken.is_some() {
         answer.status = Status::Broken;
         tracing::error!(broken = ?answer.broken, "audit verification found a broken link");
+    } else if !answer.quarantined.is_empty() {
+        answer.status = Status::SignedOff;
     }
     let recorded = state
         .audit_reads

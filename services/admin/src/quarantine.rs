@@ -1,0 +1,84 @@
+//! `remediation-admin quarantine`: an auditor sets aside one stored message that breaks the
+//! record, so that the projections stopped at it continue. Shows the message it is about to set
+//! aside (subject, size, digest) and what is wrong with it, then records the decision — or, with
+//! `--dry-run`, only shows. See `command_api::quarantine` for what is refused.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use command_api::config::stream_settings;
+use command_api::handler::{CommandHandler, HandlerSettings};
+use command_api::quarantine::{Inspection, inspect, record};
+use event_store::Repository;
+
+use crate::nats::NatsArgs;
+
+/// Which message, why, and who decides.
+#[derive(Debug, clap::Args)]
+pub struct QuarantineArgs {
+    /// Stream sequence of the message (where the projections stopped: see /readyz).
+    #[arg(long)]
+    sequence: u64,
+    /// Why it may be set aside: what went wrong (recorded in the decision, shown in the audit
+    /// trail and by every verification).
+    #[arg(long, required_unless_present = "dry_run")]
+    reason: Option<String>,
+    /// The auditor deciding (recorded as the decision's actor).
+    #[arg(long, required_unless_present = "dry_run")]
+    user: Option<String>,
+    /// Only show the message and what is wrong with it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn show(inspection: &Inspection) {
+    let message = &inspection.message;
+    println!("stream sequence {}", message.sequence);
+    println!("  subject:   {}", message.subject);
+    println!("  stored at: {}", message.stored_at.to_rfc3339());
+    println!("  size:      {} bytes", message.payload.len());
+    println!("  digest:    {}", inspection.digest);
+    println!("  problem:   {}", inspection.problem);
+    if let Some(decision) = &inspection.signed_off {
+        println!(
+            "  already quarantined by {} ({}) at stream sequence {}: {}",
+            decision.decided_by, decision.decided_role, decision.decision_sequence, decision.reason
+        );
+    }
+}
+
+pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
+    let (client, js) = nats
+        .connect("remediation-quarantine", Duration::from_secs(10))
+        .await?;
+    let settings = stream_settings()?;
+    let stream = js
+        .get_stream(&settings.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let inspection = inspect(&stream, args.sequence)
+        .await
+        .map_err(|e| e.to_string())?;
+    show(&inspection);
+    if args.dry_run {
+        return Ok(());
+    }
+    let (Some(reason), Some(user)) = (args.reason, args.user) else {
+        return Err("--reason and --user are required unless --dry-run".to_owned());
+    };
+    let store = command_api::open_store(&js, &settings).await?;
+    let handler = CommandHandler::new(
+        Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
+        HandlerSettings::default(),
+    );
+    let answer = record(&handler, &inspection, &reason, &user)
+        .await
+        .map_err(|e| e.to_string())?;
+    let at = &answer.body["stream_sequence"];
+    if answer.status == 201 {
+        println!("quarantined: the decision is recorded at stream sequence {at}");
+    } else {
+        println!("unchanged: this very decision is recorded at stream sequence {at}");
+    }
+    client.flush().await.map_err(|e| e.to_string())
+}
