@@ -155,6 +155,15 @@ rust_tests() {
     fi
 }
 
+# No crate declares a dependency it does not use (cargo-machete reads the sources; installed from
+# crates.io on first use, pinned).
+unused_dependencies() {
+    if ! cargo machete --version >/dev/null 2>&1; then
+        cargo install cargo-machete --locked --version 0.9.2
+    fi
+    cargo machete
+}
+
 main() {
     cd "$ROOT"
     prepare_packages
@@ -163,6 +172,7 @@ main() {
 
     # Includes the independent Python feed consumer, which api.rs runs in a venv under target/.
     run_step "rust workspace" rust_tests
+    run_step "unused dependencies" unused_dependencies
 
     if ((${#FAILED[@]})); then
         printf '\nFAILED test steps: %s\n' "${FAILED[*]}" >&2

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use clap::Args;
-use command_api::auth::TokenKeys;
-use command_api::config::{stream_settings, token_secret};
 use futures::future::join_all;
 use remediation_domain::{Actor, Role};
 use serde_json::{Value, json};
+use service_kit::auth::TokenKeys;
+use service_kit::config::{stream_settings, token_secret};
 
 use crate::nats::NatsArgs;
 
@@ -137,7 +137,8 @@ fn deadline_body(item: &str, round: u64) -> Value {
 }
 
 pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), String> {
-    let keys = TokenKeys::new(&token_secret()?)?;
+    let keys =
+        TokenKeys::new(&token_secret().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let token = keys
         .issue(
             &Actor {
@@ -201,7 +202,7 @@ pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), String> {
         .connect("remediation-bench", Duration::from_secs(5))
         .await?;
     let events_stream = js
-        .get_stream_no_info(stream_settings()?.name)
+        .get_stream_no_info(stream_settings().map_err(|e| e.to_string())?.name)
         .await
         .map_err(|e| e.to_string())?;
     let sample = events_stream

@@ -11,10 +11,10 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use command_api::auth::TokenKeys;
-use command_api::config::{stream_settings, token_secret};
 use remediation_domain::text::UnitId;
 use remediation_domain::{Principal, Role};
+use service_kit::auth::TokenKeys;
+use service_kit::config::{stream_settings, token_secret};
 
 #[derive(Debug, Parser)]
 #[command(name = "remediation-admin", about = "Operate the Plan 63 event store")]
@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .nats
                 .connect("remediation-admin", std::time::Duration::from_secs(5))
                 .await?;
-            let settings = stream_settings()?;
+            let settings = stream_settings().map_err(|e| e.to_string())?;
             let outcome = event_store::provision(&js, &settings)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -121,7 +121,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             user,
             ttl_hours,
         } => {
-            let keys = TokenKeys::new(&token_secret()?)?;
+            let keys = TokenKeys::new(&token_secret().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             let unit = unit
                 .map(UnitId::new)
                 .transpose()
@@ -166,7 +167,7 @@ fn write_schemas(out: &std::path::Path) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    command_api::init_tracing();
+    service_kit::init_tracing();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use command_api::config::stream_settings;
 use event_store::access::{Layout, Service};
 use event_store::credentials;
+use service_kit::config::stream_settings;
 
 /// The server and the operator's key (every subcommand that talks to NATS).
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ impl NatsArgs {
         name: &str,
         timeout: Duration,
     ) -> Result<(async_nats::Client, jetstream::Context), String> {
-        command_api::connect_nats(
+        service_kit::connect_nats(
             &self.nats_url,
             Service::Admin,
             self.nats_nkey_file.as_deref(),
@@ -40,6 +40,7 @@ impl NatsArgs {
             timeout,
         )
         .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -59,7 +60,10 @@ pub struct CredentialsArgs {
 /// nothing; to rotate a key, delete its seed, run this again and restart nats-server and the
 /// service.
 pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
-    let layout = Layout::new(&stream_settings()?, &args.schema_prefix);
+    let layout = Layout::new(
+        &stream_settings().map_err(|e| e.to_string())?,
+        &args.schema_prefix,
+    );
     let conf = credentials::ensure(&args.dir, &layout).map_err(|e| e.to_string())?;
     for service in Service::ALL {
         println!(

@@ -1,15 +1,15 @@
 //! `remediation-admin quarantine`: an auditor sets aside one stored message that breaks the
 //! record, so that the projections stopped at it continue. Shows the message it is about to set
 //! aside (subject, size, digest) and what is wrong with it, then records the decision — or, with
-//! `--dry-run`, only shows. See `command_api::quarantine` for what is refused.
+//! `--dry-run`, only shows. See `command_app::quarantine` for what is refused.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use command_api::config::stream_settings;
-use command_api::handler::{CommandHandler, HandlerSettings};
-use command_api::quarantine::{Inspection, inspect, record};
+use command_app::handler::{CommandHandler, HandlerSettings};
+use command_app::quarantine::{Inspection, inspect, record};
 use event_store::Repository;
+use service_kit::config::stream_settings;
 
 use crate::nats::NatsArgs;
 
@@ -51,7 +51,7 @@ pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
     let (client, js) = nats
         .connect("remediation-quarantine", Duration::from_secs(10))
         .await?;
-    let settings = stream_settings()?;
+    let settings = stream_settings().map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(&settings.name)
         .await
@@ -66,7 +66,9 @@ pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
     let (Some(reason), Some(user)) = (args.reason, args.user) else {
         return Err("--reason and --user are required unless --dry-run".to_owned());
     };
-    let store = command_api::open_store(&js, &settings).await?;
+    let store = service_kit::open_store(&js, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let handler = CommandHandler::new(
         Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
         HandlerSettings::default(),

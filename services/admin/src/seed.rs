@@ -4,11 +4,11 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-use command_api::config::stream_settings;
-use command_api::handler::{CommandHandler, HandlerSettings};
-use command_api::seed::load_seed;
+use command_app::handler::{CommandHandler, HandlerSettings};
+use command_app::seed::load_seed;
 use event_store::Repository;
 use remediation_domain::seed::Seed;
+use service_kit::config::stream_settings;
 
 use crate::nats::NatsArgs;
 
@@ -20,7 +20,9 @@ pub async fn load(nats: &NatsArgs, file: &Path) -> Result<(), String> {
     let (client, js) = nats
         .connect("remediation-admin", Duration::from_secs(5))
         .await?;
-    let store = command_api::open_store(&js, &stream_settings()?).await?;
+    let store = service_kit::open_store(&js, &stream_settings().map_err(|e| e.to_string())?)
+        .await
+        .map_err(|e| e.to_string())?;
     let handler = CommandHandler::new(
         Repository::new(store, NonZeroUsize::new(1_000).expect("non-zero")),
         HandlerSettings::default(),

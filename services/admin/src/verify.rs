@@ -12,13 +12,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
-use command_api::config::stream_settings;
-use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::{Repository, SignedOffBreak, Verification, digest, verify_stream_reporting};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::verify_audit;
 use remediation_domain::ledger::RecordDigest;
 use remediation_domain::{Actor, Command, Role};
+use service_kit::config::stream_settings;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
@@ -56,7 +56,7 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
     let (client, js) = nats
         .connect("remediation-verify", Duration::from_secs(10))
         .await?;
-    let settings = stream_settings()?;
+    let settings = stream_settings().map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(&settings.name)
         .await
@@ -119,7 +119,9 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
     );
     println!("digest over all chain heads: {digest}");
     if args.record_digest {
-        let store = command_api::open_store(&js, &settings).await?;
+        let store = service_kit::open_store(&js, &settings)
+            .await
+            .map_err(|e| e.to_string())?;
         let handler = CommandHandler::new(
             Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
             HandlerSettings::default(),

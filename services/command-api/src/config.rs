@@ -5,10 +5,11 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
-
-use crate::auth::TokenKeys;
-use crate::handler::HandlerSettings;
+use service_kit::config::{
+    ConfigError, nats_nkey_file, parsed, stream_settings, token_secret, var,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,74 +25,14 @@ pub struct Config {
     pub token_secret: Vec<u8>,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    var(name).map_or(Ok(default), |raw| {
-        raw.parse()
-            .map_err(|_| format!("{name}={raw:?} is not a valid value"))
-    })
-}
-
-/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`.
-pub fn token_secret() -> Result<Vec<u8>, String> {
-    let secret = match (var("TOKEN_SECRET"), var("TOKEN_SECRET_FILE")) {
-        (Some(secret), _) => secret.into_bytes(),
-        (None, Some(path)) => std::fs::read(&path)
-            .map_err(|e| format!("cannot read TOKEN_SECRET_FILE {path}: {e}"))?
-            .trim_ascii()
-            .to_vec(),
-        (None, None) => return Err("set TOKEN_SECRET or TOKEN_SECRET_FILE".to_owned()),
-    };
-    TokenKeys::new(&secret)?;
-    Ok(secret)
-}
-
-/// The NATS seed file from `NATS_NKEY_FILE`.
-pub fn nats_nkey_file() -> Option<PathBuf> {
-    var("NATS_NKEY_FILE").map(PathBuf::from)
-}
-
-/// The stream settings from `STREAM_NAME`, `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`.
-pub fn stream_settings() -> Result<StreamSettings, String> {
-    let defaults = StreamSettings::default();
-    Ok(StreamSettings {
-        name: var("STREAM_NAME").unwrap_or(defaults.name),
-        replicas: parsed("STREAM_REPLICAS", defaults.replicas)?,
-        duplicate_window: Duration::from_secs(parsed(
-            "DUPLICATE_WINDOW_SECS",
-            defaults.duplicate_window.as_secs(),
-        )?),
-        ..defaults
-    })
-}
-
-/// The handler settings from `MAX_ATTEMPTS`, `IDEMPOTENCY_LEASE_SECS`, `IDEMPOTENCY_WAIT_MS`.
-fn handler_settings() -> Result<HandlerSettings, String> {
-    let defaults = HandlerSettings::default();
-    Ok(HandlerSettings {
-        max_attempts: parsed("MAX_ATTEMPTS", defaults.max_attempts)?,
-        idempotency_lease: Duration::from_secs(parsed(
-            "IDEMPOTENCY_LEASE_SECS",
-            defaults.idempotency_lease.as_secs(),
-        )?),
-        idempotency_wait: Duration::from_millis(parsed(
-            "IDEMPOTENCY_WAIT_MS",
-            u64::try_from(defaults.idempotency_wait.as_millis()).unwrap_or(u64::MAX),
-        )?),
-    })
-}
-
 impl Config {
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             nats_nkey_file: nats_nkey_file(),
             bind: parsed("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             stream: stream_settings()?,
-            handler: handler_settings()?,
+            handler: HandlerSettings::from_env()?,
             cache_capacity: parsed(
                 "CACHE_CAPACITY",
                 NonZeroUsize::new(10_000).expect("non-zero"),

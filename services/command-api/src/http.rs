@@ -15,11 +15,11 @@ use chrono::{DateTime, Utc};
 use remediation_domain::{COMMANDS, CommandSpec};
 use serde_json::json;
 
-use crate::auth::{Authenticated, Me, TokenKeys};
-use crate::error::{ApiError, problem_response};
-use crate::handler::{CommandHandler, CommandRequest};
-use crate::idempotency::{fingerprint, idempotency_key};
 use crate::openapi;
+use command_app::handler::{CommandHandler, CommandRequest};
+use command_app::idempotency::{fingerprint, idempotency_key};
+use service_kit::auth::{Authenticated, Me, TokenKeys};
+use service_kit::problem::{ApiError, problem_response};
 
 /// Largest command body accepted: a full quarterly report with long progress texts fits.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

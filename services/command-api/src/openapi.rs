@@ -3,10 +3,10 @@
 
 use remediation_domain::COMMANDS;
 
-use crate::auth::Me;
 use crate::http::{MAX_CORRELATION_ID, MAX_EFFECTIVE_TIME, MAX_IDEMPOTENCY_KEY};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
+use service_kit::auth::Me;
 
 fn problem(description: &str) -> Value {
     json!({

@@ -5,11 +5,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use command_api::auth::TokenKeys;
 use command_api::config::Config;
-use command_api::handler::{CommandHandler, HandlerSettings};
 use command_api::http::AppState;
-use command_api::seed::load_seed;
+use command_app::handler::{CommandHandler, HandlerSettings};
+use command_app::seed::load_seed;
 use event_store::access::Service as Identity;
 use event_store::{EventStore, StreamSettings};
 use remediation_domain::seed::Seed;
@@ -17,6 +16,7 @@ use remediation_domain::text::UnitId;
 use remediation_domain::{Actor, AggregateRef, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service_kit::auth::TokenKeys;
 use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -55,7 +55,7 @@ struct Service {
     url: String,
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), String>>>,
+    task: Option<JoinHandle<Result<(), command_api::ServeError>>>,
 }
 
 impl Service {

@@ -58,7 +58,7 @@ impl Config {
         let parse = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
         Ok(Self {
             nats_url: parse("NATS_URL", "nats://127.0.0.1:4222"),
-            nats_nkey_file: command_api::config::nats_nkey_file(),
+            nats_nkey_file: service_kit::config::nats_nkey_file(),
             database_url: parse("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kh63"),
             bind: parse("PROJECTOR_ADDR", "127.0.0.1:8081")
                 .parse()
@@ -124,14 +124,15 @@ impl Projector {
     pub async fn connect(config: &Config) -> Result<Self, String> {
         let pool = connect_database(&config.database_url).await?;
         prepare(&pool, &config.schema_prefix).await?;
-        let (nats, js) = command_api::connect_nats(
+        let (nats, js) = service_kit::connect_nats(
             &config.nats_url,
             Service::Projector,
             config.nats_nkey_file.as_deref(),
             "projector",
             Duration::from_secs(5),
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         let mut stream = None;
         for _ in 0..60 {
             match js.get_stream(&config.stream_name).await {

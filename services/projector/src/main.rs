@@ -68,21 +68,22 @@ async fn bench(events: &str) -> Result<(), String> {
     let events: u64 = events.parse().map_err(|e| format!("EVENTS: {e}"))?;
     let pool = projector::connect_database(&config.database_url).await?;
     // A scratch stream of its own is the operator's to create and delete.
-    let (client, js) = command_api::connect_nats(
+    let (client, js) = service_kit::connect_nats(
         &config.nats_url,
         event_store::access::Service::Admin,
         config.nats_nkey_file.as_deref(),
         "projector-bench",
         std::time::Duration::from_secs(10),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     projector::bench::run(&pool, &js, events, config.batch_size).await?;
     client.flush().await.map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    command_api::init_tracing();
+    service_kit::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args
         .iter()
@@ -91,7 +92,7 @@ async fn main() -> ExitCode {
         .as_slice()
     {
         [] => match projector::Config::from_env() {
-            Ok(config) => projector::serve(config, command_api::shutdown_signal()).await,
+            Ok(config) => projector::serve(config, service_kit::shutdown_signal()).await,
             Err(e) => Err(e),
         },
         ["bench"] => bench("1000000").await,

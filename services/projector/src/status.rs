@@ -214,6 +214,6 @@ impl Status {
     }
 
     pub fn render(&self) -> String {
-        command_api::metrics::render(&self.registry)
+        service_kit::metrics::render(&self.registry)
     }
 }

@@ -8,8 +8,8 @@
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
-//! - `known_bugs`: failing tests for defects found, ignored until fixed (see each reason);
-//! - `regressions`: a stop recorded for the query service; NATS permissions;
+//! - `regressions`: each test fails on the defect it names (projection defects, a stop recorded
+//!   for the query service, NATS permissions);
 //! - `quarantine`: a message that breaks the record stays a stop until an auditor's quarantine
 //!   decision for exactly that message; then everything continues, rebuilds included.
 
@@ -39,9 +39,6 @@ mod snapshots;
 
 #[path = "projector/quarantine.rs"]
 mod quarantine;
-
-#[path = "projector/known_bugs.rs"]
-mod known_bugs;
 
 #[path = "projector/regressions/mod.rs"]
 mod regressions;

@@ -9,8 +9,8 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use command_api::auth::Authenticated;
 use remediation_domain::{Principal, Role};
+use service_kit::auth::Authenticated;
 
 use crate::error::QueryError;
 

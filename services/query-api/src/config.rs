@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use command_api::handler::HandlerSettings;
+use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
+use service_kit::config::{
+    ConfigError, nats_nkey_file, parsed, stream_settings, token_secret, var,
+};
 
 use crate::readiness::Bounds;
 
@@ -62,17 +65,6 @@ impl std::fmt::Debug for Config {
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    var(name).map_or(Ok(default), |raw| {
-        raw.parse()
-            .map_err(|_| format!("{name}={raw:?} is not a valid value"))
-    })
-}
-
 impl Config {
     /// The defaults for everything but the secret.
     pub fn new(database_url: impl Into<String>, token_secret: Vec<u8>) -> Self {
@@ -99,11 +91,11 @@ impl Config {
     /// `EXPORT_TIMEOUT_SECS`, `READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`; `NATS_URL`,
     /// `NATS_NKEY_FILE`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command
     /// service reads them.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self::new(
             var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
-            command_api::config::token_secret()?,
+            token_secret()?,
         );
         config.bind = parsed("QUERY_API_ADDR", config.bind)?;
         config.schema_prefix = var("SCHEMA_PREFIX").unwrap_or_default();
@@ -120,8 +112,8 @@ impl Config {
         if let Some(url) = var("NATS_URL") {
             config.nats_url = url;
         }
-        config.nats_nkey_file = command_api::config::nats_nkey_file();
-        config.stream = command_api::config::stream_settings()?;
+        config.nats_nkey_file = nats_nkey_file();
+        config.stream = stream_settings()?;
         config.handler.max_attempts = parsed("MAX_ATTEMPTS", config.handler.max_attempts)?;
         config.nats_timeout = Duration::from_millis(parsed(
             "NATS_TIMEOUT_MS",

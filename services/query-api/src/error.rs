@@ -5,8 +5,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use command_api::error::{ApiError, problem_response};
 use serde_json::{Value, json};
+use service_kit::problem::{ApiError, problem_response};
 
 /// Every way a query can fail.
 #[derive(Debug, thiserror::Error)]

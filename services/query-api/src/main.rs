@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    command_api::init_tracing();
+    service_kit::init_tracing();
     let config = match query_api::Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match query_api::serve(config, command_api::shutdown_signal()).await {
+    match query_api::serve(config, service_kit::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "query API failed");

@@ -105,6 +105,6 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        command_api::metrics::render(&self.registry)
+        service_kit::metrics::render(&self.registry)
     }
 }

@@ -25,12 +25,12 @@ use std::time::Duration;
 use async_nats::jetstream;
 use axum::http::Uri;
 use chrono::Utc;
-use command_api::error::ApiError;
-use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::access::Service;
 use event_store::{EventStore, Repository, StreamSettings};
 use remediation_domain::access::{AccessDay, ReadQuery, RecordAuditRead};
 use remediation_domain::{Command, Rule};
+use service_kit::problem::ApiError;
 use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
@@ -85,14 +85,15 @@ impl AuditReads {
     /// Connects to NATS (without waiting for it) and starts opening the event store in the
     /// background. Needs a Tokio runtime.
     pub async fn connect(config: &Config) -> Result<Self, String> {
-        let (nats, js) = command_api::connect_nats(
+        let (nats, js) = service_kit::connect_nats(
             &config.nats_url,
             Service::QueryApi,
             config.nats_nkey_file.as_deref(),
             "query-api",
             config.nats_timeout,
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         let handler = Arc::new(SetOnce::new());
         let opening = tokio::spawn(open(
             js.clone(),

@@ -11,11 +11,11 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
-use command_api::auth::Authenticated;
-use command_api::error::problem_response;
 use readmodel::Projection;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::json;
+use service_kit::auth::Authenticated;
+use service_kit::problem::problem_response;
 
 use crate::access::{
     ANALYTICS_READERS, AUDIT_READERS, AUDITORS, Access, Caller, EVERYONE, STAFF_AND_OVERSIGHT,
@@ -393,7 +393,7 @@ pub static ROUTES: &[Route] = &[
         finds: false,
         scoped: false,
         records_read: false,
-        body: Body::Json(|g| g.subschema_for::<command_api::auth::Me>()),
+        body: Body::Json(|g| g.subschema_for::<service_kit::auth::Me>()),
         handler: || get(me::handler),
     },
     Route {

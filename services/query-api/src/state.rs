@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use command_api::auth::TokenKeys;
+use service_kit::auth::TokenKeys;
 
 use crate::config::Config;
 use crate::db::ReadModel;
@@ -41,7 +41,7 @@ impl AppState {
             .with_cache(SNAPSHOT_CACHE);
         Ok(Self {
             read_model,
-            keys: Arc::new(TokenKeys::new(&config.token_secret)?),
+            keys: Arc::new(TokenKeys::new(&config.token_secret).map_err(|e| e.to_string())?),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
             time_travel,

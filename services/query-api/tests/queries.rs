@@ -7,9 +7,8 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use command_api::auth::TokenKeys;
-use command_api::handler::HandlerSettings;
-use command_api::seed::load_seed;
+use command_app::handler::HandlerSettings;
+use command_app::seed::load_seed;
 use event_store::StreamSettings;
 use event_store::access::Service as Identity;
 use remediation_domain::calendar::{Quarter, local_date};
@@ -19,6 +18,7 @@ use remediation_domain::text::UnitId;
 use remediation_domain::{Actor, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service_kit::auth::TokenKeys;
 use sqlx::postgres::PgPoolOptions;
 use test_support::{NatsServer, TestDatabase};
 use tokio::sync::oneshot;
@@ -222,7 +222,7 @@ struct Stack {
     http: reqwest::Client,
     commands_url: String,
     commands: command_api::http::AppState,
-    command_service: Running<Result<(), String>>,
+    command_service: Running<Result<(), command_api::ServeError>>,
     projector: Option<Running<()>>,
     url: String,
     query: query_api::AppState,

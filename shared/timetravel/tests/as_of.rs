@@ -19,7 +19,7 @@ use std::num::NonZeroUsize;
 
 use async_nats::jetstream;
 use chrono::{DateTime, Duration, Utc};
-use command_api::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::access::Service;
 use event_store::{Repository, StreamSettings};
 use projector::batch::{Delivered, apply_batch};
@@ -94,7 +94,7 @@ impl Env {
     async fn start() -> Self {
         let nats = NatsServer::start();
         let db = TestDatabase::create();
-        let (_client, js) = command_api::connect_nats(
+        let (_client, js) = service_kit::connect_nats(
             &nats.url(),
             Service::CommandApi,
             Some(&nats.nkey_file(Service::CommandApi)),
@@ -103,7 +103,7 @@ impl Env {
         )
         .await
         .expect("connect NATS");
-        let store = command_api::open_store(&js, &StreamSettings::default())
+        let store = service_kit::open_store(&js, &StreamSettings::default())
             .await
             .expect("event store");
         let handler = CommandHandler::new(

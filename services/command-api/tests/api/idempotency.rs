@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use chrono::Utc;
-use command_api::idempotency::{fingerprint, idempotency_key};
+use command_app::idempotency::{fingerprint, idempotency_key};
 use event_store::{Claim, ClaimState, IdempotencyRecord, StreamSettings};
 use remediation_domain::seed::Seed;
 use remediation_domain::text::ItemId;

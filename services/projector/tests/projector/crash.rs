@@ -286,7 +286,7 @@ async fn kill_9_while_catching_up_on_50_000_commits_then_restart_equals_a_rebuil
     let mut child = spawn_projector(&[], &nats, &db.url(), addr, 200, "", &log);
     wait_for_checkpoints(&mut conn, "", head).await;
     // The restarted process applied the rest of core itself, so its /readyz shows the head
-    // (audit may have been done before the kill: see known_bugs for what it then shows).
+    // (audit may have been done before the kill: see regressions::projection for what it then shows).
     wait_ready(&format!("http://{addr}"), head).await;
     let restarted = all_checksums(&mut conn, "").await;
 

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use chrono::{DateTime, Utc};
-use command_api::auth::TokenKeys;
-use command_api::handler::HandlerSettings;
 use command_api::http::AppState;
+use command_app::handler::HandlerSettings;
 use event_store::access::Service as Identity;
 use event_store::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings,
@@ -26,6 +25,7 @@ use remediation_domain::text::UnitId;
 use remediation_domain::{Actor, AggregateRef, Event, Role};
 use reqwest::StatusCode;
 use serde_json::Value;
+use service_kit::auth::TokenKeys;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::NatsServer;
 use tokio::sync::oneshot;
@@ -66,7 +66,7 @@ pub struct CommandService {
     pub url: String,
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), String>>>,
+    task: Option<JoinHandle<Result<(), command_api::ServeError>>>,
 }
 
 impl CommandService {
@@ -103,7 +103,7 @@ impl CommandService {
     /// Loads the Plan 63 seed through the command handler; returns the number of commits.
     pub async fn load_seed(&self) -> usize {
         let seed = remediation_domain::seed::Seed::from_json(SEED).expect("seed parses");
-        command_api::seed::load_seed(&self.state.handler, &seed)
+        command_app::seed::load_seed(&self.state.handler, &seed)
             .await
             .expect("seed loads")
             .changed

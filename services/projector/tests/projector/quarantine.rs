@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use chrono::Utc;
-use command_api::error::ApiError;
-use command_api::handler::CommandRequest;
-use command_api::quarantine::{QuarantineError, QuarantineRequest, quarantine};
+use command_app::handler::CommandRequest;
+use command_app::quarantine::{QuarantineError, QuarantineRequest, quarantine};
 use event_store::{message_digest, verify_stream};
 use projector::worker::QUARANTINE_POLL;
 use readmodel::{Projection, verify_audit};
@@ -21,6 +20,7 @@ use remediation_domain::unit::UnitEvent;
 use remediation_domain::{Actor, Command, Event, Principal, Role};
 use reqwest::StatusCode;
 use serde_json::json;
+use service_kit::problem::ApiError;
 use sqlx::{Connection, PgConnection};
 use test_support::{NatsServer, TestDatabase};
 

@@ -107,7 +107,7 @@ async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_sk
 
     // Stopped before it, and nothing after it is applied: the checkpoint never reaches or
     // skips the bad commit, and the rows are those of the checkpoint. (Where exactly before it
-    // depends on the batch boundaries: see known_bugs.)
+    // depends on the batch boundaries: see regressions::projection.)
     let mut conn = connect(&db.url()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for schema in ["core", "audit"] {

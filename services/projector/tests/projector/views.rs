@@ -892,7 +892,7 @@ async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
     assert_eq!(known, ["in_progress"]);
 
     // ── reporting compliance (now), quarter by quarter ──────────────────────────────────────
-    // The compliance functions resolve their tables through the search path (see known_bugs).
+    // The compliance functions resolve their tables through the search path (see regressions::projection).
     let mut tx = sqlx::Connection::begin(&mut conn).await.expect("begin");
     sqlx::query("SET LOCAL search_path TO core")
         .execute(&mut *tx)

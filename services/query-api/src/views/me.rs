@@ -2,7 +2,7 @@
 //! route checks and the visibility rules take the union of.
 
 use axum::Json;
-use command_api::auth::Me;
+use service_kit::auth::Me;
 
 use crate::access::Caller;
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use command_api::quarantine::{QuarantineRequest, quarantine};
+use command_app::quarantine::{QuarantineRequest, quarantine};
 
 use super::*;
 

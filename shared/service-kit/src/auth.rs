@@ -19,7 +19,7 @@ use remediation_domain::{Actor, Principal, Role};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::problem::ApiError;
 
 const ISSUER: &str = "kh63-remediation";
 
@@ -60,11 +60,16 @@ pub enum TokenError {
     Signing(#[from] jsonwebtoken::errors::Error),
 }
 
+/// A secret too short to sign with.
+#[derive(Debug, thiserror::Error)]
+#[error("the token secret must be at least 32 bytes")]
+pub struct WeakSecret;
+
 impl TokenKeys {
     /// A key of at least 32 bytes; shorter secrets make HS256 guessable.
-    pub fn new(secret: &[u8]) -> Result<Self, String> {
+    pub fn new(secret: &[u8]) -> Result<Self, WeakSecret> {
         if secret.len() < 32 {
-            return Err("the token secret must be at least 32 bytes".to_owned());
+            return Err(WeakSecret);
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);

@@ -15,8 +15,8 @@ use remediation_domain::quarantine::{MessageSubject, QuarantineMessage};
 use remediation_domain::text::{Reason, TextError};
 use remediation_domain::{Actor, Command, Principal, Role};
 
-use crate::error::ApiError;
 use crate::handler::{Answer, CommandHandler, CommandRequest};
+use service_kit::problem::ApiError;
 
 /// The message at a sequence and what is wrong with it.
 #[derive(Debug, Clone)]

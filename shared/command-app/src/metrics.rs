@@ -4,7 +4,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -109,19 +108,6 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        render(&self.registry)
+        service_kit::metrics::render(&self.registry)
     }
-}
-
-/// The OpenMetrics text exposition of `registry` (every service's `/metrics`). A registry left
-/// poisoned by a panicking writer still holds valid metrics, so it is rendered all the same.
-pub fn render(registry: &Mutex<Registry>) -> String {
-    let mut out = String::new();
-    let registry = registry
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Err(e) = encode(&mut out, &registry) {
-        tracing::error!(error = %e, "cannot encode metrics");
-    }
-    out
 }

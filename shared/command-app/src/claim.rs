@@ -20,8 +20,8 @@ use event_store::{
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::error::ApiError;
 use crate::metrics::Metrics;
+use service_kit::problem::ApiError;
 
 /// Pauses between looks at a key another send holds start here and double up to
 /// [`LONGEST_PAUSE`]: a decision usually takes milliseconds, a slow one seconds.

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::claim::{KeyClaim, Turn};
-use crate::error::ApiError;
 use crate::metrics::Metrics;
+use service_kit::config::{ConfigError, parsed};
+use service_kit::problem::ApiError;
 
 /// A decision reads a handful of other aggregates; this bound stops a corrupt web of references
 /// from turning one command into a crawl of the whole store.
@@ -69,6 +70,24 @@ impl Default for HandlerSettings {
             idempotency_lease: Duration::from_secs(30),
             idempotency_wait: Duration::from_secs(5),
         }
+    }
+}
+
+impl HandlerSettings {
+    /// The settings from `MAX_ATTEMPTS`, `IDEMPOTENCY_LEASE_SECS`, `IDEMPOTENCY_WAIT_MS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_attempts: parsed("MAX_ATTEMPTS", defaults.max_attempts)?,
+            idempotency_lease: Duration::from_secs(parsed(
+                "IDEMPOTENCY_LEASE_SECS",
+                defaults.idempotency_lease.as_secs(),
+            )?),
+            idempotency_wait: Duration::from_millis(parsed(
+                "IDEMPOTENCY_WAIT_MS",
+                u64::try_from(defaults.idempotency_wait.as_millis()).unwrap_or(u64::MAX),
+            )?),
+        })
     }
 }
 

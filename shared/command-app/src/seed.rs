@@ -5,8 +5,8 @@ use remediation_domain::calendar::start_of_local_day;
 use remediation_domain::seed::Seed;
 use remediation_domain::{Actor, Principal, Role};
 
-use crate::error::ApiError;
 use crate::handler::{CommandHandler, CommandRequest};
+use service_kit::problem::ApiError;
 
 /// What a load did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,97 @@
+//! Logging in to NATS as one service and opening the event store.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use event_store::access::Service;
+use event_store::{EventStore, StoreError, StreamSettings, credentials, provision};
+
+/// Why a service could not reach its stream.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot log in to NATS as {service}: {reason}")]
+    Login {
+        service: &'static str,
+        reason: String,
+    },
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("event store never became ready: {0}")]
+    NeverReady(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reconnects quickly at first and then every two seconds: a NATS restart should cost a client
+/// seconds, not the default's growing back-off.
+fn reconnect_delay(attempts: usize) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(2))
+}
+
+/// Connects to NATS as `service` and returns the client and its JetStream context. With
+/// `nkey_file` (the service's seed) it logs in with that key and takes replies under the
+/// service's own inbox prefix, as the generated server configuration requires; without it the
+/// connection is anonymous, for a development server that runs without authentication.
+pub async fn connect_nats(
+    url: &str,
+    service: Service,
+    nkey_file: Option<&Path>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(async_nats::Client, jetstream::Context), NatsError> {
+    let options = async_nats::ConnectOptions::new()
+        .name(name)
+        .request_timeout(Some(timeout))
+        .connection_timeout(timeout)
+        .reconnect_delay_callback(reconnect_delay)
+        .retry_on_initial_connect()
+        // A refused publish or subscription is only reported asynchronously; without this the
+        // caller sees nothing but a timeout.
+        .event_callback(|event| async move {
+            if let async_nats::Event::ServerError(error) = event {
+                tracing::error!(%error, "NATS server error");
+            }
+        });
+    let client = credentials::login(options, service, nkey_file)
+        .map_err(|e| NatsError::Login {
+            service: service.name(),
+            reason: e.to_string(),
+        })?
+        .connect(url)
+        .await
+        .map_err(|source| NatsError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client.clone());
+    Ok((client, js))
+}
+
+/// Provisions (idempotently) and opens the event store, waiting up to a minute for NATS to come
+/// up: services and NATS are often started together.
+pub async fn open_store(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<EventStore, NatsError> {
+    let mut last_error = String::new();
+    for attempt in 1..=60 {
+        match provision(js, settings).await {
+            Ok(outcome) => {
+                tracing::info!(stream = %settings.name, ?outcome, "stream provisioned");
+                return Ok(EventStore::open(js.clone(), settings.clone()).await?);
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                tracing::warn!(attempt, error = %e, "event store not ready yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(NatsError::NeverReady(last_error))
+}
