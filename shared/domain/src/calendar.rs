@@ -114,6 +114,58 @@ pub fn timeliness(quarter: Quarter, submitted_at: DateTime<Utc>) -> Timeliness {
     }
 }
 
+/// Reporting compliance (tình trạng nộp báo cáo) of one unit for one quarter, seen at an instant:
+/// the Department of Finance's matrix. The read model's SQL (`reporting_compliance_at`) applies
+/// the same rule; `shared/readmodel/tests/rules.rs` holds the two equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Compliance {
+    /// Đúng hạn: first submitted before the due instant.
+    OnTime,
+    /// Trễ hạn: first submitted at or after it.
+    Late,
+    /// Chưa nộp, đã quá hạn: nothing submitted by `at`, and the due instant has passed.
+    Missing,
+    /// Chưa đến hạn: nothing submitted by `at`, not yet due.
+    Pending,
+}
+
+impl Compliance {
+    /// The standing of a report due at `due_at`, first submitted at `first_submitted_at` (if it
+    /// was by `at`), seen at `at`.
+    pub fn of(
+        due_at: DateTime<Utc>,
+        first_submitted_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        match first_submitted_at.filter(|submitted| *submitted <= at) {
+            Some(submitted) if submitted < due_at => Compliance::OnTime,
+            Some(_) => Compliance::Late,
+            None if at >= due_at => Compliance::Missing,
+            None => Compliance::Pending,
+        }
+    }
+
+    /// The wire name (`on_time`, …), as the read model stores it.
+    pub fn wire(self) -> &'static str {
+        match self {
+            Compliance::OnTime => "on_time",
+            Compliance::Late => "late",
+            Compliance::Missing => "missing",
+            Compliance::Pending => "pending",
+        }
+    }
+
+    pub fn label_vi(self) -> &'static str {
+        match self {
+            Compliance::OnTime => "đúng hạn",
+            Compliance::Late => "trễ hạn",
+            Compliance::Missing => "chưa nộp (quá hạn)",
+            Compliance::Pending => "chưa đến hạn",
+        }
+    }
+}
+
 /// Deadline qualifier (tình trạng hạn): derived from a due date and an instant, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

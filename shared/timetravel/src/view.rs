@@ -120,30 +120,7 @@ pub struct ReportRow {
     pub items: Vec<ItemId>,
 }
 
-/// Reporting compliance of one unit for one quarter, seen at T.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Compliance {
-    /// Đúng hạn: first submitted before the due instant.
-    OnTime,
-    /// Trễ hạn: first submitted at or after it.
-    Late,
-    /// Chưa nộp, đã quá hạn: nothing submitted and the due instant has passed.
-    Missing,
-    /// Chưa đến hạn: nothing submitted yet, not yet due.
-    Pending,
-}
-
-impl Compliance {
-    pub fn label_vi(self) -> &'static str {
-        match self {
-            Compliance::OnTime => "đúng hạn",
-            Compliance::Late => "trễ hạn",
-            Compliance::Missing => "chưa nộp (quá hạn)",
-            Compliance::Pending => "chưa đến hạn",
-        }
-    }
-}
+pub use remediation_domain::calendar::Compliance;
 
 /// One unit × quarter, by the rule of the SQL function `reporting_compliance_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -346,12 +323,7 @@ pub fn compliance(state: &PlanState, facts: &Facts, at: DateTime<Utc>) -> Vec<Co
                     continue;
                 };
                 let report = state.report(&report_id(plan_id, &unit_id, q));
-                let compliance = match report {
-                    Some(r) if r.submitted_at < due_at => Compliance::OnTime,
-                    Some(_) => Compliance::Late,
-                    None if at >= due_at => Compliance::Missing,
-                    None => Compliance::Pending,
-                };
+                let compliance = Compliance::of(due_at, report.map(|r| r.submitted_at), at);
                 rows.push(ComplianceRow {
                     plan_id: plan_id.clone(),
                     unit_id: unit_id.clone(),

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use readmodel::Projection;
-use remediation_domain::calendar::Quarter;
+use remediation_domain::calendar::{Compliance, Quarter};
 use remediation_domain::report::ReportStatus;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -18,20 +18,6 @@ use crate::state::AppState;
 
 const PLAN_EXISTS: &str = "SELECT p.plan_id FROM plans p WHERE p.plan_id = $1";
 const MATRIX: &str = include_str!("../sql/compliance.sql");
-
-/// A unit's standing for a quarter's report, as `reporting_compliance` decides it.
-#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Compliance {
-    /// Đúng hạn: first submitted before the due instant.
-    OnTime,
-    /// Trễ hạn: first submitted at or after it.
-    Late,
-    /// Chưa báo cáo: the due instant passed with nothing submitted.
-    Missing,
-    /// Not due yet and nothing submitted.
-    Pending,
-}
 
 /// Counts over a set of (unit, quarter) rows.
 #[derive(Debug, Default, Serialize, JsonSchema)]

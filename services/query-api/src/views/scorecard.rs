@@ -13,12 +13,13 @@ use remediation_domain::unit::UnitKind;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::compliance::{Compliance, ComplianceTotals};
+use super::compliance::ComplianceTotals;
 use super::{PathId, Snapshot, require_acting_for};
 use crate::access::Caller;
 use crate::error::QueryError;
 use crate::freshness::Fresh;
 use crate::state::AppState;
+use remediation_domain::calendar::Compliance;
 
 const UNIT: &str = include_str!("../sql/unit.sql");
 const ITEMS: &str = include_str!("../sql/unit_items.sql");
