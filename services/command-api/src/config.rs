@@ -22,6 +22,8 @@ pub struct Config {
     /// How long to wait for NATS to answer a request or acknowledge a publish.
     pub nats_timeout: Duration,
     pub token_secret: Vec<u8>,
+    /// Accepted besides `token_secret` while it is rotated out (`TOKEN_SECRET_PREVIOUS`).
+    pub previous_token_secret: Option<Vec<u8>>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -35,18 +37,38 @@ fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     })
 }
 
-/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`.
-pub fn token_secret() -> Result<Vec<u8>, String> {
-    let secret = match (var("TOKEN_SECRET"), var("TOKEN_SECRET_FILE")) {
+/// A secret from the variable `name`, or the file named by `<name>_FILE` (trimmed); `None` when
+/// neither is set.
+fn secret(name: &str) -> Result<Option<Vec<u8>>, String> {
+    let file = format!("{name}_FILE");
+    let secret = match (var(name), var(&file)) {
         (Some(secret), _) => secret.into_bytes(),
         (None, Some(path)) => std::fs::read(&path)
-            .map_err(|e| format!("cannot read TOKEN_SECRET_FILE {path}: {e}"))?
+            .map_err(|e| format!("cannot read {file} {path}: {e}"))?
             .trim_ascii()
             .to_vec(),
-        (None, None) => return Err("set TOKEN_SECRET or TOKEN_SECRET_FILE".to_owned()),
+        (None, None) => return Ok(None),
     };
+    Ok(Some(secret))
+}
+
+/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`: it signs new
+/// tokens and verifies them.
+pub fn token_secret() -> Result<Vec<u8>, String> {
+    let secret =
+        secret("TOKEN_SECRET")?.ok_or("set TOKEN_SECRET or TOKEN_SECRET_FILE".to_owned())?;
     TokenKeys::new(&secret)?;
     Ok(secret)
+}
+
+/// The secret being rotated out, from `TOKEN_SECRET_PREVIOUS` or the file named by
+/// `TOKEN_SECRET_PREVIOUS_FILE`: tokens signed with it are still accepted, none is signed.
+pub fn previous_token_secret() -> Result<Option<Vec<u8>>, String> {
+    let previous = secret("TOKEN_SECRET_PREVIOUS")?;
+    if let Some(previous) = &previous {
+        TokenKeys::new(previous).map_err(|e| format!("TOKEN_SECRET_PREVIOUS: {e}"))?;
+    }
+    Ok(previous)
 }
 
 /// The NATS seed file from `NATS_NKEY_FILE`.
@@ -98,6 +120,7 @@ impl Config {
             )?,
             nats_timeout: Duration::from_millis(parsed("NATS_TIMEOUT_MS", 3_000)?),
             token_secret: token_secret()?,
+            previous_token_secret: previous_token_secret()?,
         })
     }
 }

@@ -41,7 +41,10 @@ impl AppState {
             .with_cache(SNAPSHOT_CACHE);
         Ok(Self {
             read_model,
-            keys: Arc::new(TokenKeys::new(&config.token_secret)?),
+            keys: Arc::new(TokenKeys::rotating(
+                &config.token_secret,
+                config.previous_token_secret.as_deref(),
+            )?),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
             time_travel,

@@ -242,6 +242,7 @@ impl Stack {
             cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
             nats_timeout: Duration::from_millis(3_000),
             token_secret: SECRET.to_vec(),
+            previous_token_secret: None,
         };
         let commands = command_api::app_state(&config)
             .await
