@@ -76,11 +76,15 @@ pub fn nats_nkey_file() -> Option<PathBuf> {
     var("NATS_NKEY_FILE").map(PathBuf::from)
 }
 
-/// The stream settings from `STREAM_NAME`, `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`.
+/// The stream settings from `STREAM_NAME`, `SUBJECT_PREFIX`, `IDEMPOTENCY_BUCKET`,
+/// `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`. Two deployments in one NATS account need their
+/// own of the first three: streams may not share subjects.
 pub fn stream_settings() -> Result<StreamSettings, String> {
     let defaults = StreamSettings::default();
     Ok(StreamSettings {
         name: var("STREAM_NAME").unwrap_or(defaults.name),
+        subject_prefix: var("SUBJECT_PREFIX").unwrap_or(defaults.subject_prefix),
+        idempotency_bucket: var("IDEMPOTENCY_BUCKET").unwrap_or(defaults.idempotency_bucket),
         replicas: parsed("STREAM_REPLICAS", defaults.replicas)?,
         duplicate_window: Duration::from_secs(parsed(
             "DUPLICATE_WINDOW_SECS",
