@@ -12,6 +12,10 @@ use crate::readiness::Bounds;
 /// Everything the query service needs to start.
 #[derive(Clone)]
 pub struct Config {
+    /// Where the read model is read: `DATABASE_READ_URL` when set (a streaming replica of the
+    /// projector's database), else `DATABASE_URL`. The service writes nothing to PostgreSQL, so
+    /// a replica serves it whole; read-your-writes waits for the checkpoint as the replica has
+    /// replayed it, because the checkpoint is read in the answer's own snapshot.
     pub database_url: String,
     pub bind: SocketAddr,
     /// Prepended to the projection schemas: the service reads `<prefix>core` and
@@ -98,14 +102,15 @@ impl Config {
         }
     }
 
-    /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
+    /// `DATABASE_READ_URL` or `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
     /// `TOKEN_SECRET_PREVIOUS` / `TOKEN_SECRET_PREVIOUS_FILE`,
     /// `EXPORT_TIMEOUT_SECS`, `READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`; `NATS_URL`,
     /// `NATS_NKEY_FILE`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command
     /// service reads them.
     pub fn from_env() -> Result<Self, String> {
         let mut config = Self::new(
-            var("DATABASE_URL")
+            var("DATABASE_READ_URL")
+                .or_else(|| var("DATABASE_URL"))
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
             command_api::config::token_secret()?,
         );
