@@ -138,6 +138,26 @@ impl NatsServer {
     pub fn start_with_accounts(accounts: &[&str]) -> Self {
         let dir = unique_dir("nats-test");
         write_config(&dir, accounts);
+        Self::launch(dir)
+    }
+
+    /// A fresh server (new keys, the same accounts) whose JetStream store starts as a copy of
+    /// `store`: a file-level backup restored into an empty server.
+    pub fn start_with_store(store: &Path) -> Self {
+        let dir = unique_dir("nats-test");
+        write_config(&dir, &[]);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(store)
+            .arg(dir.join("store"))
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "copy {store:?}");
+        Self::launch(dir)
+    }
+
+    /// Starts the server configured in `dir` on a port the OS picks.
+    fn launch(dir: PathBuf) -> Self {
         let child = spawn(&dir, None);
         let port = read_port(&dir, child.id());
         wait_until_listening(port);
@@ -150,6 +170,11 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The JetStream store directory (`-sd`): what a file-level backup copies, server stopped.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
     }
 
     /// The seed file `service` logs in with (`NATS_NKEY_FILE`).
