@@ -28,7 +28,9 @@ if [[ ! -x $admin ]]; then
     (cd "$ROOT" && cargo build --release -p remediation-admin)
 fi
 "$admin" nats-credentials --dir "$SECRETS/credentials"
-# The containers run as 65532 and must read their secrets (bind-mounted files); the directory
-# itself stays 0700, so nobody else on the host reaches them.
-chmod 0644 "$SECRETS"/credentials/*.nk "$SECRETS/credentials/auth.conf" "$SECRETS/token-secret"
+# The services run as 65532 and the postgres image reads its password file as user postgres:
+# the bind-mounted secrets must be readable to them. The directory itself stays 0700, so nobody
+# else on the host reaches them (database.env is read by compose itself and stays 0600).
+chmod 0644 "$SECRETS"/credentials/*.nk "$SECRETS/credentials/auth.conf" "$SECRETS/token-secret" \
+    "$SECRETS/postgres-password"
 echo "secrets in $SECRETS"
