@@ -9,8 +9,9 @@
 #   2. makes sure the machine's shared PostgreSQL (DATABASE_URL, default 127.0.0.1:5432) and
 #      JetStream-enabled NATS (NATS_URL, default 127.0.0.1:4222) are running, starting them with
 #      the Debian tools when they do not answer;
-#   3. runs the test steps — today the Rust workspace (`cargo nextest run` when cargo-nextest is
-#      installed, else `cargo test`), with --no-fail-fast — and reports every failed step.
+#   3. runs the test steps — the Rust workspace (`cargo nextest run` when cargo-nextest is
+#      installed, else `cargo test`), with --no-fail-fast, and the deployment files
+#      (deploy/check.sh) — and reports every failed step.
 #
 # Preparation failures stop at once; test steps all run, and the exit status is non-zero when
 # any failed. A new kind of test is one more `run_step NAME function` line in main().
@@ -173,6 +174,9 @@ main() {
     # Includes the independent Python feed consumer, which api.rs runs in a venv under target/.
     run_step "rust workspace" rust_tests
     run_step "unused dependencies" unused_dependencies
+    # Compose file, Kubernetes manifests, alert rules and dashboard, with yamllint,
+    # kubernetes-validate, podman-compose and promtool.
+    run_step "deployment files" "$ROOT/deploy/check.sh"
 
     if ((${#FAILED[@]})); then
         printf '\nFAILED test steps: %s\n' "${FAILED[*]}" >&2

@@ -53,6 +53,11 @@ pub struct CredentialsArgs {
     /// The projector's SCHEMA_PREFIX: it names the projector's durable consumers.
     #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
     schema_prefix: String,
+    /// The NATS account of the deployment (repeat for several deployments on one server, each
+    /// in an account of its own: they see nothing of each other; their seeds then go to
+    /// `DIR/<account>/`, every account into the one `auth.conf`).
+    #[arg(long = "account", default_value = event_store::access::DEFAULT_ACCOUNT)]
+    accounts: Vec<String>,
 }
 
 /// Writes a seed for every service that has none yet and the `auth.conf` that grants each its
@@ -60,18 +65,46 @@ pub struct CredentialsArgs {
 /// nothing; to rotate a key, delete its seed, run this again and restart nats-server and the
 /// service.
 pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
-    let layout = Layout::new(
-        &stream_settings().map_err(|e| e.to_string())?,
-        &args.schema_prefix,
-    );
-    let conf = credentials::ensure(&args.dir, &layout).map_err(|e| e.to_string())?;
-    for service in Service::ALL {
-        println!(
-            "{:<12} {}",
-            service.name(),
-            credentials::nkey_file(&args.dir, service).display()
-        );
+    let settings = stream_settings().map_err(|e| e.to_string())?;
+    let mut layouts = Vec::new();
+    for account in &args.accounts {
+        if account.is_empty()
+            || !account
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "--account {account:?}: letters, digits, '_' and '-' only"
+            ));
+        }
+        layouts.push(Layout::new(&settings, &args.schema_prefix).in_account(account));
     }
+    let conf = match layouts.as_slice() {
+        [layout] => {
+            let conf = credentials::ensure(&args.dir, layout).map_err(|e| e.to_string())?;
+            for service in Service::ALL {
+                let seed = credentials::nkey_file(&args.dir, service);
+                println!("{:<12} {}", service.name(), seed.display());
+            }
+            conf
+        }
+        _ => {
+            let conf =
+                credentials::ensure_deployments(&args.dir, &layouts).map_err(|e| e.to_string())?;
+            for layout in &layouts {
+                for service in Service::ALL {
+                    let seed = credentials::nkey_file(&args.dir.join(layout.account()), service);
+                    println!(
+                        "{:<12} {:<12} {}",
+                        layout.account(),
+                        service.name(),
+                        seed.display()
+                    );
+                }
+            }
+            conf
+        }
+    };
     println!("nats-server: include {}", conf.display());
     Ok(())
 }

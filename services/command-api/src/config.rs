@@ -8,7 +8,7 @@ use std::time::Duration;
 use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
 use service_kit::config::{
-    ConfigError, nats_nkey_file, parsed, stream_settings, token_secret, var,
+    ConfigError, nats_nkey_file, parsed, previous_token_secret, stream_settings, token_secret, var,
 };
 
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Config {
     /// How long to wait for NATS to answer a request or acknowledge a publish.
     pub nats_timeout: Duration,
     pub token_secret: Vec<u8>,
+    /// Accepted besides `token_secret` while it is rotated out (`TOKEN_SECRET_PREVIOUS`).
+    pub previous_token_secret: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -39,6 +41,7 @@ impl Config {
             )?,
             nats_timeout: Duration::from_millis(parsed("NATS_TIMEOUT_MS", 3_000)?),
             token_secret: token_secret()?,
+            previous_token_secret: previous_token_secret()?,
         })
     }
 }

@@ -52,7 +52,10 @@ pub async fn app_state(config: &Config) -> Result<AppState, ServeError> {
             Repository::new(store, config.cache_capacity),
             config.handler,
         )),
-        keys: Arc::new(TokenKeys::new(&config.token_secret)?),
+        keys: Arc::new(TokenKeys::rotating(
+            &config.token_secret,
+            config.previous_token_secret.as_deref(),
+        )?),
         nats: client,
     })
 }

@@ -21,12 +21,16 @@ use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "api/deployments.rs"]
+mod deployments;
 #[path = "api/idempotency.rs"]
 mod idempotency;
 #[path = "api/regressions.rs"]
 mod regressions;
 #[path = "api/roles.rs"]
 mod roles;
+#[path = "api/rotation.rs"]
+mod rotation;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
@@ -47,6 +51,7 @@ fn config(nats: &NatsServer, stream: StreamSettings, max_attempts: u32) -> Confi
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
         nats_timeout: Duration::from_millis(1_500),
         token_secret: SECRET.to_vec(),
+        previous_token_secret: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod leader;
 pub mod rebuild;
 pub mod status;
 pub mod worker;
@@ -162,32 +163,18 @@ impl Projector {
         })
     }
 
-    /// Runs every projection, the lag watcher and (if configured) the time-travel snapshot
+    /// Runs every projection whose leader lock this instance gets (standing by for the others,
+    /// see [`leader`]), the lag watcher and (if configured) the time-travel snapshot
     /// maintenance until `shutdown` resolves; in-flight batches finish first.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for projection in Projection::ALL {
-            let worker = tokio::spawn(worker::run(
+            tasks.push(tokio::spawn(leader::lead(
                 self.context.clone(),
                 projection,
                 stopped.clone(),
-            ));
-            let context = self.context.clone();
-            let stopped = stopped.clone();
-            // A panic must not leave a projection silently stopped behind a ready /readyz, here
-            // or in the query service.
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = worker.await {
-                    tracing::error!(projection = projection.name(), error = %e, "projection worker panicked");
-                    let stall = status::Stall {
-                        sequence: None,
-                        reason: format!("worker panicked: {e}"),
-                    };
-                    context.status.stall(projection, stall.clone());
-                    worker::persist_stall(&context, projection, &stall, stopped).await;
-                }
-            }));
+            )));
         }
         if let Some(interval) = self.snapshot_interval {
             let mut stopped = stopped.clone();
@@ -239,10 +226,16 @@ async fn readyz(State(projector): State<Projector>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // An instance standing by for every projection is ready to take over: it says so, with 200.
+    let label = match (ready, projector.context.status.active()) {
+        (false, _) => "not_ready",
+        (true, 0) => "standby",
+        (true, _) => "ready",
+    };
     (
         status,
         Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
+            "status": label,
             "database": database,
             "nats": nats,
             "projections": projections,

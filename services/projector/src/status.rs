@@ -26,6 +26,8 @@ pub struct Stall {
 
 #[derive(Debug, Default, Clone)]
 struct State {
+    /// Holds the projection's leader lock (see `leader`): applies it, rather than standing by.
+    active: bool,
     applied: u64,
     lag_events: u64,
     lag_seconds: f64,
@@ -44,6 +46,7 @@ pub struct Status {
     stalled_sequence: Family<ProjectionLabel, Gauge>,
     checkpoint: Family<ProjectionLabel, Gauge>,
     quarantined: Family<ProjectionLabel, Counter>,
+    active: Family<ProjectionLabel, Gauge>,
     registry: Mutex<Registry>,
 }
 
@@ -62,6 +65,7 @@ impl Default for Status {
         let (lag_events, lag_milliseconds, stalled, stalled_sequence, checkpoint) =
             Default::default();
         let quarantined = Family::<ProjectionLabel, Counter>::default();
+        let active = Family::<ProjectionLabel, Gauge>::default();
         let mut registry = Registry::with_prefix("kh63_projector");
         registry.register(
             "events_applied",
@@ -103,6 +107,11 @@ impl Default for Status {
             "Messages passed as quarantined, set aside by an auditor's decision",
             quarantined.clone(),
         );
+        registry.register(
+            "active",
+            "1 while this instance holds the projection's lock and applies it, 0 while it stands by",
+            Family::clone(&active),
+        );
         Self {
             states: Mutex::default(),
             events_applied,
@@ -113,6 +122,7 @@ impl Default for Status {
             stalled_sequence,
             checkpoint,
             quarantined,
+            active,
             registry: Mutex::new(registry),
         }
     }
@@ -125,6 +135,35 @@ impl Status {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(states.entry(projection.name()).or_default())
+    }
+
+    /// This instance took the projection's lock (`true`) or stands by (`false`). A stop belongs
+    /// to the instance that applies the projection: one standing by reports none.
+    pub fn activate(&self, projection: Projection, active: bool) {
+        self.active
+            .get_or_create(&label(projection))
+            .set(i64::from(active));
+        if !active {
+            self.stalled.get_or_create(&label(projection)).set(0);
+            self.stalled_sequence
+                .get_or_create(&label(projection))
+                .set(0);
+        }
+        self.with_state(projection, |s| {
+            s.active = active;
+            if !active {
+                s.stall = None;
+            }
+        });
+    }
+
+    /// How many projections this instance applies (the others it stands by for).
+    pub fn active(&self) -> usize {
+        let states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        states.values().filter(|s| s.active).count()
     }
 
     pub fn applied(&self, projection: Projection, checkpoint: u64, commits: usize, events: usize) {
@@ -146,6 +185,16 @@ impl Status {
             .get_or_create(&label(projection))
             .set(checkpoint as i64);
         self.with_state(projection, |s| s.applied = checkpoint);
+    }
+
+    /// The checkpoint in the database, as the lag watcher read it: what an instance standing by
+    /// reports (the active one reports what it applied).
+    pub fn observed(&self, projection: Projection, checkpoint: u64) {
+        self.with_state(projection, |s| {
+            if !s.active {
+                s.applied = checkpoint;
+            }
+        });
     }
 
     pub fn lag(&self, projection: Projection, events: u64, seconds: f64) {
@@ -202,6 +251,7 @@ impl Status {
                 (
                     (*name).to_owned(),
                     json!({
+                        "role": if s.active { "active" } else { "standby" },
                         "checkpoint": s.applied,
                         "lag_events": s.lag_events,
                         "lag_seconds": s.lag_seconds,

@@ -400,6 +400,7 @@ pub async fn watch_lag(context: WorkerContext, mut shutdown: watch::Receiver<boo
                     }
                 };
                 context.status.lag(projection, behind, seconds);
+                context.status.observed(projection, checkpoint);
             }
         }
     }

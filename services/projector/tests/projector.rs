@@ -4,6 +4,7 @@
 //! - `views`: the exact rows of every view after a scripted history sent over HTTP;
 //! - `compliance`: on time / late / missing at the local-time edges of the reporting calendar;
 //! - `crash`: `kill -9` while catching up on 50 000 commits, restart, equal to a rebuild;
+//! - `standby`: two projector processes, one applies, the other takes over when it is killed;
 //! - `redelivery`: redelivered, overlapping, gapped and undecodable batches;
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
@@ -30,6 +31,9 @@ mod stall;
 
 #[path = "projector/crash.rs"]
 mod crash;
+
+#[path = "projector/standby.rs"]
+mod standby;
 
 #[path = "projector/rebuild.rs"]
 mod rebuild;

@@ -15,12 +15,18 @@ use crate::readiness::Bounds;
 /// Everything the query service needs to start.
 #[derive(Clone)]
 pub struct Config {
+    /// Where the read model is read: `DATABASE_READ_URL` when set (a streaming replica of the
+    /// projector's database), else `DATABASE_URL`. The service writes nothing to PostgreSQL, so
+    /// a replica serves it whole; read-your-writes waits for the checkpoint as the replica has
+    /// replayed it, because the checkpoint is read in the answer's own snapshot.
     pub database_url: String,
     pub bind: SocketAddr,
     /// Prepended to the projection schemas: the service reads `<prefix>core` and
     /// `<prefix>audit`, as the projector writes them.
     pub schema_prefix: String,
     pub token_secret: Vec<u8>,
+    /// Accepted besides `token_secret` while it is rotated out (`TOKEN_SECRET_PREVIOUS`).
+    pub previous_token_secret: Option<Vec<u8>>,
     /// Pool size; each request holds one connection for its snapshot.
     pub max_connections: u32,
     /// How long a request waits for a database connection before answering 503: bounded so that
@@ -73,6 +79,7 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8082)),
             schema_prefix: String::new(),
             token_secret,
+            previous_token_secret: None,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
@@ -87,16 +94,19 @@ impl Config {
         }
     }
 
-    /// `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
+    /// `DATABASE_READ_URL` or `DATABASE_URL`, `QUERY_API_ADDR`, `SCHEMA_PREFIX`, `TOKEN_SECRET` / `TOKEN_SECRET_FILE`,
+    /// `TOKEN_SECRET_PREVIOUS` / `TOKEN_SECRET_PREVIOUS_FILE`,
     /// `EXPORT_TIMEOUT_SECS`, `READY_MAX_LAG_EVENTS`, `READY_MAX_LAG_SECS`; `NATS_URL`,
     /// `NATS_NKEY_FILE`, `STREAM_NAME` (…), `MAX_ATTEMPTS`, `NATS_TIMEOUT_MS` as the command
     /// service reads them.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self::new(
-            var("DATABASE_URL")
+            var("DATABASE_READ_URL")
+                .or_else(|| var("DATABASE_URL"))
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
             token_secret()?,
         );
+        config.previous_token_secret = service_kit::config::previous_token_secret()?;
         config.bind = parsed("QUERY_API_ADDR", config.bind)?;
         config.schema_prefix = var("SCHEMA_PREFIX").unwrap_or_default();
         config.bulk_statement_timeout = Duration::from_secs(parsed(

@@ -41,7 +41,13 @@ impl AppState {
             .with_cache(SNAPSHOT_CACHE);
         Ok(Self {
             read_model,
-            keys: Arc::new(TokenKeys::new(&config.token_secret).map_err(|e| e.to_string())?),
+            keys: Arc::new(
+                TokenKeys::rotating(
+                    &config.token_secret,
+                    config.previous_token_secret.as_deref(),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
             time_travel,

@@ -47,6 +47,9 @@ mod regressions;
 #[path = "queries/quarantine.rs"]
 mod quarantine;
 
+#[path = "queries/replica.rs"]
+mod replica;
+
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
 fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {
@@ -242,6 +245,7 @@ impl Stack {
             cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
             nats_timeout: Duration::from_millis(3_000),
             token_secret: SECRET.to_vec(),
+            previous_token_secret: None,
         };
         let commands = command_api::app_state(&config)
             .await

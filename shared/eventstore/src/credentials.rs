@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nkeys::{KeyPair, KeyPairType};
 
-use crate::access::{Layout, Service};
+use crate::access::{Layout, Service, render_accounts};
 
 /// The nats-server configuration file written beside the seeds.
 pub const AUTH_CONF: &str = "auth.conf";
@@ -78,6 +78,27 @@ pub fn login(
 /// Makes sure `dir` holds a seed for every service (keeping the ones already there) and an
 /// `auth.conf` granting each its permissions under `layout`. Running it again changes nothing.
 pub fn ensure(dir: &Path, layout: &Layout) -> Result<PathBuf, CredentialsError> {
+    let users = ensure_seeds(dir)?;
+    write_conf(dir, &render_accounts(&[(layout, &users)]))
+}
+
+/// Several deployments on one server, each in an account of its own: the seeds of each in
+/// `dir/<account>/`, one `dir/auth.conf` with every account. Running it again changes nothing.
+pub fn ensure_deployments(dir: &Path, layouts: &[Layout]) -> Result<PathBuf, CredentialsError> {
+    let mut users = Vec::new();
+    for layout in layouts {
+        users.push(ensure_seeds(&dir.join(layout.account()))?);
+    }
+    let deployments: Vec<(&Layout, &[(Service, String)])> = layouts
+        .iter()
+        .zip(&users)
+        .map(|(layout, users)| (layout, users.as_slice()))
+        .collect();
+    write_conf(dir, &render_accounts(&deployments))
+}
+
+/// A seed for every service in `dir`, made if missing: the services with their public keys.
+fn ensure_seeds(dir: &Path) -> Result<Vec<(Service, String)>, CredentialsError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -91,9 +112,13 @@ pub fn ensure(dir: &Path, layout: &Layout) -> Result<PathBuf, CredentialsError> 
         }
         users.push((service, read_seed(&path)?.public_key()));
     }
+    Ok(users)
+}
+
+/// `dir/auth.conf` with `text`, replaced whole, and only when it changes.
+fn write_conf(dir: &Path, text: &str) -> Result<PathBuf, CredentialsError> {
     let conf = dir.join(AUTH_CONF);
-    let text = layout.render(&users);
-    if fs::read_to_string(&conf).ok().as_deref() != Some(text.as_str()) {
+    if fs::read_to_string(&conf).ok().as_deref() != Some(text) {
         let staged = dir.join(format!(".{AUTH_CONF}.new"));
         // Left over by an interrupted run: its mode is not ours to trust.
         let _ = fs::remove_file(&staged);

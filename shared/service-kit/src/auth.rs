@@ -4,6 +4,10 @@
 //! them in `roles` (the primary first): verifiers and readers that know only `role` still see
 //! one valid role, and tokens of one role are exactly what they were before `roles` existed.
 //!
+//! Rotating the secret without downtime: a verifier may also accept tokens signed with the previous
+//! secret ([`TokenKeys::rotating`]) while new tokens are signed with the current one, so tokens
+//! already handed out keep working until the previous secret is removed.
+//!
 //! Deny by default: every command route takes an [`Authenticated`] extractor, so a handler that
 //! forgets authentication does not compile into the router.
 
@@ -37,11 +41,14 @@ struct Claims {
     exp: i64,
 }
 
-/// Signs and verifies tokens with one secret key.
+/// Signs tokens with the current secret key and verifies them with it or, during a rotation, with
+/// the previous one.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The secret being retired: still accepted, never used to sign.
+    previous: Option<DecodingKey>,
     validation: Validation,
 }
 
@@ -66,20 +73,39 @@ pub enum TokenError {
 pub struct WeakSecret;
 
 impl TokenKeys {
-    /// A key of at least 32 bytes; shorter secrets make HS256 guessable.
+    /// One secret of at least 32 bytes, signing and verifying.
     pub fn new(secret: &[u8]) -> Result<Self, WeakSecret> {
-        if secret.len() < 32 {
-            return Err(WeakSecret);
+        Self::rotating(secret, None)
+    }
+
+    /// Signs with `current`; accepts tokens signed with `current` or `previous`.
+    pub fn rotating(current: &[u8], previous: Option<&[u8]>) -> Result<Self, WeakSecret> {
+        check_length(current)?;
+        if let Some(previous) = previous {
+            check_length(previous)?;
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
         Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(current),
+            decoding: DecodingKey::from_secret(current),
+            previous: previous.map(DecodingKey::from_secret),
             validation,
         })
+    }
+
+    /// The claims of a token signed with the current secret or, failing its signature check,
+    /// with the previous one; any other failure (expired, wrong issuer) is final.
+    fn claims(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        let decoded = decode::<Claims>(token, &self.decoding, &self.validation);
+        if let (Err(e), Some(previous)) = (&decoded, &self.previous)
+            && *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature
+        {
+            return decode::<Claims>(token, previous, &self.validation).map(|data| data.claims);
+        }
+        decoded.map(|data| data.claims)
     }
 
     /// A token of one role, as every token was before principals held several.
@@ -109,9 +135,9 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Authenticated, ApiError> {
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?
-            .claims;
+        let claims = self
+            .claims(token)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
         let roles = match claims.roles {
             None => vec![claims.role],
             // Readers of `role` alone would grant a role the principal does not hold.
@@ -137,6 +163,14 @@ impl TokenKeys {
             expires_at,
         })
     }
+}
+
+/// Shorter secrets make HS256 guessable.
+fn check_length(secret: &[u8]) -> Result<(), WeakSecret> {
+    if secret.len() < 32 {
+        return Err(WeakSecret);
+    }
+    Ok(())
 }
 
 /// The verified principal of a request.

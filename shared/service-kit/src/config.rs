@@ -16,13 +16,17 @@ pub enum ConfigError {
     Invalid { name: &'static str, raw: String },
     #[error("set TOKEN_SECRET or TOKEN_SECRET_FILE")]
     NoTokenSecret,
-    #[error("cannot read TOKEN_SECRET_FILE {path}: {source}")]
-    TokenSecretFile {
+    #[error("cannot read {name}_FILE {path}: {source}")]
+    SecretFile {
+        name: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    TokenSecret(#[from] WeakSecret),
+    #[error("{name}: {source}")]
+    WeakSecret {
+        name: &'static str,
+        source: WeakSecret,
+    },
 }
 
 /// The variable's value; empty counts as unset.
@@ -37,18 +41,43 @@ pub fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T,
     })
 }
 
-/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`.
-pub fn token_secret() -> Result<Vec<u8>, ConfigError> {
-    let secret = match (var("TOKEN_SECRET"), var("TOKEN_SECRET_FILE")) {
+/// A secret from the variable `name`, or the file named by `<name>_FILE` (trimmed); `None` when
+/// neither is set.
+fn secret(name: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+    let file = format!("{name}_FILE");
+    let secret = match (var(name), var(&file)) {
         (Some(secret), _) => secret.into_bytes(),
         (None, Some(path)) => std::fs::read(&path)
-            .map_err(|source| ConfigError::TokenSecretFile { path, source })?
+            .map_err(|source| ConfigError::SecretFile { name, path, source })?
             .trim_ascii()
             .to_vec(),
-        (None, None) => return Err(ConfigError::NoTokenSecret),
+        (None, None) => return Ok(None),
     };
-    TokenKeys::new(&secret)?;
+    Ok(Some(secret))
+}
+
+/// The token secret from `TOKEN_SECRET`, or the file named by `TOKEN_SECRET_FILE`: it signs new
+/// tokens and verifies them.
+pub fn token_secret() -> Result<Vec<u8>, ConfigError> {
+    let secret = secret("TOKEN_SECRET")?.ok_or(ConfigError::NoTokenSecret)?;
+    TokenKeys::new(&secret).map_err(|source| ConfigError::WeakSecret {
+        name: "TOKEN_SECRET",
+        source,
+    })?;
     Ok(secret)
+}
+
+/// The secret being rotated out, from `TOKEN_SECRET_PREVIOUS` or the file named by
+/// `TOKEN_SECRET_PREVIOUS_FILE`: tokens signed with it are still accepted, none is signed.
+pub fn previous_token_secret() -> Result<Option<Vec<u8>>, ConfigError> {
+    let previous = secret("TOKEN_SECRET_PREVIOUS")?;
+    if let Some(previous) = &previous {
+        TokenKeys::new(previous).map_err(|source| ConfigError::WeakSecret {
+            name: "TOKEN_SECRET_PREVIOUS",
+            source,
+        })?;
+    }
+    Ok(previous)
 }
 
 /// The NATS seed file from `NATS_NKEY_FILE`.
@@ -56,11 +85,15 @@ pub fn nats_nkey_file() -> Option<PathBuf> {
     var("NATS_NKEY_FILE").map(PathBuf::from)
 }
 
-/// The stream settings from `STREAM_NAME`, `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`.
+/// The stream settings from `STREAM_NAME`, `SUBJECT_PREFIX`, `IDEMPOTENCY_BUCKET`,
+/// `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`. Two deployments in one NATS account need their
+/// own of the first three: streams may not share subjects.
 pub fn stream_settings() -> Result<StreamSettings, ConfigError> {
     let defaults = StreamSettings::default();
     Ok(StreamSettings {
         name: var("STREAM_NAME").unwrap_or(defaults.name),
+        subject_prefix: var("SUBJECT_PREFIX").unwrap_or(defaults.subject_prefix),
+        idempotency_bucket: var("IDEMPOTENCY_BUCKET").unwrap_or(defaults.idempotency_bucket),
         replicas: parsed("STREAM_REPLICAS", defaults.replicas)?,
         duplicate_window: Duration::from_secs(parsed(
             "DUPLICATE_WINDOW_SECS",

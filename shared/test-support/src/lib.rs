@@ -23,13 +23,21 @@ pub struct NatsServer {
     dir: PathBuf,
 }
 
-/// Seeds and `auth.conf` for the default stream layout under `dir/credentials`, and the server
-/// configuration `dir/nats.conf` that includes them.
-fn write_config(dir: &Path) {
-    credentials::ensure(
-        &dir.join("credentials"),
-        &Layout::new(&StreamSettings::default(), ""),
-    )
+/// Seeds and `auth.conf` for the default stream layout under `dir/credentials` — in the default
+/// account, or with `accounts`, in each of them (seeds under `dir/credentials/<account>`) — and
+/// the server configuration `dir/nats.conf` that includes them.
+fn write_config(dir: &Path, accounts: &[&str]) {
+    let layout = Layout::new(&StreamSettings::default(), "");
+    let credentials_dir = dir.join("credentials");
+    if accounts.is_empty() {
+        credentials::ensure(&credentials_dir, &layout)
+    } else {
+        let layouts: Vec<Layout> = accounts
+            .iter()
+            .map(|account| layout.clone().in_account(account))
+            .collect();
+        credentials::ensure_deployments(&credentials_dir, &layouts)
+    }
     .expect("write the NATS credentials");
     fs::write(
         dir.join("nats.conf"),
@@ -121,8 +129,35 @@ impl NatsServer {
     /// Starts a fresh server with an empty store; clients must log in with a service's key
     /// ([`NatsServer::nkey_file`]).
     pub fn start() -> Self {
+        Self::start_with_accounts(&[])
+    }
+
+    /// A fresh server on which every account of `accounts` holds a deployment of its own, as
+    /// `remediation-admin nats-credentials --account A --account B` makes them; clients log in
+    /// with [`NatsServer::account_nkey_file`].
+    pub fn start_with_accounts(accounts: &[&str]) -> Self {
         let dir = unique_dir("nats-test");
-        write_config(&dir);
+        write_config(&dir, accounts);
+        Self::launch(dir)
+    }
+
+    /// A fresh server (new keys, the same accounts) whose JetStream store starts as a copy of
+    /// `store`: a file-level backup restored into an empty server.
+    pub fn start_with_store(store: &Path) -> Self {
+        let dir = unique_dir("nats-test");
+        write_config(&dir, &[]);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(store)
+            .arg(dir.join("store"))
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "copy {store:?}");
+        Self::launch(dir)
+    }
+
+    /// Starts the server configured in `dir` on a port the OS picks.
+    fn launch(dir: PathBuf) -> Self {
         let child = spawn(&dir, None);
         let port = read_port(&dir, child.id());
         wait_until_listening(port);
@@ -137,14 +172,34 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The JetStream store directory (`-sd`): what a file-level backup copies, server stopped.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
     /// The seed file `service` logs in with (`NATS_NKEY_FILE`).
     pub fn nkey_file(&self, service: Service) -> PathBuf {
         credentials::nkey_file(&self.dir.join("credentials"), service)
     }
 
+    /// The seed file `service` of `account`'s deployment logs in with (a server started with
+    /// [`NatsServer::start_with_accounts`]).
+    pub fn account_nkey_file(&self, account: &str, service: Service) -> PathBuf {
+        credentials::nkey_file(&self.dir.join("credentials").join(account), service)
+    }
+
     /// A client logged in as `service`, its replies under the service's inbox prefix.
     pub async fn connect(&self, service: Service) -> async_nats::Client {
-        let nkey_file = self.nkey_file(service);
+        self.login(service, self.nkey_file(service)).await
+    }
+
+    /// A client logged in as `service` of `account`'s deployment.
+    pub async fn connect_to_account(&self, account: &str, service: Service) -> async_nats::Client {
+        self.login(service, self.account_nkey_file(account, service))
+            .await
+    }
+
+    async fn login(&self, service: Service, nkey_file: PathBuf) -> async_nats::Client {
         credentials::login(async_nats::ConnectOptions::new(), service, Some(&nkey_file))
             .expect("the test server's seed")
             .connect(self.url())

@@ -80,6 +80,7 @@ impl CommandService {
             cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
             nats_timeout: Duration::from_secs(5),
             token_secret: SECRET.to_vec(),
+            previous_token_secret: None,
         };
         let state = command_api::app_state(&config)
             .await
