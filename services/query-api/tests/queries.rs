@@ -47,6 +47,9 @@ mod regressions;
 #[path = "queries/quarantine.rs"]
 mod quarantine;
 
+#[path = "queries/dashboard.rs"]
+mod dashboard;
+
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
 fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {
