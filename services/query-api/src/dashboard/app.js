@@ -71,6 +71,12 @@
     }
   }
 
+  /** Replaces an element's children, skipping the absent ones (replaceChildren would print "null"). */
+  function fill(el, ...children) {
+    el.replaceChildren();
+    append(el, children);
+  }
+
   const pad = (n, w = 2) => String(n).padStart(w, '0');
 
   /** The wall clock in Việt Nam at an instant, as UTC fields of a shifted Date. */
@@ -302,7 +308,7 @@
       const at = value && Date.parse(value) < Date.now() - 1000 ? value : null;
       go(r.page, r.arg, { at, axis: axis === 'effective' ? 'effective' : null });
     }
-    box.replaceChildren(
+    fill(box, 
       h('div', {}, h('label', { for: 'time-at' }, 'Thời điểm xem (giờ Việt Nam)'), h('br'), picker,
         h('span', { id: 'time-format-hint', class: 'visually-hidden' }, `Dạng ${TIME_FORMAT}`)),
       h('div', { class: 'slider' },
@@ -352,8 +358,8 @@
 
   function renderFooter() {
     const footer = document.getElementById('footer');
-    if (fresh.checkpoint === null) { footer.replaceChildren(); return; }
-    footer.replaceChildren(h('span', { id: 'freshness' },
+    if (fresh.checkpoint === null) { fill(footer, ); return; }
+    fill(footer, h('span', { id: 'freshness' },
       `Dữ liệu đọc tại mốc sự kiện #${fresh.checkpoint}`,
       fresh.lastRecorded ? `, sự kiện mới nhất ghi nhận lúc ${fmtTime(fresh.lastRecorded)}` : '',
       '. Giờ Việt Nam (UTC+7).'));
@@ -366,19 +372,19 @@
   function renderHeader(r) {
     const nav = document.getElementById('nav');
     const who = document.getElementById('who');
-    if (!session.me) { nav.replaceChildren(); who.replaceChildren(); return; }
+    if (!session.me) { fill(nav); fill(who); return; }
     const pages = [['tong-quan', 'Tổng quan'], ['tuan-thu', 'Tuân thủ báo cáo']];
     if (can.scorecards()) pages.push(['don-vi', 'Đơn vị']);
     if (can.audit()) pages.push(['kiem-toan', 'Nhật ký kiểm toán']);
     const current = r.page === 'muc' ? 'tong-quan' : r.page;
-    nav.replaceChildren(...pages.map(([page, label]) =>
+    fill(nav, ...pages.map(([page, label]) =>
       h('a', { href: href(page), 'aria-current': page === current ? 'page' : null }, label)));
     const me = session.me;
-    who.replaceChildren(...[
+    fill(who,
       h('span', { id: 'who-user' }, h('strong', {}, me.user)),
       h('span', { id: 'who-roles' }, me.roles.map((x) => ROLE[x] || x).join(' + ')),
       me.unit ? h('span', { id: 'who-unit' }, `Đơn vị: ${nameOf(me.unit)}`) : null,
-      h('button', { type: 'button', class: 'secondary', onclick: signOut }, 'Đăng xuất')].filter(Boolean));
+      h('button', { type: 'button', class: 'secondary', onclick: signOut }, 'Đăng xuất'));
   }
 
   // ── pages ─────────────────────────────────────────────────────────────────────────────────
@@ -413,10 +419,10 @@
         location.hash = '#/tong-quan';
       } catch (e) {
         session.token = null;
-        status.replaceChildren(h('p', { class: 'error' }, e.status === 401 ? 'Mã truy cập không hợp lệ hoặc đã hết hạn.' : `Không đăng nhập được: ${e.message}`));
+        fill(status, h('p', { class: 'error' }, e.status === 401 ? 'Mã truy cập không hợp lệ hoặc đã hết hạn.' : `Không đăng nhập được: ${e.message}`));
       }
     });
-    main.replaceChildren(form);
+    fill(main, form);
     area.focus();
   }
 
@@ -476,7 +482,7 @@
       h('td', {}, assigneeList(i.coordinators))));
     const countCard = (id, value, label, cls) => h('div', { class: 'count', 'data-count': id },
       h('strong', {}, value), h('span', { class: cls ? `badge ${cls}` : null }, label));
-    main.replaceChildren(
+    fill(main, 
       h('h1', { class: 'print-title' }, 'Tổng quan Kế hoạch 63/KH-UBND'),
       h('div', { class: 'card' },
         h('h1', {}, `Kế hoạch số ${model.plan.code}: ${model.plan.title}`),
@@ -506,7 +512,7 @@
     try {
       views = await Promise.all(instants.map((t) => api('/v1/as-of/plan', { at: t.toISOString(), axis: r.axis })));
     } catch (e) {
-      box.replaceChildren(h('p', { class: 'error' }, `Không tải được biểu đồ: ${e.message}`));
+      fill(box, h('p', { class: 'error' }, `Không tải được biểu đồ: ${e.message}`));
       return;
     }
     const series = views.map((v, k) => ({
@@ -530,7 +536,7 @@
         svg('text', { x: x + 4, y: y + rowH / 2 }, String(s.total))];
     });
     const height = 12 + series.length * rowH;
-    box.replaceChildren(
+    fill(box, 
       svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc' },
         svg('title', { id: 'chart-title' }, 'Số nội dung theo trạng thái qua thời gian'),
         svg('desc', { id: 'chart-desc' }, series.map((s) => `${fmtDate(s.at)}: ${STATUS_ORDER.filter((st) => s.counts[st]).map((st) => `${STATUS[st]} ${s.counts[st]}`).join(', ') || 'chưa có nội dung'}`).join('. ')),
@@ -561,7 +567,7 @@
       const from = readTime(fromField);
       const until = readTime(toField);
       if (!from || !until) return;
-      out.replaceChildren(h('p', { class: 'meta' }, 'Đang so sánh…'));
+      fill(out, h('p', { class: 'meta' }, 'Đang so sánh…'));
       try {
         const fetchAt = async (t) => {
           const path = kind === 'plan' ? '/v1/as-of/plan' : `/v1/as-of/items/${encodeURIComponent(itemId)}`;
@@ -574,12 +580,12 @@
         };
         const [before, after] = await Promise.all([fetchAt(from), fetchAt(until)]);
         const changes = kind === 'plan' ? planChanges(before, after) : itemChanges(before, after);
-        out.replaceChildren(table(`Thay đổi từ ${fmtTime(from)} đến ${fmtTime(until)}: ${changes.length}`,
+        fill(out, table(`Thay đổi từ ${fmtTime(from)} đến ${fmtTime(until)}: ${changes.length}`,
           ['Đối tượng', 'Thuộc tính', 'Trước', 'Sau'],
           changes.map((c) => h('tr', {}, h('td', {}, c.what), h('td', {}, c.field),
             h('td', { class: 'diff-before' }, c.before), h('td', { class: 'diff-after' }, c.after)))));
       } catch (e) {
-        out.replaceChildren(problemView(e));
+        fill(out, problemView(e));
       }
     });
     return form;
@@ -757,7 +763,7 @@
           h('td', {}, p.reason || '—'), h('td', {}, p.evidence || '—'),
           h('td', {}, p.actor_user, p.actor_unit ? ` (${nameOf(p.actor_unit)})` : ''),
           h('td', {}, fmtTime(p.recorded_from)), h('td', {}, fmtTime(p.effective_from)))), { id: 'history' }));
-    main.replaceChildren(...sections);
+    fill(main, ...sections);
   }
 
   // Unit scorecard ──────────────────────────────────────────────────────────────────────────
@@ -770,7 +776,7 @@
     const now = quarterOf(r.at ? Date.parse(r.at) : Date.now());
     const matrix = await api(`/v1/plans/${PLAN_DEFAULT}/compliance`, { year: now.year, quarter: now.quarter });
     const units = matrix.units.map((u) => [u.unit_id, u.unit_name]).sort((a, b) => a[1].localeCompare(b[1], 'vi'));
-    main.replaceChildren(h('h1', {}, 'Bảng theo dõi theo đơn vị'),
+    fill(main, h('h1', {}, 'Bảng theo dõi theo đơn vị'),
       h('p', {}, 'Chọn đơn vị có trách nhiệm với kế hoạch:'),
       h('ul', { id: 'unit-list' }, units.map(([id, name]) => h('li', {}, h('a', { href: href('don-vi', id) }, name)))));
   }
@@ -779,7 +785,7 @@
     const id = r.arg;
     if (!can.scorecard(id)) {
       // Unit staff read their own unit's internals only: the page does not even ask for another's.
-      main.replaceChildren(h('h1', {}, 'Bảng theo dõi đơn vị'),
+      fill(main, h('h1', {}, 'Bảng theo dõi đơn vị'),
         h('p', { class: 'error', id: 'not-allowed' }, 'Vai trò của bạn chỉ được xem bảng theo dõi của đơn vị mình.'),
         can.staffUnit() ? h('p', {}, h('a', { href: href('don-vi', can.staffUnit()) }, 'Xem đơn vị của bạn')) : null);
       return;
@@ -791,7 +797,7 @@
         v = (await api(`/v1/as-of/units/${encodeURIComponent(id)}`, asOf(r)));
       } catch (e) {
         if (e.status !== 404) throw e;
-        main.replaceChildren(h('h1', {}, nameOf(id)), h('p', { class: 'notice' }, 'Đơn vị này chưa có trong hệ thống tại thời điểm đang xem.'));
+        fill(main, h('h1', {}, nameOf(id)), h('p', { class: 'notice' }, 'Đơn vị này chưa có trong hệ thống tại thời điểm đang xem.'));
         return;
       }
       learnName(v.unit.unit_id, v.unit.name);
@@ -815,7 +821,7 @@
     const overdueItems = model.items.filter((i) => i.lead && open(i) && i.deadline_qualifier === 'overdue');
     const overdueTasks = model.tasks.filter((t) => open(t) && t.deadline_qualifier === 'overdue');
     const tally = (c) => model.compliance.filter((x) => x.compliance === c).length;
-    main.replaceChildren(
+    fill(main, 
       h('div', { class: 'card' },
         h('p', { class: 'meta' }, can.seeAllUnits() ? h('a', { href: href('don-vi') }, 'Đơn vị') : 'Đơn vị', ' › ', model.unit.name),
         h('h1', {}, model.unit.name)),
@@ -886,7 +892,7 @@
       })));
     const totalRows = Object.keys(COMPLIANCE).map((c) => h('tr', { 'data-total': c },
       h('th', { scope: 'row' }, `Tổng: ${COMPLIANCE[c].toLowerCase()}`), totals.map((t) => h('td', { class: 'num' }, t[c]))));
-    main.replaceChildren(
+    fill(main, 
       h('h1', {}, 'Tuân thủ báo cáo định kỳ theo quý'),
       h('p', { class: 'meta' }, 'Báo cáo quý gửi Sở Tài chính trước ngày 15 của tháng cuối quý. Đúng hạn: gửi trước hạn; muộn: gửi sau hạn; chưa nộp: đã quá hạn mà chưa gửi; chưa đến hạn: chưa gửi, chưa tới hạn.'),
       h('div', { class: 'legend' }, Object.keys(COMPLIANCE).map((c) => complianceBadge(c))),
@@ -944,7 +950,7 @@
 
   async function pageAudit(main, r) {
     if (!can.audit()) {
-      main.replaceChildren(h('h1', {}, 'Nhật ký kiểm toán'), h('p', { class: 'error' }, 'Vai trò của bạn không được xem nhật ký kiểm toán.'));
+      fill(main, h('h1', {}, 'Nhật ký kiểm toán'), h('p', { class: 'error' }, 'Vai trò của bạn không được xem nhật ký kiểm toán.'));
       return;
     }
     const p = r.params;
@@ -1011,7 +1017,7 @@
       h('p', { class: 'meta' }, 'Duyệt toàn bộ nhật ký sự kiện và bảng kiểm toán; mất thời gian tương ứng độ dài nhật ký.'),
       h('button', { type: 'button', id: 'verify-run', onclick: runVerify }, 'Kiểm tra ngay'),
       h('div', { id: 'verify-result', 'aria-live': 'polite' })) : null;
-    main.replaceChildren(h('h1', {}, 'Nhật ký kiểm toán'),
+    fill(main, h('h1', {}, 'Nhật ký kiểm toán'),
       h('p', { class: 'notice' }, `Mỗi lần xem nhật ký đều được ghi lại thành sự kiện truy cập (lần này: #${answer.read_sequence}).`),
       verify, form,
       table(`Sự kiện (${answer.entries.length} dòng)`, [{ label: 'Số thứ tự', num: true }, 'Loại sự kiện', 'Đối tượng', 'Người thực hiện', 'Ghi nhận lúc', 'Có hiệu lực', 'Phong bì'], rows, { id: 'audit' }),
@@ -1020,15 +1026,15 @@
 
   async function runVerify() {
     const out = document.getElementById('verify-result');
-    out.replaceChildren(h('p', { class: 'meta' }, 'Đang kiểm tra…'));
+    fill(out, h('p', { class: 'meta' }, 'Đang kiểm tra…'));
     try {
       const v = await api('/v1/audit/verify');
       const label = { ok: 'Toàn vẹn', signed_off: 'Toàn vẹn (có tin nhắn cách ly đã được phê duyệt)', broken: 'PHÁT HIỆN SAI LỆCH' }[v.status] || v.status;
-      out.replaceChildren(h('p', { class: v.status === 'broken' ? 'error' : 'notice', id: 'verify-status', 'data-status': v.status },
+      fill(out, h('p', { class: v.status === 'broken' ? 'error' : 'notice', id: 'verify-status', 'data-status': v.status },
         `${label}: ${v.events} sự kiện, ${v.chains} chuỗi, ${v.audit_rows} dòng bảng kiểm toán, đến sự kiện #${v.last_sequence}.`,
         v.broken ? ` Điểm gãy đầu tiên: ${v.broken.place} #${v.broken.sequence} (${v.broken.aggregate}): ${v.broken.reason}.` : ''));
     } catch (e) {
-      out.replaceChildren(problemView(e));
+      fill(out, problemView(e));
     }
   }
 
@@ -1074,19 +1080,21 @@
       }
       return;
     }
+    // Readiness needs no token: asked at once, next to who the caller is.
+    const readyAnswer = readiness();
     if (!session.token) session.token = sessionStorage.getItem(TOKEN_KEY);
     if (session.token && !session.me) {
       try {
         session.me = await api('/v1/me');
       } catch (e) {
         if (e.status === 401) { signOut(); return; }
-        main.replaceChildren(problemView(e));
+        fill(main, problemView(e));
         return;
       }
     }
     if (!session.me || r.page === 'dang-nhap') {
       renderHeader(r);
-      alerts.replaceChildren();
+      fill(alerts);
       pageSignIn(main);
       document.body.dataset.rendered = String(performance.now() - started);
       document.body.dataset.complete = String(ticket);
@@ -1094,10 +1102,10 @@
     }
     renderHeader(r);
     const page = PAGES[r.page];
-    main.replaceChildren(h('p', { class: 'loading' }, 'Đang tải…'));
-    const [ready] = await Promise.all([readiness(), renderTime(r)]);
+    fill(main, h('p', { class: 'loading' }, 'Đang tải…'));
+    const [ready] = await Promise.all([readyAnswer, renderTime(r)]);
     if (ticket !== renderCount) return;
-    alerts.replaceChildren(...[renderPastBanner(r), ready].filter(Boolean));
+    fill(alerts, renderPastBanner(r), ready);
     let after = null;
     try {
       if (!page) throw new ApiError(404, null, 'Không có trang này.');
@@ -1105,7 +1113,7 @@
     } catch (e) {
       if (ticket !== renderCount) return;
       if (e.status === 401) { signOut(); return; }
-      main.replaceChildren(problemView(e));
+      fill(main, problemView(e));
     }
     if (ticket !== renderCount) return;
     renderHeader(r);
