@@ -37,6 +37,8 @@
   };
   const ASSIGNMENT_ROLE = { lead: 'Chủ trì', coordinator: 'Phối hợp' };
   const AXIS = { recorded: 'đã ghi nhận', effective: 'có hiệu lực' };
+  const PROJECTION = { core: 'dữ liệu theo dõi', audit: 'nhật ký kiểm toán' };
+  const projection = (name) => PROJECTION[name] || name;
   const AGGREGATES = ['unit', 'group', 'plan', 'item', 'task', 'report', 'ledger', 'access', 'quarantine'];
 
   // ── small helpers ─────────────────────────────────────────────────────────────────────────
@@ -344,11 +346,11 @@
       const lagging = (body.projections || []).filter((p) => p.lag_events > 0);
       if (!lagging.length) return null;
       return h('div', { class: 'banner-behind', role: 'status', id: 'behind-banner' },
-        `Dữ liệu đang được cập nhật: ${lagging.map((p) => `${p.projection} chậm ${p.lag_events} sự kiện (mốc #${p.checkpoint})`).join('; ')}.`);
+        `Dữ liệu đang được cập nhật: ${lagging.map((p) => `${projection(p.projection)} chậm ${p.lag_events} sự kiện (mốc #${p.checkpoint})`).join('; ')}. Số liệu dưới đây là tại mốc đó.`);
     }
     if (body && body.type === 'urn:kh63:problem:not-ready') {
       const parts = (body.projections || []).filter((p) => !p.ready)
-        .map((p) => `${p.projection} dừng ở mốc #${p.checkpoint}${p.lag_events ? `, chậm ${p.lag_events} sự kiện` : ''}${p.stalled ? ' (đã dừng, chờ khắc phục)' : ''}`);
+        .map((p) => `${projection(p.projection)} dừng ở mốc #${p.checkpoint}${p.lag_events ? `, chậm ${p.lag_events} sự kiện` : ''}${p.stalled ? ' (đã dừng, chờ khắc phục)' : ''}`);
       return h('div', { class: 'banner-behind', role: 'alert', id: 'behind-banner' },
         `Dữ liệu chưa theo kịp nhật ký sự kiện: ${parts.join('; ') || body.detail}. Số liệu dưới đây là tại mốc đó.`);
     }
