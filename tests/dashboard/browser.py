@@ -92,8 +92,35 @@ class Browser:
         self.browser.close()
 
 
-def cell_text(page, selector):
-    return page.locator(selector).inner_text().strip()
+# Every element with text of its own: its colour against the first opaque background behind it.
+CONTRAST = """() => {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number); return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b); };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      const parts = c.match(/[\\d.]+/g);
+      if (parts && (parts.length < 4 || Number(parts[3]) > 0)) return c;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (!el.getClientRects().length) continue;
+    const a = luminance(getComputedStyle(el).color);
+    const b = luminance(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(`${el.tagName}.${el.className} ${ratio.toFixed(2)}: ${el.textContent.trim().slice(0, 40)}`);
+  }
+  return low;
+}"""
+
+
+def assert_contrast(page):
+    """WCAG 2.1 AA: text at least 4.5:1 against its background (the stricter bound, for all text)."""
+    low = page.evaluate(CONTRAST)
+    assert not low, f"text below 4.5:1 contrast: {low}"
 
 
 def check_sign_in_and_overview(p):
@@ -131,6 +158,7 @@ def check_sign_in_and_overview(p):
     expect(page.locator("#freshness")).to_contain_text(f"#{overview['checkpoint']}")
     red = page.evaluate("getComputedStyle(document.querySelector('.q-overdue')).color")
     assert red == "rgb(140, 29, 24)", red
+    assert_contrast(page)
     b.shot("02-tong-quan")
 
     # First render of the overview from a cold load (the token already held by the tab).
@@ -217,6 +245,12 @@ def check_item_and_diff(p):
     expect(page.locator("#history tbody tr")).to_have_count(len(detail["status_history"]))
     expect(page.locator("#assignments")).to_contain_text("Hết hiệu lực")  # the revoked group
     expect(page.locator("#report-lines")).to_contain_text("Quý 2/2025")
+    assert_contrast(page)
+    page.locator("#item-audit").click()
+    b.wait()
+    expect(page.locator("#audit tbody tr").first).to_contain_text("item kh-63-2025-01")
+    page.go_back()
+    b.wait()
     b.shot("04-noi-dung")
 
     # Diff between before the script and now: the deadline and the status changed.
@@ -240,6 +274,7 @@ def check_item_and_diff(p):
     expect(page.locator("#past-banner")).to_be_visible()
     expect(page.locator("#tasks tbody")).to_contain_text("Không có dữ liệu")
     expect(page.locator("#item-state")).to_contain_text(STATUS["not_started"])
+    assert_contrast(page)
     b.close()
 
 
@@ -257,6 +292,7 @@ def check_scorecard_and_compliance(p):
     for task in card["overdue"]["tasks"]:
         expect(page.locator("#unit-overdue")).to_contain_text(task)
     expect(page.locator("#unit-compliance tbody tr")).to_have_count(len(card["compliance"]))
+    assert_contrast(page)
     b.shot("05-don-vi")
 
     b.open("#/tuan-thu")
@@ -271,6 +307,7 @@ def check_scorecard_and_compliance(p):
     for compliance in ("on_time", "late", "missing", "pending"):
         cells = page.locator(f'#matrix td[data-quarter="{label}"][data-compliance="{compliance}"]')
         expect(cells).to_have_count(matrix["totals"][compliance])
+    assert_contrast(page)
     b.shot("06-tuan-thu")
     page.emulate_media(media="print")
     page.pdf(path=str(SHOTS / "tuan-thu-a4.pdf"), prefer_css_page_size=True, print_background=True)
@@ -304,6 +341,7 @@ def check_audit(p):
     expect(page.locator("#audit pre.envelope").first).to_contain_text('"specversion"')
     page.get_by_role("button", name="Kiểm tra ngay").click()
     expect(page.locator("#verify-status")).to_have_attribute("data-status", "ok")
+    assert_contrast(page)
     b.shot("07-kiem-toan")
     b.close()
 
@@ -349,6 +387,13 @@ def check_viewer(p):
     expect(page.locator("#not-allowed")).to_be_visible()
     asked = [u for u in b.requests if "/units/" in u or "/v1/audit" in u]
     assert not asked, f"the viewer's page asked for {asked}"
+
+    # On a tablet held upright: nothing wider than the screen but the tables' own scrolling.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    b.open("#/tong-quan")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 768, f"the page is {width} px wide on a 768 px screen"
+    b.shot("09-may-tinh-bang")
     b.close()
 
 
@@ -360,6 +405,7 @@ def check_behind(p):
     expect(page.locator("#behind-banner")).to_be_visible()
     expect(page.locator("#behind-banner")).to_contain_text("chậm")
     expect(page.locator("#items tbody tr")).to_have_count(15)
+    assert_contrast(page)
     b.shot("08-dang-cap-nhat")
     b.close()
 

@@ -688,7 +688,9 @@
     const known = (instant) => atMs === null || Date.parse(instant) <= atMs;
     const shown = past ? past.item : r.at ? null : item;
     const head = h('div', { class: 'card' },
-      h('p', { class: 'meta' }, h('a', { href: href('tong-quan') }, 'Tổng quan'), ' › Nội dung số ', item.ordinal),
+      h('p', { class: 'meta' }, h('a', { href: href('tong-quan') }, 'Tổng quan'), ' › Nội dung số ', item.ordinal,
+        // Every change to the item (assignments, deadlines, reports…) with its actor and both times.
+        can.audit() ? [' · ', h('a', { href: href('kiem-toan', '', { aggregate_type: 'item', aggregate_id: id }), id: 'item-audit' }, 'Toàn bộ nhật ký thay đổi của nội dung này')] : null),
       h('h1', {}, `${item.ordinal}. ${item.title}`),
       shown
         ? h('p', { id: 'item-state' }, 'Trạng thái: ', statusBadge(shown.status), ' · Hạn: ', fmtDate(shown.due_on), ' · ', qualifierBadge(shown.deadline_qualifier),
