@@ -9,8 +9,8 @@ passes what this script needs as JSON in the environment variable DASHBOARD_TEST
     tokens       bearer tokens: office, finance, staff (of LEAD), auditor, viewer
     lead, other  the unit the staff token acts for, and another unit with internal work
     screenshots  the directory to save one screenshot (and the printed A4 PDFs) in
-    phase        "main" (every page, both axes, roles, exports) or "behind" (the projector is
-                 stopped and the stream has moved on)
+    phase        "main" (every page, both axes, roles, exports), "behind" (the projector is
+                 stopped and the stream has moved on) or "down" (NATS is stopped too)
 
 Each page's figures are compared with what the same endpoint answers the same token, and with
 facts of the scripted history. The browser is Debian's chromium (playwright from PyPI drives it;
@@ -161,11 +161,19 @@ def check_sign_in_and_overview(p):
     assert_contrast(page)
     b.shot("02-tong-quan")
 
-    # First render of the overview from a cold load (the token already held by the tab).
-    page.reload()
-    b.wait()
-    first_render = float(page.evaluate("document.body.dataset.renderedAt"))
-    print(f"overview first render: {first_render:.0f} ms after navigation start (HTML + script + API answers)")
+    # First render of the overview on a fresh load (the token already held by the tab): from the
+    # navigation's start to the items on screen, HTML, script, style and API answers included.
+    # Five loads, as the machine's other work shows in any one of them.
+    renders = []
+    for _ in range(5):
+        page.reload()
+        b.wait()
+        renders.append(float(page.evaluate("document.body.dataset.renderedAt")))
+    renders.sort()
+    print(
+        f"overview first render: median {renders[2]:.0f} ms, fastest {renders[0]:.0f} ms, slowest "
+        f"{renders[-1]:.0f} ms over 5 loads (navigation start to the items on screen)"
+    )
     page.emulate_media(media="print")
     page.pdf(path=str(SHOTS / "tong-quan-a4.pdf"), prefer_css_page_size=True, print_background=True)
     page.emulate_media(media="screen")
@@ -410,11 +418,29 @@ def check_behind(p):
     b.close()
 
 
+def check_down(p):
+    """NATS is down as well: the dashboards still answer, the audit trail says why it cannot."""
+    b = Browser(p)
+    page = b.page
+    b.sign_in_with_link(TOKENS["auditor"])
+    expect(page.locator("#items tbody tr")).to_have_count(15)
+    b.open("#/kiem-toan")
+    expect(page.locator("#page-error")).to_have_attribute("data-status", "503")
+    expect(page.locator("#page-error")).to_contain_text("máy chủ sự kiện (NATS) đang không phản hồi")
+    expect(page.locator("#page-error button")).to_have_text("Thử lại")
+    expect(page.locator("#nav")).to_contain_text("Tổng quan")
+    assert_contrast(page)
+    b.shot("10-dich-vu-gian-doan")
+    b.close()
+
+
 def main():
     phase = CONFIG.get("phase", "main")
     with sync_playwright() as p:
         if phase == "behind":
             check_behind(p)
+        elif phase == "down":
+            check_down(p)
         else:
             for check in (
                 check_sign_in_and_overview,

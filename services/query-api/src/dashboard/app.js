@@ -1044,15 +1044,28 @@
 
   // ── errors and the main loop ──────────────────────────────────────────────────────────────
 
+  /** What a problem type means for the reader, in Vietnamese; the API's own detail goes below. */
+  const PROBLEM = {
+    'urn:kh63:problem:read-not-recorded': 'Nhật ký kiểm toán tạm thời không xem được: mỗi lượt xem phải được ghi lại trước, mà máy chủ sự kiện (NATS) đang không phản hồi. Hãy thử lại sau ít phút.',
+    'urn:kh63:problem:store-unavailable': 'Máy chủ sự kiện (NATS) đang không phản hồi. Hãy thử lại sau ít phút.',
+    'urn:kh63:problem:database-unavailable': 'Cơ sở dữ liệu của dịch vụ truy vấn đang không phản hồi. Hãy thử lại sau ít phút.',
+    'urn:kh63:problem:projection-behind': 'Dữ liệu chưa cập nhật kịp. Hãy thử lại sau giây lát.',
+    'urn:kh63:problem:invalid-range': 'Khoảng thời gian không hợp lệ.',
+    'urn:kh63:problem:malformed-request': 'Yêu cầu không hợp lệ (kiểm tra các ô đã nhập).',
+  };
+
   function problemView(e) {
     const status = e.status;
+    const type = e.problem && e.problem.type;
     let message;
     if (status === 0) message = 'Không kết nối được dịch vụ truy vấn. Kiểm tra mạng hoặc liên hệ quản trị hệ thống, rồi thử lại.';
+    else if (PROBLEM[type]) message = PROBLEM[type];
     else if (status === 403) message = 'Vai trò của bạn không được xem nội dung này.';
     else if (status === 404) message = 'Không tìm thấy nội dung yêu cầu (hoặc nó chưa tồn tại tại thời điểm đang xem).';
-    else if (status === 503) message = `Dịch vụ tạm thời chưa sẵn sàng: ${e.message}`;
-    else message = `Lỗi ${status}: ${e.message}`;
-    return h('div', { class: 'error', role: 'alert', id: 'page-error' }, h('p', {}, message),
+    else if (status === 503) message = 'Dịch vụ tạm thời chưa sẵn sàng. Hãy thử lại sau ít phút.';
+    else message = `Lỗi ${status}.`;
+    return h('div', { class: 'error', role: 'alert', id: 'page-error', 'data-status': status }, h('p', {}, message),
+      status && e.message ? h('p', { class: 'detail' }, `Chi tiết kỹ thuật (${status}): ${e.message}`) : null,
       h('button', { type: 'button', onclick: () => render() }, 'Thử lại'));
   }
 

@@ -75,5 +75,10 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
         )
         .await;
     browser(&stack, before, "behind").await;
+
+    // NATS goes down: the dashboards still answer; the audit trail cannot record its reads.
+    stack.nats.stop();
+    browser(&stack, before, "down").await;
+    stack.nats.restart();
     stack.stop().await;
 }
