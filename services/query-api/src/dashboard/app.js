@@ -958,18 +958,19 @@
       return;
     }
     const p = r.params;
-    const filters = {};
-    for (const [k] of [...AUDIT_FILTERS, ...AUDIT_RANGES]) if (p.get(k)) filters[k] = p.get(k);
-    if (p.get('quarantined')) filters.quarantined = p.get('quarantined');
+    const chosen = {}; // the filters in the address, which paging keeps
+    for (const [k] of [...AUDIT_FILTERS, ...AUDIT_RANGES, ['quarantined']]) if (p.get(k)) chosen[k] = p.get(k);
+    const limit = Number(p.get('limit')) || 50;
+    chosen.limit = limit;
+    const filters = { ...chosen };
     // The instant shown bounds the trail on its axis, unless a filter already does.
     if (r.at) {
       const bound = r.axis === 'effective' ? 'effective_to' : 'recorded_to';
       if (!filters[bound]) filters[bound] = r.at;
     }
-    const limit = Number(p.get('limit')) || 50;
     const cursor = p.get('cursor');
     const pageNo = Number(p.get('page')) || 1;
-    const answer = await api('/v1/audit', { ...filters, limit, cursor });
+    const answer = await api('/v1/audit', { ...filters, cursor });
     const form = h('form', { class: 'card no-print', id: 'audit-filters' },
       h('h2', {}, 'Bộ lọc'),
       h('div', { class: 'form-row' },
@@ -1013,9 +1014,9 @@
         h('td', {}, h('details', {}, h('summary', {}, 'Xem phong bì'), h('pre', { class: 'envelope' }, JSON.stringify(env || q, null, 2)))));
     });
     const nav = h('p', { class: 'no-print' },
-      pageNo > 1 ? h('a', { href: href('kiem-toan', '', { cursor: null, page: null }) }, '« Trang đầu') : null, ' ',
+      pageNo > 1 ? h('a', { href: href('kiem-toan', '', chosen) }, '« Trang đầu') : null, ' ',
       `Trang ${pageNo}`, ' ',
-      answer.next_cursor ? h('a', { id: 'audit-next', href: href('kiem-toan', '', { cursor: answer.next_cursor, page: pageNo + 1 }) }, 'Trang sau »') : '(hết)');
+      answer.next_cursor ? h('a', { id: 'audit-next', href: href('kiem-toan', '', { ...chosen, cursor: answer.next_cursor, page: pageNo + 1 }) }, 'Trang sau »') : '(hết)');
     const verify = can.verify() ? h('div', { class: 'card', id: 'verify' },
       h('h2', {}, 'Kiểm tra toàn vẹn chuỗi băm'),
       h('p', { class: 'meta' }, 'Duyệt toàn bộ nhật ký sự kiện và bảng kiểm toán; mất thời gian tương ứng độ dài nhật ký.'),
