@@ -10,8 +10,10 @@
 #      JetStream-enabled NATS (NATS_URL, default 127.0.0.1:4222) are running, starting them with
 #      the Debian tools when they do not answer;
 #   3. runs the test steps — the Rust workspace (`cargo nextest run` when cargo-nextest is
-#      installed, else `cargo test`), with --no-fail-fast, and the deployment files
-#      (deploy/check.sh) — and reports every failed step.
+#      installed, else `cargo test`), with --no-fail-fast, then the dashboard in headless Chromium
+#      (Debian's `chromium`, installed when missing, driven by playwright from PyPI in a venv the
+#      test makes; its output shows the overview's first-render time), unused dependencies and
+#      the deployment files (deploy/check.sh) — and reports every failed step.
 #
 # Preparation failures stop at once; test steps all run, and the exit status is non-zero when
 # any failed. A new kind of test is one more `run_step NAME function` line in main().
@@ -52,6 +54,12 @@ run_step() {
 prepare_packages() {
     say "checking required tools"
     ensure_packages nats postgresql python-venv
+    # The dashboard's browser test: Debian's Chromium (playwright cannot download its own here)
+    # and a font with every Vietnamese letter.
+    if ! command -v chromium >/dev/null || [[ ! -d /usr/share/fonts/truetype/dejavu ]]; then
+        apt_install chromium fonts-dejavu-core
+    fi
+    command -v chromium >/dev/null || die "chromium still missing after install"
     command -v cargo >/dev/null ||
         die "cargo not found: install the Rust toolchain (https://rustup.rs)"
 }
@@ -143,16 +151,29 @@ prepare_nats() {
 
 # --- test steps ---------------------------------------------------------------------------------
 
+# The browser test of the dashboard, run in a step of its own (below) so that its report shows.
+BROWSER_TEST=the_dashboard_in_chromium_shows_what_the_api_answers
+
+locked=()
+# In CI a stale Cargo.lock is an error, not something to fix silently.
+if [[ ${CI:-} == true ]]; then
+    locked=(--locked)
+fi
+
 rust_tests() {
-    local locked=()
-    # In CI a stale Cargo.lock is an error, not something to fix silently.
-    if [[ ${CI:-} == true ]]; then
-        locked=(--locked)
-    fi
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run --workspace --no-fail-fast "${locked[@]}"
+        cargo nextest run --workspace --no-fail-fast "${locked[@]}" -E "not test($BROWSER_TEST)"
     else
-        cargo test --workspace --no-fail-fast "${locked[@]}"
+        cargo test --workspace --no-fail-fast "${locked[@]}" -- --skip "$BROWSER_TEST"
+    fi
+}
+
+# Prints the checks it ran and the overview's first-render time (measured, not asserted).
+dashboard_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run -p query-api "${locked[@]}" --no-capture -E "test($BROWSER_TEST)"
+    else
+        cargo test -p query-api --test queries "${locked[@]}" -- --exact "dashboard::$BROWSER_TEST" --nocapture
     fi
 }
 
@@ -173,6 +194,7 @@ main() {
 
     # Includes the independent Python feed consumer, which api.rs runs in a venv under target/.
     run_step "rust workspace" rust_tests
+    run_step "dashboard in chromium" dashboard_tests
     run_step "unused dependencies" unused_dependencies
     # Compose file, Kubernetes manifests, alert rules and dashboard, with yamllint,
     # kubernetes-validate, podman-compose and promtool.

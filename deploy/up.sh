@@ -632,6 +632,9 @@ Plan 63 tracker is up.
   projector     applies the stream to the read model (schemas core and audit)
     metrics     $projector/metrics
     readiness   $projector/readyz   (checkpoint and lag of each projection)
+  dashboard     $query/   (Vietnamese web dashboard; sign in with a token below, or open a link)
+    as the Department of Finance   $query/#token=$dof
+    as the province office         $query/#token=$po
   query API     $query/v1/plans/kh-63-2025/overview (dashboards, compliance, audit trail)
     OpenAPI     $query/openapi.json
     metrics     $query/metrics

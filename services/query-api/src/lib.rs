@@ -5,6 +5,7 @@
 pub mod access;
 pub mod config;
 pub mod consistency;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod freshness;

@@ -531,7 +531,7 @@ async fn unmatched(State(state): State<AppState>) -> Response {
     QueryError::NotFound("no such endpoint".to_owned()).into_response()
 }
 
-/// The full router.
+/// The full router: the API of the route table and the dashboard that reads it.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
@@ -541,6 +541,7 @@ pub fn router(state: AppState) -> Router {
         );
     }
     router
+        .merge(crate::dashboard::router())
         .fallback(unmatched)
         .method_not_allowed_fallback(|| async {
             problem_response(

@@ -50,6 +50,9 @@ mod quarantine;
 #[path = "queries/replica.rs"]
 mod replica;
 
+#[path = "queries/dashboard.rs"]
+mod dashboard;
+
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
 fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {

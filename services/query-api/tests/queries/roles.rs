@@ -23,7 +23,7 @@ fn principal_token(user: &str, unit: Option<&str>, roles: &[Role]) -> String {
 }
 
 /// An officer of the Department of Finance, also staff of the department as a lead unit.
-fn finance_officer() -> String {
+pub(crate) fn finance_officer() -> String {
     principal_token(
         "stc",
         Some(FINANCE),
