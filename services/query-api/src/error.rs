@@ -3,10 +3,10 @@
 //! that has not caught up, an unreachable database, and a read of the audit trail that could not
 //! be recorded).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use service_kit::problem::{ApiError, problem_response};
+use service_kit::problem::{ApiError, ProblemKind};
 
 /// Every way a query can fail.
 #[derive(Debug, thiserror::Error)]
@@ -54,57 +54,30 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    pub fn status(&self) -> StatusCode {
+    pub fn kind(&self) -> ProblemKind {
         match self {
-            QueryError::Malformed(_) => StatusCode::BAD_REQUEST,
-            QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
-            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::SequenceNotReached { .. } | QueryError::InvalidRange(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            QueryError::ProjectionBehind { .. }
-            | QueryError::DatabaseUnavailable(_)
-            | QueryError::NotReady { .. }
-            | QueryError::StoreUnavailable(_)
-            | QueryError::ReadNotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Malformed(_) => ProblemKind::Malformed,
+            QueryError::Unauthorized(_) => ProblemKind::Unauthenticated,
+            QueryError::Forbidden(_) => ProblemKind::Forbidden,
+            QueryError::NotFound(_) => ProblemKind::NotFound,
+            QueryError::SequenceNotReached { .. } => ProblemKind::SequenceNotReached,
+            QueryError::InvalidRange(_) => ProblemKind::InvalidRange,
+            QueryError::ProjectionBehind { .. } => ProblemKind::ProjectionBehind,
+            QueryError::DatabaseUnavailable(_) => ProblemKind::DatabaseUnavailable,
+            QueryError::NotReady { .. } => ProblemKind::NotReady,
+            QueryError::StoreUnavailable(_) => ProblemKind::StoreUnavailable,
+            QueryError::ReadNotRecorded(_) => ProblemKind::ReadNotRecorded,
+            QueryError::Internal(_) => ProblemKind::Internal,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
     }
 
     /// The stable problem type; clients branch on it, never on `detail`.
     pub fn problem_type(&self) -> &'static str {
-        match self {
-            QueryError::Malformed(_) => "urn:kh63:problem:malformed-request",
-            QueryError::Unauthorized(_) => "urn:kh63:problem:unauthenticated",
-            QueryError::Forbidden(_) => "urn:kh63:problem:forbidden",
-            QueryError::NotFound(_) => "urn:kh63:problem:not-found",
-            QueryError::SequenceNotReached { .. } => "urn:kh63:problem:sequence-not-reached",
-            QueryError::InvalidRange(_) => "urn:kh63:problem:invalid-range",
-            QueryError::ProjectionBehind { .. } => "urn:kh63:problem:projection-behind",
-            QueryError::DatabaseUnavailable(_) => "urn:kh63:problem:database-unavailable",
-            QueryError::NotReady { .. } => "urn:kh63:problem:not-ready",
-            QueryError::StoreUnavailable(_) => "urn:kh63:problem:store-unavailable",
-            QueryError::ReadNotRecorded(_) => "urn:kh63:problem:read-not-recorded",
-            QueryError::Internal(_) => "urn:kh63:problem:internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            QueryError::Malformed(_) => "Malformed request",
-            QueryError::Unauthorized(_) => "Authentication required",
-            QueryError::Forbidden(_) => "Not allowed",
-            QueryError::NotFound(_) => "Not found",
-            QueryError::SequenceNotReached { .. } => "Sequence not reached by the stream",
-            QueryError::InvalidRange(_) => "Time range ends before it starts",
-            QueryError::ProjectionBehind { .. } => "Read model behind the requested sequence",
-            QueryError::DatabaseUnavailable(_) => "Read model unavailable",
-            QueryError::NotReady { .. } => "Read model stopped or behind",
-            QueryError::StoreUnavailable(_) => "Event store unavailable",
-            QueryError::ReadNotRecorded(_) => "Read of the audit trail not recorded",
-            QueryError::Internal(_) => "Internal error",
-        }
+        self.kind().uri()
     }
 
     /// The problem document, with extension members where the problem has them.
@@ -115,12 +88,7 @@ impl QueryError {
             QueryError::Internal(_) => "the query failed; see the service log".to_owned(),
             other => other.to_string(),
         };
-        let mut body = json!({
-            "type": self.problem_type(),
-            "title": self.title(),
-            "status": self.status().as_u16(),
-            "detail": detail,
-        });
+        let mut body = self.kind().body(&detail);
         if let QueryError::ProjectionBehind {
             projection,
             checkpoint,
@@ -222,27 +190,6 @@ impl From<time_travel::Error> for QueryError {
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        if self.status().is_server_error() {
-            tracing::error!(problem = self.problem_type(), error = %self, "query failed");
-        }
-        let mut response = problem_response(self.status(), self.body());
-        match self {
-            QueryError::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            QueryError::ProjectionBehind { .. }
-            | QueryError::DatabaseUnavailable(_)
-            | QueryError::NotReady { .. }
-            | QueryError::StoreUnavailable(_)
-            | QueryError::ReadNotRecorded(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
+        self.kind().respond(self.body(), &self)
     }
 }

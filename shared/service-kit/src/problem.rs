@@ -1,4 +1,5 @@
-//! One error type for the HTTP edge, rendered as RFC 9457 problem+json with a stable `type`.
+//! The problem+json vocabulary of both services (RFC 9457, a stable `type` per kind), and the
+//! error of the command side.
 //!
 //! In every error case nothing was appended: rejections happen before the append, and an append
 //! that failed stored nothing (a commit is one message).
@@ -8,6 +9,141 @@ use axum::response::{IntoResponse, Response};
 use event_store::StoreError;
 use remediation_domain::Rejection;
 use serde_json::{Value, json};
+
+/// Every kind of problem either service answers with: one table of status, stable type URI and
+/// title, so that the command and the query service speak one vocabulary. Clients branch on the
+/// type, never on `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    Malformed,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    ConcurrencyConflict,
+    PayloadTooLarge,
+    RuleViolated,
+    IdempotencyKeyReused,
+    IdempotencyKeyInFlight,
+    /// A time range whose start lies after its end.
+    InvalidRange,
+    /// Read-your-writes with a sequence the stream itself has not reached.
+    SequenceNotReached,
+    /// Read-your-writes: the projection did not reach the sequence within the wait.
+    ProjectionBehind,
+    DatabaseUnavailable,
+    /// Readiness: a projection stopped, or lags the stream beyond the configured bounds.
+    NotReady,
+    StoreUnavailable,
+    /// A read of the audit trail could not be recorded, so it is not answered.
+    ReadNotRecorded,
+    Internal,
+}
+
+impl ProblemKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::Malformed => StatusCode::BAD_REQUEST,
+            ProblemKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProblemKind::Forbidden => StatusCode::FORBIDDEN,
+            ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::ConcurrencyConflict | ProblemKind::IdempotencyKeyInFlight => {
+                StatusCode::CONFLICT
+            }
+            ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::RuleViolated
+            | ProblemKind::IdempotencyKeyReused
+            | ProblemKind::InvalidRange
+            | ProblemKind::SequenceNotReached => StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemKind::ProjectionBehind
+            | ProblemKind::DatabaseUnavailable
+            | ProblemKind::NotReady
+            | ProblemKind::StoreUnavailable
+            | ProblemKind::ReadNotRecorded => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem type.
+    pub fn uri(self) -> &'static str {
+        match self {
+            ProblemKind::Malformed => "urn:kh63:problem:malformed-request",
+            ProblemKind::Unauthenticated => "urn:kh63:problem:unauthenticated",
+            ProblemKind::Forbidden => "urn:kh63:problem:forbidden",
+            ProblemKind::NotFound => "urn:kh63:problem:not-found",
+            ProblemKind::ConcurrencyConflict => "urn:kh63:problem:concurrency-conflict",
+            ProblemKind::PayloadTooLarge => "urn:kh63:problem:payload-too-large",
+            ProblemKind::RuleViolated => "urn:kh63:problem:rule-violated",
+            ProblemKind::IdempotencyKeyReused => "urn:kh63:problem:idempotency-key-reused",
+            ProblemKind::IdempotencyKeyInFlight => "urn:kh63:problem:idempotency-key-in-flight",
+            ProblemKind::InvalidRange => "urn:kh63:problem:invalid-range",
+            ProblemKind::SequenceNotReached => "urn:kh63:problem:sequence-not-reached",
+            ProblemKind::ProjectionBehind => "urn:kh63:problem:projection-behind",
+            ProblemKind::DatabaseUnavailable => "urn:kh63:problem:database-unavailable",
+            ProblemKind::NotReady => "urn:kh63:problem:not-ready",
+            ProblemKind::StoreUnavailable => "urn:kh63:problem:store-unavailable",
+            ProblemKind::ReadNotRecorded => "urn:kh63:problem:read-not-recorded",
+            ProblemKind::Internal => "urn:kh63:problem:internal",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::Malformed => "Malformed request",
+            ProblemKind::Unauthenticated => "Authentication required",
+            ProblemKind::Forbidden => "Not allowed",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::ConcurrencyConflict => "Concurrent change",
+            ProblemKind::PayloadTooLarge => "Request body too large",
+            ProblemKind::RuleViolated => "Business rule violated",
+            ProblemKind::IdempotencyKeyReused => "Idempotency key reused",
+            ProblemKind::IdempotencyKeyInFlight => "Idempotency key in flight",
+            ProblemKind::InvalidRange => "Time range ends before it starts",
+            ProblemKind::SequenceNotReached => "Sequence not reached by the stream",
+            ProblemKind::ProjectionBehind => "Read model behind the requested sequence",
+            ProblemKind::DatabaseUnavailable => "Read model unavailable",
+            ProblemKind::NotReady => "Read model stopped or behind",
+            ProblemKind::StoreUnavailable => "Event store unavailable",
+            ProblemKind::ReadNotRecorded => "Read of the audit trail not recorded",
+            ProblemKind::Internal => "Internal error",
+        }
+    }
+
+    /// The problem document's standard members; callers add their extension members.
+    pub fn body(self, detail: &str) -> Value {
+        json!({
+            "type": self.uri(),
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "detail": detail,
+        })
+    }
+
+    /// The response for `body` (this kind's document): problem+json, with `WWW-Authenticate` on
+    /// 401 and `Retry-After` where a retry soon may succeed. Server errors are logged with
+    /// `error`, the full story, which the body may leave out.
+    pub fn respond(self, body: Value, error: &dyn std::fmt::Display) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(problem = self.uri(), %error, "request failed");
+        }
+        let mut response = problem_response(self.status(), body);
+        let headers = response.headers_mut();
+        match self {
+            ProblemKind::Unauthenticated => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ProblemKind::StoreUnavailable
+            | ProblemKind::IdempotencyKeyInFlight
+            | ProblemKind::ProjectionBehind
+            | ProblemKind::DatabaseUnavailable
+            | ProblemKind::NotReady
+            | ProblemKind::ReadNotRecorded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -37,63 +173,34 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    pub fn kind(&self) -> ProblemKind {
         match self {
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RuleViolated { .. } | ApiError::IdempotencyKeyReused => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Malformed(_) => ProblemKind::Malformed,
+            ApiError::Unauthorized(_) => ProblemKind::Unauthenticated,
+            ApiError::Forbidden(_) => ProblemKind::Forbidden,
+            ApiError::NotFound(_) => ProblemKind::NotFound,
+            ApiError::Conflict(_) => ProblemKind::ConcurrencyConflict,
+            ApiError::TooLarge(_) => ProblemKind::PayloadTooLarge,
+            ApiError::RuleViolated { .. } => ProblemKind::RuleViolated,
+            ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
+            ApiError::IdempotencyKeyInFlight => ProblemKind::IdempotencyKeyInFlight,
+            ApiError::Unavailable(_) => ProblemKind::StoreUnavailable,
+            ApiError::Internal(_) => ProblemKind::Internal,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
     }
 
     /// The stable problem type; clients branch on it, never on `detail`.
     pub fn problem_type(&self) -> &'static str {
-        match self {
-            ApiError::Malformed(_) => "urn:kh63:problem:malformed-request",
-            ApiError::Unauthorized(_) => "urn:kh63:problem:unauthenticated",
-            ApiError::Forbidden(_) => "urn:kh63:problem:forbidden",
-            ApiError::NotFound(_) => "urn:kh63:problem:not-found",
-            ApiError::Conflict(_) => "urn:kh63:problem:concurrency-conflict",
-            ApiError::TooLarge(_) => "urn:kh63:problem:payload-too-large",
-            ApiError::RuleViolated { .. } => "urn:kh63:problem:rule-violated",
-            ApiError::IdempotencyKeyReused => "urn:kh63:problem:idempotency-key-reused",
-            ApiError::IdempotencyKeyInFlight => "urn:kh63:problem:idempotency-key-in-flight",
-            ApiError::Unavailable(_) => "urn:kh63:problem:store-unavailable",
-            ApiError::Internal(_) => "urn:kh63:problem:internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            ApiError::Malformed(_) => "Malformed request",
-            ApiError::Unauthorized(_) => "Authentication required",
-            ApiError::Forbidden(_) => "Not allowed",
-            ApiError::NotFound(_) => "Not found",
-            ApiError::Conflict(_) => "Concurrent change",
-            ApiError::TooLarge(_) => "Request body too large",
-            ApiError::RuleViolated { .. } => "Business rule violated",
-            ApiError::IdempotencyKeyReused => "Idempotency key reused",
-            ApiError::IdempotencyKeyInFlight => "Idempotency key in flight",
-            ApiError::Unavailable(_) => "Event store unavailable",
-            ApiError::Internal(_) => "Internal error",
-        }
+        self.kind().uri()
     }
 
     /// The problem document.
     pub fn body(&self) -> Value {
-        let mut body = json!({
-            "type": self.problem_type(),
-            "title": self.title(),
-            "status": self.status().as_u16(),
-            "detail": self.to_string(),
-        });
+        let mut body = self.kind().body(&self.to_string());
         if let ApiError::RuleViolated { rule, .. } = self {
             body["rule"] = json!(rule);
         }
@@ -147,23 +254,6 @@ pub fn problem_response(status: StatusCode, body: Value) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status().is_server_error() {
-            tracing::error!(problem = self.problem_type(), error = %self, "request failed");
-        }
-        let mut response = problem_response(self.status(), self.body());
-        match self {
-            ApiError::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInFlight => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
+        self.kind().respond(self.body(), &self)
     }
 }
