@@ -32,7 +32,7 @@ fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(2))
 }
 
-/// Connects to NATS as `service` and returns the client and its JetStream context. With
+/// Connects to NATS (`url`: one server or a comma-separated list) as `service` and returns the client and its JetStream context. With
 /// `nkey_file` (the service's seed) it logs in with that key and takes replies under the
 /// service's own inbox prefix, as the generated server configuration requires; without it the
 /// connection is anonymous, for a development server that runs without authentication.
@@ -61,7 +61,7 @@ pub async fn connect_nats(
             service: service.name(),
             reason: e.to_string(),
         })?
-        .connect(url)
+        .connect(urls(url).as_slice())
         .await
         .map_err(|source| NatsError::Connect {
             url: url.to_owned(),
@@ -71,6 +71,16 @@ pub async fn connect_nats(
         .timeout(timeout)
         .build(client.clone());
     Ok((client, js))
+}
+
+/// The servers of `NATS_URL`: one URL, or several separated by commas (the nodes of a cluster,
+/// so that a service starting while one of them is down still connects; once connected, the
+/// client also learns the others from the server).
+fn urls(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
 }
 
 /// Provisions (idempotently) and opens the event store, waiting up to a minute for NATS to come
@@ -94,4 +104,18 @@ pub async fn open_store(
         }
     }
     Err(NatsError::NeverReady(last_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::urls;
+
+    #[test]
+    fn a_url_list_names_every_node_and_a_single_url_stays_one() {
+        assert_eq!(urls("nats://a:4222"), ["nats://a:4222"]);
+        assert_eq!(
+            urls("nats://a:4222, nats://b:4222,nats://c:4222,"),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! The server runs with the product's own NATS accounts and permissions (generated as
 //! `remediation-admin nats-credentials` does), so every test connects as the service it plays.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,9 @@ use std::{env, fs, net::TcpStream, thread};
 use event_store::StreamSettings;
 use event_store::access::{Layout, Service};
 use event_store::credentials;
+
+mod cluster;
+pub use cluster::NatsCluster;
 
 /// A nats-server with JetStream, owned by a test.
 #[derive(Debug)]
@@ -27,6 +31,16 @@ pub struct NatsServer {
 /// account, or with `accounts`, in each of them (seeds under `dir/credentials/<account>`) — and
 /// the server configuration `dir/nats.conf` that includes them.
 fn write_config(dir: &Path, accounts: &[&str]) {
+    write_credentials(dir, accounts);
+    fs::write(
+        dir.join("nats.conf"),
+        format!("include \"credentials/{}\"\n", credentials::AUTH_CONF),
+    )
+    .expect("write the nats-server configuration");
+}
+
+/// The seeds and `auth.conf` of [`write_config`], without a server configuration.
+fn write_credentials(dir: &Path, accounts: &[&str]) {
     let layout = Layout::new(&StreamSettings::default(), "");
     let credentials_dir = dir.join("credentials");
     if accounts.is_empty() {
@@ -39,11 +53,6 @@ fn write_config(dir: &Path, accounts: &[&str]) {
         credentials::ensure_deployments(&credentials_dir, &layouts)
     }
     .expect("write the NATS credentials");
-    fs::write(
-        dir.join("nats.conf"),
-        format!("include \"credentials/{}\"\n", credentials::AUTH_CONF),
-    )
-    .expect("write the nats-server configuration");
 }
 
 /// `NATS_SERVER_BIN`, else `nats-server` from the PATH, else Debian's location.
@@ -71,17 +80,28 @@ fn unique_dir(prefix: &str) -> PathBuf {
 }
 
 fn spawn(dir: &Path, port: Option<u16>) -> Child {
+    let store = dir.join("store");
+    spawn_node(
+        dir,
+        "nats",
+        port,
+        &["-js".as_ref(), "-sd".as_ref(), store.as_os_str()],
+    )
+}
+
+/// Starts nats-server with `dir/<name>.conf` on `port` (the OS picks when `None`), its ports
+/// file in `dir` and its log in `dir/<name>.log`; `extra` are further arguments.
+fn spawn_node(dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Child {
     let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
     Command::new(nats_server_binary())
         .arg("-c")
-        .arg(dir.join("nats.conf"))
-        .args(["-js", "-a", "127.0.0.1", "-p", &port_arg])
-        .arg("-sd")
-        .arg(dir.join("store"))
+        .arg(dir.join(format!("{name}.conf")))
+        .args(["-a", "127.0.0.1", "-p", &port_arg])
+        .args(extra)
         .arg("--ports_file_dir")
         .arg(dir)
         .arg("-l")
-        .arg(dir.join("nats.log"))
+        .arg(dir.join(format!("{name}.log")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,0 +1,185 @@
+//! A three-node JetStream cluster losing the stream's leader to `kill -9` while 32 clients send
+//! commands, each retrying with its `Idempotency-Key` as a client behind a load balancer would:
+//! every command is answered `201` in the end, the stream holds each command's events exactly
+//! once, and the pause the failover costs is printed (a measurement, not an assertion).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream::Stream};
+use command_api::config::Config;
+use command_app::handler::HandlerSettings;
+use event_store::StreamSettings;
+use event_store::access::Service as Identity;
+use futures::TryStreamExt;
+use remediation_domain::Role;
+use remediation_domain::seed::Seed;
+use reqwest::StatusCode;
+use std::num::NonZeroUsize;
+use test_support::NatsCluster;
+
+use super::{LEAD_UNIT, SECRET, SEED, Service, load_seed, post_with, task_body, token};
+
+const CLIENTS: usize = 32;
+const COMMANDS_PER_CLIENT: usize = 12;
+
+fn cluster_config(cluster: &NatsCluster) -> Config {
+    Config {
+        nats_url: cluster.urls(),
+        nats_nkey_file: Some(cluster.nkey_file(Identity::CommandApi)),
+        bind: "127.0.0.1:0".parse().expect("address"),
+        stream: StreamSettings {
+            replicas: 3,
+            ..StreamSettings::default()
+        },
+        handler: HandlerSettings::default(),
+        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        nats_timeout: Duration::from_millis(1_500),
+        token_secret: SECRET.to_vec(),
+        previous_token_secret: None,
+    }
+}
+
+/// The stream as the operator sees it through node `index`.
+async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
+    jetstream::new(cluster.connect(index, Identity::Admin).await)
+        .get_stream(StreamSettings::default().name)
+        .await
+        .expect("the event stream")
+}
+
+/// The node leading the stream's RAFT group, asked through node `index`; waits while the group
+/// has none (an election in progress).
+async fn leader(cluster: &NatsCluster, index: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut stream = events_stream(cluster, index).await;
+        if let Ok(info) = stream.info().await
+            && let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone())
+            && let Some(node) = cluster.index_of(&name)
+        {
+            return node;
+        }
+        assert!(Instant::now() < deadline, "the stream has no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends one command until it is answered, retrying with the same key on every answer a
+/// failover may give (no answer, `503` store unavailable, `409` while the first send still holds
+/// the key); returns the status and body of the final answer and when it came.
+async fn send_until_answered(url: &str, staff: &str, task: &str) -> (StatusCode, String, Instant) {
+    let key = format!("cluster-{task}");
+    let body = task_body(task, LEAD_UNIT).to_string().into_bytes();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let reply = post_with(
+            url,
+            "plan-task",
+            Some(staff),
+            &[("Idempotency-Key", key.as_str())],
+            body.clone(),
+        )
+        .await;
+        let retry = reply.status == StatusCode::SERVICE_UNAVAILABLE
+            || (reply.status == StatusCode::CONFLICT
+                && reply.body["type"] == "urn:kh63:problem:idempotency-key-in-flight");
+        if !retry {
+            return (reply.status, reply.body.to_string(), Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{task}: still {} after two minutes: {}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
+    let mut cluster = NatsCluster::start();
+    let service = Service::start(&cluster_config(&cluster)).await;
+    load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))
+        .await
+        .expect("seed loads on the replicated stream");
+    let killed = leader(&cluster, 0).await;
+    let survivor = (killed + 1) % 3;
+
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (url, staff, answered) = (service.url.clone(), staff.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::with_capacity(COMMANDS_PER_CLIENT);
+                for n in 0..COMMANDS_PER_CLIENT {
+                    let task = format!("failover-{client}-{n}");
+                    let (status, body, at) = send_until_answered(&url, &staff, &task).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    answers.push((task, status, body, at));
+                }
+                answers
+            })
+        })
+        .collect();
+
+    // Kill the leader once a quarter of the commands are in, while the rest are in flight.
+    while answered.load(Ordering::Relaxed) < CLIENTS * COMMANDS_PER_CLIENT / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed_at = Instant::now();
+    cluster.kill(killed);
+
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.expect("client"));
+    }
+    for (task, status, body, _) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{task}: {body}");
+    }
+    let new_leader = leader(&cluster, survivor).await;
+    assert_ne!(new_leader, killed, "a surviving node leads the stream");
+
+    // Exactly once: one message on each task's subject, and no task subject besides them.
+    let stream = events_stream(&cluster, survivor).await;
+    let subjects: std::collections::HashMap<String, usize> = stream
+        .info_with_subjects("events.task.>")
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    assert_eq!(subjects.len(), CLIENTS * COMMANDS_PER_CLIENT);
+    for (task, ..) in &answers {
+        assert_eq!(
+            subjects.get(&format!("events.task.{task}")),
+            Some(&1),
+            "{task} stored exactly once"
+        );
+    }
+
+    // The failover's cost: the longest time no command was answered after the kill.
+    let mut times: Vec<Instant> = answers.iter().map(|(.., at)| *at).collect();
+    times.push(killed_at);
+    times.sort();
+    let pause = times
+        .windows(2)
+        .filter(|w| w[1] >= killed_at)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "leader n{} killed: longest pause without an answer {pause:?}; new leader n{}",
+        killed + 1,
+        new_leader + 1
+    );
+
+    // The killed node rejoins, and the stream goes on taking commands.
+    cluster.restart(killed);
+    let (status, body, _) = send_until_answered(&service.url, &staff, "after-rejoin").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    service.shutdown().await;
+}
