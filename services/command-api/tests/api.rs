@@ -25,6 +25,8 @@ use tokio::task::JoinHandle;
 mod cluster;
 #[path = "api/deployments.rs"]
 mod deployments;
+#[path = "api/faults.rs"]
+mod faults;
 #[path = "api/idempotency.rs"]
 mod idempotency;
 #[path = "api/regressions.rs"]

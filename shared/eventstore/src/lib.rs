@@ -45,6 +45,11 @@ pub enum StoreError {
     /// NATS or the stream did not answer (down, no leader, timed out).
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// The stream refused the write because a limit was reached (its maximum messages or bytes,
+    /// or the server's storage); nothing was stored, and the stream drops nothing to make room
+    /// (discard policy `new`), so an operator must raise the limit or free space.
+    #[error("event store full: {0}")]
+    Full(String),
     /// A stored message could not be read back.
     #[error("stored commit at stream sequence {sequence} is unreadable: {reason}")]
     Corrupt { sequence: u64, reason: String },

@@ -196,9 +196,27 @@ pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError
 fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
     if refused_for_sequence(&error) {
         StoreError::Conflict
+    } else if refused_for_space(&error) {
+        StoreError::Full(error.to_string())
     } else {
         StoreError::unavailable(error)
     }
+}
+
+/// Whether JetStream refused a write for lack of room: 10077 (the stream's store refused it:
+/// maximum messages or bytes reached with discard policy `new`), 10047 (insufficient storage)
+/// or 10023 (insufficient resources, e.g. the disk is full).
+fn refused_for_space(error: &(dyn Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| (*e).source()).any(|e| {
+        e.downcast_ref::<jetstream::Error>().is_some_and(|e| {
+            [
+                jetstream::ErrorCode::STREAM_STORE_FAILED,
+                jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+                jetstream::ErrorCode::INSUFFICIENT_RESOURCES,
+            ]
+            .contains(&e.error_code())
+        })
+    })
 }
 
 /// Whether JetStream refused a write because its expected sequence no longer held: 10071 (wrong

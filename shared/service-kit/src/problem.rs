@@ -34,6 +34,8 @@ pub enum ProblemKind {
     /// Readiness: a projection stopped, or lags the stream beyond the configured bounds.
     NotReady,
     StoreUnavailable,
+    /// The event stream refused a write for lack of room; nothing was stored.
+    StoreFull,
     /// A read of the audit trail could not be recorded, so it is not answered.
     ReadNotRecorded,
     Internal,
@@ -58,6 +60,7 @@ impl ProblemKind {
             | ProblemKind::DatabaseUnavailable
             | ProblemKind::NotReady
             | ProblemKind::StoreUnavailable
+            | ProblemKind::StoreFull
             | ProblemKind::ReadNotRecorded => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +84,7 @@ impl ProblemKind {
             ProblemKind::DatabaseUnavailable => "urn:kh63:problem:database-unavailable",
             ProblemKind::NotReady => "urn:kh63:problem:not-ready",
             ProblemKind::StoreUnavailable => "urn:kh63:problem:store-unavailable",
+            ProblemKind::StoreFull => "urn:kh63:problem:store-full",
             ProblemKind::ReadNotRecorded => "urn:kh63:problem:read-not-recorded",
             ProblemKind::Internal => "urn:kh63:problem:internal",
         }
@@ -103,6 +107,7 @@ impl ProblemKind {
             ProblemKind::DatabaseUnavailable => "Read model unavailable",
             ProblemKind::NotReady => "Read model stopped or behind",
             ProblemKind::StoreUnavailable => "Event store unavailable",
+            ProblemKind::StoreFull => "Event store full",
             ProblemKind::ReadNotRecorded => "Read of the audit trail not recorded",
             ProblemKind::Internal => "Internal error",
         }
@@ -139,6 +144,10 @@ impl ProblemKind {
             | ProblemKind::ReadNotRecorded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // Room comes back only when an operator acts: retrying every second would not help.
+            ProblemKind::StoreFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
             _ => {}
         }
         response
@@ -168,6 +177,8 @@ pub enum ApiError {
     IdempotencyKeyInFlight,
     #[error("{0}")]
     Unavailable(String),
+    #[error("the event store is full (an operator must raise its limits or free space): {0}")]
+    StoreFull(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -185,6 +196,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
             ApiError::IdempotencyKeyInFlight => ProblemKind::IdempotencyKeyInFlight,
             ApiError::Unavailable(_) => ProblemKind::StoreUnavailable,
+            ApiError::StoreFull(_) => ProblemKind::StoreFull,
             ApiError::Internal(_) => ProblemKind::Internal,
         }
     }
@@ -237,6 +249,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("the aggregate changed concurrently".to_owned())
             }
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
+            StoreError::Full(detail) => ApiError::StoreFull(detail),
             other => ApiError::Internal(other.to_string()),
         }
     }

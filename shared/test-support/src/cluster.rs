@@ -132,6 +132,27 @@ impl NatsCluster {
         }
     }
 
+    /// Stops node `index` with SIGSTOP: it holds its connections but answers nothing, as a node
+    /// cut off by a network partition does, until [`NatsCluster::resume`].
+    pub fn pause(&self, index: usize) {
+        self.signal(index, "-STOP");
+    }
+
+    /// Lets a node stopped by [`NatsCluster::pause`] run again (SIGCONT).
+    pub fn resume(&self, index: usize) {
+        self.signal(index, "-CONT");
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let child = self.nodes[index].child.as_ref().expect("a running node");
+        let sent = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} node {index}");
+    }
+
     /// Starts node `index` again on its port with its store; it rejoins the cluster.
     pub fn restart(&mut self, index: usize) {
         self.kill(index);

@@ -1,7 +1,8 @@
-//! A three-node JetStream cluster losing the stream's leader to `kill -9` while 32 clients send
-//! commands, each retrying with its `Idempotency-Key` as a client behind a load balancer would:
-//! every command is answered `201` in the end, the stream holds each command's events exactly
-//! once, and the pause the failover costs is printed (a measurement, not an assertion).
+//! A three-node JetStream cluster losing a node while 32 clients send commands, each retrying
+//! with its `Idempotency-Key` as a client behind a load balancer would — the stream's leader or
+//! the idempotency bucket's killed with SIGKILL, or the stream's leader cut off (SIGSTOP) and
+//! back: every command is answered `201` in the end, the stream holds each command's events
+//! exactly once, and the pause the fault costs is printed (a measurement, not an assertion).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +34,12 @@ fn cluster_config(cluster: &NatsCluster) -> Config {
             replicas: 3,
             ..StreamSettings::default()
         },
-        handler: HandlerSettings::default(),
+        // A send whose claim could not be released (the bucket's leader died under it) holds
+        // its key until the lease ends; with the default 30 s the pause is that long.
+        handler: HandlerSettings {
+            idempotency_lease: Duration::from_secs(8),
+            ..HandlerSettings::default()
+        },
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
         nats_timeout: Duration::from_millis(1_500),
         token_secret: SECRET.to_vec(),
@@ -41,20 +47,24 @@ fn cluster_config(cluster: &NatsCluster) -> Config {
     }
 }
 
-/// The stream as the operator sees it through node `index`.
-async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
+/// Stream `name` as the operator sees it through node `index`.
+async fn stream_named(cluster: &NatsCluster, index: usize, name: &str) -> Stream {
     jetstream::new(cluster.connect(index, Identity::Admin).await)
-        .get_stream(StreamSettings::default().name)
+        .get_stream(name)
         .await
-        .expect("the event stream")
+        .unwrap_or_else(|e| panic!("stream {name}: {e}"))
 }
 
-/// The node leading the stream's RAFT group, asked through node `index`; waits while the group
-/// has none (an election in progress).
-async fn leader(cluster: &NatsCluster, index: usize) -> usize {
+async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
+    stream_named(cluster, index, &StreamSettings::default().name).await
+}
+
+/// The node leading stream `name`'s RAFT group, asked through node `index`; waits while the
+/// group has none (an election in progress).
+async fn leader(cluster: &NatsCluster, index: usize, name: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut stream = events_stream(cluster, index).await;
+        let mut stream = stream_named(cluster, index, name).await;
         if let Ok(info) = stream.info().await
             && let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone())
             && let Some(node) = cluster.index_of(&name)
@@ -98,15 +108,34 @@ async fn send_until_answered(url: &str, staff: &str, task: &str) -> (StatusCode,
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
+/// What happens to the cluster mid-load.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL to the node leading the event stream.
+    KillStreamLeader,
+    /// SIGKILL to the node leading the idempotency bucket's stream.
+    KillBucketLeader,
+    /// SIGSTOP to the stream's leader for a few seconds, then SIGCONT: a node partitioned away
+    /// and back.
+    PartitionStreamLeader,
+}
+
+/// 32 clients send `COMMANDS_PER_CLIENT` commands each; once a quarter are answered, `fault`
+/// strikes. Every command must end `201` and be stored exactly once.
+async fn commands_survive(fault: Fault) {
     let mut cluster = NatsCluster::start();
     let service = Service::start(&cluster_config(&cluster)).await;
     load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))
         .await
         .expect("seed loads on the replicated stream");
-    let killed = leader(&cluster, 0).await;
-    let survivor = (killed + 1) % 3;
+    let bucket = format!("KV_{}", StreamSettings::default().idempotency_bucket);
+    let victim = match fault {
+        Fault::KillStreamLeader | Fault::PartitionStreamLeader => {
+            leader(&cluster, 0, &StreamSettings::default().name).await
+        }
+        Fault::KillBucketLeader => leader(&cluster, 0, &bucket).await,
+    };
+    let survivor = (victim + 1) % 3;
 
     let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -126,12 +155,19 @@ async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
         })
         .collect();
 
-    // Kill the leader once a quarter of the commands are in, while the rest are in flight.
+    // Strike once a quarter of the commands are in, while the rest are in flight.
     while answered.load(Ordering::Relaxed) < CLIENTS * COMMANDS_PER_CLIENT / 4 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let killed_at = Instant::now();
-    cluster.kill(killed);
+    let struck_at = Instant::now();
+    match fault {
+        Fault::KillStreamLeader | Fault::KillBucketLeader => cluster.kill(victim),
+        Fault::PartitionStreamLeader => {
+            cluster.pause(victim);
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            cluster.resume(victim);
+        }
+    }
 
     let mut answers = Vec::new();
     for client in clients {
@@ -140,8 +176,10 @@ async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
     for (task, status, body, _) in &answers {
         assert_eq!(*status, StatusCode::CREATED, "{task}: {body}");
     }
-    let new_leader = leader(&cluster, survivor).await;
-    assert_ne!(new_leader, killed, "a surviving node leads the stream");
+    let stream_leader = leader(&cluster, survivor, &StreamSettings::default().name).await;
+    if let Fault::KillStreamLeader = fault {
+        assert_ne!(stream_leader, victim, "a surviving node leads the stream");
+    }
 
     // Exactly once: one message on each task's subject, and no task subject besides them.
     let stream = events_stream(&cluster, survivor).await;
@@ -161,25 +199,44 @@ async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
         );
     }
 
-    // The failover's cost: the longest time no command was answered after the kill.
+    // The fault's cost: the longest time no command was answered after it struck.
     let mut times: Vec<Instant> = answers.iter().map(|(.., at)| *at).collect();
-    times.push(killed_at);
+    times.push(struck_at);
     times.sort();
     let pause = times
         .windows(2)
-        .filter(|w| w[1] >= killed_at)
+        .filter(|w| w[1] >= struck_at)
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or_default();
     eprintln!(
-        "leader n{} killed: longest pause without an answer {pause:?}; new leader n{}",
-        killed + 1,
-        new_leader + 1
+        "{fault:?} (n{}): {} commands, each stored once; longest pause without an answer \
+         {pause:?}; stream leader now n{}",
+        victim + 1,
+        answers.len(),
+        stream_leader + 1
     );
 
-    // The killed node rejoins, and the stream goes on taking commands.
-    cluster.restart(killed);
+    // The node rejoins, and the stream goes on taking commands.
+    if !matches!(fault, Fault::PartitionStreamLeader) {
+        cluster.restart(victim);
+    }
     let (status, body, _) = send_until_answered(&service.url, &staff, "after-rejoin").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
+    commands_survive(Fault::KillStreamLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_idempotency_bucket_leader_under_load_loses_and_doubles_no_command() {
+    commands_survive(Fault::KillBucketLeader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioning_the_stream_leader_away_and_back_loses_and_doubles_no_command() {
+    commands_survive(Fault::PartitionStreamLeader).await;
 }

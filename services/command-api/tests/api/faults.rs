@@ -1,0 +1,264 @@
+//! Faults around a running command service: the stream out of room, two instances behind one
+//! address, and a graceful stop (what SIGTERM triggers) in the middle of a load. In each, a
+//! command is stored once or not at all, and its client learns which.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::Stream;
+use event_store::StreamSettings;
+use futures::TryStreamExt;
+use remediation_domain::Role;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{
+    LEAD_UNIT, Service, assert_problem, jetstream_of, post_with, seeded, task_body, token,
+};
+
+async fn events(nats: &test_support::NatsServer) -> Stream {
+    jetstream_of(nats)
+        .await
+        .get_stream(StreamSettings::default().name)
+        .await
+        .expect("the event stream")
+}
+
+/// How many messages each task's subject holds.
+async fn task_subjects(stream: &Stream) -> HashMap<String, usize> {
+    stream
+        .info_with_subjects("events.task.>")
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts")
+}
+
+async fn message_count(stream: &mut Stream) -> u64 {
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// Sets the stream's message limit as an operator would (`nats stream edit --max-msgs`).
+async fn limit_messages(stream: &mut Stream, nats: &test_support::NatsServer, max: i64) {
+    let mut config = stream.info().await.expect("stream info").config.clone();
+    config.max_messages = max;
+    jetstream_of(nats)
+        .await
+        .update_stream(config)
+        .await
+        .expect("update the stream's limits");
+}
+
+#[tokio::test]
+async fn a_full_stream_refuses_with_store_full_and_the_same_command_lands_once_room_is_made() {
+    let (nats, _config, service) = seeded(5).await;
+    let mut stream = events(&nats).await;
+    let before = message_count(&mut stream).await;
+    limit_messages(&mut stream, &nats, before as i64).await;
+
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let key = [("Idempotency-Key", "task-while-full")];
+    let body = task_body("snnmt-full", LEAD_UNIT).to_string().into_bytes();
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/commands/plan-task", service.url))
+        .bearer_auth(&staff)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", "task-while-full")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("60"),
+        "room comes back when an operator acts, not in a second"
+    );
+    let refused = super::Reply {
+        status: refused.status(),
+        content_type: refused
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: refused.json().await.unwrap_or(Value::Null),
+    };
+    assert_problem(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:kh63:problem:store-full",
+    );
+    assert_eq!(message_count(&mut stream).await, before, "nothing stored");
+
+    limit_messages(&mut stream, &nats, -1).await;
+    let landed = post_with(&service.url, "plan-task", Some(&staff), &key, body.clone()).await;
+    assert_eq!(landed.status, StatusCode::CREATED, "{}", landed.body);
+    let again = post_with(&service.url, "plan-task", Some(&staff), &key, body).await;
+    assert_eq!((again.status, &again.body), (landed.status, &landed.body));
+    assert_eq!(message_count(&mut stream).await, before + 1);
+    assert_eq!(
+        task_subjects(&stream).await.get("events.task.snnmt-full"),
+        Some(&1)
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_command_services_behind_one_address_store_each_accepted_command_once() {
+    let (nats, config, first) = seeded(5).await;
+    let second = Service::start(&config).await;
+    let office = super::office();
+    let mut stream = events(&nats).await;
+    let before = message_count(&mut stream).await;
+
+    // 16 clients, round robin over the two instances, all on the same item: conflicts between
+    // the instances are the point. Every command changes the deadline to a date of its own.
+    let urls = [first.url.clone(), second.url.clone()];
+    let clients: Vec<_> = (0..16)
+        .map(|client| {
+            let (urls, office) = (urls.clone(), office.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for n in 0..8 {
+                    let url = &urls[(client + n) % 2];
+                    let day = 1 + (client * 8 + n) % 28;
+                    let month = 7 + (client * 8 + n) / 28;
+                    let body = serde_json::json!({
+                        "item_id": super::ITEM,
+                        "due_on": format!("2025-{month:02}-{day:02}"),
+                        "reason": "Điều chỉnh theo tiến độ thực tế",
+                    });
+                    let key = format!("round-robin-{client}-{n}");
+                    let reply = post_with(
+                        url,
+                        "set-item-deadline",
+                        Some(&office),
+                        &[("Idempotency-Key", key.as_str())],
+                        body.to_string().into_bytes(),
+                    )
+                    .await;
+                    answers.push((reply.status, reply.body));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for client in clients {
+        for (status, body) in client.await.expect("client") {
+            match status {
+                StatusCode::CREATED => accepted.push(body["stream_sequence"].as_u64()),
+                StatusCode::CONFLICT => assert_eq!(
+                    body["type"], "urn:kh63:problem:concurrency-conflict",
+                    "{body}"
+                ),
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    assert!(!accepted.is_empty(), "some commands are accepted");
+    eprintln!(
+        "two instances, one item: {} accepted, {} conflicts",
+        accepted.len(),
+        16 * 8 - accepted.len()
+    );
+    let mut sequences: Vec<u64> = accepted.iter().map(|s| s.expect("sequence")).collect();
+    sequences.sort_unstable();
+    sequences.dedup();
+    assert_eq!(sequences.len(), accepted.len(), "one commit per 201");
+    assert_eq!(
+        message_count(&mut stream).await,
+        before + accepted.len() as u64,
+        "the stream holds exactly the accepted commands"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// Sends `plan-task` for `task` with its own key; `None` when no answer came (the service was
+/// going away or gone).
+async fn try_plan(url: &str, staff: &str, task: &str) -> Option<(StatusCode, Value)> {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/commands/plan-task"))
+        .bearer_auth(staff)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", format!("stop-{task}"))
+        .body(task_body(task, LEAD_UNIT).to_string())
+        .send()
+        .await
+        .ok()?;
+    let status = response.status();
+    Some((status, response.json().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the_rest() {
+    let (nats, config, service) = seeded(5).await;
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let url = service.url.clone();
+    let clients: Vec<_> = (0..32)
+        .map(|client| {
+            let (url, staff) = (url.clone(), staff.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for n in 0..20 {
+                    let task = format!("stop-{client}-{n}");
+                    let answer = try_plan(&url, &staff, &task).await;
+                    let gone = answer.is_none();
+                    outcomes.push((task, answer));
+                    if gone {
+                        break;
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.shutdown().await;
+
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await.expect("client"));
+    }
+    let stream = events(&nats).await;
+    let stored = task_subjects(&stream).await;
+    let mut answered = 0;
+    for (task, answer) in &outcomes {
+        let subject = format!("events.task.{task}");
+        match answer {
+            Some((status, body)) => {
+                assert_eq!(*status, StatusCode::CREATED, "{task}: {body}");
+                assert_eq!(stored.get(&subject), Some(&1), "{task} answered and stored");
+                answered += 1;
+            }
+            // Refused at the door: never taken, never stored.
+            None => assert_eq!(stored.get(&subject), None, "{task} unanswered yet stored"),
+        }
+    }
+    assert!(answered > 0, "the load ran before the stop");
+    eprintln!(
+        "graceful stop: {answered} commands answered 201 and stored once, {} turned away unstored",
+        outcomes.len() - answered
+    );
+    assert_eq!(stored.len(), answered, "only answered commands are stored");
+
+    // A restart takes the commands the stop turned away, each once.
+    let restarted = Service::start(&config).await;
+    for (task, answer) in &outcomes {
+        if answer.is_none() {
+            let (status, body) = try_plan(&restarted.url, &staff, task)
+                .await
+                .expect("the restarted service answers");
+            assert_eq!(status, StatusCode::CREATED, "{task}: {body}");
+        }
+    }
+    let stored = task_subjects(&stream).await;
+    assert_eq!(stored.len(), outcomes.len());
+    assert!(stored.values().all(|count| *count == 1));
+    restarted.shutdown().await;
+}
