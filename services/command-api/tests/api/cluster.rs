@@ -112,12 +112,12 @@ async fn send_until_answered(url: &str, staff: &str, task: &str) -> (StatusCode,
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     /// SIGKILL to the node leading the event stream.
-    KillStreamLead,
+    StreamLeaderKilled,
     /// SIGKILL to the node leading the idempotency bucket's stream.
-    KillBucketLead,
+    BucketLeaderKilled,
     /// SIGSTOP to the stream's leader for a few seconds, then SIGCONT: a node partitioned away
     /// and back.
-    PartitionStreamLead,
+    StreamLeaderPartitioned,
 }
 
 /// 32 clients send `COMMANDS_PER_CLIENT` commands each; once a quarter are answered, `fault`
@@ -130,10 +130,10 @@ async fn commands_survive(fault: Fault) {
         .expect("seed loads on the replicated stream");
     let bucket = format!("KV_{}", StreamSettings::default().idempotency_bucket);
     let victim = match fault {
-        Fault::KillStreamLead | Fault::PartitionStreamLead => {
+        Fault::StreamLeaderKilled | Fault::StreamLeaderPartitioned => {
             leader(&cluster, 0, &StreamSettings::default().name).await
         }
-        Fault::KillBucketLead => leader(&cluster, 0, &bucket).await,
+        Fault::BucketLeaderKilled => leader(&cluster, 0, &bucket).await,
     };
     let survivor = (victim + 1) % 3;
 
@@ -161,8 +161,8 @@ async fn commands_survive(fault: Fault) {
     }
     let struck_at = Instant::now();
     match fault {
-        Fault::KillStreamLead | Fault::KillBucketLead => cluster.kill(victim),
-        Fault::PartitionStreamLead => {
+        Fault::StreamLeaderKilled | Fault::BucketLeaderKilled => cluster.kill(victim),
+        Fault::StreamLeaderPartitioned => {
             cluster.pause(victim);
             tokio::time::sleep(Duration::from_secs(6)).await;
             cluster.resume(victim);
@@ -177,7 +177,7 @@ async fn commands_survive(fault: Fault) {
         assert_eq!(*status, StatusCode::CREATED, "{task}: {body}");
     }
     let stream_leader = leader(&cluster, survivor, &StreamSettings::default().name).await;
-    if let Fault::KillStreamLead = fault {
+    if let Fault::StreamLeaderKilled = fault {
         assert_ne!(stream_leader, victim, "a surviving node leads the stream");
     }
 
@@ -218,7 +218,7 @@ async fn commands_survive(fault: Fault) {
     );
 
     // The node rejoins, and the stream goes on taking commands.
-    if !matches!(fault, Fault::PartitionStreamLead) {
+    if !matches!(fault, Fault::StreamLeaderPartitioned) {
         cluster.restart(victim);
     }
     let (status, body, _) = send_until_answered(&service.url, &staff, "after-rejoin").await;
@@ -228,15 +228,15 @@ async fn commands_survive(fault: Fault) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_stream_leader_under_load_loses_and_doubles_no_command() {
-    commands_survive(Fault::KillStreamLead).await;
+    commands_survive(Fault::StreamLeaderKilled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_idempotency_bucket_leader_under_load_loses_and_doubles_no_command() {
-    commands_survive(Fault::KillBucketLead).await;
+    commands_survive(Fault::BucketLeaderKilled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitioning_the_stream_leader_away_and_back_loses_and_doubles_no_command() {
-    commands_survive(Fault::PartitionStreamLead).await;
+    commands_survive(Fault::StreamLeaderPartitioned).await;
 }
