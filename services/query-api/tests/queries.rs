@@ -52,6 +52,8 @@ mod replica;
 
 #[path = "queries/dashboard.rs"]
 mod dashboard;
+#[path = "queries/database_crash.rs"]
+mod database_crash;
 
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
@@ -237,8 +239,12 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_on(TestDatabase::create()).await
+    }
+
+    /// The stack with its read model in `database` (e.g. on a private PostgreSQL server).
+    async fn start_on(database: TestDatabase) -> Self {
         let nats = NatsServer::start();
-        let database = TestDatabase::create();
         let config = command_api::config::Config {
             nats_url: nats.url(),
             nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),

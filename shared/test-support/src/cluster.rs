@@ -3,14 +3,15 @@
 //! client ports the OS picks, route ports picked free just before the nodes start.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use event_store::access::Service;
 use event_store::credentials;
 
-use crate::{read_port, spawn_node, unique_dir, wait_until_listening, write_credentials};
+use crate::{
+    free_port, read_port, spawn_node, unique_dir, wait_until_listening, write_credentials,
+};
 
 /// How many nodes: the smallest cluster that keeps a quorum (and an R3 stream) with one down.
 const NODES: usize = 3;
@@ -29,16 +30,6 @@ struct Node {
 pub struct NatsCluster {
     dir: PathBuf,
     nodes: Vec<Node>,
-}
-
-/// A port nobody listens on now. Another process may take it before the node binds it; the
-/// window is a few milliseconds and only the route ports need it (clients' ports come from
-/// the server itself).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
 }
 
 fn node_config(name: &str, dir: &Path, route_port: u16, routes: &[u16]) -> String {

@@ -6,18 +6,23 @@
 //! `remediation-admin nats-credentials` does), so every test connects as the service it plays.
 
 use std::ffi::OsStr;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use std::{env, fs, net::TcpStream, thread};
+use std::{env, fs, thread};
 
 use event_store::StreamSettings;
 use event_store::access::{Layout, Service};
 use event_store::credentials;
 
 mod cluster;
+mod postgres;
+mod tables;
 pub use cluster::NatsCluster;
+pub use postgres::PostgresServer;
+pub use tables::{all_checksums, checksums};
 
 /// A nats-server with JetStream, owned by a test.
 #[derive(Debug)]
@@ -107,6 +112,16 @@ fn spawn_node(dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Ch
         .stderr(Stdio::null())
         .spawn()
         .expect("start nats-server (install Debian's nats-server or set NATS_SERVER_BIN)")
+}
+
+/// A port nobody listens on now. Another process may take it before the server binds it; the
+/// window is a few milliseconds, and only servers that cannot pick their own port need it (a
+/// cluster's route ports, a private PostgreSQL).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
 }
 
 /// Waits for `<dir>/nats-server_<pid>.ports` and reads the client port from it.
@@ -284,6 +299,11 @@ fn psql(server: &str, sql: &str) {
 
 impl TestDatabase {
     pub fn create() -> Self {
+        Self::create_on(&server_url())
+    }
+
+    /// A fresh database on the server at `server` (`postgres://user@host:port`).
+    pub fn create_on(server: &str) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -293,9 +313,11 @@ impl TestDatabase {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let server = server_url();
-        psql(&server, &format!("CREATE DATABASE {name}"));
-        Self { server, name }
+        psql(server, &format!("CREATE DATABASE {name}"));
+        Self {
+            server: server.to_owned(),
+            name,
+        }
     }
 
     pub fn url(&self) -> String {
