@@ -171,9 +171,9 @@ rust_tests() {
 # Prints the checks it ran and the overview's first-render time (measured, not asserted).
 dashboard_tests() {
     if cargo nextest --version >/dev/null 2>&1; then
-        cargo nextest run -p query-api "${locked[@]}" --no-capture -E "test($BROWSER_TEST)"
+        cargo nextest run -p stack-tests "${locked[@]}" --no-capture -E "test($BROWSER_TEST)"
     else
-        cargo test -p query-api --test queries "${locked[@]}" -- --exact "dashboard::$BROWSER_TEST" --nocapture
+        cargo test -p stack-tests --test stack "${locked[@]}" -- --exact "dashboard::$BROWSER_TEST" --nocapture
     fi
 }
 

@@ -1,7 +1,7 @@
 """The dashboard in headless Chromium, against a private stack holding Plan 63 and a scripted history.
 
 Run by the query service's test `the_dashboard_in_chromium_shows_what_the_api_answers`
-(services/query-api/tests/queries/dashboard.rs), which starts the stack, scripts the history and
+(tests/stack/dashboard.rs), which starts the stack, scripts the history and
 passes what this script needs as JSON in the environment variable DASHBOARD_TEST:
 
     url          the query service, e.g. http://127.0.0.1:40123

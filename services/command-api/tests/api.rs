@@ -21,8 +21,6 @@ use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-#[path = "api/cluster.rs"]
-mod cluster;
 #[path = "api/deployments.rs"]
 mod deployments;
 #[path = "api/faults.rs"]

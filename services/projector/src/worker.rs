@@ -2,7 +2,7 @@
 //! only after the commit.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, stream};
@@ -18,6 +18,12 @@ use crate::status::{Stall, Status};
 /// How often a stopped projection looks for a quarantine decision for the message it stopped at:
 /// an auditor's decision releases it within seconds, without a restart.
 pub const QUARANTINE_POLL: Duration = Duration::from_secs(2);
+
+/// How long a consumer may deliver nothing while the stream holds commits beyond the checkpoint
+/// before it is taken for stuck and made anew at the checkpoint. nats-server 2.9 can leave a
+/// replicated consumer in that state after its leader is cut off and comes back (seen in
+/// `tests/stack/cluster.rs`: `num_pending` 0 four commits short of the stream's head).
+pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// Everything a worker needs.
 #[derive(Debug, Clone)]
@@ -57,21 +63,25 @@ impl WorkerContext {
     /// The durable consumer, positioned right after the checkpoint. One left over with pending
     /// deliveries or an ack floor other than the checkpoint (a crash between commit and ack, a
     /// restored database, a rebuild) is recreated there, so deliveries start in order.
+    /// With `anew`, an existing consumer is replaced even when it agrees with the checkpoint
+    /// (it was found stuck).
     async fn consumer(
         &self,
         projection: Projection,
         checkpoint: u64,
+        anew: bool,
     ) -> Result<PullConsumer, String> {
         let name = self.durable_name(projection);
         if let Ok(mut existing) = self.stream.get_consumer::<pull::Config>(&name).await {
             let info = existing.info().await.map_err(|e| e.to_string())?;
-            if info.ack_floor.stream_sequence == checkpoint && info.num_ack_pending == 0 {
+            if !anew && info.ack_floor.stream_sequence == checkpoint && info.num_ack_pending == 0 {
                 return Ok(existing);
             }
             tracing::info!(
                 projection = projection.name(),
                 checkpoint,
                 ack_floor = info.ack_floor.stream_sequence,
+                stuck = anew,
                 "repositioning the durable consumer at the checkpoint"
             );
             self.stream
@@ -106,12 +116,24 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut anew = false;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        match run_once(&context, projection, &mut shutdown).await {
+        let outcome = run_once(&context, projection, &mut shutdown, anew).await;
+        anew = false;
+        match outcome {
             Ok(()) => return,
+            Err(RunError::StuckConsumer { checkpoint, head }) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    checkpoint,
+                    head,
+                    "the consumer delivers nothing although the stream holds commits beyond the checkpoint; making it anew"
+                );
+                anew = true;
+            }
             Err(RunError::Stalled(stall)) => {
                 // A decision already on the stream (a replay into a fresh database) releases the
                 // message before any stop is recorded.
@@ -187,6 +209,12 @@ pub async fn persist_stall(
 enum RunError {
     Stalled(Stall),
     Transient(String),
+    /// The consumer delivered nothing for [`STUCK_AFTER`] while the stream's head stood beyond
+    /// the checkpoint.
+    StuckConsumer {
+        checkpoint: u64,
+        head: u64,
+    },
 }
 
 /// Why a stopped projection is not released (yet).
@@ -254,6 +282,7 @@ async fn run_once(
     context: &WorkerContext,
     projection: Projection,
     shutdown: &mut watch::Receiver<bool>,
+    anew: bool,
 ) -> Result<(), RunError> {
     let transient = |e: &dyn std::fmt::Display| RunError::Transient(e.to_string());
     let (checkpoint, _) = context
@@ -262,9 +291,12 @@ async fn run_once(
         .map_err(|e| transient(&e))?;
     context.status.resumed_at(projection, checkpoint);
     let consumer = context
-        .consumer(projection, checkpoint)
+        .consumer(projection, checkpoint, anew)
         .await
         .map_err(|e| transient(&e))?;
+    let mut checkpoint = checkpoint;
+    let mut idle_since = Instant::now();
+    let mut behind_seen = false;
     let schema = context.schema(projection);
     // A stop recorded before this start is cleared once the projection shows that it runs:
     // by applying a batch (which clears it in the batch's transaction) or by finding nothing
@@ -284,6 +316,22 @@ async fn run_once(
             .collect()
             .await;
         let Some(last) = messages.last() else {
+            if idle_since.elapsed() >= STUCK_AFTER {
+                match context.stream.get_info().await {
+                    // A commit stored just after the last fetch ended would look the same, so
+                    // one more empty fetch is needed to call the consumer stuck.
+                    Ok(info) if info.state.last_sequence > checkpoint => {
+                        if behind_seen {
+                            return Err(RunError::StuckConsumer {
+                                checkpoint,
+                                head: info.state.last_sequence,
+                            });
+                        }
+                        behind_seen = true;
+                    }
+                    _ => idle_since = Instant::now(),
+                }
+            }
             if !stop_cleared {
                 clear_stall(&context.pool, &schema, projection)
                     .await
@@ -342,6 +390,9 @@ async fn run_once(
             }
         };
         stop_cleared |= applied.commits > 0;
+        checkpoint = applied.checkpoint;
+        idle_since = Instant::now();
+        behind_seen = false;
         // Acknowledged only once committed; with AckPolicy::All the last ack covers the batch.
         last.ack().await.map_err(|e| transient(&e))?;
         context.status.applied(

@@ -6,8 +6,10 @@
 //!   only its own work on NATS;
 //! - `projection`: defects of the projections found while writing the projector's tests (a stall
 //!   that left earlier commits unapplied, constraints retried forever, re-membership on the same
-//!   day, the checkpoint after a restart, compliance at an instant, invisible panics).
+//!   day, the checkpoint after a restart, compliance at an instant, invisible panics);
+//! - `consumer`: a consumer that delivers nothing although the stream holds more is made anew.
 
+mod consumer;
 mod nats_permissions;
 mod projection;
 mod stops;

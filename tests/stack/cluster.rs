@@ -2,49 +2,46 @@
 //! with its `Idempotency-Key` as a client behind a load balancer would — the stream's leader or
 //! the idempotency bucket's killed with SIGKILL, or the stream's leader cut off (SIGSTOP) and
 //! back: every command is answered `201` in the end, the stream holds each command's events
-//! exactly once, and the pause the fault costs is printed (a measurement, not an assertion).
+//! exactly once, and the pause the fault costs is printed (a measurement, not an assertion). The
+//! projector, connected to the same cluster, applies all of it: its tables equal a from-scratch
+//! projection of the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream::Stream};
-use command_api::config::Config;
-use command_app::handler::HandlerSettings;
+use command_app::seed::load_seed;
 use event_store::StreamSettings;
 use event_store::access::Service as Identity;
 use futures::TryStreamExt;
 use remediation_domain::Role;
-use remediation_domain::seed::Seed;
 use reqwest::StatusCode;
-use std::num::NonZeroUsize;
-use test_support::NatsCluster;
+use serde_json::Value;
+use test_support::{NatsCluster, TestDatabase};
 
-use super::{LEAD_UNIT, SECRET, SEED, Service, load_seed, post_with, task_body, token};
+use super::{
+    LEAD, checksums_of, command_config, seed, start_commands, start_projector_on, token,
+    wait_for_checkpoints,
+};
 
 const CLIENTS: usize = 32;
 const COMMANDS_PER_CLIENT: usize = 12;
 
-fn cluster_config(cluster: &NatsCluster) -> Config {
-    Config {
-        nats_url: cluster.urls(),
-        nats_nkey_file: Some(cluster.nkey_file(Identity::CommandApi)),
-        bind: "127.0.0.1:0".parse().expect("address"),
-        stream: StreamSettings {
+fn cluster_config(cluster: &NatsCluster) -> command_api::config::Config {
+    let mut config = command_config(
+        &cluster.urls(),
+        cluster.nkey_file(Identity::CommandApi),
+        StreamSettings {
             replicas: 3,
             ..StreamSettings::default()
         },
-        // A send whose claim could not be released (the bucket's leader died under it) holds
-        // its key until the lease ends; with the default 30 s the pause is that long.
-        handler: HandlerSettings {
-            idempotency_lease: Duration::from_secs(8),
-            ..HandlerSettings::default()
-        },
-        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
-        nats_timeout: Duration::from_millis(1_500),
-        token_secret: SECRET.to_vec(),
-        previous_token_secret: None,
-    }
+    );
+    config.nats_timeout = Duration::from_millis(1_500);
+    // A send whose claim could not be released (the bucket's leader died under it) holds its
+    // key until the lease ends; with the default 30 s the pause is that long.
+    config.handler.idempotency_lease = Duration::from_secs(8);
+    config
 }
 
 /// Stream `name` as the operator sees it through node `index`.
@@ -79,30 +76,36 @@ async fn leader(cluster: &NatsCluster, index: usize, name: &str) -> usize {
 /// Sends one command until it is answered, retrying with the same key on every answer a
 /// failover may give (no answer, `503` store unavailable, `409` while the first send still holds
 /// the key); returns the status and body of the final answer and when it came.
-async fn send_until_answered(url: &str, staff: &str, task: &str) -> (StatusCode, String, Instant) {
-    let key = format!("cluster-{task}");
-    let body = task_body(task, LEAD_UNIT).to_string().into_bytes();
+async fn send_until_answered(
+    http: &reqwest::Client,
+    url: &str,
+    staff: &str,
+    task: &str,
+) -> (StatusCode, Value, Instant) {
+    let due_on = chrono::NaiveDate::from_ymd_opt(2025, 9, 30).expect("a date");
+    let body = super::task(task, super::ITEM_1, LEAD, due_on).to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let reply = post_with(
-            url,
-            "plan-task",
-            Some(staff),
-            &[("Idempotency-Key", key.as_str())],
-            body.clone(),
-        )
-        .await;
-        let retry = reply.status == StatusCode::SERVICE_UNAVAILABLE
-            || (reply.status == StatusCode::CONFLICT
-                && reply.body["type"] == "urn:kh63:problem:idempotency-key-in-flight");
+        let sent = http
+            .post(format!("{url}/v1/commands/plan-task"))
+            .bearer_auth(staff)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", format!("cluster-{task}"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the command service answers");
+        let status = sent.status();
+        let answer: Value = sent.json().await.unwrap_or(Value::Null);
+        let retry = status == StatusCode::SERVICE_UNAVAILABLE
+            || (status == StatusCode::CONFLICT
+                && answer["type"] == "urn:kh63:problem:idempotency-key-in-flight");
         if !retry {
-            return (reply.status, reply.body.to_string(), Instant::now());
+            return (status, answer, Instant::now());
         }
         assert!(
             Instant::now() < deadline,
-            "{task}: still {} after two minutes: {}",
-            reply.status,
-            reply.body
+            "{task}: still {status} after two minutes: {answer}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -124,10 +127,17 @@ enum Fault {
 /// strikes. Every command must end `201` and be stored exactly once.
 async fn commands_survive(fault: Fault) {
     let mut cluster = NatsCluster::start();
-    let service = Service::start(&cluster_config(&cluster)).await;
-    load_seed(service.handler(), &Seed::from_json(SEED).expect("seed"))
+    let (url, commands, command_service) = start_commands(&cluster_config(&cluster)).await;
+    load_seed(&commands.handler, &seed())
         .await
         .expect("seed loads on the replicated stream");
+    let database = TestDatabase::create();
+    let projector = start_projector_on(
+        &cluster.urls(),
+        cluster.nkey_file(Identity::Projector),
+        &database.url(),
+    )
+    .await;
     let bucket = format!("KV_{}", StreamSettings::default().idempotency_bucket);
     let victim = match fault {
         Fault::StreamLeaderKilled | Fault::StreamLeaderPartitioned => {
@@ -137,16 +147,18 @@ async fn commands_survive(fault: Fault) {
     };
     let survivor = (victim + 1) % 3;
 
-    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let staff = token(Role::UnitStaff, Some(LEAD));
+    let http = reqwest::Client::new();
     let answered = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let (url, staff, answered) = (service.url.clone(), staff.clone(), answered.clone());
+            let (http, url, staff) = (http.clone(), url.clone(), staff.clone());
+            let answered = answered.clone();
             tokio::spawn(async move {
                 let mut answers = Vec::with_capacity(COMMANDS_PER_CLIENT);
                 for n in 0..COMMANDS_PER_CLIENT {
                     let task = format!("failover-{client}-{n}");
-                    let (status, body, at) = send_until_answered(&url, &staff, &task).await;
+                    let (status, body, at) = send_until_answered(&http, &url, &staff, &task).await;
                     answered.fetch_add(1, Ordering::Relaxed);
                     answers.push((task, status, body, at));
                 }
@@ -182,7 +194,7 @@ async fn commands_survive(fault: Fault) {
     }
 
     // Exactly once: one message on each task's subject, and no task subject besides them.
-    let stream = events_stream(&cluster, survivor).await;
+    let mut stream = events_stream(&cluster, survivor).await;
     let subjects: std::collections::HashMap<String, usize> = stream
         .info_with_subjects("events.task.>")
         .await
@@ -221,9 +233,37 @@ async fn commands_survive(fault: Fault) {
     if !matches!(fault, Fault::StreamLeaderPartitioned) {
         cluster.restart(victim);
     }
-    let (status, body, _) = send_until_answered(&service.url, &staff, "after-rejoin").await;
+    let (status, body, _) = send_until_answered(&http, &url, &staff, "after-rejoin").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    service.shutdown().await;
+
+    // The projector applied all of it, and equals a projection of the stream from scratch (its
+    // own projector stopped first: both would use the same durable consumers).
+    let head = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    wait_for_checkpoints(&database, head).await;
+    projector.stop().await;
+    let fresh = TestDatabase::create();
+    let reference = start_projector_on(
+        &cluster.urls(),
+        cluster.nkey_file(Identity::Projector),
+        &fresh.url(),
+    )
+    .await;
+    wait_for_checkpoints(&fresh, head).await;
+    reference.stop().await;
+    assert_eq!(
+        checksums_of(&database).await,
+        checksums_of(&fresh).await,
+        "the projection that lived through the fault equals one built from scratch"
+    );
+    command_service
+        .stop()
+        .await
+        .expect("the command service stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,38 +8,14 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::Connection;
-use test_support::{PostgresServer, TestDatabase, all_checksums};
+use test_support::{PostgresServer, TestDatabase};
 
-use super::{ITEM_1, PLAN, Stack, office, start_projector};
-
-/// Waits until both projections in `database` have applied `head`.
-async fn wait_for_head(database: &TestDatabase, head: u64) {
-    let mut conn = sqlx::PgConnection::connect(&database.url())
-        .await
-        .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT last_sequence FROM core.checkpoints UNION ALL SELECT last_sequence FROM audit.checkpoints")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_default();
-        if applied.len() == 2 && applied.iter().all(|s| *s as u64 >= head) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stuck at {applied:?}, waiting for {head}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::{ITEM_1, PLAN, Stack, checksums_of, office, start_projector, wait_for_checkpoints};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_crash_is_waited_out_and_the_read_model_loses_and_doubles_nothing() {
     let postgres = PostgresServer::start();
-    let stack = Stack::start_on(postgres.database()).await;
+    let mut stack = Stack::start_on(postgres.database()).await;
     let before = stack.settle().await;
 
     postgres.crash();
@@ -93,22 +69,17 @@ async fn a_database_crash_is_waited_out_and_the_read_model_loses_and_doubles_not
         .await;
     assert!(overview.is_object(), "{overview}");
 
-    // The reference: the same stream projected from scratch into a database of its own.
+    // The reference: the same stream projected from scratch into a database of its own (the
+    // stack's projector stopped first: both would use the same durable consumers).
+    stack.stop_projector().await;
     let fresh = TestDatabase::create();
     let reference = start_projector(&stack.nats, &fresh.url()).await;
-    wait_for_head(&fresh, head).await;
+    wait_for_checkpoints(&fresh, head).await;
     reference.stop().await;
-    let mut survived = sqlx::PgConnection::connect(&stack.database.url())
-        .await
-        .expect("connect");
-    let mut scratch = sqlx::PgConnection::connect(&fresh.url())
-        .await
-        .expect("connect");
     assert_eq!(
-        all_checksums(&mut survived, "").await,
-        all_checksums(&mut scratch, "").await,
+        checksums_of(&stack.database).await,
+        checksums_of(&fresh).await,
         "the projection that lived through the crash equals one built from scratch"
     );
-    drop((survived, scratch));
     stack.stop().await;
 }

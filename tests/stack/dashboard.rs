@@ -13,7 +13,7 @@ use super::*;
 /// Runs one phase of the browser script; fails the test with its output when a check fails.
 async fn browser(stack: &Stack, before: DateTime<Utc>, phase: &str) {
     let python = test_support::python_venv("dashboard-venv", "tests/dashboard/requirements.txt");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     assert!(
         Path::new(&chromium).exists(),

@@ -19,16 +19,16 @@ use remediation_domain::{Actor, Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use service_kit::auth::TokenKeys;
+use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
-use test_support::{NatsServer, TestDatabase};
+use test_support::{NatsServer, TestDatabase, all_checksums};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-#[path = "queries/roles.rs"]
 mod roles;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
-const SEED: &str = include_str!("../../../deploy/seed/ke-hoach-63.json");
+const SEED: &str = include_str!("../../deploy/seed/ke-hoach-63.json");
 const PLAN: &str = "kh-63-2025";
 const ITEM_1: &str = "kh-63-2025-01";
 /// Sở Nông nghiệp và Môi trường: lead of item 1 (among others).
@@ -41,18 +41,14 @@ const SUBMITTED: &str = "vn.gov.thanhhoa.remediation.report.submitted.v1";
 const AUDIT_READ: &str = "vn.gov.thanhhoa.remediation.access.audit_read.v1";
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-#[path = "queries/regressions.rs"]
 mod regressions;
 
-#[path = "queries/quarantine.rs"]
 mod quarantine;
 
-#[path = "queries/replica.rs"]
 mod replica;
 
-#[path = "queries/dashboard.rs"]
+mod cluster;
 mod dashboard;
-#[path = "queries/database_crash.rs"]
 mod database_crash;
 
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
@@ -166,9 +162,23 @@ fn stopper() -> (
 }
 
 async fn start_projector(nats: &NatsServer, database_url: &str) -> Running<()> {
+    start_projector_on(
+        &nats.url(),
+        nats.nkey_file(Identity::Projector),
+        database_url,
+    )
+    .await
+}
+
+/// The projector logged in with `nkey_file` at `nats_url` (one server or a list).
+async fn start_projector_on(
+    nats_url: &str,
+    nkey_file: std::path::PathBuf,
+    database_url: &str,
+) -> Running<()> {
     let config = projector::Config {
-        nats_url: nats.url(),
-        nats_nkey_file: Some(nats.nkey_file(Identity::Projector)),
+        nats_url: nats_url.to_owned(),
+        nats_nkey_file: Some(nkey_file),
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().expect("address"),
         stream_name: StreamSettings::default().name,
@@ -223,6 +233,80 @@ async fn start_query(config: &query_api::Config) -> (String, query_api::AppState
     )
 }
 
+/// Waits until both projections in `database` have applied `head`.
+async fn wait_for_checkpoints(database: &TestDatabase, head: u64) {
+    let mut conn = sqlx::PgConnection::connect(&database.url())
+        .await
+        .expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT last_sequence FROM core.checkpoints UNION ALL SELECT last_sequence FROM audit.checkpoints")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+        if applied.len() == 2 && applied.iter().all(|s| *s as u64 >= head) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {applied:?}, waiting for {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The fingerprints of both projections' tables in `database`.
+async fn checksums_of(database: &TestDatabase) -> BTreeMap<String, (i64, String)> {
+    let mut conn = sqlx::PgConnection::connect(&database.url())
+        .await
+        .expect("connect");
+    all_checksums(&mut conn, "").await
+}
+
+/// The command service's configuration: NATS at `nats_url` (one server or a list), logged in
+/// with `nkey_file`, the stream as `stream` says.
+fn command_config(
+    nats_url: &str,
+    nkey_file: std::path::PathBuf,
+    stream: StreamSettings,
+) -> command_api::config::Config {
+    command_api::config::Config {
+        nats_url: nats_url.to_owned(),
+        nats_nkey_file: Some(nkey_file),
+        bind: "127.0.0.1:0".parse().expect("address"),
+        stream,
+        handler: HandlerSettings::default(),
+        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        nats_timeout: Duration::from_millis(3_000),
+        token_secret: SECRET.to_vec(),
+        previous_token_secret: None,
+    }
+}
+
+type CommandService = Running<Result<(), command_api::ServeError>>;
+
+/// The command service on a free port: its URL, its state, and its task.
+async fn start_commands(
+    config: &command_api::config::Config,
+) -> (String, command_api::http::AppState, CommandService) {
+    let commands = command_api::app_state(config).await.expect("command state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = stopper();
+    let service = Running {
+        stop: Some(stop),
+        task: Some(tokio::spawn(command_api::run(
+            listener,
+            commands.clone(),
+            stopped,
+        ))),
+    };
+    (url, commands, service)
+}
+
 /// NATS, PostgreSQL, the command service with Plan 63 loaded, the projector, the query service.
 struct Stack {
     nats: NatsServer,
@@ -230,7 +314,7 @@ struct Stack {
     http: reqwest::Client,
     commands_url: String,
     commands: command_api::http::AppState,
-    command_service: Running<Result<(), command_api::ServeError>>,
+    command_service: CommandService,
     projector: Option<Running<()>>,
     url: String,
     query: query_api::AppState,
@@ -245,33 +329,12 @@ impl Stack {
     /// The stack with its read model in `database` (e.g. on a private PostgreSQL server).
     async fn start_on(database: TestDatabase) -> Self {
         let nats = NatsServer::start();
-        let config = command_api::config::Config {
-            nats_url: nats.url(),
-            nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
-            bind: "127.0.0.1:0".parse().expect("address"),
-            stream: StreamSettings::default(),
-            handler: HandlerSettings::default(),
-            cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
-            nats_timeout: Duration::from_millis(3_000),
-            token_secret: SECRET.to_vec(),
-            previous_token_secret: None,
-        };
-        let commands = command_api::app_state(&config)
-            .await
-            .expect("command state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let commands_url = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = stopper();
-        let command_service = Running {
-            stop: Some(stop),
-            task: Some(tokio::spawn(command_api::run(
-                listener,
-                commands.clone(),
-                stopped,
-            ))),
-        };
+        let config = command_config(
+            &nats.url(),
+            nats.nkey_file(Identity::CommandApi),
+            StreamSettings::default(),
+        );
+        let (commands_url, commands, command_service) = start_commands(&config).await;
         load_seed(&commands.handler, &seed())
             .await
             .expect("seed loads");
@@ -2566,7 +2629,7 @@ async fn exports_stream_the_trail_and_the_analytics_views_and_the_compilation_do
 async fn both_openapi_documents_hold_under_schemathesis() {
     let stack = Stack::start().await;
     let python = test_support::python_venv("api-fuzz-venv", "tests/api-fuzz/requirements.txt");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = root.join("tests/api-fuzz/schemathesis.toml");
     for (url, token) in [
         (&stack.commands_url, office()),
