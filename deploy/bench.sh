@@ -146,6 +146,11 @@ bench_json() {
     local name=$1
     shift
     CMD[$name]="remediation-admin bench $*"
+    # The private services' ports change every run: shown as the variables they come from.
+    # shellcheck disable=SC2016 # literally $COMMAND_API and $QUERY_API
+    CMD[$name]=${CMD[$name]//"$COMMAND_API"/'$COMMAND_API'}
+    # shellcheck disable=SC2016
+    CMD[$name]=${CMD[$name]//"$QUERY_API"/'$QUERY_API'}
     say "${CMD[$name]}"
     admin bench "$@" --json >"$WORK/$name.out" 2>>"$WORK/admin.log" ||
         die "remediation-admin bench $* failed (see the log above)"
@@ -170,7 +175,10 @@ STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory"
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || printf 'unknown')
-if [[ -n $(git status --porcelain 2>/dev/null) ]]; then COMMIT+=" (with uncommitted changes)"; fi
+# The previous report does not count as a change: it is what this run replaces.
+if [[ -n $(git status --porcelain -- . ":(exclude)$OUT" 2>/dev/null) ]]; then
+    COMMIT+=" (with uncommitted changes)"
+fi
 
 say "building release binaries"
 cargo build --release -p remediation-admin -p command-api -p projector -p query-api >&2 ||
@@ -295,6 +303,7 @@ LOAD_AT_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- docs/benchmarks.md ---------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+two() { LC_ALL=C printf '%.2f' "$1"; }
 
 throughput_row() {
     local name=$1
@@ -303,7 +312,7 @@ throughput_row() {
         "$(j "$name" '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"')" \
         "$(num "$(j "$name" .raw.per_second)")/s" \
         "$(j "$name" '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"')" \
-        "$(j "$name" .ratio)"
+        "$(two "$(j "$name" .ratio)")"
 }
 
 say "writing $OUT"
@@ -324,7 +333,7 @@ projections produce — because absolute numbers on a shared machine move with w
 - Date: $STARTED_AT
 - Machine: $MACHINE; load average (1/5/15 min) $LOAD_AT_START at start, $LOAD_AFTER_BUILD after the build, $LOAD_AT_END at the end
 - Commit: \`$COMMIT\`
-- Stack: release builds; a private nats-server (JetStream, file storage, no authentication), PostgreSQL $(psql_maint <<<'SHOW server_version;' | cut -d' ' -f1) (scratch databases), command-api, projector and query-api as \`deploy/up.sh\` configures them (default settings)
+- Stack: release builds; a private nats-server (JetStream, file storage, no authentication), PostgreSQL $(psql_maint <<<'SHOW server_version;' | cut -d' ' -f1) (scratch databases), command-api, projector and query-api as \`deploy/up.sh\` configures them (default settings; \`\$COMMAND_API\` and \`\$QUERY_API\` in the commands below are their loopback URLs)
 
 ## Commands through HTTP vs raw JetStream publish
 
@@ -351,16 +360,16 @@ with the last sequence it knows as the expected one.
 
 | | accepted/s | accepted | conflicts (409 / wrong last sequence) | failed | latency p50 / p99 |
 |---|---|---|---|---|---|
-| HTTP commands | $(num "$(j hot .http.per_second)") | $(j hot .http.accepted) | $(j hot .http.conflicts) | $(j hot .http.failed) | $(j hot '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"') |
-| raw JetStream publish | $(num "$(j hot .raw.per_second)") | $(j hot .raw.accepted) | $(j hot .raw.conflicts) | $(j hot .raw.failed) | $(j hot '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"') |
+| HTTP commands | $(num "$(j hot .http.per_second)") | $(num "$(j hot .http.accepted)") | $(num "$(j hot .http.conflicts)") | $(j hot .http.failed) | $(j hot '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"') |
+| raw JetStream publish | $(num "$(j hot .raw.per_second)") | $(num "$(j hot .raw.accepted)") | $(num "$(j hot .raw.conflicts)") | $(j hot .raw.failed) | $(j hot '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"') |
 
-Ratio of accepted/s: **$(j hot .ratio)**. Exactly once: $(j hot .http.accepted) accepted answers,
-$(j hot .stored_commits) commits stored for the item — $(j hot 'if .exactly_once then "equal, command ids matching one to one" else "MISMATCH" end').
+Ratio of accepted/s: **$(two "$(j hot .ratio)")**. Exactly once: $(num "$(j hot .http.accepted)") accepted answers,
+$(num "$(j hot .stored_commits)") commits stored for the item — $(j hot 'if .exactly_once then "equal, command ids matching one to one" else "MISMATCH" end').
 Command: \`${CMD[hot]}\`.
 
 ## Command latency and read-your-writes staleness at a fixed rate
 
-Open loop: $(j rate .rate) commands/s for $(j rate .seconds) s, round-robin over $(j rate .items) items, each
+Open loop: $(num "$(j rate .rate)") commands/s for $(j rate .seconds) s, round-robin over $(j rate .items) items, each
 sent when it is due whatever the answers before it; latency counts from the due time (so a stall
 cannot hide the commands queued behind it). The projector and query-api run. For 1 command in
 $(j rate .sample_every), the item is read through the query API with \`min_sequence\` = the answer's
@@ -370,12 +379,12 @@ staleness includes one read of the item, whose own cost is shown below it.
 
 | | answered | p50 | p99 | max |
 |---|---|---|---|---|
-| HTTP command latency | $(j rate .http.accepted) of $(j rate '.http.accepted + .http.conflicts + .http.failed') | $(j rate .http.latency.p50_ms) ms | $(j rate .http.latency.p99_ms) ms | $(j rate .http.latency.max_ms) ms |
-| raw JetStream publish latency, same rate | $(j rate .raw.accepted) of $(j rate '.raw.accepted + .raw.conflicts + .raw.failed') | $(j rate .raw.latency.p50_ms) ms | $(j rate .raw.latency.p99_ms) ms | $(j rate .raw.latency.max_ms) ms |
+| HTTP command latency | $(num "$(j rate .http.accepted)") of $(num "$(j rate '.http.accepted + .http.conflicts + .http.failed')") | $(j rate .http.latency.p50_ms) ms | $(j rate .http.latency.p99_ms) ms | $(j rate .http.latency.max_ms) ms |
+| raw JetStream publish latency, same rate | $(num "$(j rate .raw.accepted)") of $(num "$(j rate '.raw.accepted + .raw.conflicts + .raw.failed')") | $(j rate .raw.latency.p50_ms) ms | $(j rate .raw.latency.p99_ms) ms | $(j rate .raw.latency.max_ms) ms |
 | staleness (answer → visible in query-api) | $(j rate .staleness.samples) ($(j rate .staleness_failed) not within 10 s) | $(j rate .staleness.p50_ms) ms | $(j rate .staleness.p99_ms) ms | $(j rate .staleness.max_ms) ms |
 | the same item read, no waiting | $(j rate .plain_read.samples) | $(j rate .plain_read.p50_ms) ms | $(j rate .plain_read.p99_ms) ms | $(j rate .plain_read.max_ms) ms |
 
-Latency ratio HTTP / raw: p50 **$(j rate .latency_ratio_p50)**, p99 **$(j rate .latency_ratio_p99)**. The sender fell at
+Latency ratio HTTP / raw: p50 **$(two "$(j rate .latency_ratio_p50)")**, p99 **$(two "$(j rate .latency_ratio_p99)")**. The sender fell at
 worst $(j rate '.http_sender_behind_ms * 10 | round / 10') ms behind its schedule (raw: $(j rate '.raw_sender_behind_ms * 10 | round / 10') ms).
 Command: \`${CMD[rate]}\`.
 
