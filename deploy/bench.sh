@@ -338,8 +338,9 @@ projections produce — because absolute numbers on a shared machine move with w
 ## Commands through HTTP vs raw JetStream publish
 
 Closed loop: each client on its own item sends \`set-item-deadline\` (which always changes the item),
-waits for the answer, sends the next; ${PHASE_SECS} s per phase. The projector is not running yet,
-so it does not compete for the cores. Latencies are p50 / p99.
+waits for the answer, sends the next; ${PHASE_SECS} s per side, in $(j http32 .rounds) slices alternating
+between HTTP and raw, so that load coming and going on the machine weighs on both sides alike. The
+projector is not running yet, so it does not compete for the cores. Latencies are p50 / p99.
 
 | Clients | HTTP commands | latency | raw JetStream publish | latency | ratio |
 |---|---|---|---|---|---|
@@ -356,7 +357,7 @@ command of the run uses. The service decides again on a conflict (up to \`MAX_AT
 answers 409 once it gives up. Afterwards every commit stored on the item's subject since the run
 started is read back: each accepted command's events are stored once, in one commit, and nothing
 else is (the command fails otherwise). The raw side: as many publishers racing on one subject, each
-with the last sequence it knows as the expected one.
+with the last sequence it knows as the expected one; the sides alternate in $(j hot .rounds) slices.
 
 | | accepted/s | accepted | conflicts (409 / wrong last sequence) | failed | latency p50 / p99 |
 |---|---|---|---|---|---|
@@ -369,8 +370,9 @@ Command: \`${CMD[hot]}\`.
 
 ## Command latency and read-your-writes staleness at a fixed rate
 
-Open loop: $(num "$(j rate .rate)") commands/s for $(j rate .seconds) s, round-robin over $(j rate .items) items, each
-sent when it is due whatever the answers before it; latency counts from the due time (so a stall
+Open loop: $(num "$(j rate .rate)") commands/s for $(j rate .seconds) s (in $(j rate .rounds) slices alternating with
+raw publishes at the same rate), round-robin over $(j rate .items) items, each sent when it is due
+whatever the answers before it; latency counts from the due time (so a stall
 cannot hide the commands queued behind it). The projector and query-api run. For 1 command in
 $(j rate .sample_every), the item is read through the query API with \`min_sequence\` = the answer's
 \`stream_sequence\` (\`wait_ms=10000\`): staleness is the time from the command's answer to the

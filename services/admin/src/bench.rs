@@ -1,5 +1,6 @@
 //! Load generator for the command side, each mode next to a raw JetStream limit measured in the
-//! same run:
+//! same run — in alternating slices (`--rounds`), so that load that comes and goes on a shared
+//! machine weighs on both sides alike:
 //!
 //! - throughput (default): `clients` closed loops through HTTP, each on its own item and waiting
 //!   for its answer before sending the next command; then the same shape of raw publishes of the
@@ -45,9 +46,13 @@ pub struct BenchArgs {
     /// Concurrent clients, each on its own item (with --hot-item, all on the same one).
     #[arg(long, default_value_t = 32, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     clients: usize,
-    /// Seconds each phase runs.
+    /// Seconds each side (HTTP, raw) runs in all.
     #[arg(long, default_value_t = 10, value_parser = RangedU64ValueParser::<u64>::new().range(1..=3_600))]
     seconds: u64,
+    /// Each side's time in this many slices, HTTP and raw alternating, so that a change of load
+    /// on the machine hits both alike.
+    #[arg(long, default_value_t = 5, value_parser = RangedU64ValueParser::<u32>::new().range(1..=100))]
+    rounds: u32,
     /// Send this many commands per second, each when it is due (open loop), and measure latency
     /// and read-your-writes staleness instead of throughput.
     #[arg(long, conflicts_with = "hot_item", value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
@@ -130,6 +135,11 @@ impl Latencies {
         self.0.len()
     }
 
+    fn merge(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+        self.0.sort_unstable();
+    }
+
     /// Nearest-rank percentile, `p` in 0..=1; zero without samples.
     fn percentile(&self, p: f64) -> Duration {
         let index = ((self.0.len() as f64 - 1.0) * p).round().max(0.0) as usize;
@@ -165,7 +175,7 @@ enum Outcome {
     Failed,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Phase {
     accepted: usize,
     conflicts: usize,
@@ -176,6 +186,15 @@ struct Phase {
 }
 
 impl Phase {
+    /// Adds a later slice of the same side.
+    fn merge(&mut self, slice: Phase) {
+        self.accepted += slice.accepted;
+        self.conflicts += slice.conflicts;
+        self.failed += slice.failed;
+        self.elapsed += slice.elapsed;
+        self.latencies.merge(slice.latencies);
+    }
+
     fn rate(&self) -> f64 {
         self.accepted as f64 / self.elapsed.as_secs_f64()
     }
@@ -204,12 +223,11 @@ impl Phase {
 }
 
 /// Runs `clients` loops of `op` for `duration` and gathers outcomes and latencies.
-async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Phase
+async fn drive<F, Fut>(clients: usize, duration: Duration, op: Arc<F>) -> Phase
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send,
 {
-    let op = Arc::new(op);
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..clients).map(|client| {
@@ -462,7 +480,7 @@ impl RawStream {
         Ok(ack.sequence)
     }
 
-    async fn delete(self) -> Result<(), BenchError> {
+    async fn delete(&self) -> Result<(), BenchError> {
         self.js
             .delete_stream(&self.name)
             .await
@@ -494,38 +512,36 @@ impl Bench {
             })
     }
 
+    /// Each phase in `rounds` slices, the HTTP and raw sides alternating, HTTP first (the raw
+    /// side publishes a payload the HTTP side wrote): a change of load on a shared machine then
+    /// hits both sides alike.
+    fn slice(&self) -> Duration {
+        Duration::from_secs(self.args.seconds) / self.args.rounds
+    }
+
     async fn throughput(&self) -> Result<Value, BenchError> {
-        let items = Arc::new(
-            self.commands
-                .plan_with_items(&self.run_id, self.args.clients)
-                .await?,
-        );
-        let duration = Duration::from_secs(self.args.seconds);
+        let clients = self.args.clients;
+        let items = Arc::new(self.commands.plan_with_items(&self.run_id, clients).await?);
         let (commands, loop_items) = (self.commands.clone(), items.clone());
-        let rounds = Arc::new(
-            (0..self.args.clients)
-                .map(|_| AtomicU64::new(0))
-                .collect::<Vec<_>>(),
-        );
-        let http = drive(self.args.clients, duration, move |client| {
-            let (commands, items, rounds) = (commands.clone(), loop_items.clone(), rounds.clone());
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+        let http_op = Arc::new(move |client: usize| {
+            let (commands, items, sent) = (commands.clone(), loop_items.clone(), sent.clone());
             async move {
-                let round = rounds[client].fetch_add(1, Ordering::Relaxed);
+                let round = sent[client].fetch_add(1, Ordering::Relaxed);
                 let body = alternating_deadline(&items[client], round);
                 match commands.send("set-item-deadline", &body).await {
                     Ok(answer) => answer.outcome(),
                     Err(_) => Outcome::Failed,
                 }
             }
-        })
-        .await;
+        });
+        let mut http = drive(clients, self.slice(), http_op.clone()).await;
 
         let payload = self.sample_payload(&items[0]).await?;
         let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
-        let last: Arc<Vec<AtomicU64>> =
-            Arc::new((0..self.args.clients).map(|_| AtomicU64::new(0)).collect());
+        let last: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
         let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
-        let raw = drive(self.args.clients, duration, move |client| {
+        let raw_op = Arc::new(move |client: usize| {
             let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
             async move {
                 let expected = last[client].load(Ordering::Relaxed);
@@ -537,17 +553,23 @@ impl Bench {
                     Err(outcome) => outcome,
                 }
             }
-        })
-        .await;
-        delete_raw(raw_stream).await?;
+        });
+        let mut raw = Phase::default();
+        for round in 0..self.args.rounds {
+            if round > 0 {
+                http.merge(drive(clients, self.slice(), http_op.clone()).await);
+            }
+            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
+        }
+        raw_stream.delete().await?;
 
         let ratio = http.rate() / raw.rate();
         if !self.args.json {
             println!(
-                "payload: {} bytes per commit; {} clients, each on its own item; {} s per phase",
+                "payload: {} bytes per commit; {clients} clients, each on its own item; {} s per side in {} alternating slices",
                 payload.len(),
-                self.args.clients,
-                self.args.seconds
+                self.args.seconds,
+                self.args.rounds
             );
             println!("HTTP commands:        {}", http.text());
             println!("raw JetStream append: {}", raw.text());
@@ -555,8 +577,9 @@ impl Bench {
         }
         Ok(json!({
             "mode": "throughput",
-            "clients": self.args.clients,
+            "clients": clients,
             "seconds": self.args.seconds,
+            "rounds": self.args.rounds,
             "payload_bytes": payload.len(),
             "http": http.json(),
             "raw": raw.json(),
@@ -571,16 +594,15 @@ impl Bench {
                 .await?,
         );
         let count = rate * self.args.seconds;
+        let rounds = u64::from(self.args.rounds);
         let reads = Arc::new(Mutex::new(ReadSamples::default()));
-        let (commands, loop_items, loop_reads) =
-            (self.commands.clone(), items.clone(), reads.clone());
         let query_url = Arc::new(self.args.query_url.clone());
         let sample_every = self.args.sample_every;
-        let (http, http_behind) = at_fixed_rate(rate, count, move |n| {
+        let http_op = |n: u64| {
             let (commands, items, reads, query_url) = (
-                commands.clone(),
-                loop_items.clone(),
-                loop_reads.clone(),
+                self.commands.clone(),
+                items.clone(),
+                reads.clone(),
                 query_url.clone(),
             );
             async move {
@@ -605,18 +627,19 @@ impl Bench {
                 }
                 outcome
             }
-        })
-        .await;
-        let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(PoisonError::into_inner));
-        let staleness = Latencies::new(reads.staleness);
-        let plain_reads = Latencies::new(reads.plain);
+        };
+        // Commands [from, to) of a round.
+        let span = |round: u64| (count * round / rounds, count * (round + 1) / rounds);
+        let (from, to) = span(0);
+        let (mut http, mut http_behind) =
+            at_fixed_rate(rate, to - from, |k| http_op(from + k)).await;
 
         let payload = self.sample_payload(&items[0]).await?;
         let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
         let last: Arc<Vec<AtomicU64>> =
             Arc::new((0..items.len()).map(|_| AtomicU64::new(0)).collect());
         let subjects = items.len() as u64;
-        let (raw, raw_behind) = at_fixed_rate(rate, count, |n| {
+        let raw_op = |n: u64| {
             let (raw, payload, last) = (raw_stream.clone(), payload.clone(), last.clone());
             async move {
                 let key = (n % subjects) as usize;
@@ -629,13 +652,27 @@ impl Bench {
                     Err(outcome) => outcome,
                 }
             }
-        })
-        .await;
-        delete_raw(raw_stream).await?;
+        };
+        let (mut raw, mut raw_behind) = (Phase::default(), Duration::ZERO);
+        for round in 0..rounds {
+            let (from, to) = span(round);
+            if round > 0 {
+                let (phase, behind) = at_fixed_rate(rate, to - from, |k| http_op(from + k)).await;
+                http.merge(phase);
+                http_behind = http_behind.max(behind);
+            }
+            let (phase, behind) = at_fixed_rate(rate, to - from, |k| raw_op(from + k)).await;
+            raw.merge(phase);
+            raw_behind = raw_behind.max(behind);
+        }
+        raw_stream.delete().await?;
+        let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(PoisonError::into_inner));
+        let staleness = Latencies::new(reads.staleness);
+        let plain_reads = Latencies::new(reads.plain);
 
         if !self.args.json {
             println!(
-                "{rate} commands/s for {} s over {} items (sender at worst {:.1?} behind schedule; raw {:.1?})",
+                "{rate} commands/s for {} s over {} items, in {rounds} slices alternating with raw (sender at worst {:.1?} behind schedule; raw {:.1?})",
                 self.args.seconds,
                 items.len(),
                 http_behind,
@@ -655,6 +692,7 @@ impl Bench {
             "mode": "rate",
             "rate": rate,
             "seconds": self.args.seconds,
+            "rounds": rounds,
             "items": items.len(),
             "sample_every": sample_every,
             "http": http.json(),
@@ -670,6 +708,7 @@ impl Bench {
     }
 
     async fn hot_item(&self) -> Result<Value, BenchError> {
+        let clients = self.args.clients;
         let items = self.commands.plan_with_items(&self.run_id, 1).await?;
         let item = Arc::new(items[0].clone());
         let target = item_ref(&item)?;
@@ -679,12 +718,11 @@ impl Bench {
             .await?
             .last()
             .map_or(0, |m| m.sequence);
-        let duration = Duration::from_secs(self.args.seconds);
         let accepted_ids = Arc::new(Mutex::new(Vec::<String>::new()));
         let next = Arc::new(AtomicU64::new(0));
         let (commands, loop_item, ids) =
             (self.commands.clone(), item.clone(), accepted_ids.clone());
-        let http = drive(self.args.clients, duration, move |_| {
+        let http_op = Arc::new(move |_: usize| {
             let (commands, item, ids, next) = (
                 commands.clone(),
                 loop_item.clone(),
@@ -707,22 +745,14 @@ impl Bench {
                 }
                 outcome
             }
-        })
-        .await;
-        let accepted_ids =
-            std::mem::take(&mut *accepted_ids.lock().unwrap_or_else(PoisonError::into_inner));
-        let commits = self.store.commits_after(&target, before).await?;
-        let stored_ids: Vec<Vec<String>> = commits
-            .iter()
-            .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
-            .collect();
-        exactly_once(&item, &accepted_ids, &stored_ids)?;
+        });
+        let mut http = drive(clients, self.slice(), http_op.clone()).await;
 
         let payload = self.sample_payload(&item).await?;
         let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
         let last = Arc::new(AtomicU64::new(0));
         let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
-        let raw = drive(self.args.clients, duration, move |_| {
+        let raw_op = Arc::new(move |_: usize| {
             let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
             async move {
                 let expected = last.load(Ordering::Relaxed);
@@ -734,15 +764,30 @@ impl Bench {
                     Err(outcome) => outcome,
                 }
             }
-        })
-        .await;
-        delete_raw(raw_stream).await?;
+        });
+        let mut raw = Phase::default();
+        for round in 0..self.args.rounds {
+            if round > 0 {
+                http.merge(drive(clients, self.slice(), http_op.clone()).await);
+            }
+            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
+        }
+        raw_stream.delete().await?;
+
+        let accepted_ids =
+            std::mem::take(&mut *accepted_ids.lock().unwrap_or_else(PoisonError::into_inner));
+        let commits = self.store.commits_after(&target, before).await?;
+        let stored_ids: Vec<Vec<String>> = commits
+            .iter()
+            .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
+            .collect();
+        exactly_once(&item, &accepted_ids, &stored_ids)?;
 
         let ratio = http.rate() / raw.rate();
         if !self.args.json {
             println!(
-                "{} clients on one item ({item}); {} s per phase",
-                self.args.clients, self.args.seconds
+                "{clients} clients on one item ({item}); {} s per side in {} alternating slices",
+                self.args.seconds, self.args.rounds
             );
             println!("HTTP commands:        {}", http.text());
             println!("raw JetStream append: {}", raw.text());
@@ -755,8 +800,9 @@ impl Bench {
         }
         Ok(json!({
             "mode": "hot-item",
-            "clients": self.args.clients,
+            "clients": clients,
             "seconds": self.args.seconds,
+            "rounds": self.args.rounds,
             "item": *item,
             "http": http.json(),
             "raw": raw.json(),
@@ -859,15 +905,6 @@ fn item_ref(item: &str) -> Result<AggregateRef, BenchError> {
     ItemId::new(item.to_owned())
         .map(AggregateRef::Item)
         .map_err(|_| BenchError::ItemId(item.to_owned()))
-}
-
-async fn delete_raw(raw: Arc<RawStream>) -> Result<(), BenchError> {
-    match Arc::into_inner(raw) {
-        Some(raw) => raw.delete().await,
-        // Every phase task has ended by now; should one still hold it, the stream is left for
-        // the operator rather than failing the run.
-        None => Ok(()),
-    }
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {

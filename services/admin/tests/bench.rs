@@ -1,7 +1,7 @@
 //! `remediation-admin bench` against a command service on a private nats-server: the hot-item
-//! mode's exactly-once check holds with clients racing on one item, and the throughput mode's
-//! JSON report carries both sides. No timing is asserted: the numbers come from release runs of
-//! deploy/bench.sh.
+//! mode's exactly-once check holds with clients racing on one item, the throughput mode's JSON
+//! report carries both sides, and the fixed-rate mode sends every command it was due to. No
+//! timing is asserted: the numbers come from release runs of deploy/bench.sh.
 
 use std::num::NonZeroUsize;
 use std::process::Command;
@@ -100,6 +100,7 @@ async fn throughput_report_holds_both_sides_and_their_ratio() {
     let report = bench(&nats, &url, &["--clients", "2", "--seconds", "1"]).await;
     assert_eq!(report["mode"], "throughput");
     assert_eq!(report["clients"], 2);
+    assert_eq!(report["rounds"], 5);
     for side in ["http", "raw"] {
         assert!(report[side]["accepted"].as_u64() > Some(0), "{report}");
         assert_eq!(report[side]["failed"], 0, "{report}");
@@ -107,5 +108,37 @@ async fn throughput_report_holds_both_sides_and_their_ratio() {
     }
     assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
     assert!(report["payload_bytes"].as_u64() > Some(0), "{report}");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read() {
+    let nats = NatsServer::start();
+    let (url, stop) = start_command_api(&nats).await;
+    // No query service here: the sampled reads go to the command service, which has no such
+    // route, and must be counted as not answered rather than lost.
+    let report = bench(
+        &nats,
+        &url,
+        &[
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+            "--items",
+            "4",
+            "--sample-every",
+            "10",
+            "--query-url",
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(report["mode"], "rate");
+    assert_eq!(report["http"]["accepted"], 50, "{report}");
+    assert_eq!(report["raw"]["accepted"], 50, "{report}");
+    let samples = report["staleness"]["samples"].as_u64().expect("samples");
+    let unanswered = report["staleness_failed"].as_u64().expect("failed reads");
+    assert_eq!(samples + unanswered, 5, "{report}");
     let _ = stop.send(());
 }
