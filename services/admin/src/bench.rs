@@ -264,12 +264,13 @@ where
 }
 
 /// Sends `count` operations at `rate` per second, each at its due time whatever the ones before
-/// it are doing; latencies count from the due time. Returns the phase and how far behind its
-/// schedule the sender fell at worst.
+/// it are doing. An operation yields its outcome and when it was answered (it may go on, as the
+/// read-back does): its latency runs from its due time to then. Returns the phase and how far
+/// behind its schedule the sender fell at worst.
 async fn at_fixed_rate<F, Fut>(rate: u64, count: u64, op: F) -> (Phase, Duration)
 where
     F: Fn(u64) -> Fut,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    Fut: Future<Output = (Outcome, Instant)> + Send + 'static,
 {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     // A late tick is sent at once and still counts from when it was due.
@@ -282,8 +283,8 @@ where
         behind = behind.max(due.elapsed());
         let operation = op(n);
         tasks.spawn(async move {
-            let outcome = operation.await;
-            (outcome, due.elapsed())
+            let (outcome, answered) = operation.await;
+            (outcome, answered.saturating_duration_since(due))
         });
     }
     let mut counts = [0usize; 3];
@@ -607,25 +608,25 @@ impl Bench {
             );
             async move {
                 let item = &items[(n % items.len() as u64) as usize];
-                let answer = match commands
+                let sent = commands
                     .send("set-item-deadline", &distinct_deadline(item, n))
-                    .await
-                {
-                    Ok(answer) => answer,
-                    Err(_) => return Outcome::Failed,
+                    .await;
+                let answered = Instant::now();
+                let Ok(answer) = sent else {
+                    return (Outcome::Failed, answered);
                 };
                 let outcome = answer.outcome();
                 if outcome == Outcome::Accepted
                     && n.is_multiple_of(sample_every)
                     && let Some(sequence) = answer.stream_sequence()
                 {
-                    let sample = read_back(&commands, &query_url, item, sequence).await;
+                    let sample = read_back(&commands, &query_url, item, sequence, answered).await;
                     reads
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .add(sample);
                 }
-                outcome
+                (outcome, answered)
             }
         };
         // Commands [from, to) of a round.
@@ -644,12 +645,14 @@ impl Bench {
             async move {
                 let key = (n % subjects) as usize;
                 let expected = last[key].load(Ordering::Relaxed);
-                match raw.append(raw.subject(key), payload, expected).await {
+                let appended = raw.append(raw.subject(key), payload, expected).await;
+                let answered = Instant::now();
+                match appended {
                     Ok(sequence) => {
                         last[key].fetch_max(sequence, Ordering::Relaxed);
-                        Outcome::Accepted
+                        (Outcome::Accepted, answered)
                     }
-                    Err(outcome) => outcome,
+                    Err(outcome) => (outcome, answered),
                 }
             }
         };
@@ -837,14 +840,15 @@ impl ReadSamples {
 }
 
 /// Reads `item` through the query service once it has applied `sequence`; returns how long that
-/// took after the command's answer, and how long the same read takes when nothing is waited for.
+/// took after the command was `answered`, and how long the same read takes when nothing is waited
+/// for.
 async fn read_back(
     commands: &Commands,
     query_url: &str,
     item: &str,
     sequence: u64,
+    answered: Instant,
 ) -> Option<(Duration, Duration)> {
-    let answered = Instant::now();
     let url = format!("{query_url}/v1/items/{item}");
     let waited = commands
         .http
