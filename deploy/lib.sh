@@ -73,7 +73,7 @@ pg_bindir() {
 }
 
 # ensure_packages WHAT...: installs the Debian packages behind the named needs that are missing.
-# Needs: nats (nats-server), postgresql (server + psql/pg_isready), curl, python-venv (python3
+# Needs: nats (nats-server), postgresql (server + psql/pg_isready), curl, jq, python-venv (python3
 # able to make a virtualenv with pip: the feed-consumer test installs nats-py and cloudevents).
 ensure_packages() {
     local want=() need
@@ -86,6 +86,7 @@ ensure_packages() {
             fi
             ;;
         curl) command -v curl >/dev/null || want+=(curl ca-certificates) ;;
+        jq) command -v jq >/dev/null || want+=(jq) ;;
         python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3 python3-venv python3-pip) ;;
         *) die "ensure_packages: unknown need $need" ;;
         esac
@@ -98,6 +99,7 @@ ensure_packages() {
         nats) command -v nats-server >/dev/null || die "nats-server still missing after install" ;;
         postgresql) [[ -n $(pg_bindir) ]] || die "PostgreSQL server binaries still missing after install" ;;
         curl) command -v curl >/dev/null || die "curl still missing after install" ;;
+        jq) command -v jq >/dev/null || die "jq still missing after install" ;;
         python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || die "python3 venv support still missing after install" ;;
         esac
     done
@@ -331,7 +333,9 @@ psql_maint() {
             -U "$PG_USER" -d "$db" -c 'SELECT 1' >/dev/null 2>&1; then
             PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -w -q -A -t -v ON_ERROR_STOP=1 \
                 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$db" "$@"
-            return
+            # Explicit: a bare return in a trap handler (deploy/bench.sh drops its databases on
+            # EXIT) would return the status from before the trap.
+            return $?
         fi
     done
     PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -w -q -h "$PG_HOST" -p "$PG_PORT" \

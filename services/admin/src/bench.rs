@@ -1,19 +1,40 @@
-//! Load generator: commands/s through HTTP with concurrent clients on distinct items, next to the
-//! raw JetStream publish rate of the same commit payloads measured in the same run.
+//! Load generator for the command side, each mode next to a raw JetStream limit measured in the
+//! same run — in alternating slices (`--rounds`), so that load that comes and goes on a shared
+//! machine weighs on both sides alike:
 //!
-//! Both sides use the same shape — `clients` concurrent loops, each waiting for its answer
-//! before sending the next — so the ratio shows what the service adds to the bare append.
+//! - throughput (default): `clients` closed loops through HTTP, each on its own item and waiting
+//!   for its answer before sending the next command; then the same shape of raw publishes of the
+//!   same commit payload, so the ratio shows what the service adds to the bare append;
+//! - `--rate N`: commands sent at a fixed rate whatever the answers before them (open loop), with
+//!   latency counted from the moment each was due, so a slow answer cannot hide the ones queued
+//!   behind it; a sample of them is then read back through the query service with
+//!   `min_sequence` = the answer's `stream_sequence` (read-your-writes), which gives how stale the
+//!   read side is; the raw side publishes at the same rate;
+//! - `--hot-item`: every client on one item, so commands conflict; the accepted answers are
+//!   checked against the item's commits in the stream (each accepted command's events stored
+//!   exactly once, nothing else), next to raw publishers racing on one subject.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use bytes::Bytes;
+use chrono::{Days, NaiveDate};
 use clap::Args;
+use clap::builder::RangedU64ValueParser;
+use event_store::{EventStore, StoreError};
 use futures::future::join_all;
-use remediation_domain::{Actor, Role};
+use remediation_domain::text::ItemId;
+use remediation_domain::{Actor, AggregateRef, Role};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use service_kit::auth::TokenKeys;
-use service_kit::config::{stream_settings, token_secret};
+use service_kit::NatsError;
+use service_kit::auth::{TokenError, TokenKeys, WeakSecret};
+use service_kit::config::{ConfigError, stream_settings, token_secret};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::nats::NatsArgs;
 
@@ -22,258 +43,976 @@ pub struct BenchArgs {
     /// Base URL of the command API.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Concurrent clients, each on its own item.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent clients, each on its own item (with --hot-item, all on the same one).
+    #[arg(long, default_value_t = 32, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     clients: usize,
-    /// Seconds each phase runs.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds each side (HTTP, raw) runs in all.
+    #[arg(long, default_value_t = 10, value_parser = RangedU64ValueParser::<u64>::new().range(1..=3_600))]
     seconds: u64,
+    /// Each side's time in this many slices, HTTP and raw alternating, so that a change of load
+    /// on the machine hits both alike.
+    #[arg(long, default_value_t = 5, value_parser = RangedU64ValueParser::<u32>::new().range(1..=100))]
+    rounds: u32,
+    /// Send this many commands per second, each when it is due (open loop), and measure latency
+    /// and read-your-writes staleness instead of throughput.
+    #[arg(long, conflicts_with = "hot_item", value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
+    rate: Option<u64>,
+    /// With --rate: how many items the commands go round.
+    #[arg(long, default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    items: usize,
+    /// With --rate: every how many commands one is read back through the query API (the reads
+    /// load the machine too, so not too many).
+    #[arg(long, default_value_t = 50, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    sample_every: u64,
+    /// With --rate: base URL of the query API.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    query_url: String,
+    /// Every client on one item: conflicts (409), and a check that the stream holds exactly the
+    /// accepted commits.
+    #[arg(long)]
+    hot_item: bool,
+    /// Print the results as one JSON object (read by deploy/bench.sh) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    WeakSecret(#[from] WeakSecret),
+    #[error("cannot sign the bench token: {0}")]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {reason}")]
+    JetStream { what: &'static str, reason: String },
+    #[error("{what}: {source}")]
+    Http {
+        what: &'static str,
+        source: reqwest::Error,
+    },
+    #[error("{what}: {status} {body}")]
+    Refused {
+        what: &'static str,
+        status: StatusCode,
+        body: Value,
+    },
+    #[error("generated item id {0:?} is invalid")]
+    ItemId(String),
+    #[error(
+        "exactly-once check failed on {item}: {accepted} accepted commands, {stored} commits stored after the run started; {detail}"
+    )]
+    NotExactlyOnce {
+        item: String,
+        accepted: usize,
+        stored: usize,
+        detail: String,
+    },
+}
+
+fn jetstream_error(what: &'static str) -> impl FnOnce(Box<dyn std::error::Error>) -> BenchError {
+    move |e| BenchError::JetStream {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Sorted durations.
+#[derive(Debug, Default)]
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn merge(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+        self.0.sort_unstable();
+    }
+
+    /// Nearest-rank percentile, `p` in 0..=1; zero without samples.
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.0.len() as f64 - 1.0) * p).round().max(0.0) as usize;
+        self.0.get(index).copied().unwrap_or_default()
+    }
+
+    fn json(&self) -> Value {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
+        json!({
+            "samples": self.len(),
+            "p50_ms": ms(self.percentile(0.5)),
+            "p99_ms": ms(self.percentile(0.99)),
+            "max_ms": ms(self.percentile(1.0)),
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+            self.percentile(0.5),
+            self.percentile(0.99),
+            self.percentile(1.0)
+        )
+    }
+}
+
+/// How one operation of a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    /// Refused because the target changed underneath (409, or a wrong expected sequence).
+    Conflict,
+    Failed,
+}
+
+#[derive(Debug, Default)]
 struct Phase {
-    completed: usize,
+    accepted: usize,
+    conflicts: usize,
     failed: usize,
     elapsed: Duration,
-    latencies: Vec<Duration>,
+    /// Of the accepted operations.
+    latencies: Latencies,
 }
 
 impl Phase {
+    /// Adds a later slice of the same side.
+    fn merge(&mut self, slice: Phase) {
+        self.accepted += slice.accepted;
+        self.conflicts += slice.conflicts;
+        self.failed += slice.failed;
+        self.elapsed += slice.elapsed;
+        self.latencies.merge(slice.latencies);
+    }
+
     fn rate(&self) -> f64 {
-        self.completed as f64 / self.elapsed.as_secs_f64()
+        self.accepted as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn summary(&self) -> String {
+    fn json(&self) -> Value {
+        json!({
+            "per_second": self.rate().round(),
+            "accepted": self.accepted,
+            "conflicts": self.conflicts,
+            "failed": self.failed,
+            "seconds": self.elapsed.as_secs_f64(),
+            "latency": self.latencies.json(),
+        })
+    }
+
+    fn text(&self) -> String {
         format!(
-            "{:>9.0} /s  ({} ok, {} failed; p50 {:?}, p99 {:?})",
+            "{:>9.0} /s  ({} accepted, {} conflicts, {} failed; {})",
             self.rate(),
-            self.completed,
+            self.accepted,
+            self.conflicts,
             self.failed,
-            self.percentile(0.5),
-            self.percentile(0.99)
+            self.latencies.text()
         )
-    }
-
-    /// `latencies` are sorted when the phase ends.
-    fn percentile(&self, p: f64) -> Duration {
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies.get(index).copied().unwrap_or_default()
     }
 }
 
-/// Runs `clients` loops of `op` for `duration` and gathers counts and latencies.
-async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Phase
+/// Runs `clients` loops of `op` for `duration` and gathers outcomes and latencies.
+async fn drive<F, Fut>(clients: usize, duration: Duration, op: Arc<F>) -> Phase
 where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
 {
-    let op = Arc::new(op);
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..clients).map(|client| {
         let op = op.clone();
         tokio::spawn(async move {
-            let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-            let mut round = 0u64;
+            let mut counts = [0usize; 3];
+            let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                if op(client, round).await {
-                    ok += 1;
+                let outcome = op(client).await;
+                if outcome == Outcome::Accepted {
                     latencies.push(sent.elapsed());
-                } else {
-                    failed += 1;
                 }
-                round += 1;
+                counts[outcome as usize] += 1;
             }
-            (ok, failed, latencies)
+            (counts, latencies)
         })
     });
-    let mut phase = Phase {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
+    let mut counts = [0usize; 3];
+    let mut all = Vec::new();
+    for (phase_counts, latencies) in join_all(loops).await.into_iter().flatten() {
+        for (total, n) in counts.iter_mut().zip(phase_counts) {
+            *total += n;
+        }
+        all.extend(latencies);
+    }
+    Phase {
+        accepted: counts[Outcome::Accepted as usize],
+        conflicts: counts[Outcome::Conflict as usize],
+        failed: counts[Outcome::Failed as usize],
+        elapsed: started.elapsed(),
+        latencies: Latencies::new(all),
+    }
+}
+
+/// Sends `count` operations at `rate` per second, each at its due time whatever the ones before
+/// it are doing. An operation yields its outcome and when it was answered (it may go on, as the
+/// read-back does): its latency runs from its due time to then. Returns the phase and how far
+/// behind its schedule the sender fell at worst.
+async fn at_fixed_rate<F, Fut>(rate: u64, count: u64, op: F) -> (Phase, Duration)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = (Outcome, Instant)> + Send + 'static,
+{
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    // A late tick is sent at once and still counts from when it was due.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    let mut behind = Duration::ZERO;
+    for n in 0..count {
+        let due = ticker.tick().await;
+        behind = behind.max(due.elapsed());
+        let operation = op(n);
+        tasks.spawn(async move {
+            let (outcome, answered) = operation.await;
+            (outcome, answered.saturating_duration_since(due))
+        });
+    }
+    let mut counts = [0usize; 3];
+    let mut latencies = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((outcome, latency)) => {
+                if outcome == Outcome::Accepted {
+                    latencies.push(latency);
+                }
+                counts[outcome as usize] += 1;
+            }
+            Err(_) => counts[Outcome::Failed as usize] += 1,
+        }
+    }
+    let phase = Phase {
+        accepted: counts[Outcome::Accepted as usize],
+        conflicts: counts[Outcome::Conflict as usize],
+        failed: counts[Outcome::Failed as usize],
+        elapsed: started.elapsed(),
+        latencies: Latencies::new(latencies),
     };
-    for (ok, failed, latencies) in join_all(loops).await.into_iter().flatten() {
-        phase.completed += ok;
-        phase.failed += failed;
-        phase.latencies.extend(latencies);
-    }
-    phase.elapsed = started.elapsed();
-    phase.latencies.sort_unstable();
-    phase
+    (phase, behind)
 }
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    command: &str,
+/// The command API, as the province office.
+#[derive(Debug, Clone)]
+struct Commands {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+/// What the command API answered.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
     body: Value,
-) -> Result<Value, String> {
-    let response = http
-        .post(format!("{url}/v1/commands/{command}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let answer: Value = response.json().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(answer)
-    } else {
-        Err(format!("{command}: {status} {answer}"))
+}
+
+impl Answer {
+    fn outcome(&self) -> Outcome {
+        match self.status {
+            StatusCode::CREATED => Outcome::Accepted,
+            StatusCode::CONFLICT => Outcome::Conflict,
+            _ => Outcome::Failed,
+        }
+    }
+
+    fn stream_sequence(&self) -> Option<u64> {
+        self.body.get("stream_sequence").and_then(Value::as_u64)
+    }
+
+    fn command_id(&self) -> Option<&str> {
+        self.body.get("command_id").and_then(Value::as_str)
     }
 }
 
-/// The deadline a client's `round` sets: alternating dates, so every command changes the item.
-fn deadline_body(item: &str, round: u64) -> Value {
+impl Commands {
+    async fn send(&self, command: &'static str, body: &Value) -> Result<Answer, BenchError> {
+        let http = |source| BenchError::Http {
+            what: command,
+            source,
+        };
+        let response = self
+            .http
+            .post(format!("{}/v1/commands/{command}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(http)?;
+        let status = response.status();
+        let body = response.json().await.map_err(http)?;
+        Ok(Answer { status, body })
+    }
+
+    /// Sends a setup command that must succeed.
+    async fn must(&self, command: &'static str, body: Value) -> Result<Answer, BenchError> {
+        let answer = self.send(command, &body).await?;
+        if answer.status.is_success() {
+            Ok(answer)
+        } else {
+            Err(BenchError::Refused {
+                what: command,
+                status: answer.status,
+                body: answer.body,
+            })
+        }
+    }
+
+    /// A fresh plan with `items` items; returns their ids.
+    async fn plan_with_items(&self, run_id: &str, items: usize) -> Result<Vec<String>, BenchError> {
+        let plan = format!("bench-{run_id}");
+        self.must(
+            "issue-plan",
+            json!({
+                "plan_id": plan, "code": format!("BENCH/{run_id}"), "title": "Kế hoạch đo hiệu năng",
+                "issuer": "Nhóm phát triển", "issued_on": "2025-04-08", "legal_basis": [],
+                "reporting_rule": "Không áp dụng."
+            }),
+        )
+        .await?;
+        let ids: Vec<String> = (0..items).map(|k| format!("{plan}-{k:05}")).collect();
+        for (k, item) in ids.iter().enumerate() {
+            self.must(
+                "record-item",
+                json!({
+                    "item_id": item, "plan_id": plan, "ordinal": k + 1,
+                    "title": format!("Nội dung đo hiệu năng số {}", k + 1)
+                }),
+            )
+            .await?;
+        }
+        Ok(ids)
+    }
+}
+
+/// The deadline a client's `round` sets on its own item: alternating dates, so every command
+/// changes the item.
+fn alternating_deadline(item: &str, round: u64) -> Value {
     let due = if round.is_multiple_of(2) {
         "2026-12-31"
     } else {
         "2026-12-30"
     };
+    deadline_body(item, due)
+}
+
+/// The `n`-th date of a run's sequence: distinct for a century of commands, so commands racing on
+/// one item each still change it, whichever order they land in.
+fn distinct_deadline(item: &str, n: u64) -> Value {
+    let first = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let due = first
+        .checked_add_days(Days::new(n % 36_500))
+        .unwrap_or(first);
+    deadline_body(item, &due.to_string())
+}
+
+fn deadline_body(item: &str, due: &str) -> Value {
     json!({ "item_id": item, "due_on": due, "reason": "Đo hiệu năng — điều chỉnh thời hạn" })
 }
 
-pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), String> {
-    let keys =
-        TokenKeys::new(&token_secret().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let token = keys
-        .issue(
-            &Actor {
-                user: "bench".to_owned(),
-                unit: None,
-                role: Role::ProvinceOffice,
-            },
-            chrono::Duration::hours(1),
-        )
-        .map_err(|e| e.to_string())?;
-    let http = reqwest::Client::new();
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let plan = format!("bench-{run_id}");
-    post(
-        &http,
-        &args.url,
-        &token,
-        "issue-plan",
-        json!({
-            "plan_id": plan, "code": format!("BENCH/{run_id}"), "title": "Kế hoạch đo hiệu năng",
-            "issuer": "Nhóm phát triển", "issued_on": "2025-04-08", "legal_basis": [],
-            "reporting_rule": "Không áp dụng."
-        }),
-    )
-    .await?;
-    let items: Vec<String> = (0..args.clients)
-        .map(|k| format!("{plan}-{k:03}"))
-        .collect();
-    for (k, item) in items.iter().enumerate() {
-        post(&http, &args.url, &token, "record-item", json!({
-            "item_id": item, "plan_id": plan, "ordinal": k + 1, "title": format!("Nội dung đo hiệu năng số {}", k + 1)
-        }))
-        .await?;
+/// A scratch stream for the raw side, deleted afterwards.
+struct RawStream {
+    js: jetstream::Context,
+    name: String,
+    prefix: String,
+}
+
+impl RawStream {
+    async fn create(js: &jetstream::Context, run_id: &str) -> Result<Self, BenchError> {
+        let (name, prefix) = (format!("BENCH_RAW_{run_id}"), format!("bench-raw-{run_id}"));
+        js.create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| jetstream_error("creating the raw stream")(e.into()))?;
+        Ok(Self {
+            js: js.clone(),
+            name,
+            prefix,
+        })
     }
-    let duration = Duration::from_secs(args.seconds);
 
-    let (url, items_http, token_http) = (args.url.clone(), Arc::new(items.clone()), token.clone());
-    let commands = drive(args.clients, duration, move |client, round| {
-        let (http, url, items, token) = (
-            http.clone(),
-            url.clone(),
-            items_http.clone(),
-            token_http.clone(),
-        );
-        async move {
-            post(
-                &http,
-                &url,
-                &token,
-                "set-item-deadline",
-                deadline_body(&items[client], round),
-            )
+    fn subject(&self, key: impl std::fmt::Display) -> String {
+        format!("{}.{key}", self.prefix)
+    }
+
+    /// Publishes as the event store appends: a message id, and the subject's expected last
+    /// sequence.
+    async fn append(&self, subject: String, payload: Bytes, expected: u64) -> Result<u64, Outcome> {
+        let publish = PublishMessage::build()
+            .payload(payload)
+            .message_id(uuid::Uuid::now_v7().to_string())
+            .expected_last_subject_sequence(expected);
+        let failed = |e: jetstream::context::PublishError| {
+            if e.kind() == PublishErrorKind::WrongLastSequence {
+                Outcome::Conflict
+            } else {
+                Outcome::Failed
+            }
+        };
+        let ack = self
+            .js
+            .send_publish(subject, publish)
             .await
-            .is_ok()
-        }
-    })
-    .await;
+            .map_err(failed)?
+            .await
+            .map_err(failed)?;
+        Ok(ack.sequence)
+    }
 
-    // The raw side publishes a real commit payload written by the run above.
+    async fn delete(&self) -> Result<(), BenchError> {
+        self.js
+            .delete_stream(&self.name)
+            .await
+            .map_err(|e| jetstream_error("deleting the raw stream")(e.into()))?;
+        Ok(())
+    }
+}
+
+/// What every mode needs.
+struct Bench {
+    args: BenchArgs,
+    commands: Commands,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    store: EventStore,
+    run_id: String,
+}
+
+impl Bench {
+    /// A commit payload the service wrote for `item`, for the raw side to publish.
+    async fn sample_payload(&self, item: &str) -> Result<Bytes, BenchError> {
+        let commits = self.store.messages_after(&item_ref(item)?, 0).await?;
+        commits
+            .last()
+            .map(|m| m.payload.clone())
+            .ok_or_else(|| BenchError::JetStream {
+                what: "reading a sample commit",
+                reason: format!("no commit on item {item}"),
+            })
+    }
+
+    /// Each phase in `rounds` slices, the HTTP and raw sides alternating, HTTP first (the raw
+    /// side publishes a payload the HTTP side wrote): a change of load on a shared machine then
+    /// hits both sides alike.
+    fn slice(&self) -> Duration {
+        Duration::from_secs(self.args.seconds) / self.args.rounds
+    }
+
+    async fn throughput(&self) -> Result<Value, BenchError> {
+        let clients = self.args.clients;
+        let items = Arc::new(self.commands.plan_with_items(&self.run_id, clients).await?);
+        let (commands, loop_items) = (self.commands.clone(), items.clone());
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+        let http_op = Arc::new(move |client: usize| {
+            let (commands, items, sent) = (commands.clone(), loop_items.clone(), sent.clone());
+            async move {
+                let round = sent[client].fetch_add(1, Ordering::Relaxed);
+                let body = alternating_deadline(&items[client], round);
+                match commands.send("set-item-deadline", &body).await {
+                    Ok(answer) => answer.outcome(),
+                    Err(_) => Outcome::Failed,
+                }
+            }
+        });
+        let mut http = drive(clients, self.slice(), http_op.clone()).await;
+
+        let payload = self.sample_payload(&items[0]).await?;
+        let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
+        let last: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+        let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
+        let raw_op = Arc::new(move |client: usize| {
+            let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
+            async move {
+                let expected = last[client].load(Ordering::Relaxed);
+                match raw.append(raw.subject(client), payload, expected).await {
+                    Ok(sequence) => {
+                        last[client].store(sequence, Ordering::Relaxed);
+                        Outcome::Accepted
+                    }
+                    Err(outcome) => outcome,
+                }
+            }
+        });
+        let mut raw = Phase::default();
+        for round in 0..self.args.rounds {
+            if round > 0 {
+                http.merge(drive(clients, self.slice(), http_op.clone()).await);
+            }
+            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
+        }
+        raw_stream.delete().await?;
+
+        let ratio = http.rate() / raw.rate();
+        if !self.args.json {
+            println!(
+                "payload: {} bytes per commit; {clients} clients, each on its own item; {} s per side in {} alternating slices",
+                payload.len(),
+                self.args.seconds,
+                self.args.rounds
+            );
+            println!("HTTP commands:        {}", http.text());
+            println!("raw JetStream append: {}", raw.text());
+            println!("ratio: {ratio:.2} of the raw limit");
+        }
+        Ok(json!({
+            "mode": "throughput",
+            "clients": clients,
+            "seconds": self.args.seconds,
+            "rounds": self.args.rounds,
+            "payload_bytes": payload.len(),
+            "http": http.json(),
+            "raw": raw.json(),
+            "ratio": round2(ratio),
+        }))
+    }
+
+    async fn fixed_rate(&self, rate: u64) -> Result<Value, BenchError> {
+        let items = Arc::new(
+            self.commands
+                .plan_with_items(&self.run_id, self.args.items)
+                .await?,
+        );
+        let count = rate * self.args.seconds;
+        let rounds = u64::from(self.args.rounds);
+        let reads = Arc::new(Mutex::new(ReadSamples::default()));
+        let query_url = Arc::new(self.args.query_url.clone());
+        let sample_every = self.args.sample_every;
+        let http_op = |n: u64| {
+            let (commands, items, reads, query_url) = (
+                self.commands.clone(),
+                items.clone(),
+                reads.clone(),
+                query_url.clone(),
+            );
+            async move {
+                let item = &items[(n % items.len() as u64) as usize];
+                let sent = commands
+                    .send("set-item-deadline", &distinct_deadline(item, n))
+                    .await;
+                let answered = Instant::now();
+                let Ok(answer) = sent else {
+                    return (Outcome::Failed, answered);
+                };
+                let outcome = answer.outcome();
+                if outcome == Outcome::Accepted
+                    && n.is_multiple_of(sample_every)
+                    && let Some(sequence) = answer.stream_sequence()
+                {
+                    let sample = read_back(&commands, &query_url, item, sequence, answered).await;
+                    reads
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(sample);
+                }
+                (outcome, answered)
+            }
+        };
+        // Commands [from, to) of a round.
+        let span = |round: u64| (count * round / rounds, count * (round + 1) / rounds);
+        let (from, to) = span(0);
+        let (mut http, mut http_behind) =
+            at_fixed_rate(rate, to - from, |k| http_op(from + k)).await;
+
+        let payload = self.sample_payload(&items[0]).await?;
+        let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
+        let last: Arc<Vec<AtomicU64>> =
+            Arc::new((0..items.len()).map(|_| AtomicU64::new(0)).collect());
+        let subjects = items.len() as u64;
+        let raw_op = |n: u64| {
+            let (raw, payload, last) = (raw_stream.clone(), payload.clone(), last.clone());
+            async move {
+                let key = (n % subjects) as usize;
+                let expected = last[key].load(Ordering::Relaxed);
+                let appended = raw.append(raw.subject(key), payload, expected).await;
+                let answered = Instant::now();
+                match appended {
+                    Ok(sequence) => {
+                        last[key].fetch_max(sequence, Ordering::Relaxed);
+                        (Outcome::Accepted, answered)
+                    }
+                    Err(outcome) => (outcome, answered),
+                }
+            }
+        };
+        let (mut raw, mut raw_behind) = (Phase::default(), Duration::ZERO);
+        for round in 0..rounds {
+            let (from, to) = span(round);
+            if round > 0 {
+                let (phase, behind) = at_fixed_rate(rate, to - from, |k| http_op(from + k)).await;
+                http.merge(phase);
+                http_behind = http_behind.max(behind);
+            }
+            let (phase, behind) = at_fixed_rate(rate, to - from, |k| raw_op(from + k)).await;
+            raw.merge(phase);
+            raw_behind = raw_behind.max(behind);
+        }
+        raw_stream.delete().await?;
+        let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(PoisonError::into_inner));
+        let staleness = Latencies::new(reads.staleness);
+        let plain_reads = Latencies::new(reads.plain);
+
+        if !self.args.json {
+            println!(
+                "{rate} commands/s for {} s over {} items, in {rounds} slices alternating with raw (sender at worst {:.1?} behind schedule; raw {:.1?})",
+                self.args.seconds,
+                items.len(),
+                http_behind,
+                raw_behind
+            );
+            println!("HTTP command latency:  {}", http.text());
+            println!("raw JetStream append:  {}", raw.text());
+            println!(
+                "read-your-writes (1 in {sample_every}; {} answered, {} not within 10 s): staleness {}",
+                staleness.len(),
+                reads.failed,
+                staleness.text()
+            );
+            println!("the same read without waiting: {}", plain_reads.text());
+        }
+        Ok(json!({
+            "mode": "rate",
+            "rate": rate,
+            "seconds": self.args.seconds,
+            "rounds": rounds,
+            "items": items.len(),
+            "sample_every": sample_every,
+            "http": http.json(),
+            "http_sender_behind_ms": http_behind.as_secs_f64() * 1e3,
+            "raw": raw.json(),
+            "raw_sender_behind_ms": raw_behind.as_secs_f64() * 1e3,
+            "staleness": staleness.json(),
+            "staleness_failed": reads.failed,
+            "plain_read": plain_reads.json(),
+            "latency_ratio_p50": round2(ratio(http.latencies.percentile(0.5), raw.latencies.percentile(0.5))),
+            "latency_ratio_p99": round2(ratio(http.latencies.percentile(0.99), raw.latencies.percentile(0.99))),
+        }))
+    }
+
+    async fn hot_item(&self) -> Result<Value, BenchError> {
+        let clients = self.args.clients;
+        let items = self.commands.plan_with_items(&self.run_id, 1).await?;
+        let item = Arc::new(items[0].clone());
+        let target = item_ref(&item)?;
+        let before = self
+            .store
+            .messages_after(&target, 0)
+            .await?
+            .last()
+            .map_or(0, |m| m.sequence);
+        let accepted_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+        let next = Arc::new(AtomicU64::new(0));
+        let (commands, loop_item, ids) =
+            (self.commands.clone(), item.clone(), accepted_ids.clone());
+        let http_op = Arc::new(move |_: usize| {
+            let (commands, item, ids, next) = (
+                commands.clone(),
+                loop_item.clone(),
+                ids.clone(),
+                next.clone(),
+            );
+            async move {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let answer = match commands
+                    .send("set-item-deadline", &distinct_deadline(&item, n))
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => return Outcome::Failed,
+                };
+                let outcome = answer.outcome();
+                if outcome == Outcome::Accepted {
+                    let id = answer.command_id().unwrap_or_default().to_owned();
+                    ids.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+                }
+                outcome
+            }
+        });
+        let mut http = drive(clients, self.slice(), http_op.clone()).await;
+
+        let payload = self.sample_payload(&item).await?;
+        let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
+        let last = Arc::new(AtomicU64::new(0));
+        let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
+        let raw_op = Arc::new(move |_: usize| {
+            let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
+            async move {
+                let expected = last.load(Ordering::Relaxed);
+                match raw.append(raw.subject("hot"), payload, expected).await {
+                    Ok(sequence) => {
+                        last.fetch_max(sequence, Ordering::Relaxed);
+                        Outcome::Accepted
+                    }
+                    Err(outcome) => outcome,
+                }
+            }
+        });
+        let mut raw = Phase::default();
+        for round in 0..self.args.rounds {
+            if round > 0 {
+                http.merge(drive(clients, self.slice(), http_op.clone()).await);
+            }
+            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
+        }
+        raw_stream.delete().await?;
+
+        let accepted_ids =
+            std::mem::take(&mut *accepted_ids.lock().unwrap_or_else(PoisonError::into_inner));
+        let commits = self.store.commits_after(&target, before).await?;
+        let stored_ids: Vec<Vec<String>> = commits
+            .iter()
+            .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
+            .collect();
+        exactly_once(&item, &accepted_ids, &stored_ids)?;
+
+        let ratio = http.rate() / raw.rate();
+        if !self.args.json {
+            println!(
+                "{clients} clients on one item ({item}); {} s per side in {} alternating slices",
+                self.args.seconds, self.args.rounds
+            );
+            println!("HTTP commands:        {}", http.text());
+            println!("raw JetStream append: {}", raw.text());
+            println!(
+                "exactly once: {} accepted answers, {} commits stored for the item, each accepted command's events once",
+                accepted_ids.len(),
+                commits.len()
+            );
+            println!("ratio: {ratio:.2} of the raw limit");
+        }
+        Ok(json!({
+            "mode": "hot-item",
+            "clients": clients,
+            "seconds": self.args.seconds,
+            "rounds": self.args.rounds,
+            "item": *item,
+            "http": http.json(),
+            "raw": raw.json(),
+            "stored_commits": commits.len(),
+            "exactly_once": true,
+            "ratio": round2(ratio),
+        }))
+    }
+}
+
+/// Staleness samples of the fixed-rate mode.
+#[derive(Debug, Default)]
+struct ReadSamples {
+    /// From the command's answer to the query service's answer showing it.
+    staleness: Vec<Duration>,
+    /// The same read again, without waiting: what a read costs by itself.
+    plain: Vec<Duration>,
+    /// Reads that did not answer 200 (e.g. 503 projection-behind after the wait).
+    failed: usize,
+}
+
+impl ReadSamples {
+    fn add(&mut self, sample: Option<(Duration, Duration)>) {
+        match sample {
+            Some((staleness, plain)) => {
+                self.staleness.push(staleness);
+                self.plain.push(plain);
+            }
+            None => self.failed += 1,
+        }
+    }
+}
+
+/// Reads `item` through the query service once it has applied `sequence`; returns how long that
+/// took after the command was `answered`, and how long the same read takes when nothing is waited
+/// for.
+async fn read_back(
+    commands: &Commands,
+    query_url: &str,
+    item: &str,
+    sequence: u64,
+    answered: Instant,
+) -> Option<(Duration, Duration)> {
+    let url = format!("{query_url}/v1/items/{item}");
+    let waited = commands
+        .http
+        .get(format!("{url}?min_sequence={sequence}&wait_ms=10000"))
+        .bearer_auth(&commands.token)
+        .send()
+        .await
+        .ok()?;
+    let staleness = answered.elapsed();
+    if waited.status() != StatusCode::OK {
+        return None;
+    }
+    let started = Instant::now();
+    let plain = commands
+        .http
+        .get(&url)
+        .bearer_auth(&commands.token)
+        .send()
+        .await
+        .ok()?;
+    let plain_took = started.elapsed();
+    (plain.status() == StatusCode::OK).then_some((staleness, plain_took))
+}
+
+/// Checks that the commits stored after the run started are exactly the accepted commands', one
+/// commit each. `stored` holds each commit's events' command ids.
+fn exactly_once(item: &str, accepted: &[String], stored: &[Vec<String>]) -> Result<(), BenchError> {
+    let fail = |detail: String| BenchError::NotExactlyOnce {
+        item: item.to_owned(),
+        accepted: accepted.len(),
+        stored: stored.len(),
+        detail,
+    };
+    let mut by_command: HashMap<&str, usize> = HashMap::new();
+    for (index, events) in stored.iter().enumerate() {
+        let first = events
+            .first()
+            .ok_or_else(|| fail(format!("commit {index} holds no event")))?;
+        if events.iter().any(|id| id != first) {
+            return Err(fail(format!("commit {index} mixes commands")));
+        }
+        *by_command.entry(first).or_default() += 1;
+    }
+    for id in accepted {
+        match by_command.remove(id.as_str()) {
+            Some(1) => {}
+            Some(n) => return Err(fail(format!("command {id} stored in {n} commits"))),
+            None => return Err(fail(format!("accepted command {id:?} is not stored"))),
+        }
+    }
+    match by_command.keys().next() {
+        Some(id) => Err(fail(format!("command {id} stored but never accepted"))),
+        None => Ok(()),
+    }
+}
+
+fn item_ref(item: &str) -> Result<AggregateRef, BenchError> {
+    ItemId::new(item.to_owned())
+        .map(AggregateRef::Item)
+        .map_err(|_| BenchError::ItemId(item.to_owned()))
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), BenchError> {
+    let keys = TokenKeys::new(&token_secret()?)?;
+    let token = keys.issue(
+        &Actor {
+            user: "bench".to_owned(),
+            unit: None,
+            role: Role::ProvinceOffice,
+        },
+        chrono::Duration::hours(1),
+    )?;
     let (client, js) = nats
         .connect("remediation-bench", Duration::from_secs(5))
         .await?;
-    let events_stream = js
-        .get_stream_no_info(stream_settings().map_err(|e| e.to_string())?.name)
+    let store = EventStore::open(js.clone(), stream_settings()?).await?;
+    let bench = Bench {
+        commands: Commands {
+            http: reqwest::Client::new(),
+            url: args.url.trim_end_matches('/').to_owned(),
+            token,
+        },
+        client,
+        js,
+        store,
+        run_id: uuid::Uuid::now_v7().simple().to_string(),
+        args,
+    };
+    let report = match (bench.args.rate, bench.args.hot_item) {
+        (Some(rate), _) => bench.fixed_rate(rate).await?,
+        (None, true) => bench.hot_item().await?,
+        (None, false) => bench.throughput().await?,
+    };
+    if bench.args.json {
+        println!("{report}");
+    }
+    bench
+        .client
+        .flush()
         .await
-        .map_err(|e| e.to_string())?;
-    let sample = events_stream
-        .get_last_raw_message_by_subject(&format!("events.item.{}", items[0]))
-        .await
-        .map_err(|e| e.to_string())?;
-    let payload = sample.payload.clone();
-    let raw_stream = format!("BENCH_RAW_{run_id}");
-    js.create_stream(stream::Config {
-        name: raw_stream.clone(),
-        subjects: vec![format!("bench-raw-{run_id}.>")],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let raw_js = js.clone();
-    let raw_prefix = format!("bench-raw-{run_id}");
-    let last_sequences = Arc::new(
-        (0..args.clients)
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect::<Vec<_>>(),
-    );
-    let raw = drive(args.clients, duration, move |client, _| {
-        let (js, payload, subject, last) = (
-            raw_js.clone(),
-            payload.clone(),
-            format!("{raw_prefix}.{client}"),
-            last_sequences.clone(),
-        );
-        async move {
-            let expected = last[client].load(std::sync::atomic::Ordering::Relaxed);
-            let publish = PublishMessage::build()
-                .payload(payload)
-                .message_id(uuid::Uuid::now_v7().to_string())
-                .expected_last_subject_sequence(expected);
-            match publish_and_wait(&js, subject, publish).await {
-                Some(sequence) => {
-                    last[client].store(sequence, std::sync::atomic::Ordering::Relaxed);
-                    true
-                }
-                None => false,
-            }
-        }
-    })
-    .await;
-    js.delete_stream(&raw_stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    client.flush().await.map_err(|e| e.to_string())?;
-
-    println!(
-        "payload: {} bytes per commit; {} clients; {} s per phase",
-        sample.payload.len(),
-        args.clients,
-        args.seconds
-    );
-    println!("HTTP commands:        {}", commands.summary());
-    println!("raw JetStream append: {}", raw.summary());
-    println!(
-        "ratio: {:.2} of the raw limit",
-        commands.rate() / raw.rate()
-    );
-    Ok(())
+        .map_err(|e| jetstream_error("flushing")(e.into()))
 }
 
-async fn publish_and_wait(
-    js: &jetstream::Context,
-    subject: String,
-    publish: PublishMessage,
-) -> Option<u64> {
-    let ack = js.send_publish(subject, publish).await.ok()?.await.ok()?;
-    Some(ack.sequence)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn exactly_once_accepts_one_commit_per_accepted_command() {
+        let stored = vec![ids(&["a", "a"]), ids(&["b"])];
+        assert!(exactly_once("x", &ids(&["b", "a"]), &stored).is_ok());
+    }
+
+    #[test]
+    fn exactly_once_rejects_missing_duplicated_and_unaccepted_commits() {
+        let missing = exactly_once("x", &ids(&["a", "b"]), &[ids(&["a"])]);
+        assert!(
+            matches!(missing, Err(BenchError::NotExactlyOnce { detail, .. }) if detail.contains("\"b\" is not stored"))
+        );
+        let twice = exactly_once("x", &ids(&["a"]), &[ids(&["a"]), ids(&["a"])]);
+        assert!(
+            matches!(twice, Err(BenchError::NotExactlyOnce { detail, .. }) if detail.contains("2 commits"))
+        );
+        let extra = exactly_once("x", &ids(&["a"]), &[ids(&["a"]), ids(&["c"])]);
+        assert!(
+            matches!(extra, Err(BenchError::NotExactlyOnce { detail, .. }) if detail.contains("never accepted"))
+        );
+        let mixed = exactly_once("x", &ids(&["a"]), &[ids(&["a", "c"])]);
+        assert!(
+            matches!(mixed, Err(BenchError::NotExactlyOnce { detail, .. }) if detail.contains("mixes"))
+        );
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_sorted_samples() {
+        let samples = Latencies::new((1..=100).rev().map(Duration::from_millis).collect());
+        assert_eq!(samples.percentile(0.5), Duration::from_millis(51));
+        assert_eq!(samples.percentile(0.99), Duration::from_millis(99));
+        assert_eq!(samples.percentile(1.0), Duration::from_millis(100));
+        assert_eq!(Latencies::default().percentile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn distinct_deadlines_differ_for_a_century_of_commands() {
+        let due = |n| {
+            distinct_deadline("i", n)["due_on"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        assert_eq!(due(0).as_deref(), Some("2026-01-01"));
+        assert_eq!(due(31).as_deref(), Some("2026-02-01"));
+        let all: std::collections::HashSet<_> = (0..36_500).map(due).collect();
+        assert_eq!(all.len(), 36_500);
+    }
 }

@@ -106,7 +106,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (client, js) = cli
                 .nats
                 .connect("remediation-admin", std::time::Duration::from_secs(5))
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
             let settings = stream_settings().map_err(|e| e.to_string())?;
             let outcome = event_store::provision(&js, &settings)
                 .await
@@ -135,7 +136,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Action::Bench(args) => bench::run(&cli.nats, args).await,
+        Action::Bench(args) => bench::run(&cli.nats, args).await.map_err(|e| e.to_string()),
         Action::Verify(args) => verify::run(&cli.nats, args).await,
         Action::NatsCredentials(args) => nats::write_credentials(&args),
         Action::Quarantine(args) => quarantine::run(&cli.nats, args).await,

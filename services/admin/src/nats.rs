@@ -31,7 +31,7 @@ impl NatsArgs {
         &self,
         name: &str,
         timeout: Duration,
-    ) -> Result<(async_nats::Client, jetstream::Context), String> {
+    ) -> Result<(async_nats::Client, jetstream::Context), service_kit::NatsError> {
         service_kit::connect_nats(
             &self.nats_url,
             Service::Admin,
@@ -40,7 +40,6 @@ impl NatsArgs {
             timeout,
         )
         .await
-        .map_err(|e| e.to_string())
     }
 }
 

@@ -50,7 +50,8 @@ fn show(inspection: &Inspection) {
 pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
     let (client, js) = nats
         .connect("remediation-quarantine", Duration::from_secs(10))
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let settings = stream_settings().map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(&settings.name)

@@ -19,7 +19,8 @@ pub async fn load(nats: &NatsArgs, file: &Path) -> Result<(), String> {
     let seed = Seed::from_json(&json).map_err(|e| format!("{}: {e}", file.display()))?;
     let (client, js) = nats
         .connect("remediation-admin", Duration::from_secs(5))
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let store = service_kit::open_store(&js, &stream_settings().map_err(|e| e.to_string())?)
         .await
         .map_err(|e| e.to_string())?;

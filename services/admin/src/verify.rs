@@ -55,7 +55,8 @@ fn bar(what: &'static str) -> ProgressBar {
 pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
     let (client, js) = nats
         .connect("remediation-verify", Duration::from_secs(10))
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let settings = stream_settings().map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(&settings.name)

@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# deploy/bench.sh — the one benchmark command: every throughput next to the raw limit measured in
+# the same run, written to docs/benchmarks.md.
+#
+# Why: numbers measured at different times on a shared 2-core machine cannot be compared; a ratio
+# to the raw JetStream publish or PostgreSQL COPY rate of the same run can. One command makes the
+# whole table, so docs/benchmarks.md stays current.
+#
+# What it does, in order:
+#   1. builds the release binaries (remediation-admin, command-api, projector, query-api);
+#   2. starts a private nats-server with JetStream on a free loopback port, its store in a
+#      temporary directory (no authentication: the services then connect anonymously), and
+#      creates two scratch PostgreSQL databases (the stack's read model, and the projector's
+#      benchmarks); all of it is stopped and dropped on exit, also on failure;
+#   3. starts command-api, provisions the stream and loads the Plan 63 seed, then measures —
+#      before the projector runs, so that it does not compete for the cores:
+#        a. HTTP commands vs raw JetStream publish, 32 and 128 clients on their own items
+#           (remediation-admin bench);
+#        c. one hot item: 32 clients on the same item — accepted/s, conflicts, and the check that
+#           the stream holds exactly the accepted commits (remediation-admin bench --hot-item);
+#   4. starts the projector and times its catch-up on everything written so far, then starts
+#      query-api and measures
+#        b. command latency at a fixed rate (1 000 commands/s) and read-your-writes staleness:
+#           for 1 command in 50, from its answer until the query API answers with min_sequence =
+#           the answer's stream_sequence (remediation-admin bench --rate);
+#   5. d. projector bench (catch-up vs raw COPY on a scratch stream and schemas) and projector
+#         replay --bench (as-of latency);
+#      e. projector rebuild all on the loaded read model, vs the COPY rate of step d (full mode);
+#   6. writes docs/benchmarks.md: date, machine, git commit, a table per measurement with the raw
+#      limit and the ratio, the exact commands.
+#
+# Usage: deploy/bench.sh [--quick]
+#   --quick   3-second phases and smaller histories, no rebuild: to try the script (its
+#             docs/benchmarks.md says so).
+# Settings (environment): BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres: the
+# server where the scratch databases are made), BENCH_RATE (1000), BENCH_OUT (docs/benchmarks.md).
+set -Eeuo pipefail
+
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+QUICK=""
+case ${1:-} in
+-h | --help)
+    sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+--quick) QUICK=1 ;;
+"") ;;
+*) die "usage: deploy/bench.sh [--quick]" ;;
+esac
+(($# <= 1)) || die "usage: deploy/bench.sh [--quick]"
+
+cd "$ROOT"
+OUT=${BENCH_OUT:-docs/benchmarks.md}
+RATE=${BENCH_RATE:-1000}
+[[ $RATE =~ ^[1-9][0-9]*$ ]] || die "BENCH_RATE must be a positive number (got $RATE)"
+if [[ -n $QUICK ]]; then
+    PHASE_SECS=3 PROJECTOR_EVENTS=10000 REPLAY_EVENTS=20000
+else
+    PHASE_SECS=10 PROJECTOR_EVENTS=50000 REPLAY_EVENTS=100000
+fi
+BIN="$ROOT/target/release"
+SEED_FILE="deploy/seed/ke-hoach-63.json"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kh63-bench.XXXXXX")
+RUN_ID="$(date -u +%Y%m%d%H%M%S)_$$"
+DB_STACK="kh63_bench_${RUN_ID}"
+DB_SCRATCH="kh63_bench_${RUN_ID}_scratch"
+DBS_MADE=()
+PIDS=()
+
+# Stops what this run started, newest first, drops its databases and removes its files.
+cleanup() {
+    local status=$? i
+    trap - EXIT
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]%%:*}" "${PIDS[i]#*:}" >&2 || true
+    done
+    for db in "${DBS_MADE[@]}"; do
+        psql_maint -v db="$db" <<<'DROP DATABASE IF EXISTS :"db" WITH (FORCE);' >/dev/null ||
+            warn "could not drop the scratch database $db"
+    done
+    if ((status != 0)); then
+        warn "deploy/bench.sh failed; the logs of this run:"
+        for log in "$WORK"/*.log; do
+            [[ -f $log ]] || continue
+            printf -- '--- %s (last 20 lines)\n' "$(basename "$log")" >&2
+            tail -n 20 "$log" >&2
+        done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'printf "error: deploy/bench.sh failed at line %s\n" "$LINENO" >&2' ERR
+
+# free_port VAR: sets VAR to a loopback TCP port nothing listens on and this run has not handed
+# out yet (checked, then given to the server that binds it).
+USED_PORTS=" "
+free_port() {
+    local candidate i
+    for ((i = 0; i < 100; i++)); do
+        candidate=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS != *" $candidate "* ]] || continue
+        if ! tcp_open 127.0.0.1 "$candidate"; then
+            USED_PORTS+="$candidate "
+            printf -v "$1" '%s' "$candidate"
+            return 0
+        fi
+    done
+    die "found no free loopback port"
+}
+
+# start NAME COMMAND...: starts COMMAND in the background (log $WORK/NAME.log) and records it
+# for cleanup; sets STARTED_PID.
+start() {
+    local name=$1
+    shift
+    spawn "$WORK/$name.pid" "$WORK/$name.log" "$@"
+    STARTED_PID=$(read_pid "$WORK/$name.pid")
+    PIDS+=("$STARTED_PID:$name")
+}
+
+# wait_ready NAME URL PID: waits until URL answers 200 (90 s at most).
+wait_ready() {
+    local name=$1 url=$2 pid=$3 i
+    for ((i = 0; i < 180; i++)); do
+        if [[ $(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$url") == 200 ]]; then
+            return 0
+        fi
+        pid_alive "$pid" || die "$name exited during start-up (log: $(tail -n 5 "$WORK/$name.log"))"
+        sleep 0.5
+    done
+    die "$name did not become ready within 90 s ($url)"
+}
+
+admin() {
+    RUST_LOG=warn NO_COLOR=1 "$BIN/remediation-admin" "$@"
+}
+
+# bench_json NAME ARGS...: runs remediation-admin bench ARGS --json, keeps its JSON in
+# $WORK/NAME.json and the command line in CMD_NAME.
+declare -A CMD
+bench_json() {
+    local name=$1
+    shift
+    CMD[$name]="remediation-admin bench $*"
+    # The private services' ports change every run: shown as the variables they come from.
+    # shellcheck disable=SC2016 # literally $COMMAND_API and $QUERY_API
+    CMD[$name]=${CMD[$name]//"$COMMAND_API"/'$COMMAND_API'}
+    # shellcheck disable=SC2016
+    CMD[$name]=${CMD[$name]//"$QUERY_API"/'$QUERY_API'}
+    say "${CMD[$name]}"
+    admin bench "$@" --json >"$WORK/$name.out" 2>>"$WORK/admin.log" ||
+        die "remediation-admin bench $* failed (see the log above)"
+    grep '^{' "$WORK/$name.out" | tail -n 1 >"$WORK/$name.json"
+    [[ -s $WORK/$name.json ]] || die "remediation-admin bench $* printed no result"
+}
+
+# j NAME FILTER: a value from $WORK/NAME.json.
+j() {
+    jq -r "$2" "$WORK/$1.json"
+}
+
+# A number rounded, thousands grouped with a space as the README writes them (34 252).
+num() {
+    LC_ALL=C printf '%.0f' "$1" | sed -E ':a; s/([0-9])([0-9]{3})($|[^0-9])/\1 \2\3/; ta'
+}
+
+# --- machine, build -----------------------------------------------------------------------------
+ensure_packages nats postgresql curl jq
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain and re-run"
+STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+MACHINE="$(nproc) cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || printf 'unknown')
+# The previous report does not count as a change: it is what this run replaces.
+if [[ -n $(git status --porcelain -- . ":(exclude)$OUT" 2>/dev/null) ]]; then
+    COMMIT+=" (with uncommitted changes)"
+fi
+
+say "building release binaries"
+cargo build --release -p remediation-admin -p command-api -p projector -p query-api >&2 ||
+    die "cargo build failed"
+LOAD_AFTER_BUILD=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- private NATS and scratch databases ---------------------------------------------------------
+NATS_PORT=""
+free_port NATS_PORT
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+unset NATS_NKEY_FILE
+say "private nats-server on $NATS_URL (store $WORK/nats)"
+start nats-server nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats"
+for ((i = 0; i < 100; i++)); do
+    nats_info 127.0.0.1 "$NATS_PORT" >/dev/null && break
+    pid_alive "$STARTED_PID" || die "nats-server exited during start-up"
+    sleep 0.1
+done
+nats_info 127.0.0.1 "$NATS_PORT" >/dev/null || die "nats-server did not answer within 10 s"
+
+parse_database_url "${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_answers "$PG_HOST" "$PG_PORT" || die "no PostgreSQL answers at $PG_HOST:$PG_PORT"
+SERVER_DB=$PG_DB
+for PG_DB in "$DB_STACK" "$DB_SCRATCH"; do
+    DBS_MADE+=("$PG_DB")
+    say "scratch database $PG_DB"
+    ensure_database
+done
+PG_DB=$SERVER_DB
+db_url() {
+    local auth=$PG_USER
+    if [[ -n $PG_PASSWORD ]]; then auth+=":$PG_PASSWORD"; fi
+    printf 'postgres://%s@%s:%s/%s' "$auth" "$PG_HOST" "$PG_PORT" "$1"
+}
+export DATABASE_URL
+DATABASE_URL=$(db_url "$DB_STACK")
+TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+export TOKEN_SECRET
+port=""
+free_port port
+export COMMAND_API_ADDR="127.0.0.1:$port"
+free_port port
+export PROJECTOR_ADDR="127.0.0.1:$port"
+free_port port
+export QUERY_API_ADDR="127.0.0.1:$port"
+COMMAND_API="http://$COMMAND_API_ADDR"
+QUERY_API="http://$QUERY_API_ADDR"
+
+# --- command side: a and c, the projector not yet running ----------------------------------------
+say "provisioning the stream; starting command-api on $COMMAND_API_ADDR"
+admin provision >/dev/null
+start command-api env NO_COLOR=1 "$BIN/command-api"
+wait_ready command-api "$COMMAND_API/readyz" "$STARTED_PID"
+admin seed --file "$SEED_FILE" >/dev/null 2>>"$WORK/admin.log" || die "loading the seed failed"
+
+bench_json http32 --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS"
+bench_json http128 --url "$COMMAND_API" --clients 128 --seconds "$PHASE_SECS"
+bench_json hot --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot-item
+
+# --- read side: catch-up, then b --------------------------------------------------------------------
+HEAD=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
+[[ $HEAD =~ ^[0-9]+$ ]] || die "cannot read the stream's last sequence from command-api"
+say "starting the projector on $PROJECTOR_ADDR; catching up on $HEAD commits"
+CATCH_UP_START=$(date +%s.%N)
+start projector env NO_COLOR=1 "$BIN/projector"
+PROJECTOR_PID=$STARTED_PID
+while :; do
+    answer=$(curl -s --max-time 5 "http://$PROJECTOR_ADDR/readyz") || answer=""
+    behind=$(jq -r --argjson head "$HEAD" \
+        '[.projections // {} | to_entries[] | select((.value.checkpoint // 0) < $head)] | length' \
+        <<<"${answer:-null}" 2>/dev/null) || behind=""
+    caught=$(jq -r '.projections // {} | length' <<<"${answer:-null}" 2>/dev/null) || caught=0
+    if [[ $behind == 0 ]] && ((caught >= 2)); then break; fi
+    pid_alive "$PROJECTOR_PID" || die "the projector exited while catching up"
+    [[ $answer != *'"stalled":{'* ]] || die "a projection stopped: $answer"
+    sleep 0.2
+done
+CATCH_UP_SECS=$(awk -v s="$CATCH_UP_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+note "caught up on $HEAD commits in ${CATCH_UP_SECS}s"
+
+say "starting query-api on $QUERY_API_ADDR"
+start query-api env NO_COLOR=1 "$BIN/query-api"
+wait_ready query-api "$QUERY_API/readyz" "$STARTED_PID"
+
+bench_json rate --url "$COMMAND_API" --query-url "$QUERY_API" --rate "$RATE" --seconds "$PHASE_SECS"
+
+# --- d. projector benchmarks on the scratch database ----------------------------------------------
+CMD[projector]="projector bench $PROJECTOR_EVENTS"
+say "${CMD[projector]}"
+DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" bench "$PROJECTOR_EVENTS" \
+    >"$WORK/projector-bench.out" 2>>"$WORK/projector-bench.log" || die "projector bench failed"
+cat "$WORK/projector-bench.out" >&2
+COPY_RATE=$(sed -n 's/^raw COPY of the resulting \([0-9]*\) rows: *\([0-9]*\) rows\/s.*/\2/p' "$WORK/projector-bench.out")
+COPY_ROWS=$(sed -n 's/^raw COPY of the resulting \([0-9]*\) rows:.*/\1/p' "$WORK/projector-bench.out")
+CATCH_RATE=$(sed -n 's/^read model catch-up (both projections): *\([0-9]*\) events\/s.*/\1/p' "$WORK/projector-bench.out")
+CORE_RATE=$(sed -n 's/^ *core *catch-up: *\([0-9]*\) events\/s.*/\1/p' "$WORK/projector-bench.out")
+AUDIT_RATE=$(sed -n 's/^ *audit *catch-up: *\([0-9]*\) events\/s.*/\1/p' "$WORK/projector-bench.out")
+[[ -n $COPY_RATE && -n $CATCH_RATE && -n $CORE_RATE && -n $AUDIT_RATE ]] ||
+    die "cannot read the projector bench's results"
+
+CMD[replay]="projector replay --bench --events $REPLAY_EVENTS"
+say "${CMD[replay]}"
+DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" replay --bench --events "$REPLAY_EVENTS" \
+    >"$WORK/replay.out" 2>>"$WORK/replay.log" || die "projector replay --bench failed"
+cat "$WORK/replay.out" >&2
+REPLAY_ROWS=$(sed -nE 's/^ +(.*[^ ]) +(recorded|effective) +p50 +([0-9.]+) ms +p99 +([0-9.]+) ms +max +([0-9.]+) ms.*/| \1 | \2 | \3 ms | \4 ms | \5 ms |/p' "$WORK/replay.out")
+[[ -n $REPLAY_ROWS ]] || die "cannot read the replay bench's results"
+
+# --- e. rebuild of the loaded read model ------------------------------------------------------------
+REBUILD=""
+if [[ -z $QUICK ]]; then
+    CMD[rebuild]="projector rebuild all"
+    REBUILD_HEAD=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
+    say "${CMD[rebuild]} ($REBUILD_HEAD commits, the live projector running)"
+    RUST_LOG=warn "$BIN/projector" rebuild all 2>"$WORK/rebuild.out" >&2 || die "projector rebuild all failed"
+    tr '\r' '\n' <"$WORK/rebuild.out" | grep 'rebuilt up to' >&2 || true
+    REBUILD=$(tr '\r' '\n' <"$WORK/rebuild.out" |
+        sed -n 's/^\([a-z]*\): rebuilt up to stream sequence \([0-9]*\) in \([0-9.]*\)s.*/\1 \2 \3/p')
+    [[ $(wc -l <<<"$REBUILD") == 2 ]] || die "cannot read the rebuild's results"
+fi
+LOAD_AT_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- docs/benchmarks.md ---------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+two() { LC_ALL=C printf '%.2f' "$1"; }
+
+throughput_row() {
+    local name=$1
+    printf '| %s | %s | %s | %s | %s | **%s** |\n' "$(j "$name" .clients)" \
+        "$(num "$(j "$name" .http.per_second)")/s" \
+        "$(j "$name" '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"')" \
+        "$(num "$(j "$name" .raw.per_second)")/s" \
+        "$(j "$name" '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"')" \
+        "$(two "$(j "$name" .ratio)")"
+}
+
+say "writing $OUT"
+{
+    printf '# Benchmarks\n\n'
+    # shellcheck disable=SC2016 # Markdown backticks
+    printf 'Generated by `deploy/bench.sh%s` — do not edit by hand; run it again instead.\n' "${QUICK:+ --quick}"
+    if [[ -n $QUICK ]]; then
+        printf '\n**Quick mode** (3-second phases, small histories, no rebuild): for trying the script, not for quoting.\n'
+    fi
+    cat <<EOF
+
+Every throughput is given as a ratio to the raw limit measured in the same run on the same
+machine — JetStream publish of the same payloads (same shape: as many publishers, each waiting for
+its acknowledgement, with the expected-sequence header), or PostgreSQL \`COPY\` of the rows the
+projections produce — because absolute numbers on a shared machine move with whatever else runs.
+
+- Date: $STARTED_AT
+- Machine: $MACHINE; load average (1/5/15 min) $LOAD_AT_START at start, $LOAD_AFTER_BUILD after the build, $LOAD_AT_END at the end
+- Commit: \`$COMMIT\`
+- Stack: release builds; a private nats-server (JetStream, file storage, no authentication), PostgreSQL $(psql_maint <<<'SHOW server_version;' | cut -d' ' -f1) (scratch databases), command-api, projector and query-api as \`deploy/up.sh\` configures them (default settings; \`\$COMMAND_API\` and \`\$QUERY_API\` in the commands below are their loopback URLs)
+
+## Commands through HTTP vs raw JetStream publish
+
+Closed loop: each client on its own item sends \`set-item-deadline\` (which always changes the item),
+waits for the answer, sends the next; ${PHASE_SECS} s per side, in $(j http32 .rounds) slices alternating
+between HTTP and raw, so that load coming and going on the machine weighs on both sides alike. The
+projector is not running yet, so it does not compete for the cores. Latencies are p50 / p99.
+
+| Clients | HTTP commands | latency | raw JetStream publish | latency | ratio |
+|---|---|---|---|---|---|
+$(throughput_row http32)
+$(throughput_row http128)
+
+Payload: $(j http32 .payload_bytes) bytes per commit.
+Command: \`${CMD[http32]}\`, \`${CMD[http128]}\`.
+
+## One hot item: conflicts and exactly-once
+
+$(j hot .clients) clients on the same item, each sending \`set-item-deadline\` with a date no other
+command of the run uses. The service decides again on a conflict (up to \`MAX_ATTEMPTS\`, 5) and
+answers 409 once it gives up. Afterwards every commit stored on the item's subject since the run
+started is read back: each accepted command's events are stored once, in one commit, and nothing
+else is (the command fails otherwise). The raw side: as many publishers racing on one subject, each
+with the last sequence it knows as the expected one; the sides alternate in $(j hot .rounds) slices.
+
+| | accepted/s | accepted | conflicts (409 / wrong last sequence) | failed | latency p50 / p99 |
+|---|---|---|---|---|---|
+| HTTP commands | $(num "$(j hot .http.per_second)") | $(num "$(j hot .http.accepted)") | $(num "$(j hot .http.conflicts)") | $(j hot .http.failed) | $(j hot '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"') |
+| raw JetStream publish | $(num "$(j hot .raw.per_second)") | $(num "$(j hot .raw.accepted)") | $(num "$(j hot .raw.conflicts)") | $(j hot .raw.failed) | $(j hot '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"') |
+
+Ratio of accepted/s: **$(two "$(j hot .ratio)")**. Exactly once: $(num "$(j hot .http.accepted)") accepted answers,
+$(num "$(j hot .stored_commits)") commits stored for the item — $(j hot 'if .exactly_once then "equal, command ids matching one to one" else "MISMATCH" end').
+Command: \`${CMD[hot]}\`.
+
+## Command latency and read-your-writes staleness at a fixed rate
+
+Open loop: $(num "$(j rate .rate)") commands/s for $(j rate .seconds) s (in $(j rate .rounds) slices alternating with
+raw publishes at the same rate), round-robin over $(j rate .items) items, each sent when it is due
+whatever the answers before it; latency counts from the due time (so a stall
+cannot hide the commands queued behind it). The projector and query-api run. For 1 command in
+$(j rate .sample_every), the item is read through the query API with \`min_sequence\` = the answer's
+\`stream_sequence\` (\`wait_ms=10000\`): staleness is the time from the command's answer to the
+query's answer. The query service polls the checkpoints with a back-off of 5 → 50 ms, and the
+staleness includes one read of the item, whose own cost is shown below it.
+
+| | answered | p50 | p99 | max |
+|---|---|---|---|---|
+| HTTP command latency | $(num "$(j rate .http.accepted)") of $(num "$(j rate '.http.accepted + .http.conflicts + .http.failed')") | $(j rate .http.latency.p50_ms) ms | $(j rate .http.latency.p99_ms) ms | $(j rate .http.latency.max_ms) ms |
+| raw JetStream publish latency, same rate | $(num "$(j rate .raw.accepted)") of $(num "$(j rate '.raw.accepted + .raw.conflicts + .raw.failed')") | $(j rate .raw.latency.p50_ms) ms | $(j rate .raw.latency.p99_ms) ms | $(j rate .raw.latency.max_ms) ms |
+| staleness (answer → visible in query-api) | $(j rate .staleness.samples) ($(j rate .staleness_failed) not within 10 s) | $(j rate .staleness.p50_ms) ms | $(j rate .staleness.p99_ms) ms | $(j rate .staleness.max_ms) ms |
+| the same item read, no waiting | $(j rate .plain_read.samples) | $(j rate .plain_read.p50_ms) ms | $(j rate .plain_read.p99_ms) ms | $(j rate .plain_read.max_ms) ms |
+
+Latency ratio HTTP / raw: p50 **$(two "$(j rate .latency_ratio_p50)")**, p99 **$(two "$(j rate .latency_ratio_p99)")**. The sender fell at
+worst $(j rate '.http_sender_behind_ms * 10 | round / 10') ms behind its schedule (raw: $(j rate '.raw_sender_behind_ms * 10 | round / 10') ms).
+Command: \`${CMD[rate]}\`.
+
+## Read model: catch-up and rebuild vs raw COPY
+
+\`projector bench\` publishes $(num "$PROJECTOR_EVENTS") one-event commits (20 per item) to a scratch
+stream, applies them to scratch schemas one projection after the other, then times \`COPY … FROM
+STDIN\` of the very rows that produced ($(num "$COPY_ROWS") rows) into empty twins. "Both
+projections" is events over the sum of both projections' times.
+
+| | rate | raw COPY | ratio |
+|---|---|---|---|
+| catch-up, core | $(num "$CORE_RATE") events/s | | |
+| catch-up, audit | $(num "$AUDIT_RATE") events/s | | |
+| catch-up, both projections | $(num "$CATCH_RATE") events/s | $(num "$COPY_RATE") rows/s | **$(ratio "$CATCH_RATE" "$COPY_RATE")** |
+| live projector start, $(num "$HEAD") commits written by the phases above | $(num "$(awk -v n="$HEAD" -v s="$CATCH_UP_SECS" 'BEGIN { print n / s }')") commits/s (${CATCH_UP_SECS} s, both projections in parallel) | $(num "$COPY_RATE") rows/s | $(ratio "$(awk -v n="$HEAD" -v s="$CATCH_UP_SECS" 'BEGIN { print n / s }')" "$COPY_RATE") |
+EOF
+    if [[ -n $REBUILD ]]; then
+        rb_core=$(awk '$1 == "core" { print $3 }' <<<"$REBUILD")
+        rb_audit=$(awk '$1 == "audit" { print $3 }' <<<"$REBUILD")
+        rb_head=$(awk '$1 == "core" { print $2 }' <<<"$REBUILD")
+        both=$(awk -v n="$rb_head" -v a="$rb_core" -v b="$rb_audit" 'BEGIN { print n / (a + b) }')
+        # shellcheck disable=SC2016 # Markdown backticks
+        printf '| `projector rebuild all`, %s commits (core %s s, audit %s s) | %s commits/s | %s rows/s | %s |\n' \
+            "$(num "$rb_head")" "$rb_core" "$rb_audit" "$(num "$both")" "$(num "$COPY_RATE")" "$(ratio "$both" "$COPY_RATE")"
+    fi
+    cat <<EOF
+
+The live start and the rebuild apply the stack's own history (mostly \`set-item-deadline\` commits
+of the phases above); their ratio uses the COPY rate of the same run. Commands: \`${CMD[projector]}\`${REBUILD:+, \`${CMD[rebuild]:-}\` (on the stack database, the live projector running)}.
+
+## As-of queries (time travel)
+
+\`projector replay --bench\` generates a plan history of $(num "$REPLAY_EVENTS") events in a scratch
+schema and queries the whole plan as of random instants. Latency only: there is no raw limit to
+compare with.
+
+| variant | axis | p50 | p99 | max |
+|---|---|---|---|---|
+$REPLAY_ROWS
+
+Command: \`${CMD[replay]}\`.
+
+<details><summary>Full output of the projector benchmarks</summary>
+
+\`\`\`text
+$(cat "$WORK/projector-bench.out")
+$(cat "$WORK/replay.out")
+\`\`\`
+
+</details>
+EOF
+} >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+note "$(grep -c '' "$OUT") lines written to $OUT"
+say "done"

@@ -1,0 +1,144 @@
+//! `remediation-admin bench` against a command service on a private nats-server: the hot-item
+//! mode's exactly-once check holds with clients racing on one item, the throughput mode's JSON
+//! report carries both sides, and the fixed-rate mode sends every command it was due to. No
+//! timing is asserted: the numbers come from release runs of deploy/bench.sh.
+
+use std::num::NonZeroUsize;
+use std::process::Command;
+use std::time::Duration;
+
+use command_api::config::Config;
+use command_app::handler::HandlerSettings;
+use event_store::StreamSettings;
+use event_store::access::Service;
+use serde_json::Value;
+use test_support::NatsServer;
+use tokio::sync::oneshot;
+
+const ADMIN: &str = env!("CARGO_BIN_EXE_remediation-admin");
+const SECRET: &str = "bench-test-secret-bench-test-secret!";
+
+/// A command service on a free port; send on the sender to stop it.
+async fn start_command_api(nats: &NatsServer) -> (String, oneshot::Sender<()>) {
+    let config = Config {
+        nats_url: nats.url(),
+        nats_nkey_file: Some(nats.nkey_file(Service::CommandApi)),
+        bind: "127.0.0.1:0".parse().expect("address"),
+        stream: StreamSettings::default(),
+        handler: HandlerSettings::default(),
+        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        nats_timeout: Duration::from_millis(3_000),
+        token_secret: SECRET.as_bytes().to_vec(),
+        previous_token_secret: None,
+    };
+    let state = command_api::app_state(&config)
+        .await
+        .expect("service state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(command_api::run(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+/// Runs `remediation-admin bench ARGS --json` (off the runtime's threads) and returns its report.
+async fn bench(nats: &NatsServer, url: &str, args: &[&str]) -> Value {
+    let mut command = Command::new(ADMIN);
+    command
+        .args(["bench", "--url", url, "--json"])
+        .args(args)
+        .env("NATS_URL", nats.url())
+        .env("NATS_NKEY_FILE", nats.nkey_file(Service::Admin))
+        .env("TOKEN_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("remediation-admin runs");
+    assert!(out.status.success(), "bench {args:?}: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON report in {stdout}"));
+    serde_json::from_str(line).expect("the report is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
+    let nats = NatsServer::start();
+    let (url, stop) = start_command_api(&nats).await;
+    let report = bench(
+        &nats,
+        &url,
+        &["--hot-item", "--clients", "8", "--seconds", "1"],
+    )
+    .await;
+    assert_eq!(report["mode"], "hot-item");
+    assert_eq!(report["exactly_once"], true);
+    let accepted = report["http"]["accepted"].as_u64().expect("accepted");
+    assert!(accepted > 0, "{report}");
+    assert_eq!(
+        report["stored_commits"].as_u64(),
+        Some(accepted),
+        "{report}"
+    );
+    assert_eq!(report["http"]["failed"], 0, "{report}");
+    assert!(report["raw"]["accepted"].as_u64() > Some(0), "{report}");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_report_holds_both_sides_and_their_ratio() {
+    let nats = NatsServer::start();
+    let (url, stop) = start_command_api(&nats).await;
+    let report = bench(&nats, &url, &["--clients", "2", "--seconds", "1"]).await;
+    assert_eq!(report["mode"], "throughput");
+    assert_eq!(report["clients"], 2);
+    assert_eq!(report["rounds"], 5);
+    for side in ["http", "raw"] {
+        assert!(report[side]["accepted"].as_u64() > Some(0), "{report}");
+        assert_eq!(report[side]["failed"], 0, "{report}");
+        assert_eq!(report[side]["conflicts"], 0, "{report}");
+    }
+    assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
+    assert!(report["payload_bytes"].as_u64() > Some(0), "{report}");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read() {
+    let nats = NatsServer::start();
+    let (url, stop) = start_command_api(&nats).await;
+    // No query service here: the sampled reads go to the command service, which has no such
+    // route, and must be counted as not answered rather than lost.
+    let report = bench(
+        &nats,
+        &url,
+        &[
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+            "--items",
+            "4",
+            "--sample-every",
+            "10",
+            "--query-url",
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(report["mode"], "rate");
+    assert_eq!(report["http"]["accepted"], 50, "{report}");
+    assert_eq!(report["raw"]["accepted"], 50, "{report}");
+    let samples = report["staleness"]["samples"].as_u64().expect("samples");
+    let unanswered = report["staleness_failed"].as_u64().expect("failed reads");
+    assert_eq!(samples + unanswered, 5, "{report}");
+    let _ = stop.send(());
+}
