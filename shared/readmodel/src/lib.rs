@@ -98,12 +98,7 @@ pub async fn apply(
 ) -> Result<(), ApplyError> {
     chain::check_and_advance(conn, commits).await?;
     match projection {
-        Projection::Core => {
-            for commit in commits {
-                core::apply(conn, commit).await?;
-            }
-            Ok(())
-        }
+        Projection::Core => core::apply(conn, commits).await,
         Projection::Audit => audit::apply(conn, commits).await,
     }
 }
