@@ -14,7 +14,10 @@ use event_store::Commit;
 use sqlx::PgConnection;
 
 pub use quarantined::apply_quarantined;
-pub use schema::{READER_ROLE, grant_reader, prepare_schema, quoted_schema, swap_schema};
+pub use schema::{
+    READER_ROLE, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema,
+    quoted_schema, swap_schema,
+};
 pub use stall::{clear_stall, record_stall};
 pub use verify::{AuditVerification, verify_audit};
 

@@ -273,7 +273,10 @@ impl Keys {
                     keys.items.insert(id);
                 }
                 Event::Task(e) => {
-                    if matches!(e, TaskEvent::Planned { .. } | TaskEvent::StatusChanged { .. }) {
+                    if matches!(
+                        e,
+                        TaskEvent::Planned { .. } | TaskEvent::StatusChanged { .. }
+                    ) {
                         keys.history.insert(("task", id.clone()));
                     }
                     keys.tasks.insert(id);
@@ -290,9 +293,7 @@ impl Keys {
 
 /// The slot of `key` in `table`: loaded for every key the batch touches.
 fn slot<'t, R: Clone + PartialEq>(table: &'t mut Table<R>, key: &str) -> &'t mut Tracked<R> {
-    table
-        .entry(key.to_owned())
-        .or_insert_with(Tracked::absent)
+    table.entry(key.to_owned()).or_insert_with(Tracked::absent)
 }
 
 /// One status an item or task took, as an event recorded it.
@@ -685,7 +686,12 @@ impl State {
                         .filter_map(|a| a.current.as_ref())
                         .any(|a| {
                             (&a.role, &a.assignee_type, &a.assignee_id, a.valid_from)
-                                == (&row.role, &row.assignee_type, &row.assignee_id, row.valid_from)
+                                == (
+                                    &row.role,
+                                    &row.assignee_type,
+                                    &row.assignee_id,
+                                    row.valid_from,
+                                )
                         }),
                 );
                 self.admit(guard, mode)?;
@@ -958,7 +964,7 @@ impl State {
 /// A report's lines as stored; two lines on one item take the same key.
 fn report_lines(guard: &mut Guard, lines: &[ReportLine]) -> Vec<LineRow> {
     let mut items = HashSet::new();
-    let rows = lines
+    lines
         .iter()
         .map(|l| {
             guard.taken(!items.insert(l.item_id.as_str()));
@@ -968,6 +974,5 @@ fn report_lines(guard: &mut Guard, lines: &[ReportLine]) -> Vec<LineRow> {
                 reported_status: l.status.map(|s| wire(&s)),
             }
         })
-        .collect();
-    rows
+        .collect()
 }

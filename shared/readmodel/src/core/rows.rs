@@ -94,10 +94,7 @@ fn keyed<R: Clone + PartialEq>(
     rows: Vec<R>,
     key: impl Fn(&R) -> &str,
 ) -> Table<R> {
-    let mut table: Table<R> = keys
-        .into_iter()
-        .map(|k| (k, Tracked::absent()))
-        .collect();
+    let mut table: Table<R> = keys.into_iter().map(|k| (k, Tracked::absent())).collect();
     for row in rows {
         table.insert(key(&row).to_owned(), Tracked::loaded(row));
     }
@@ -110,7 +107,10 @@ fn grouped<K: Eq + Hash, R: Clone + PartialEq>(
 ) -> Groups<K, R> {
     let mut groups: Groups<K, R> = HashMap::new();
     for row in rows {
-        groups.entry(key(&row)).or_default().push(Tracked::loaded(row));
+        groups
+            .entry(key(&row))
+            .or_default()
+            .push(Tracked::loaded(row));
     }
     groups
 }
@@ -121,7 +121,10 @@ fn upsert_sql(insert: &str, conflict: &str, columns: &[&str], upsert: bool) -> S
     if !upsert {
         return insert.to_owned();
     }
-    let set: Vec<String> = columns.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
     format!(
         "{insert} ON CONFLICT ({conflict}) DO UPDATE SET {}",
         set.join(", ")
@@ -156,15 +159,20 @@ pub async fn load_units(
     Ok(keyed(keys, rows, |r: &UnitRow| &r.unit_id))
 }
 
-pub async fn write_units(conn: &mut PgConnection, table: &Table<UnitRow>) -> Result<(), sqlx::Error> {
+pub async fn write_units(
+    conn: &mut PgConnection,
+    table: &Table<UnitRow>,
+) -> Result<(), sqlx::Error> {
     let (inserts, updates) = split(table.values());
     for (rows, upsert) in [(inserts, false), (updates, true)] {
         if rows.is_empty() {
             continue;
         }
         // text[] values travel as jsonb: UNNEST would flatten an array of arrays.
-        let successors: Vec<serde_json::Value> =
-            rows.iter().map(|r| serde_json::json!(r.successors)).collect();
+        let successors: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!(r.successors))
+            .collect();
         let sql = upsert_sql(
             "INSERT INTO units (unit_id, name, kind, registered_at, succeeded_on, successors, succession_reason)
              SELECT u.unit_id, u.name, u.kind, u.registered_at, u.succeeded_on,
@@ -182,7 +190,11 @@ pub async fn write_units(conn: &mut PgConnection, table: &Table<UnitRow>) -> Res
             .bind(rows.iter().map(|r| r.registered_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.succeeded_on).collect::<Vec<_>>())
             .bind(successors)
-            .bind(rows.iter().map(|r| r.succession_reason.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.succession_reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .persistent(false)
             .execute(&mut *conn)
             .await?;
@@ -222,7 +234,12 @@ pub async fn write_groups(
     sqlx::query(
         "INSERT INTO unit_groups (group_id, name) SELECT * FROM UNNEST($1::text[], $2::text[])",
     )
-    .bind(inserts.iter().map(|r| r.group_id.as_str()).collect::<Vec<_>>())
+    .bind(
+        inserts
+            .iter()
+            .map(|r| r.group_id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(inserts.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
@@ -327,7 +344,10 @@ pub async fn load_plans(
     Ok(keyed(keys, rows, |r: &PlanRow| &r.plan_id))
 }
 
-pub async fn write_plans(conn: &mut PgConnection, table: &Table<PlanRow>) -> Result<(), sqlx::Error> {
+pub async fn write_plans(
+    conn: &mut PgConnection,
+    table: &Table<PlanRow>,
+) -> Result<(), sqlx::Error> {
     let (inserts, updates) = split(table.values());
     for (rows, upsert) in [(inserts, false), (updates, true)] {
         if rows.is_empty() {
@@ -346,8 +366,16 @@ pub async fn write_plans(conn: &mut PgConnection, table: &Table<PlanRow>) -> Res
             .bind(rows.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.issuer.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.issued_on).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.legal_basis.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.reporting_rule.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.legal_basis.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.reporting_rule.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .persistent(false)
             .execute(&mut *conn)
             .await?;
@@ -389,7 +417,10 @@ pub async fn load_items(
     Ok(keyed(keys, rows, |r: &ItemRow| &r.item_id))
 }
 
-pub async fn write_items(conn: &mut PgConnection, table: &Table<ItemRow>) -> Result<(), sqlx::Error> {
+pub async fn write_items(
+    conn: &mut PgConnection,
+    table: &Table<ItemRow>,
+) -> Result<(), sqlx::Error> {
     let (inserts, updates) = split(table.values());
     for (rows, upsert) in [(inserts, false), (updates, true)] {
         if rows.is_empty() {
@@ -422,9 +453,21 @@ pub async fn write_items(conn: &mut PgConnection, table: &Table<ItemRow>) -> Res
             .bind(rows.iter().map(|r| r.ordinal).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.sector.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.causes_objective.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.causes_subjective.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.remedies.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.causes_objective.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.causes_subjective.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.remedies.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.due_on).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.status_since).collect::<Vec<_>>())
@@ -486,11 +529,23 @@ pub async fn write_assignments(
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(rows.iter().map(|r| r.item_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.assignee_type.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.assignee_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.assignee_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.assignee_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.valid_from).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.valid_until).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.revoke_reason.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.revoke_reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.stream_sequence).collect::<Vec<_>>())
             .persistent(false)
             .execute(&mut *conn)
@@ -535,7 +590,10 @@ pub async fn load_tasks(
     Ok(keyed(keys, rows, |r: &TaskRow| &r.task_id))
 }
 
-pub async fn write_tasks(conn: &mut PgConnection, table: &Table<TaskRow>) -> Result<(), sqlx::Error> {
+pub async fn write_tasks(
+    conn: &mut PgConnection,
+    table: &Table<TaskRow>,
+) -> Result<(), sqlx::Error> {
     let (inserts, updates) = split(table.values());
     for (rows, upsert) in [(inserts, false), (updates, true)] {
         if rows.is_empty() {
@@ -570,14 +628,30 @@ pub async fn write_tasks(conn: &mut PgConnection, table: &Table<TaskRow>) -> Res
             .bind(rows.iter().map(|r| r.item_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.unit_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.person_responsible.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.leader_in_charge.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.person_responsible.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.leader_in_charge.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.due_on).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.status_since).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.evidence.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.evidence.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.cancelled).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.cancel_reason.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.cancel_reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.planned_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.completed_at).collect::<Vec<_>>())
             .persistent(false)
@@ -655,19 +729,31 @@ pub async fn write_reports(
             upsert,
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.iter().map(|r| r.report_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.report_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.plan_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.unit_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.year).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.quarter).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.first_submitted_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.first_submitted_at)
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.last_revised_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.revisions).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.accepted_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.returned_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.return_reason.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.return_reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .persistent(false)
             .execute(&mut *conn)
             .await?;
@@ -708,9 +794,24 @@ pub async fn write_lines(
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])",
     )
     .bind(lines.iter().map(|(r, _)| *r).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, l)| l.item_id.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, l)| l.progress.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|(_, l)| l.reported_status.as_deref()).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|(_, l)| l.item_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, l)| l.progress.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, l)| l.reported_status.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -819,18 +920,42 @@ pub async fn write_history(
             upsert,
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.iter().map(|r| r.aggregate_type.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.aggregate_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.aggregate_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.previous_status.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.previous_status.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.evidence.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.evidence.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.effective_from).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.effective_until).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.recorded_from).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.recorded_until).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.actor_user.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.actor_unit.as_deref()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.actor_user.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.actor_unit.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(rows.iter().map(|r| r.stream_sequence).collect::<Vec<_>>())
             .persistent(false)
             .execute(&mut *conn)

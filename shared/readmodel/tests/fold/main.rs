@@ -73,7 +73,15 @@ fn op() -> impl Strategy<Value = Op> {
     // Status changes come up more often: their history rows are where effective order, ties
     // within a microsecond and backdating meet.
     let kind = prop_oneof![3 => Just(13u8), 3 => Just(16u8), 12 => 0u8..22];
-    (kind, any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), prop::bool::weighted(0.3), 0u8..40)
+    (
+        kind,
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        prop::bool::weighted(0.3),
+        0u8..40,
+    )
         .prop_map(|(kind, a, b, c, t, join, odd)| Op {
             kind,
             a,
@@ -101,7 +109,8 @@ fn base() -> DateTime<Utc> {
 }
 
 fn instant(x: u8) -> DateTime<Utc> {
-    base() + TimeDelta::minutes(i64::from(x % 4) * 7)
+    base()
+        + TimeDelta::minutes(i64::from(x % 4) * 7)
         + TimeDelta::nanoseconds(NANOS[usize::from(x / 4 % 4)])
 }
 
@@ -176,7 +185,8 @@ impl History {
                 let event = match op.kind {
                     0 => UnitEvent::Registered {
                         name: text(&format!("Đơn vị {id}")),
-                        kind: [UnitKind::Department, UnitKind::DistrictCommittee][usize::from(op.c % 2)],
+                        kind: [UnitKind::Department, UnitKind::DistrictCommittee]
+                            [usize::from(op.c % 2)],
                     },
                     1 => UnitEvent::Renamed {
                         from: text("Tên cũ"),
@@ -237,15 +247,18 @@ impl History {
                     })
                 } else {
                     PlanEvent::Amended {
-                        title: (op.b % 2 == 0).then(|| text(&format!("Kế hoạch sửa đổi {}", op.c % 3))),
-                        legal_basis: (op.c % 3 == 0).then(|| {
+                        title: op
+                            .b
+                            .is_multiple_of(2)
+                            .then(|| text(&format!("Kế hoạch sửa đổi {}", op.c % 3))),
+                        legal_basis: op.c.is_multiple_of(3).then(|| {
                             if nul {
                                 vec![stored_text("Căn cứ\u{0}")]
                             } else {
                                 vec![text("Căn cứ mới"), text("Nghị định 08")]
                             }
                         }),
-                        reporting_rule: (op.t % 2 == 0).then(|| text("Hằng quý")),
+                        reporting_rule: op.t.is_multiple_of(2).then(|| text("Hằng quý")),
                         report_recipient: None,
                         reason: text("Bổ sung"),
                     }
@@ -259,8 +272,9 @@ impl History {
                 } else {
                     pick(&ITEMS, op.a)
                 };
-                let role = [AssignmentRole::Lead, AssignmentRole::Coordinator][usize::from(op.c % 2)];
-                let assignee = if op.b % 3 == 0 {
+                let role =
+                    [AssignmentRole::Lead, AssignmentRole::Coordinator][usize::from(op.c % 2)];
+                let assignee = if op.b.is_multiple_of(3) {
                     Assignee::Group(GroupId::new(pick(&GROUPS, op.b)).expect("id"))
                 } else {
                     Assignee::Unit(unit(op.b))
@@ -271,9 +285,9 @@ impl History {
                         plan_issued_on: date(0),
                         ordinal: u16::from(op.c % 9) + 1,
                         title: text(&format!("Hạn chế {id}")),
-                        sector: (op.t % 2 == 0).then(|| text("Nông nghiệp")),
+                        sector: op.t.is_multiple_of(2).then(|| text("Nông nghiệp")),
                         causes_objective: None,
-                        causes_subjective: (op.t % 3 == 0).then(|| text("Chưa quyết liệt")),
+                        causes_subjective: op.t.is_multiple_of(3).then(|| text("Chưa quyết liệt")),
                         remedies: Some(text("Tăng cường kiểm tra")),
                     },
                     9 => ItemEvent::Assigned {
@@ -297,7 +311,7 @@ impl History {
                         from: LIFECYCLES[usize::from(op.b) % 6],
                         to: LIFECYCLES[usize::from(op.c) % 6],
                         reason: reason("Cập nhật tiến độ"),
-                        evidence: (op.b % 2 == 0).then(|| text("Biên bản kiểm tra")),
+                        evidence: op.b.is_multiple_of(2).then(|| text("Biên bản kiểm tra")),
                         at: instant(op.t),
                     },
                 };
@@ -330,7 +344,10 @@ impl History {
                         from: LIFECYCLES[usize::from(op.b) % 6],
                         to: LIFECYCLES[usize::from(op.c) % 6],
                         reason: reason("Tiến độ"),
-                        evidence: (op.b % 3 == 0).then(|| text(&format!("Minh chứng {}", op.t % 3))),
+                        evidence: op
+                            .b
+                            .is_multiple_of(3)
+                            .then(|| text(&format!("Minh chứng {}", op.t % 3))),
                         at: instant(op.t),
                     },
                     _ => TaskEvent::Cancelled {
@@ -394,14 +411,18 @@ impl History {
         if let Some(change) = changes {
             self.changed_in_commit.insert(change);
         }
-        let recorded = base() + TimeDelta::seconds(self.clock - if op.odd == 1 { 25 } else { 0 })
+        let recorded = base()
+            + TimeDelta::seconds(self.clock - if op.odd == 1 { 25 } else { 0 })
             + TimeDelta::nanoseconds(NANOS[usize::from(op.t % 4)]);
         let meta = CommandMeta {
             command_id: uuid::Uuid::now_v7(),
             command_name: "test",
             actor: Actor {
                 user: "vp.nguyen-thi-hoa".into(),
-                unit: (op.b % 2 == 0).then(|| UnitId::new(UNITS[0]).expect("id")),
+                unit: op
+                    .b
+                    .is_multiple_of(2)
+                    .then(|| UnitId::new(UNITS[0]).expect("id")),
                 role: Role::ProvinceOffice,
             },
             correlation_id: "test".into(),
@@ -506,7 +527,13 @@ async fn apply_folded(
         }
         for commit in batch {
             let mut savepoint = tx.begin().await.expect("savepoint");
-            match apply(&mut savepoint, Projection::Core, std::slice::from_ref(commit)).await {
+            match apply(
+                &mut savepoint,
+                Projection::Core,
+                std::slice::from_ref(commit),
+            )
+            .await
+            {
                 Ok(()) => savepoint.commit().await.expect("release"),
                 Err(error) => {
                     assert_not_transient(&error);
@@ -540,7 +567,11 @@ fn assert_not_transient(error: &ApplyError) {
 
 /// Every row of every core table, as sorted JSON texts. Stretches of group membership are
 /// numbered by a sequence that failed attempts advance too: they are compared by their rank.
-async fn tables(conn: &mut PgConnection, schema: &str, exact_ids: bool) -> Vec<(String, Vec<String>)> {
+async fn tables(
+    conn: &mut PgConnection,
+    schema: &str,
+    exact_ids: bool,
+) -> Vec<(String, Vec<String>)> {
     let mut all = Vec::new();
     for table in TABLES {
         let row = if table == "group_members" && !exact_ids {
@@ -548,11 +579,12 @@ async fn tables(conn: &mut PgConnection, schema: &str, exact_ids: bool) -> Vec<(
         } else {
             "to_jsonb(t)::text"
         };
-        let mut rows: Vec<String> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT {row} FROM {schema}.{table} t")))
-                .fetch_all(&mut *conn)
-                .await
-                .expect("rows");
+        let mut rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {row} FROM {schema}.{table} t"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("rows");
         rows.sort();
         all.push((table.to_owned(), rows));
     }
@@ -582,10 +614,12 @@ impl Fixture {
                 .await
                 .expect("connect");
             for schema in ["reference", "folded"] {
-                sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                    .execute(&pool)
-                    .await
-                    .expect("drop");
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                )))
+                .execute(&pool)
+                .await
+                .expect("drop");
                 prepare_schema(&pool, Projection::Core, schema)
                     .await
                     .expect("migrate");
@@ -652,5 +686,8 @@ fn the_generator_draws_histories_that_apply_and_histories_that_stop() {
             Some(_) => stopped += 1,
         }
     }
-    assert!(whole >= 3 && stopped >= 1, "whole {whole}, stopped {stopped}");
+    assert!(
+        whole >= 3 && stopped >= 1,
+        "whole {whole}, stopped {stopped}"
+    );
 }
