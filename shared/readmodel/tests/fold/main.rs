@@ -80,7 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
         any::<u8>(),
         any::<u8>(),
         prop::bool::weighted(0.3),
-        0u8..40,
+        0u8..100,
     )
         .prop_map(|(kind, a, b, c, t, join, odd)| Op {
             kind,
