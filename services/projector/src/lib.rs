@@ -87,6 +87,41 @@ impl Config {
     }
 }
 
+/// Connections of the time-travel snapshot maintenance's own pool, so that the projections'
+/// batches never wait for one it holds: a refresh holds three at once (its lock, the events it
+/// reads, the snapshots it writes).
+const SNAPSHOT_CONNECTIONS: u32 = 3;
+
+/// Keeps the time-travel snapshots fresh until `stop` resolves, on the calling (blocking) thread
+/// with a runtime and a pool of its own: folding and encoding snapshots takes CPU for seconds at
+/// a time, which on the projections' runtime would hold back their batches and checkpoints.
+fn maintain_snapshots(
+    options: sqlx::postgres::PgConnectOptions,
+    audit_schema: String,
+    every: u64,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "time-travel snapshots are not maintained: no runtime");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(SNAPSHOT_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        time_travel::snapshot::maintain(pool.clone(), audit_schema, every, interval, stop).await;
+        pool.close().await;
+    });
+}
+
 /// Connects to PostgreSQL.
 pub async fn connect_database(url: &str) -> Result<PgPool, String> {
     PgPoolOptions::new()
@@ -177,16 +212,15 @@ impl Projector {
             )));
         }
         if let Some(interval) = self.snapshot_interval {
+            let options = (*self.context.pool.connect_options()).clone();
+            let schema = Projection::Audit.schema(&self.context.schema_prefix);
+            let every = self.snapshot_every;
             let mut stopped = stopped.clone();
-            tasks.push(tokio::spawn(time_travel::snapshot::maintain(
-                self.context.pool.clone(),
-                Projection::Audit.schema(&self.context.schema_prefix),
-                self.snapshot_every,
-                interval,
-                async move {
+            tasks.push(tokio::task::spawn_blocking(move || {
+                maintain_snapshots(options, schema, every, interval, async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
-                },
-            )));
+                })
+            }));
         }
         tasks.push(tokio::spawn(worker::watch_lag(
             self.context.clone(),

@@ -8,7 +8,7 @@ use readmodel::Projection;
 fn usage() -> ExitCode {
     eprintln!("usage: projector            run the projections (config from the environment)");
     eprintln!(
-        "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in"
+        "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in (REBUILD_BATCH_SIZE: commits per batch, default 5000)"
     );
     eprintln!(
         "       projector bench [EVENTS]   catch-up throughput on a scratch stream and schemas (default 1000000; NATS_NKEY_FILE: the operator's seed)"
@@ -19,47 +19,61 @@ fn usage() -> ExitCode {
 
 async fn rebuild(which: &str) -> Result<(), String> {
     let config = projector::Config::from_env()?;
+    let batch_size = projector::rebuild::batch_size_from_env()?;
     let projections: Vec<Projection> = match which {
         "all" => Projection::ALL.to_vec(),
         name => vec![Projection::parse(name).ok_or_else(|| format!("no projection {name:?}"))?],
     };
     let projector = projector::Projector::connect(&config).await?;
-    for projection in projections {
-        let live = projection.schema(&config.schema_prefix);
-        let started = std::time::Instant::now();
-        let applied = projector::rebuild::rebuild(
-            &projector.context.pool,
-            &projector.context.stream,
-            projection,
-            &live,
-            config.batch_size,
-            |p| {
-                let width = 30;
-                let done = (p.applied * width as u64)
-                    .checked_div(p.head)
-                    .map_or(width, |done| done as usize);
-                let eta = p
-                    .eta
-                    .map_or_else(|| "–".to_owned(), |eta| format!("{}s", eta.as_secs()));
-                eprint!(
-                    "\r{:<6} [{}{}] {}/{} commits  {:.0}/s  ETA {eta}   ",
-                    projection.name(),
-                    "#".repeat(done),
-                    " ".repeat(width - done),
-                    p.applied,
-                    p.head,
-                    p.events_per_second
-                );
-                let _ = std::io::stderr().flush();
-            },
-        )
-        .await?;
-        eprintln!(
-            "\n{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
-            projection.name(),
-            started.elapsed().as_secs_f64()
-        );
-    }
+    // The projections rebuild side by side (each reads the stream and writes its own schema),
+    // with one progress line for all of them.
+    let lines = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let runs = projections.into_iter().map(|projection| {
+        let (lines, projector, config) = (&lines, &projector, &config);
+        async move {
+            let live = projection.schema(&config.schema_prefix);
+            let started = std::time::Instant::now();
+            let applied = projector::rebuild::rebuild(
+                &projector.context.pool,
+                &projector.context.stream,
+                projection,
+                &live,
+                batch_size,
+                |p| {
+                    let width = 20;
+                    let done = (p.applied * width as u64)
+                        .checked_div(p.head)
+                        .map_or(width, |done| done as usize);
+                    let eta = p
+                        .eta
+                        .map_or_else(|| "–".to_owned(), |eta| format!("{}s", eta.as_secs()));
+                    let line = format!(
+                        "{:<5} [{}{}] {}/{} commits {:.0}/s ETA {eta}",
+                        projection.name(),
+                        "#".repeat(done),
+                        " ".repeat(width - done),
+                        p.applied,
+                        p.head,
+                        p.events_per_second
+                    );
+                    if let Ok(mut lines) = lines.lock() {
+                        lines.insert(projection.name(), line);
+                        let all: Vec<&str> = lines.values().map(String::as_str).collect();
+                        eprint!("\r{}   ", all.join("  |  "));
+                        let _ = std::io::stderr().flush();
+                    }
+                },
+            )
+            .await?;
+            eprintln!(
+                "\n{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
+                projection.name(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok::<(), String>(())
+        }
+    });
+    futures::future::try_join_all(runs).await?;
     Ok(())
 }
 

@@ -11,10 +11,28 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
 use event_store::StreamReader;
-use readmodel::{Projection, grant_reader, prepare_schema, swap_schema};
+use readmodel::{
+    Projection, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema, swap_schema,
+};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::batch::{Delivered, apply_releasing, quoted};
+
+/// Commits per batch when rebuilding, unless `REBUILD_BATCH_SIZE` says otherwise: larger than
+/// the live worker's, since nobody waits on a rebuild's individual commits.
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+
+/// The rebuild's batch size: `REBUILD_BATCH_SIZE`, else [`DEFAULT_BATCH_SIZE`].
+pub fn batch_size_from_env() -> Result<usize, String> {
+    match std::env::var("REBUILD_BATCH_SIZE") {
+        Ok(size) if !size.is_empty() => match size.parse() {
+            Ok(0) => Err("REBUILD_BATCH_SIZE must be at least 1".to_owned()),
+            Ok(size) => Ok(size),
+            Err(e) => Err(format!("REBUILD_BATCH_SIZE: {e}")),
+        },
+        _ => Ok(DEFAULT_BATCH_SIZE),
+    }
+}
 
 /// How far a rebuild has got.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +111,9 @@ pub async fn rebuild(
         .await
         .map_err(|e| fail(&e))?;
     grant_reader(pool, &rebuilt).await.map_err(|e| fail(&e))?;
+    let deferred = drop_secondary_indexes(pool, &rebuilt)
+        .await
+        .map_err(|e| fail(&e))?;
 
     let head = stream
         .get_info()
@@ -123,6 +144,9 @@ pub async fn rebuild(
         });
     }
 
+    create_indexes(pool, &deferred)
+        .await
+        .map_err(|e| fail(&e))?;
     analyze(pool, &rebuilt).await.map_err(|e| fail(&e))?;
 
     // The switch, exclusive against the live worker's batches: whatever the live projection

@@ -14,7 +14,10 @@ use event_store::Commit;
 use sqlx::PgConnection;
 
 pub use quarantined::apply_quarantined;
-pub use schema::{READER_ROLE, grant_reader, prepare_schema, quoted_schema, swap_schema};
+pub use schema::{
+    READER_ROLE, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema,
+    quoted_schema, swap_schema,
+};
 pub use stall::{clear_stall, record_stall};
 pub use verify::{AuditVerification, verify_audit};
 
@@ -98,12 +101,7 @@ pub async fn apply(
 ) -> Result<(), ApplyError> {
     chain::check_and_advance(conn, commits).await?;
     match projection {
-        Projection::Core => {
-            for commit in commits {
-                core::apply(conn, commit).await?;
-            }
-            Ok(())
-        }
+        Projection::Core => core::apply(conn, commits).await,
         Projection::Audit => audit::apply(conn, commits).await,
     }
 }

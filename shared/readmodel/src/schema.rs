@@ -108,3 +108,48 @@ pub async fn swap_schema(
     execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;
     Ok(())
 }
+
+/// Secondary indexes the projections' own writes find rows by (the open stretches of a group
+/// member): a bulk load keeps them.
+const LOOKUP_INDEXES: &[&str] = &["group_members_group"];
+
+/// Drops `schema`'s secondary indexes — those that back no constraint and that no write of the
+/// projection looks rows up by — and returns their definitions for [`create_indexes`]: before a
+/// bulk load, since building an index once afterwards costs far less than keeping it up to
+/// date row by row.
+pub async fn drop_secondary_indexes(
+    pool: &PgPool,
+    schema: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let schema = checked(schema)?;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.indexname::text, i.indexdef
+         FROM pg_indexes i
+         JOIN pg_namespace n ON n.nspname = i.schemaname
+         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = i.indexname
+         WHERE i.schemaname = $1 AND i.indexname <> ALL($2)
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)
+         ORDER BY i.indexname",
+    )
+    .bind(schema)
+    .bind(LOOKUP_INDEXES)
+    .fetch_all(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    for (name, _) in &indexes {
+        execute(&mut conn, format!("DROP INDEX {schema}.\"{name}\"")).await?;
+    }
+    Ok(indexes
+        .into_iter()
+        .map(|(_, definition)| definition)
+        .collect())
+}
+
+/// Creates the indexes [`drop_secondary_indexes`] dropped, from their definitions.
+pub async fn create_indexes(pool: &PgPool, definitions: &[String]) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    for definition in definitions {
+        execute(&mut conn, definition.clone()).await?;
+    }
+    Ok(())
+}

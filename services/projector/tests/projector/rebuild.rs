@@ -107,6 +107,18 @@ async fn reader(
 }
 
 /// Waits until `counter` has moved on by `by` from now.
+/// `schema`'s indexes as (name, definition), the schema's name left out of the definitions.
+async fn indexes(pool: &sqlx::PgPool, schema: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT indexname::text, replace(indexdef, schemaname || '.', '')
+         FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .expect("indexes")
+}
+
 async fn wait_for_more(counter: &AtomicU64, by: u64) {
     let target = counter.load(Ordering::Relaxed) + by;
     let started = Instant::now();
@@ -235,6 +247,25 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
             "never analysed: {unanalysed:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The rebuild builds the secondary indexes after its bulk load: the swapped-in schemas have
+    // every index a freshly migrated one has.
+    for projection in Projection::ALL {
+        let fresh = format!("{}_fresh", projection.name());
+        readmodel::prepare_schema(&pool, projection, &fresh)
+            .await
+            .expect("migrate");
+        assert_eq!(
+            indexes(&pool, projection.name()).await,
+            indexes(&pool, &fresh).await,
+            "{}",
+            projection.name()
+        );
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {fresh} CASCADE")))
+            .execute(&pool)
+            .await
+            .expect("drop");
     }
 
     // The swapped-in schemas keep serving, and the live projector keeps applying to them.

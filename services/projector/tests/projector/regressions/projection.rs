@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use remediation_domain::Role;
 use remediation_domain::calendar::Quarter;
-use remediation_domain::report::{ReportEvent, ReportLine};
+use remediation_domain::report::{ReportEvent, ReportLine, report_id};
 use remediation_domain::text::{ItemId, PlanId, UnitId};
 use remediation_domain::{AggregateRef, Event};
 use reqwest::StatusCode;
@@ -237,21 +237,29 @@ async fn compliance_at_t_counts_only_reports_submitted_by_t() {
     service.shutdown().await;
 }
 
-/// core.rs `report()` has a `debug_assert_eq!` on the report id; any panic inside a worker task
-/// kills that projection silently: no stall is recorded, `/readyz` stays 200.
+/// core.rs `report()` held a report's aggregate id to the one its plan, unit and quarter derive
+/// with a `debug_assert_eq!` only: a debug build panicked (the worker died), a release build
+/// applied the report under the wrong id. In every build the projection must stop at that
+/// commit, with the commits before it applied and a reason that names the mismatch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_projection_is_not_ready() {
+async fn a_report_filed_under_another_id_stops_the_projection_at_it() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
     let mut publisher = Publisher::new(&js, 0);
+    let (target, event) = registered("so-tai-chinh", "Sở Tài chính");
+    let before = publisher
+        .commit(&target, &[event], &meta("register-unit", Utc::now()))
+        .await;
     let plan = PlanId::new("kh-63-2025").expect("plan");
     let unit = UnitId::new("so-tai-chinh").expect("unit");
+    let quarter = Quarter::new(2025, 2).expect("quarter");
+    let derived = report_id(&plan, &unit, quarter);
     let event = Event::Report(ReportEvent::Submitted {
         plan_id: plan,
         unit_id: unit,
-        quarter: Quarter::new(2025, 2).expect("quarter"),
+        quarter,
         lines: vec![ReportLine {
             item_id: ItemId::new("kh-63-2025-01").expect("item"),
             progress: remediation_domain::text::Text::new("Đã triển khai").expect("text"),
@@ -267,23 +275,17 @@ async fn a_panicking_projection_is_not_ready() {
         .await;
     publisher.flush().await;
     let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
+    let body = wait_until_not_ready(&projector.url).await;
+    let stalled = &body["projections"]["core"]["stalled"];
+    assert_eq!(stalled["sequence"], json!(sequence), "{body}");
+    let reason = stalled["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("bao-cao-khac") && reason.contains(derived.as_str()),
+        "{reason}"
+    );
     let mut conn = connect(&db.url()).await;
-    // Either the commit is applied (release builds) or the projection says it stopped.
-    let started = Instant::now();
-    loop {
-        if checkpoint(&mut conn, "core").await == Some(sequence) {
-            break;
-        }
-        let (status, body) = get(&format!("{}/readyz", projector.url)).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            assert!(!body["projections"]["core"]["stalled"].is_null(), "{body}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "core neither applied {sequence} nor reported a stall: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(checkpoint(&mut conn, "core").await, Some(before));
+    let reports = rows(&mut conn, "SELECT report_id FROM core.reports", "report_id").await;
+    assert_eq!(reports, Vec::<serde_json::Value>::new());
     projector.stop().await;
 }

@@ -1,4 +1,5 @@
-//! The core projection: one SQL statement or two per event, in stream order.
+//! The core projection as it was applied before the fold: one commit at a time, one to four
+//! SQL statements per event, in stream order. The fold must leave the tables exactly as this does.
 
 use chrono::{DateTime, Utc};
 use event_store::{CloudEvent, Commit};
@@ -13,7 +14,7 @@ use remediation_domain::unit::UnitEvent;
 use remediation_domain::{Assignee, Event};
 use sqlx::PgConnection;
 
-use crate::ApplyError;
+use readmodel::ApplyError;
 
 /// Snake-case wire name of a serde enum value (lifecycle, kinds, roles).
 fn wire<T: serde::Serialize>(value: &T) -> String {
