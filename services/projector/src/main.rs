@@ -1,35 +1,76 @@
 //! `projector`: runs the read-model projections, or rebuilds them.
 
-use std::io::Write;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use readmodel::Projection;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: projector            run the projections (config from the environment)");
-    eprintln!(
-        "       projector rebuild [core|audit|all]   rebuild into a fresh schema and swap it in (REBUILD_BATCH_SIZE: commits per batch, default 5000)"
-    );
-    eprintln!(
-        "       projector bench [EVENTS]   catch-up throughput on a scratch stream and schemas (default 1000000; NATS_NKEY_FILE: the operator's seed)"
-    );
-    eprintln!("{}", time_travel::cli::USAGE);
-    ExitCode::FAILURE
+/// Runs the read-model projections (configuration from the environment: NATS_URL,
+/// DATABASE_URL, …; see the README), or one of the commands below.
+#[derive(Debug, Parser)]
+#[command(name = "projector", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-async fn rebuild(which: &str) -> Result<(), String> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rebuild into a fresh schema and swap it in, with no downtime (REBUILD_BATCH_SIZE:
+    /// commits per batch, default 5000).
+    Rebuild {
+        #[arg(value_enum, default_value_t = Which::All)]
+        which: Which,
+    },
+    /// Catch-up throughput on a scratch stream and scratch schemas, next to the raw COPY rate
+    /// of the same rows (NATS_NKEY_FILE: the operator's seed).
+    Bench {
+        /// Commits to generate.
+        #[arg(default_value_t = 1_000_000)]
+        events: u64,
+    },
+    /// The plan as of any instant, diffs and snapshots (`projector replay --help`).
+    #[command(disable_help_flag = true)]
+    Replay {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Which projections to rebuild.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Which {
+    Core,
+    Audit,
+    All,
+}
+
+impl Which {
+    fn projections(self) -> Vec<Projection> {
+        match self {
+            Which::Core => vec![Projection::Core],
+            Which::Audit => vec![Projection::Audit],
+            Which::All => Projection::ALL.to_vec(),
+        }
+    }
+}
+
+async fn rebuild(which: Which) -> Result<(), String> {
     let config = projector::Config::from_env()?;
     let batch_size = projector::rebuild::batch_size_from_env()?;
-    let projections: Vec<Projection> = match which {
-        "all" => Projection::ALL.to_vec(),
-        name => vec![Projection::parse(name).ok_or_else(|| format!("no projection {name:?}"))?],
-    };
     let projector = projector::Projector::connect(&config).await?;
     // The projections rebuild side by side (each reads the stream and writes its own schema),
-    // with one progress line for all of them.
-    let lines = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    let runs = projections.into_iter().map(|projection| {
-        let (lines, projector, config) = (&lines, &projector, &config);
+    // a progress bar each.
+    let bars = MultiProgress::new();
+    let style =
+        ProgressStyle::with_template("{prefix:5} [{bar:30}] {pos}/{len} commits  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>-");
+    let runs = which.projections().into_iter().map(|projection| {
+        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_prefix(projection.name());
+        let (projector, config) = (&projector, &config);
         async move {
             let live = projection.schema(&config.schema_prefix);
             let started = std::time::Instant::now();
@@ -40,46 +81,30 @@ async fn rebuild(which: &str) -> Result<(), String> {
                 &live,
                 batch_size,
                 |p| {
-                    let width = 20;
-                    let done = (p.applied * width as u64)
-                        .checked_div(p.head)
-                        .map_or(width, |done| done as usize);
-                    let eta = p
-                        .eta
-                        .map_or_else(|| "–".to_owned(), |eta| format!("{}s", eta.as_secs()));
-                    let line = format!(
-                        "{:<5} [{}{}] {}/{} commits {:.0}/s ETA {eta}",
-                        projection.name(),
-                        "#".repeat(done),
-                        " ".repeat(width - done),
-                        p.applied,
-                        p.head,
-                        p.events_per_second
-                    );
-                    if let Ok(mut lines) = lines.lock() {
-                        lines.insert(projection.name(), line);
-                        let all: Vec<&str> = lines.values().map(String::as_str).collect();
-                        eprint!("\r{}   ", all.join("  |  "));
-                        let _ = std::io::stderr().flush();
-                    }
+                    bar.set_length(p.head);
+                    bar.set_position(p.applied);
+                    bar.set_message(format!("{:.0} events/s", p.events_per_second));
                 },
             )
             .await?;
-            eprintln!(
-                "\n{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
-                projection.name(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok::<(), String>(())
+            bar.finish();
+            Ok::<_, String>((projection, applied, started.elapsed()))
         }
     });
-    futures::future::try_join_all(runs).await?;
+    // Printed also where the bars are not drawn (stderr not a terminal): deploy/bench.sh reads
+    // these lines.
+    for (projection, applied, took) in futures::future::try_join_all(runs).await? {
+        eprintln!(
+            "{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
+            projection.name(),
+            took.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
-async fn bench(events: &str) -> Result<(), String> {
+async fn bench(events: u64) -> Result<(), String> {
     let config = projector::Config::from_env()?;
-    let events: u64 = events.parse().map_err(|e| format!("EVENTS: {e}"))?;
     let pool = projector::connect_database(&config.database_url).await?;
     // A scratch stream of its own is the operator's to create and delete.
     let (client, js) = service_kit::connect_nats(
@@ -97,24 +122,19 @@ async fn bench(events: &str) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     service_kit::init_tracing();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => match projector::Config::from_env() {
+    let outcome = match cli.command {
+        None => match projector::Config::from_env() {
             Ok(config) => projector::serve(config, service_kit::shutdown_signal()).await,
             Err(e) => Err(e),
         },
-        ["bench"] => bench("1000000").await,
-        ["bench", events] => bench(events).await,
-        ["rebuild"] => rebuild("all").await,
-        ["rebuild", which] => rebuild(which).await,
-        ["replay", rest @ ..] => time_travel::cli::run(rest).await,
-        _ => return usage(),
+        Some(Command::Bench { events }) => bench(events).await,
+        Some(Command::Rebuild { which }) => rebuild(which).await,
+        Some(Command::Replay { args }) => {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            time_travel::cli::run(&args).await
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

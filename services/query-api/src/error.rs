@@ -179,9 +179,12 @@ impl From<time_travel::Error> for QueryError {
         match error {
             time_travel::Error::Database(e) => e.into(),
             time_travel::Error::Invalid(detail) => QueryError::Malformed(detail),
-            // The log holds something this build cannot fold, or a stored snapshot is damaged:
-            // an answer without it would be wrong, so there is none.
-            other @ (time_travel::Error::Undecodable { .. } | time_travel::Error::Snapshot(_)) => {
+            // The log holds something this build cannot fold, a stored snapshot is damaged, or
+            // the configured schema name is refused: an answer without it would be wrong, so
+            // there is none.
+            other @ (time_travel::Error::Undecodable { .. }
+            | time_travel::Error::Snapshot(_)
+            | time_travel::Error::Schema(_)) => {
                 QueryError::Internal(format!("time travel: {other}"))
             }
         }

@@ -48,12 +48,22 @@ struct QuarterParts {
     quarter: u8,
 }
 
-impl TryFrom<QuarterParts> for Quarter {
-    type Error = String;
+/// A quarter outside 1–4, or a year outside 2000–2100.
+#[derive(Debug, thiserror::Error)]
+#[error("no quarter {quarter} of year {year}")]
+pub struct NoSuchQuarter {
+    pub year: i32,
+    pub quarter: u8,
+}
 
-    fn try_from(parts: QuarterParts) -> Result<Self, String> {
-        Self::new(parts.year, parts.quarter)
-            .ok_or_else(|| format!("no quarter {} of year {}", parts.quarter, parts.year))
+impl TryFrom<QuarterParts> for Quarter {
+    type Error = NoSuchQuarter;
+
+    fn try_from(parts: QuarterParts) -> Result<Self, NoSuchQuarter> {
+        Self::new(parts.year, parts.quarter).ok_or(NoSuchQuarter {
+            year: parts.year,
+            quarter: parts.quarter,
+        })
     }
 }
 

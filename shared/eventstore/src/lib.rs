@@ -24,8 +24,8 @@ pub use idempotency::{
     Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
 };
 pub use quarantine::{
-    NotSignedOff, SignedOff, StoredMessage, message_digest, signed_off, signed_off_at,
-    stored_message,
+    DecisionFault, NotSignedOff, SignedOff, StoredMessage, message_digest, signed_off,
+    signed_off_at, stored_message,
 };
 pub use reader::StreamReader;
 pub use repository::{Loaded, Repository};

@@ -97,7 +97,10 @@ pub enum NotSignedOff {
     #[error("no quarantine decision names stream sequence {0}")]
     NoDecision(u64),
     #[error("the quarantine decision at stream sequence {decision} does not hold: {reason}")]
-    Invalid { decision: u64, reason: String },
+    Invalid {
+        decision: u64,
+        reason: DecisionFault,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -170,58 +173,88 @@ pub async fn signed_off_at(
     Ok((message, decision))
 }
 
+/// Why a stored quarantine decision does not set a message aside.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionFault {
+    #[error("it cannot be read: {0}")]
+    Unreadable(StoreError),
+    #[error("a decision is one event; the commit holds {0}")]
+    NotOneEvent(usize),
+    #[error("it is an event of {kind}/{id}, not of quarantine/{expected}")]
+    OtherAggregate {
+        kind: String,
+        id: String,
+        expected: u64,
+    },
+    #[error("it is not the first link of its chain: {0}")]
+    NotFirstLink(String),
+    #[error("{0} is not a quarantine decision")]
+    NotADecision(String),
+    #[error("it was taken by role {0}, which may not quarantine")]
+    RoleMayNotDecide(String),
+    #[error("it names stream sequence {0}")]
+    OtherSequence(u64),
+    #[error("it names subject {named}, the message's is {actual}")]
+    OtherSubject { named: String, actual: String },
+    #[error(
+        "it names digest {named} ({named_size} bytes), the message stored there has digest {actual} ({actual_size} bytes)"
+    )]
+    OtherDigest {
+        named: String,
+        named_size: u64,
+        actual: String,
+        actual_size: u64,
+    },
+}
+
 /// Whether the commit `payload` stored at `decision_sequence` is a decision that holds for
 /// `message`; why not otherwise.
 fn check_decision(
     message: &StoredMessage,
     decision_sequence: u64,
     payload: &[u8],
-) -> Result<SignedOff, String> {
-    let commit = decode_commit(decision_sequence, payload).map_err(|e| e.to_string())?;
+) -> Result<SignedOff, DecisionFault> {
+    let commit = decode_commit(decision_sequence, payload).map_err(DecisionFault::Unreadable)?;
     let [event] = commit.events.as_slice() else {
-        return Err(format!(
-            "a decision is one event; the commit holds {}",
-            commit.events.len()
-        ));
+        return Err(DecisionFault::NotOneEvent(commit.events.len()));
     };
-    let id = message.sequence.to_string();
-    if event.aggregatetype != "quarantine" || event.aggregateid != id {
-        return Err(format!(
-            "it is an event of {}/{}, not of quarantine/{id}",
-            event.aggregatetype, event.aggregateid
-        ));
+    if event.aggregatetype != "quarantine" || event.aggregateid != message.sequence.to_string() {
+        return Err(DecisionFault::OtherAggregate {
+            kind: event.aggregatetype.clone(),
+            id: event.aggregateid.clone(),
+            expected: message.sequence,
+        });
     }
     verify_link("", std::slice::from_ref(event))
-        .map_err(|e| format!("it is not the first link of its chain: {e}"))?;
+        .map_err(|e| DecisionFault::NotFirstLink(e.to_string()))?;
     let Ok(Event::Quarantine(QuarantineEvent::MessageQuarantined(decision))) = event.decode()
     else {
-        return Err(format!("{} is not a quarantine decision", event.event_type));
+        return Err(DecisionFault::NotADecision(event.event_type.clone()));
     };
     if !DECIDED_BY
         .iter()
         .any(|role| role.as_str() == event.actorrole)
     {
-        return Err(format!(
-            "it was taken by role {}, which may not quarantine",
-            event.actorrole
-        ));
+        return Err(DecisionFault::RoleMayNotDecide(event.actorrole.clone()));
     }
     let digest = message.digest();
     let size = message.payload.len() as u64;
     if decision.sequence.get() != message.sequence {
-        return Err(format!("it names stream sequence {}", decision.sequence));
+        return Err(DecisionFault::OtherSequence(decision.sequence.get()));
     }
     if decision.subject.as_str() != message.subject {
-        return Err(format!(
-            "it names subject {}, the message's is {}",
-            decision.subject, message.subject
-        ));
+        return Err(DecisionFault::OtherSubject {
+            named: decision.subject.to_string(),
+            actual: message.subject.clone(),
+        });
     }
     if decision.digest != digest || decision.size != size {
-        return Err(format!(
-            "it names digest {} ({} bytes), the message stored there has digest {digest} ({size} bytes)",
-            decision.digest, decision.size
-        ));
+        return Err(DecisionFault::OtherDigest {
+            named: decision.digest.to_string(),
+            named_size: decision.size,
+            actual: digest,
+            actual_size: size,
+        });
     }
     Ok(SignedOff {
         sequence: message.sequence,
@@ -312,17 +345,26 @@ mod tests {
         let other = message(b"\x00\xffnot a commit!");
         let refused = check_decision(&other, 9, &decision(&junk, Role::Auditor, ""))
             .expect_err("another message");
-        assert!(refused.contains("digest"), "{refused}");
+        assert!(
+            matches!(refused, DecisionFault::OtherDigest { .. }),
+            "{refused}"
+        );
 
         let refused = check_decision(&junk, 9, &decision(&junk, Role::ProvinceOffice, ""))
             .expect_err("not an auditor");
-        assert!(refused.contains("province_office"), "{refused}");
+        assert!(refused.to_string().contains("province_office"), "{refused}");
 
         let refused = check_decision(&junk, 9, &decision(&junk, Role::Auditor, &"0".repeat(64)))
             .expect_err("a second link");
-        assert!(refused.contains("first link"), "{refused}");
+        assert!(
+            matches!(refused, DecisionFault::NotFirstLink(_)),
+            "{refused}"
+        );
 
         let refused = check_decision(&junk, 9, b"[]").expect_err("no event");
-        assert!(refused.contains("one event"), "{refused}");
+        assert!(
+            matches!(refused, DecisionFault::NotOneEvent(0)),
+            "{refused}"
+        );
     }
 }

@@ -12,7 +12,7 @@ pub const READER_ROLE: &str = "kh63_reader";
 /// in holds it to this rule first: 1–48 lowercase ASCII letters, digits or '_' (room for the
 /// `_rebuild` and `_retired` suffixes within PostgreSQL's 63 bytes, and nothing to escape).
 /// Returns the name double-quoted.
-pub fn quoted_schema(schema: &str) -> Result<String, String> {
+pub fn quoted_schema(schema: &str) -> Result<String, InvalidSchemaName> {
     let ok = !schema.is_empty()
         && schema.len() <= 48
         && schema
@@ -21,11 +21,14 @@ pub fn quoted_schema(schema: &str) -> Result<String, String> {
     if ok {
         Ok(format!("\"{schema}\""))
     } else {
-        Err(format!(
-            "schema name {schema:?} must be at most 48 lowercase letters, digits or '_'"
-        ))
+        Err(InvalidSchemaName(schema.to_owned()))
     }
 }
+
+/// A schema name outside the rule of [`quoted_schema`].
+#[derive(Debug, thiserror::Error)]
+#[error("schema name {0:?} must be at most 48 lowercase letters, digits or '_'")]
+pub struct InvalidSchemaName(pub String);
 
 fn checked(schema: &str) -> Result<&str, sqlx::Error> {
     quoted_schema(schema)

@@ -194,6 +194,10 @@ fn print<T: Serialize>(
 
 /// Runs `projector replay <args>`.
 pub async fn run(args: &[&str]) -> Result<(), String> {
+    if args.iter().any(|a| matches!(*a, "--help" | "-h")) {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let options = parse(args)?;
     if let Mode::Bench = options.mode {
         let url = env("DATABASE_URL")

@@ -136,6 +136,8 @@ pub enum Error {
     Snapshot(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Schema(#[from] readmodel::InvalidSchemaName),
 }
 
 /// What a fold read: the log head it answers for, how many events it folded and where it
@@ -188,7 +190,7 @@ impl fmt::Debug for TimeTravel {
 
 /// Schema names end up in SQL text: the rule the projector applies before creating them.
 fn checked_schema(name: &str) -> Result<String, Error> {
-    readmodel::quoted_schema(name).map_err(Error::Invalid)
+    Ok(readmodel::quoted_schema(name)?)
 }
 
 impl TimeTravel {
