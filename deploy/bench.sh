@@ -24,7 +24,7 @@
 #           for 1 command in 50, from its answer until the query API answers with min_sequence =
 #           the answer's stream_sequence (remediation-admin bench --rate);
 #   5. d. projector bench (catch-up vs raw COPY on a scratch stream and schemas) and projector
-#         replay --bench (as-of latency);
+#         the as-of benchmark (cargo bench -p stack-tests --bench as-of: as-of latency);
 #      e. projector rebuild all on the loaded read model, vs the COPY rate of step d (full mode);
 #   6. writes docs/benchmarks.md: date, machine, git commit, a table per measurement with the raw
 #      limit and the ratio, the exact commands.
@@ -183,6 +183,7 @@ fi
 say "building release binaries"
 cargo build --release -p remediation-admin -p command-api -p projector -p query-api >&2 ||
     die "cargo build failed"
+cargo bench --no-run -p stack-tests --bench as-of >&2 || die "cargo bench --no-run failed"
 LOAD_AFTER_BUILD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- private NATS and scratch databases ---------------------------------------------------------
@@ -279,10 +280,10 @@ AUDIT_RATE=$(sed -n 's/^ *audit *catch-up: *\([0-9]*\) events\/s.*/\1/p' "$WORK/
 [[ -n $COPY_RATE && -n $CATCH_RATE && -n $CORE_RATE && -n $AUDIT_RATE ]] ||
     die "cannot read the projector bench's results"
 
-CMD[replay]="projector replay --bench --events $REPLAY_EVENTS"
+CMD[replay]="cargo bench -p stack-tests --bench as-of -- --events $REPLAY_EVENTS"
 say "${CMD[replay]}"
-DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" replay --bench --events "$REPLAY_EVENTS" \
-    >"$WORK/replay.out" 2>>"$WORK/replay.log" || die "projector replay --bench failed"
+DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn cargo bench -q -p stack-tests --bench as-of -- --events "$REPLAY_EVENTS" \
+    >"$WORK/replay.out" 2>>"$WORK/replay.log" || die "the as-of benchmark failed"
 cat "$WORK/replay.out" >&2
 REPLAY_ROWS=$(sed -nE 's/^ +(.*[^ ]) +(recorded|effective) +p50 +([0-9.]+) ms +p99 +([0-9.]+) ms +max +([0-9.]+) ms.*/| \1 | \2 | \3 ms | \4 ms | \5 ms |/p' "$WORK/replay.out")
 [[ -n $REPLAY_ROWS ]] || die "cannot read the replay bench's results"
@@ -420,7 +421,7 @@ of the phases above); their ratio uses the COPY rate of the same run. Commands: 
 
 ## As-of queries (time travel)
 
-\`projector replay --bench\` generates a plan history of $(num "$REPLAY_EVENTS") events in a scratch
+The as-of benchmark (\`tests/benches/as_of.rs\`) generates a plan history of $(num "$REPLAY_EVENTS") events in a scratch
 schema and queries the whole plan as of random instants. Latency only: there is no raw limit to
 compare with.
 

@@ -35,8 +35,8 @@ use remediation_domain::{Actor, AggregateRef, Assignee, COMMANDS, Command, Role}
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
+use test_support::history::{History, fill};
 use test_support::{NatsServer, TestDatabase};
-use time_travel::bench::{History, fill};
 use time_travel::view::{Compliance, item_statuses};
 use time_travel::{AsOf, Axis, Change, Entity, PlanState, TimeTravel, sql, table};
 

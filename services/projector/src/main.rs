@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use readmodel::Projection;
 
+mod replay;
+
 /// Runs the read-model projections (configuration from the environment: NATS_URL,
 /// DATABASE_URL, …; see the README), or one of the commands below.
 #[derive(Debug, Parser)]
@@ -30,12 +32,9 @@ enum Command {
         #[arg(default_value_t = 1_000_000)]
         events: u64,
     },
-    /// The plan as of any instant, diffs and snapshots (`projector replay --help`).
-    #[command(disable_help_flag = true)]
-    Replay {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// The plan as of any instant, a diff between two instants, or the stored snapshots
+    /// brought up to date (DATABASE_URL, SCHEMA_PREFIX).
+    Replay(replay::ReplayArgs),
 }
 
 /// Which projections to rebuild.
@@ -131,10 +130,7 @@ async fn main() -> ExitCode {
         },
         Some(Command::Bench { events }) => bench(events).await,
         Some(Command::Rebuild { which }) => rebuild(which).await,
-        Some(Command::Replay { args }) => {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            time_travel::cli::run(&args).await
-        }
+        Some(Command::Replay(args)) => replay::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

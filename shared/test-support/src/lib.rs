@@ -18,6 +18,7 @@ use event_store::access::{Layout, Service};
 use event_store::credentials;
 
 mod cluster;
+pub mod history;
 mod postgres;
 mod tables;
 pub use cluster::NatsCluster;

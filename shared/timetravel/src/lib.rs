@@ -20,8 +20,6 @@
 //! compares two instants, [`sql`] holds the documented SQL as-of queries over the core
 //! projection's history tables, and [`cli`] is `projector replay`.
 
-pub mod bench;
-pub mod cli;
 pub mod diff;
 pub mod snapshot;
 pub mod source;

@@ -56,7 +56,7 @@ use crate::{AsOf, Axis, Error, FoldStats, Folded, SnapshotCache, TimeTravel};
 
 /// Events between two snapshots of one axis unless configured otherwise. A query folds half of
 /// this on average after its snapshot, all of it at worst, which sets the p99; 5 000 keeps it
-/// well under 100 ms at 100 000 events on two cores (`projector replay --bench`), while a
+/// well under 100 ms at 100 000 events on two cores (`cargo bench -p stack-tests --bench as-of`), while a
 /// snapshot stores (compressed) about a seventh of its decoded size.
 pub const DEFAULT_EVERY: u64 = 5_000;
 
@@ -107,7 +107,7 @@ fn frames(bytes: &[u8]) -> Result<Vec<(usize, usize)>, Error> {
 
 /// Decodes a stored state off the async threads (a large plan is megabytes of JSON), the frames
 /// of format 2 in parallel.
-pub(crate) async fn decode_state(format: i32, bytes: Vec<u8>) -> Result<PlanState, Error> {
+pub async fn decode_state(format: i32, bytes: Vec<u8>) -> Result<PlanState, Error> {
     let invalid =
         |e: serde_json::Error| Error::Snapshot(format!("stored state does not decode: {e}"));
     match format {
@@ -905,7 +905,7 @@ pub async fn maintain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::History;
+    use test_support::history::History;
 
     #[tokio::test]
     async fn stored_states_decode_to_what_was_encoded() {
@@ -914,7 +914,11 @@ mod tests {
         while !history.done() {
             history.next_commit();
         }
-        let state = history.state().clone();
+        // The generator folds with this crate as its own dependency, a build apart from the one
+        // under test: the state crosses over as the JSON both builds read and write.
+        let state: PlanState =
+            serde_json::from_value(serde_json::to_value(history.state()).expect("state as JSON"))
+                .expect("the same state");
         let stored = encode_state(&state).expect("encode");
         assert_eq!(frames(&stored).expect("frames").len(), CHUNKS);
         assert_eq!(

@@ -285,7 +285,7 @@ pub async fn fold_aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::History;
+    use test_support::history::History;
 
     #[test]
     fn decoding_payloads_directly_equals_event_decode() {
