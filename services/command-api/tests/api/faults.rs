@@ -1,5 +1,6 @@
 //! Faults around a running command service: the stream out of room, two instances behind one
-//! address, and a graceful stop (what SIGTERM triggers) in the middle of a load. In each, a
+//! address, and a stop in the middle of a load — the graceful shutdown in-process, and SIGTERM to
+//! the real binary. In each, a
 //! command is stored once or not at all, and its client learns which.
 
 use std::collections::HashMap;
@@ -13,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{
-    LEAD_UNIT, Service, assert_problem, jetstream_of, post_with, seeded, task_body, token,
+    Identity, LEAD_UNIT, SECRET, Service, assert_problem, jetstream_of, post_with, seeded,
+    task_body, token,
 };
 
 async fn events(nats: &test_support::NatsServer) -> Stream {
@@ -195,14 +197,24 @@ async fn try_plan(url: &str, staff: &str, task: &str) -> Option<(StatusCode, Val
     Some((status, response.json().await.ok()?))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the_rest() {
-    let (nats, config, service) = seeded(5).await;
+/// What each command of [`stop_under_load`] got: its task and the answer, `None` when none came.
+type Outcomes = Vec<(String, Option<(StatusCode, Value)>)>;
+
+/// 32 clients plan tasks on `url` one after the other until the service stops answering; `stop`
+/// runs 300 ms into the load. Then: every answered command is stored once and every unanswered
+/// one not at all, and a service started with `config` takes the unanswered ones, each once.
+/// Prints the counts; `label` names the stop.
+async fn stop_under_load(
+    nats: &test_support::NatsServer,
+    config: &command_api::config::Config,
+    url: &str,
+    label: &str,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
-    let url = service.url.clone();
     let clients: Vec<_> = (0..32)
         .map(|client| {
-            let (url, staff) = (url.clone(), staff.clone());
+            let (url, staff) = (url.to_owned(), staff.clone());
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 for n in 0..20 {
@@ -219,13 +231,13 @@ async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    service.shutdown().await;
+    stop.await;
 
-    let mut outcomes = Vec::new();
+    let mut outcomes: Outcomes = Vec::new();
     for client in clients {
         outcomes.extend(client.await.expect("client"));
     }
-    let stream = events(&nats).await;
+    let stream = events(nats).await;
     let stored = task_subjects(&stream).await;
     let mut answered = 0;
     for (task, answer) in &outcomes {
@@ -242,13 +254,13 @@ async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the
     }
     assert!(answered > 0, "the load ran before the stop");
     eprintln!(
-        "graceful stop: {answered} commands answered 201 and stored once, {} turned away unstored",
+        "{label}: {answered} commands answered 201 and stored once, {} turned away unstored",
         outcomes.len() - answered
     );
     assert_eq!(stored.len(), answered, "only answered commands are stored");
 
     // A restart takes the commands the stop turned away, each once.
-    let restarted = Service::start(&config).await;
+    let restarted = Service::start(config).await;
     for (task, answer) in &outcomes {
         if answer.is_none() {
             let (status, body) = try_plan(&restarted.url, &staff, task)
@@ -261,4 +273,56 @@ async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the
     assert_eq!(stored.len(), outcomes.len());
     assert!(stored.values().all(|count| *count == 1));
     restarted.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the_rest() {
+    let (nats, config, service) = seeded(5).await;
+    let url = service.url.clone();
+    stop_under_load(&nats, &config, &url, "graceful stop", service.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_to_the_binary_under_load_answers_what_it_took_and_it_exits_cleanly() {
+    let (nats, config, service) = seeded(5).await;
+    service.shutdown().await;
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut binary = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
+        .env("NATS_URL", nats.url())
+        .env("NATS_NKEY_FILE", nats.nkey_file(Identity::CommandApi))
+        .env("COMMAND_API_ADDR", address.to_string())
+        .env("TOKEN_SECRET", std::str::from_utf8(SECRET).expect("text"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the command-api binary");
+    let url = format!("http://{address}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{url}/readyz"))
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the binary never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = binary.id();
+    let sigterm = async move {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+    };
+    stop_under_load(&nats, &config, &url, "SIGTERM", sigterm).await;
+    let exited = tokio::task::spawn_blocking(move || binary.wait())
+        .await
+        .expect("join")
+        .expect("wait for the binary");
+    assert!(exited.success(), "the binary exits 0 on SIGTERM: {exited}");
 }
