@@ -209,7 +209,7 @@ async fn stop_under_load(
     config: &command_api::config::Config,
     url: &str,
     label: &str,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl Future<Output = ()>,
 ) {
     let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
     let clients: Vec<_> = (0..32)
