@@ -477,6 +477,26 @@ impl Spawned {
         self.0.wait().expect("reap");
     }
 
+    /// SIGTERM, as a service manager stops it; returns how it exited (within `PATIENCE`).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("child status") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the projector did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Still running?
     pub fn running(&mut self) -> bool {
         self.0.try_wait().expect("child status").is_none()
