@@ -50,6 +50,7 @@ mod replica;
 mod cluster;
 mod dashboard;
 mod database_crash;
+mod instances;
 
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
