@@ -251,6 +251,22 @@ impl NatsServer {
         }
     }
 
+    /// Limits the server's JetStream file storage to `bytes` (`max_file_store`), as a disk that
+    /// size would, from the next [`NatsServer::restart`] on; `None` lifts the limit.
+    pub fn limit_file_store(&self, bytes: Option<u64>) {
+        let limit = bytes.map_or_else(String::new, |bytes| {
+            format!("jetstream {{\n    max_file_store: {bytes}\n}}\n")
+        });
+        fs::write(
+            self.dir.join("nats.conf"),
+            format!(
+                "{limit}include \"credentials/{}\"\n",
+                credentials::AUTH_CONF
+            ),
+        )
+        .expect("write the nats-server configuration");
+    }
+
     /// Starts the server again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();

@@ -10,6 +10,7 @@ use async_nats::jetstream::stream::Stream;
 use event_store::StreamSettings;
 use futures::TryStreamExt;
 use remediation_domain::Role;
+use remediation_domain::seed::Seed;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -106,6 +107,68 @@ async fn a_full_stream_refuses_with_store_full_and_the_same_command_lands_once_r
         task_subjects(&stream).await.get("events.task.snnmt-full"),
         Some(&1)
     );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_with_store_full_and_the_command_lands_once_space_returns() {
+    // A disk of 400 kB for JetStream: the seed takes about half of it.
+    let mut nats = test_support::NatsServer::start();
+    nats.limit_file_store(Some(400_000));
+    nats.restart();
+    let mut config = super::config(&nats, StreamSettings::default(), 5);
+    // The refused send's claim on its key cannot be released while the disk is full either: a
+    // retry takes the key over once the lease ends (30 s by default).
+    config.handler.idempotency_lease = Duration::from_secs(3);
+    let service = Service::start(&config).await;
+    super::load_seed(
+        service.handler(),
+        &Seed::from_json(super::SEED).expect("seed"),
+    )
+    .await
+    .expect("the seed fits");
+    let mut stream = events(&nats).await;
+
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let mut refused = None;
+    for n in 0..2_000 {
+        let task = format!("snnmt-disk-{n}");
+        let key = [("Idempotency-Key", task.as_str())];
+        let body = task_body(&task, LEAD_UNIT).to_string().into_bytes();
+        let before = message_count(&mut stream).await;
+        let reply = post_with(&service.url, "plan-task", Some(&staff), &key, body.clone()).await;
+        if reply.status == StatusCode::CREATED {
+            continue;
+        }
+        assert_problem(
+            &reply,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:kh63:problem:store-full",
+        );
+        assert_eq!(message_count(&mut stream).await, before, "nothing stored");
+        refused = Some((task, body));
+        break;
+    }
+    let (task, body) = refused.expect("the disk fills within 2 000 commands");
+
+    // Space returns: the same command with the same key lands, once.
+    nats.limit_file_store(None);
+    nats.restart();
+    let key = [("Idempotency-Key", task.as_str())];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let landed = loop {
+        let reply = post_with(&service.url, "plan-task", Some(&staff), &key, body.clone()).await;
+        let in_flight = reply.status == StatusCode::CONFLICT
+            && reply.body["type"] == "urn:kh63:problem:idempotency-key-in-flight";
+        if reply.status != StatusCode::SERVICE_UNAVAILABLE && !in_flight {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", reply.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(landed.status, StatusCode::CREATED, "{}", landed.body);
+    let subject = format!("events.task.{task}");
+    assert_eq!(task_subjects(&stream).await.get(&subject), Some(&1));
     service.shutdown().await;
 }
 
