@@ -234,7 +234,9 @@ async fn measure(
         "published {events} commits in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    crate::prepare(pool, prefix).await?;
+    crate::prepare(pool, prefix)
+        .await
+        .map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(stream_name)
         .await

@@ -12,6 +12,7 @@ pub mod status;
 pub mod worker;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 use event_store::access::Service;
 use readmodel::{Projection, grant_reader, prepare_schema};
 use serde_json::json;
+use service_kit::config::{ConfigError, parsed, var};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
@@ -38,7 +40,7 @@ pub struct Config {
     /// The projector's NATS seed (`NATS_NKEY_FILE`); `None`: connect anonymously.
     pub nats_nkey_file: Option<std::path::PathBuf>,
     pub database_url: String,
-    pub bind: std::net::SocketAddr,
+    pub bind: SocketAddr,
     pub stream_name: String,
     /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
     pub schema_prefix: String,
@@ -50,39 +52,65 @@ pub struct Config {
     pub snapshot_every: u64,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+/// Why the projector could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{name} must be at least 1")]
+    Zero { name: &'static str },
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot prepare schema {schema}: {source}")]
+    Prepare {
+        schema: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(transparent)]
+    Nats(#[from] service_kit::NatsError),
+    #[error("stream {0} never became available")]
+    NoStream(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("the HTTP server's task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// `name` parsed, refusing 0.
+pub(crate) fn at_least_one<T: std::str::FromStr + PartialEq + From<u8>>(
+    name: &'static str,
+    default: T,
+) -> Result<T, StartError> {
+    let value = parsed(name, default)?;
+    if value == T::from(0) {
+        return Err(StartError::Zero { name });
+    }
+    Ok(value)
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, String> {
-        let parse = |name: &str, default: &str| var(name).unwrap_or_else(|| default.to_owned());
+    pub fn from_env() -> Result<Self, StartError> {
         Ok(Self {
-            nats_url: parse("NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             nats_nkey_file: service_kit::config::nats_nkey_file(),
-            database_url: parse("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kh63"),
-            bind: parse("PROJECTOR_ADDR", "127.0.0.1:8081")
-                .parse()
-                .map_err(|e| format!("PROJECTOR_ADDR: {e}"))?,
-            stream_name: parse("STREAM_NAME", "PLAN_EVENTS"),
-            schema_prefix: parse("SCHEMA_PREFIX", ""),
-            batch_size: parse("BATCH_SIZE", "500")
-                .parse()
-                .map_err(|e| format!("BATCH_SIZE: {e}"))?,
-            snapshot_interval: match parse("SNAPSHOT_INTERVAL_SECS", "60")
-                .parse::<u64>()
-                .map_err(|e| format!("SNAPSHOT_INTERVAL_SECS: {e}"))?
-            {
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
+            bind: parsed("PROJECTOR_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            stream_name: var("STREAM_NAME").unwrap_or_else(|| "PLAN_EVENTS".to_owned()),
+            schema_prefix: var("SCHEMA_PREFIX").unwrap_or_default(),
+            batch_size: at_least_one("BATCH_SIZE", 500)?,
+            snapshot_interval: match parsed("SNAPSHOT_INTERVAL_SECS", 60u64)? {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
-            snapshot_every: match parse("SNAPSHOT_EVERY", &time_travel::DEFAULT_EVERY.to_string())
-                .parse::<u64>()
-                .map_err(|e| format!("SNAPSHOT_EVERY: {e}"))?
-            {
-                0 => return Err("SNAPSHOT_EVERY must be at least 1".to_owned()),
-                every => every,
-            },
+            snapshot_every: at_least_one("SNAPSHOT_EVERY", time_travel::DEFAULT_EVERY)?,
         })
     }
 }
@@ -123,25 +151,24 @@ fn maintain_snapshots(
 }
 
 /// Connects to PostgreSQL.
-pub async fn connect_database(url: &str) -> Result<PgPool, String> {
+pub async fn connect_database(url: &str) -> Result<PgPool, StartError> {
     PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+        .map_err(StartError::Database)
 }
 
 /// Migrates every projection's schema and lets the reader role read it.
-pub async fn prepare(pool: &PgPool, prefix: &str) -> Result<(), String> {
+pub async fn prepare(pool: &PgPool, prefix: &str) -> Result<(), StartError> {
     for projection in Projection::ALL {
         let schema = projection.schema(prefix);
-        prepare_schema(pool, projection, &schema)
-            .await
-            .map_err(|e| format!("migrating {schema}: {e}"))?;
-        grant_reader(pool, &schema)
-            .await
-            .map_err(|e| format!("granting {schema}: {e}"))?;
+        let prepared = match prepare_schema(pool, projection, &schema).await {
+            Ok(()) => grant_reader(pool, &schema).await,
+            Err(e) => Err(e),
+        };
+        prepared.map_err(|source| StartError::Prepare { schema, source })?;
     }
     Ok(())
 }
@@ -157,7 +184,7 @@ pub struct Projector {
 
 impl Projector {
     /// Connects, migrates, and opens the stream.
-    pub async fn connect(config: &Config) -> Result<Self, String> {
+    pub async fn connect(config: &Config) -> Result<Self, StartError> {
         let pool = connect_database(&config.database_url).await?;
         prepare(&pool, &config.schema_prefix).await?;
         let (nats, js) = service_kit::connect_nats(
@@ -167,8 +194,7 @@ impl Projector {
             "projector",
             Duration::from_secs(5),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let mut stream = None;
         for _ in 0..60 {
             match js.get_stream(&config.stream_name).await {
@@ -182,8 +208,7 @@ impl Projector {
                 }
             }
         }
-        let stream = stream
-            .ok_or_else(|| format!("stream {} never became available", config.stream_name))?;
+        let stream = stream.ok_or_else(|| StartError::NoStream(config.stream_name.clone()))?;
         Ok(Self {
             context: WorkerContext {
                 pool,
@@ -291,11 +316,14 @@ async fn metrics(State(projector): State<Projector>) -> impl IntoResponse {
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let projector = Projector::connect(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        .map_err(|source| StartError::Listen {
+            address: config.bind,
+            source,
+        })?;
     tracing::info!(addr = %config.bind, "projector listening");
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = projector.router();
@@ -308,9 +336,7 @@ pub async fn serve(
     });
     projector.run(shutdown).await;
     let _ = stop_http.send(());
-    http.await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("server error: {e}"))?;
+    http.await?.map_err(StartError::Serve)?;
     tracing::info!("projector stopped");
     Ok(())
 }

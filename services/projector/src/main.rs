@@ -1,5 +1,6 @@
 //! `projector`: runs the read-model projections, or rebuilds them.
 
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -55,7 +56,7 @@ impl Which {
     }
 }
 
-async fn rebuild(which: Which) -> Result<(), String> {
+async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
     let batch_size = projector::rebuild::batch_size_from_env()?;
     let projector = projector::Projector::connect(&config).await?;
@@ -102,7 +103,7 @@ async fn rebuild(which: Which) -> Result<(), String> {
     Ok(())
 }
 
-async fn bench(events: u64) -> Result<(), String> {
+async fn bench(events: u64) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
     let pool = projector::connect_database(&config.database_url).await?;
     // A scratch stream of its own is the operator's to create and delete.
@@ -113,24 +114,26 @@ async fn bench(events: u64) -> Result<(), String> {
         "projector-bench",
         std::time::Duration::from_secs(10),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     projector::bench::run(&pool, &js, events, config.batch_size).await?;
-    client.flush().await.map_err(|e| e.to_string())
+    client.flush().await?;
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     service_kit::init_tracing();
-    let outcome = match cli.command {
+    let outcome: Result<(), Box<dyn Error>> = match cli.command {
         None => match projector::Config::from_env() {
-            Ok(config) => projector::serve(config, service_kit::shutdown_signal()).await,
-            Err(e) => Err(e),
+            Ok(config) => projector::serve(config, service_kit::shutdown_signal())
+                .await
+                .map_err(Into::into),
+            Err(e) => Err(e.into()),
         },
         Some(Command::Bench { events }) => bench(events).await,
         Some(Command::Rebuild { which }) => rebuild(which).await,
-        Some(Command::Replay(args)) => replay::run(args).await,
+        Some(Command::Replay(args)) => replay::run(args).await.map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,15 +23,8 @@ use crate::batch::{Delivered, apply_releasing, quoted};
 pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 
 /// The rebuild's batch size: `REBUILD_BATCH_SIZE`, else [`DEFAULT_BATCH_SIZE`].
-pub fn batch_size_from_env() -> Result<usize, String> {
-    match std::env::var("REBUILD_BATCH_SIZE") {
-        Ok(size) if !size.is_empty() => match size.parse() {
-            Ok(0) => Err("REBUILD_BATCH_SIZE must be at least 1".to_owned()),
-            Ok(size) => Ok(size),
-            Err(e) => Err(format!("REBUILD_BATCH_SIZE: {e}")),
-        },
-        _ => Ok(DEFAULT_BATCH_SIZE),
-    }
+pub fn batch_size_from_env() -> Result<usize, crate::StartError> {
+    crate::at_least_one("REBUILD_BATCH_SIZE", DEFAULT_BATCH_SIZE)
 }
 
 /// How far a rebuild has got.

@@ -76,7 +76,7 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{text:?} is not an RFC 3339 instant: {e}"))
 }
 
-fn parse_axis(text: &str) -> Result<Axis, String> {
+fn parse_axis(text: &str) -> Result<Axis, time_travel::UnknownAxis> {
     text.parse()
 }
 

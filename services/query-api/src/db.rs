@@ -19,15 +19,11 @@ use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
+use crate::StartError;
 use crate::config::Config;
 use crate::error::QueryError;
 
 const CHECKPOINTS: &str = include_str!("sql/checkpoints.sql");
-
-/// Schema names end up in SQL text: the rule the projector applies before creating them.
-fn checked_schema(name: &str) -> Result<String, String> {
-    readmodel::quoted_schema(name).map_err(|e| format!("{e} (from SCHEMA_PREFIX)"))
-}
 
 /// One projection's progress, as its own transaction left it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -113,12 +109,13 @@ fn reader_pool(
 impl ReadModel {
     /// A lazily connecting pool: the service starts (and `/readyz` says why it is not ready)
     /// while PostgreSQL or the projector's schemas are still on their way.
-    pub fn connect(config: &Config) -> Result<Self, String> {
-        let core = checked_schema(&Projection::Core.schema(&config.schema_prefix))?;
-        let audit = checked_schema(&Projection::Audit.schema(&config.schema_prefix))?;
+    pub fn connect(config: &Config) -> Result<Self, StartError> {
+        // Schema names end up in SQL text: the rule the projector applies before creating them.
+        let core = readmodel::quoted_schema(&Projection::Core.schema(&config.schema_prefix))?;
+        let audit = readmodel::quoted_schema(&Projection::Audit.schema(&config.schema_prefix))?;
         let search_path = format!("{core}, {audit}");
         let options = PgConnectOptions::from_str(&config.database_url)
-            .map_err(|e| format!("DATABASE_URL: {e}"))?
+            .map_err(StartError::DatabaseUrl)?
             .application_name("query-api");
         let pool = reader_pool(
             &options,

@@ -24,9 +24,32 @@ pub use crate::config::Config;
 pub use crate::routes::router;
 pub use crate::state::AppState;
 
+/// Why the query service could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("schema name from SCHEMA_PREFIX: {0}")]
+    Schema(#[from] readmodel::InvalidSchemaName),
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(#[source] sqlx::Error),
+    #[error(transparent)]
+    TimeTravel(#[from] time_travel::Error),
+    #[error("token secret: {0}")]
+    Tokens(#[from] service_kit::auth::WeakSecret),
+    #[error(transparent)]
+    Nats(#[from] service_kit::NatsError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
 /// Builds the HTTP state. The database is not contacted yet (`/readyz` reports it), nor is NATS
 /// waited for (reads of the audit trail answer 503 until the event store is open).
-pub async fn app_state(config: &Config) -> Result<AppState, String> {
+pub async fn app_state(config: &Config) -> Result<AppState, StartError> {
     AppState::new(config).await
 }
 
@@ -34,11 +57,14 @@ pub async fn app_state(config: &Config) -> Result<AppState, String> {
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let state = app_state(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        .map_err(|source| StartError::Listen {
+            address: config.bind,
+            source,
+        })?;
     run(listener, state, shutdown).await
 }
 
@@ -48,7 +74,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query API listening");
     }
@@ -57,7 +83,7 @@ pub async fn run(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| format!("server error: {e}"))?;
+        .map_err(StartError::Serve)?;
     read_model.pool.close().await;
     read_model.bulk.close().await;
     audit_reads.close().await;

@@ -84,7 +84,7 @@ fn describe(path: &str, query: Option<&str>) -> String {
 impl AuditReads {
     /// Connects to NATS (without waiting for it) and starts opening the event store in the
     /// background. Needs a Tokio runtime.
-    pub async fn connect(config: &Config) -> Result<Self, String> {
+    pub async fn connect(config: &Config) -> Result<Self, crate::StartError> {
         let (nats, js) = service_kit::connect_nats(
             &config.nats_url,
             Service::QueryApi,
@@ -92,8 +92,7 @@ impl AuditReads {
             "query-api",
             config.nats_timeout,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let handler = Arc::new(SetOnce::new());
         let opening = tokio::spawn(open(
             js.clone(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use service_kit::auth::TokenKeys;
 
+use crate::StartError;
 use crate::config::Config;
 use crate::db::ReadModel;
 use crate::metrics::Metrics;
@@ -34,20 +35,16 @@ pub struct AppState {
 impl AppState {
     /// Builds the state without waiting for the database (the pools connect lazily) or NATS (the
     /// event store is opened in the background). Needs a Tokio runtime.
-    pub async fn new(config: &Config) -> Result<Self, String> {
+    pub async fn new(config: &Config) -> Result<Self, StartError> {
         let read_model = ReadModel::connect(config)?;
-        let time_travel = time_travel::TimeTravel::new(&read_model.audit_schema)
-            .map_err(|e| e.to_string())?
-            .with_cache(SNAPSHOT_CACHE);
+        let time_travel =
+            time_travel::TimeTravel::new(&read_model.audit_schema)?.with_cache(SNAPSHOT_CACHE);
         Ok(Self {
             read_model,
-            keys: Arc::new(
-                TokenKeys::rotating(
-                    &config.token_secret,
-                    config.previous_token_secret.as_deref(),
-                )
-                .map_err(|e| e.to_string())?,
-            ),
+            keys: Arc::new(TokenKeys::rotating(
+                &config.token_secret,
+                config.previous_token_secret.as_deref(),
+            )?),
             metrics: Arc::new(Metrics::default()),
             audit_reads: Arc::new(AuditReads::connect(config).await?),
             time_travel,

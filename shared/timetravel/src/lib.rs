@@ -82,16 +82,19 @@ impl fmt::Display for Axis {
     }
 }
 
-impl FromStr for Axis {
-    type Err = String;
+/// An axis name other than `recorded` and `effective`.
+#[derive(Debug, thiserror::Error)]
+#[error("axis must be \"recorded\" or \"effective\", not {0:?}")]
+pub struct UnknownAxis(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for Axis {
+    type Err = UnknownAxis;
+
+    fn from_str(s: &str) -> Result<Self, UnknownAxis> {
         match s {
             "recorded" => Ok(Axis::Recorded),
             "effective" => Ok(Axis::Effective),
-            other => Err(format!(
-                "axis must be \"recorded\" or \"effective\", not {other:?}"
-            )),
+            other => Err(UnknownAxis(other.to_owned())),
         }
     }
 }

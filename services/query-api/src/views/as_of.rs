@@ -53,7 +53,7 @@ fn axis(params: &Params) -> Result<Axis, QueryError> {
         .text("axis")
         .map(str::parse)
         .transpose()
-        .map_err(QueryError::Malformed)
+        .map_err(|e: time_travel::UnknownAxis| QueryError::Malformed(e.to_string()))
         .map(|axis| axis.unwrap_or(Axis::Recorded))
 }
 

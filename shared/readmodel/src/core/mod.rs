@@ -55,7 +55,7 @@ fn role_name(role: AssignmentRole) -> &'static str {
 struct Step<'a> {
     sequence: u64,
     envelope: &'a CloudEvent,
-    event: Result<Event, String>,
+    event: Result<Event, remediation_domain::DecodeError>,
 }
 
 /// Why the fold stopped before an event.
@@ -84,7 +84,7 @@ pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), Ap
             commit.events.iter().map(|envelope| Step {
                 sequence: commit.sequence,
                 envelope,
-                event: envelope.decode().map_err(|e| e.to_string()),
+                event: envelope.decode(),
             })
         })
         .collect();
@@ -391,7 +391,7 @@ impl State {
             Halt::Stop(ApplyError::Undecodable {
                 sequence: step.sequence,
                 event_id: step.envelope.id,
-                reason: reason.clone(),
+                reason: reason.to_string(),
             })
         })?;
         let mut guard = Guard::default();
