@@ -19,11 +19,58 @@ use crate::status::{Stall, Status};
 /// an auditor's decision releases it within seconds, without a restart.
 pub const QUARANTINE_POLL: Duration = Duration::from_secs(2);
 
-/// How long a consumer may deliver nothing while the stream holds commits beyond the checkpoint
-/// before it is taken for stuck and made anew at the checkpoint. nats-server 2.9 can leave a
-/// replicated consumer in that state after its leader is cut off and comes back (seen in
-/// `tests/stack/cluster.rs`: `num_pending` 0 four commits short of the stream's head).
+/// How long the checkpoint may stand still while the stream holds commits beyond it before the
+/// consumer is taken for stuck and made anew at the checkpoint. nats-server 2.9 can leave a
+/// replicated consumer so after its leader is cut off and comes back (seen in
+/// `tests/stack/cluster.rs`: `num_pending` 0 four commits short of the stream's head, or
+/// deliveries that never move past the checkpoint).
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
+
+/// Watches one consumer for [`STUCK_AFTER`] without progress while the stream is ahead.
+struct Watchdog {
+    checkpoint: u64,
+    progress_at: Instant,
+    behind_seen: bool,
+}
+
+impl Watchdog {
+    fn new(checkpoint: u64) -> Self {
+        Self {
+            checkpoint,
+            progress_at: Instant::now(),
+            behind_seen: false,
+        }
+    }
+
+    /// The checkpoint after a fetch and what it applied.
+    fn passed(&mut self, checkpoint: u64) {
+        if checkpoint > self.checkpoint {
+            *self = Self::new(checkpoint);
+        }
+    }
+
+    /// After a fetch that moved nothing: stuck when the stream was ahead of the checkpoint at two
+    /// checks in a row after [`STUCK_AFTER`] without progress (a commit stored just after a fetch
+    /// ended looks ahead once).
+    async fn check(&mut self, stream: &stream::Stream) -> Result<(), RunError> {
+        if self.progress_at.elapsed() < STUCK_AFTER {
+            return Ok(());
+        }
+        match stream.get_info().await {
+            Ok(info) if info.state.last_sequence > self.checkpoint => {
+                if self.behind_seen {
+                    return Err(RunError::StuckConsumer {
+                        checkpoint: self.checkpoint,
+                        head: info.state.last_sequence,
+                    });
+                }
+                self.behind_seen = true;
+            }
+            _ => *self = Self::new(self.checkpoint),
+        }
+        Ok(())
+    }
+}
 
 /// Everything a worker needs.
 #[derive(Debug, Clone)]
@@ -116,14 +163,14 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
+    // Stays set until a consumer has been made anew: a failure on the way must not fall back on
+    // the stuck one.
     let mut anew = false;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let outcome = run_once(&context, projection, &mut shutdown, anew).await;
-        anew = false;
-        match outcome {
+        match run_once(&context, projection, &mut shutdown, &mut anew).await {
             Ok(()) => return,
             Err(RunError::StuckConsumer { checkpoint, head }) => {
                 tracing::warn!(
@@ -282,7 +329,7 @@ async fn run_once(
     context: &WorkerContext,
     projection: Projection,
     shutdown: &mut watch::Receiver<bool>,
-    anew: bool,
+    anew: &mut bool,
 ) -> Result<(), RunError> {
     let transient = |e: &dyn std::fmt::Display| RunError::Transient(e.to_string());
     let (checkpoint, _) = context
@@ -291,12 +338,11 @@ async fn run_once(
         .map_err(|e| transient(&e))?;
     context.status.resumed_at(projection, checkpoint);
     let consumer = context
-        .consumer(projection, checkpoint, anew)
+        .consumer(projection, checkpoint, *anew)
         .await
         .map_err(|e| transient(&e))?;
-    let mut checkpoint = checkpoint;
-    let mut idle_since = Instant::now();
-    let mut behind_seen = false;
+    *anew = false;
+    let mut watchdog = Watchdog::new(checkpoint);
     let schema = context.schema(projection);
     // A stop recorded before this start is cleared once the projection shows that it runs:
     // by applying a batch (which clears it in the batch's transaction) or by finding nothing
@@ -316,22 +362,7 @@ async fn run_once(
             .collect()
             .await;
         let Some(last) = messages.last() else {
-            if idle_since.elapsed() >= STUCK_AFTER {
-                match context.stream.get_info().await {
-                    // A commit stored just after the last fetch ended would look the same, so
-                    // one more empty fetch is needed to call the consumer stuck.
-                    Ok(info) if info.state.last_sequence > checkpoint => {
-                        if behind_seen {
-                            return Err(RunError::StuckConsumer {
-                                checkpoint,
-                                head: info.state.last_sequence,
-                            });
-                        }
-                        behind_seen = true;
-                    }
-                    _ => idle_since = Instant::now(),
-                }
-            }
+            watchdog.check(&context.stream).await?;
             if !stop_cleared {
                 clear_stall(&context.pool, &schema, projection)
                     .await
@@ -390,9 +421,11 @@ async fn run_once(
             }
         };
         stop_cleared |= applied.commits > 0;
-        checkpoint = applied.checkpoint;
-        idle_since = Instant::now();
-        behind_seen = false;
+        watchdog.passed(applied.checkpoint);
+        if applied.commits == 0 {
+            // Only redeliveries of what is applied: no progress either.
+            watchdog.check(&context.stream).await?;
+        }
         // Acknowledged only once committed; with AckPolicy::All the last ack covers the batch.
         last.ack().await.map_err(|e| transient(&e))?;
         context.status.applied(
