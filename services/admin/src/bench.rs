@@ -520,6 +520,31 @@ impl Bench {
         Duration::from_secs(self.args.seconds) / self.args.rounds
     }
 
+    /// The rest of the slices after the HTTP side's first one: raw, HTTP, raw, … (see
+    /// [`Self::slice`]); adds the HTTP slices to `http` and returns the raw side's.
+    async fn take_turns<H, HF, R, RF>(
+        &self,
+        clients: usize,
+        http: &mut Phase,
+        http_op: &Arc<H>,
+        raw_op: &Arc<R>,
+    ) -> Phase
+    where
+        H: Fn(usize) -> HF + Send + Sync + 'static,
+        HF: Future<Output = Outcome> + Send,
+        R: Fn(usize) -> RF + Send + Sync + 'static,
+        RF: Future<Output = Outcome> + Send,
+    {
+        let mut raw = Phase::default();
+        for round in 0..self.args.rounds {
+            if round > 0 {
+                http.merge(drive(clients, self.slice(), http_op.clone()).await);
+            }
+            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
+        }
+        raw
+    }
+
     async fn throughput(&self) -> Result<Value, BenchError> {
         let clients = self.args.clients;
         let items = Arc::new(self.commands.plan_with_items(&self.run_id, clients).await?);
@@ -555,13 +580,7 @@ impl Bench {
                 }
             }
         });
-        let mut raw = Phase::default();
-        for round in 0..self.args.rounds {
-            if round > 0 {
-                http.merge(drive(clients, self.slice(), http_op.clone()).await);
-            }
-            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
-        }
+        let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
         raw_stream.delete().await?;
 
         let ratio = http.rate() / raw.rate();
@@ -768,13 +787,7 @@ impl Bench {
                 }
             }
         });
-        let mut raw = Phase::default();
-        for round in 0..self.args.rounds {
-            if round > 0 {
-                http.merge(drive(clients, self.slice(), http_op.clone()).await);
-            }
-            raw.merge(drive(clients, self.slice(), raw_op.clone()).await);
-        }
+        let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
         raw_stream.delete().await?;
 
         let accepted_ids =

@@ -37,12 +37,10 @@ async fn sigterm_under_reads_answers_what_it_took_in_full_and_exits_cleanly() {
             .expect("grant the reader");
     }
 
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let address = format!("127.0.0.1:{}", test_support::free_port());
     let mut binary = Command::new(env!("CARGO_BIN_EXE_query-api"))
         .env("DATABASE_URL", database.url())
-        .env("QUERY_API_ADDR", address.to_string())
+        .env("QUERY_API_ADDR", &address)
         .env("TOKEN_SECRET", SECRET)
         .env("NATS_URL", nats.url())
         .env("NATS_NKEY_FILE", nats.nkey_file(Identity::QueryApi))

@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::store::refused_for_sequence;
+use crate::store::{refused_for_sequence, write_failed};
 
 /// The stored first answer to a command sent with an idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +115,7 @@ impl IdempotencyStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(StoreError::unavailable(e)),
+            Err(e) => Err(write_failed(e)),
         }
     }
 
@@ -134,7 +134,7 @@ impl IdempotencyStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(StoreError::unavailable(e)),
+            Err(e) => Err(write_failed(e)),
         }
     }
 }

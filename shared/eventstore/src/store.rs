@@ -196,7 +196,15 @@ pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError
 fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
     if refused_for_sequence(&error) {
         StoreError::Conflict
-    } else if refused_for_space(&error) {
+    } else {
+        write_failed(error)
+    }
+}
+
+/// A write the stream did not take, for a reason other than a conflict: full (no room; an
+/// operator must act) or unavailable (retry soon). Appends and idempotency records alike.
+pub(crate) fn write_failed(error: impl Error + 'static) -> StoreError {
+    if refused_for_space(&error) {
         StoreError::Full(error.to_string())
     } else {
         StoreError::unavailable(error)

@@ -118,7 +118,7 @@ fn spawn_node(dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Ch
 /// A port nobody listens on now. Another process may take it before the server binds it; the
 /// window is a few milliseconds, and only servers that cannot pick their own port need it (a
 /// cluster's route ports, a private PostgreSQL).
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

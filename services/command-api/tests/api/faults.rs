@@ -349,13 +349,11 @@ async fn a_graceful_stop_under_load_answers_what_it_took_and_a_restart_takes_the
 async fn sigterm_to_the_binary_under_load_answers_what_it_took_and_it_exits_cleanly() {
     let (nats, config, service) = seeded(5).await;
     service.shutdown().await;
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let address = format!("127.0.0.1:{}", test_support::free_port());
     let mut binary = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
         .env("NATS_URL", nats.url())
         .env("NATS_NKEY_FILE", nats.nkey_file(Identity::CommandApi))
-        .env("COMMAND_API_ADDR", address.to_string())
+        .env("COMMAND_API_ADDR", &address)
         .env("TOKEN_SECRET", std::str::from_utf8(SECRET).expect("text"))
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

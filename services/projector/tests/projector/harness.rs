@@ -454,10 +454,7 @@ impl InProcessProjector {
 
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
+    SocketAddr::from(([127, 0, 0, 1], test_support::free_port()))
 }
 
 /// The projector binary as CI builds it.
