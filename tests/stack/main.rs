@@ -47,6 +47,8 @@ mod quarantine;
 
 mod replica;
 
+mod admin_bench;
+mod admin_verify;
 mod cluster;
 mod dashboard;
 mod database_crash;

@@ -95,7 +95,7 @@ async fn a_quarantined_message_is_in_the_trail_at_its_place_and_a_signed_off_bre
     )
     .await
     .expect("quarantined");
-    let decision = answer.body["stream_sequence"].as_u64().expect("sequence");
+    let decision = answer.stream_sequence;
     assert_eq!(decision, bad + 1);
     readiness(&stack, StatusCode::OK, false).await;
     stack.settle().await;

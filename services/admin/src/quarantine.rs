@@ -74,11 +74,11 @@ pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
         Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
         HandlerSettings::default(),
     );
-    let answer = record(&handler, &inspection, &reason, &user)
+    let receipt = record(&handler, &inspection, &reason, &user)
         .await
         .map_err(|e| e.to_string())?;
-    let at = &answer.body["stream_sequence"];
-    if answer.status == 201 {
+    let at = receipt.stream_sequence;
+    if receipt.changed {
         println!("quarantined: the decision is recorded at stream sequence {at}");
     } else {
         println!("unchanged: this very decision is recorded at stream sequence {at}");

@@ -147,10 +147,12 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
                 idempotency: None,
             })
             .await
+            .map_err(|e| e.to_string())?
+            .settled
             .map_err(|e| e.to_string())?;
         println!(
             "digest recorded at stream sequence {}",
-            answer.body["stream_sequence"]
+            answer.stream_sequence
         );
     }
     client.flush().await.map_err(|e| e.to_string())

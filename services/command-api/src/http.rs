@@ -12,12 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use remediation_domain::{COMMANDS, CommandSpec};
+use remediation_domain::CommandSpec;
 use serde_json::json;
 
 use crate::openapi;
+use crate::wire::{WireCommand, client_commands};
 use command_app::handler::{CommandHandler, CommandRequest};
 use command_app::idempotency::{fingerprint, idempotency_key};
+use command_app::outcome::{Answer, CommandError};
 use service_kit::auth::{Authenticated, Me, TokenKeys};
 use service_kit::problem::{ApiError, problem_response};
 
@@ -49,10 +51,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/me", get(me))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }));
-    for spec in COMMANDS.iter().filter(|spec| spec.sent_by_clients()) {
+    for (spec, wire) in client_commands() {
         router = router.route(
             &format!("/v1/commands/{}", spec.name),
-            post(move |state, caller, headers, body| command(spec, state, caller, headers, body)),
+            post(move |state, caller, headers, body| {
+                command(spec, wire, state, caller, headers, body)
+            }),
         );
     }
     router
@@ -93,6 +97,7 @@ fn optional_header(
 
 async fn command(
     spec: &'static CommandSpec,
+    wire: &'static WireCommand,
     State(state): State<AppState>,
     Authenticated { principal, .. }: Authenticated,
     headers: HeaderMap,
@@ -105,7 +110,7 @@ async fn command(
             ApiError::Malformed(rejection.body_text())
         }
     })?;
-    let command = (spec.parse)(&body)
+    let command = (wire.parse)(&body)
         .map_err(|e| ApiError::Malformed(format!("invalid {} body: {e}", spec.name)))?;
     let effective_at = optional_header(&headers, "X-Effective-Time", MAX_EFFECTIVE_TIME)?
         .map(|raw| {
@@ -133,21 +138,45 @@ async fn command(
     // command runs in a task of its own so that it still finishes and settles its Idempotency-Key:
     // dropped halfway, it would leave the key claimed until the claim's lease ran out.
     let handler = state.handler.clone();
-    let answer = tokio::spawn(async move { handler.handle(request).await })
+    let Answer { settled, replayed } = tokio::spawn(async move { handler.handle(request).await })
         .await
-        .map_err(|e| ApiError::Internal(format!("the command's task failed: {e}")))??;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let mut response = if status.is_success() {
-        (status, Json(answer.body)).into_response()
-    } else {
-        problem_response(status, answer.body)
+        .map_err(|e| ApiError::Internal(format!("the command's task failed: {e}")))?
+        .map_err(problem)?;
+    let mut response = match settled {
+        Ok(receipt) => {
+            let status = if receipt.changed {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            // Through a JSON value, whose members are ordered by name, as answers always were.
+            let body = serde_json::to_value(&receipt)
+                .map_err(|e| ApiError::Internal(format!("the receipt does not serialise: {e}")))?;
+            (status, Json(body)).into_response()
+        }
+        Err(rejection) => ApiError::from(rejection).into_response(),
     };
-    if answer.replayed {
+    if replayed {
         response
             .headers_mut()
             .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The problem a command that settled nothing answers with. Only conflicts and an unavailable
+/// store invite a retry; what no retry mends is an internal error.
+fn problem(error: CommandError) -> ApiError {
+    match error {
+        CommandError::KeyReused => ApiError::IdempotencyKeyReused,
+        CommandError::KeyInFlight => ApiError::IdempotencyKeyInFlight,
+        CommandError::Store(error) => ApiError::from(error),
+        CommandError::KeptChanging { .. } => ApiError::Conflict(error.to_string()),
+        CommandError::LeaseRanOut { .. } => ApiError::Unavailable(error.to_string()),
+        CommandError::TooManyFacts { .. } | CommandError::UnreadableRecord(_) => {
+            ApiError::Internal(error.to_string())
+        }
+    }
 }
 
 /// Who the token says the caller is: user, unit, every role held, and when the token expires.

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod http;
 mod openapi;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,11 +28,8 @@ pub enum ServeError {
     Nats(#[from] NatsError),
     #[error(transparent)]
     TokenSecret(#[from] WeakSecret),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] service_kit::ListenError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -66,12 +64,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = app_state(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+    let listener = service_kit::listen(config.bind).await?;
     run(listener, state, shutdown).await
 }
 
@@ -83,11 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let nats = state.nats.clone();
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "command API listening");
-    }
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
+    service_kit::serve_http("command API", listener, http::router(state), shutdown)
         .await
         .map_err(ServeError::Serve)?;
     // Bounded: with NATS down a flush would wait forever and hold up the shutdown.

@@ -1,9 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the command registry and the domain types, so the
 //! document cannot drift from what the router serves and what the bodies accept.
 
-use remediation_domain::COMMANDS;
-
 use crate::http::{MAX_CORRELATION_ID, MAX_EFFECTIVE_TIME, MAX_IDEMPOTENCY_KEY};
+use crate::wire::client_commands;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use service_kit::auth::Me;
@@ -33,8 +32,8 @@ pub fn document() -> Value {
     settings.meta_schema = None;
     let mut generator = settings.into_generator();
     let mut paths = Map::new();
-    for spec in COMMANDS.iter().filter(|spec| spec.sent_by_clients()) {
-        let schema = (spec.schema)(&mut generator);
+    for (spec, wire) in client_commands() {
+        let schema = (wire.schema)(&mut generator);
         paths.insert(
             format!("/v1/commands/{}", spec.name),
             json!({ "post": {

@@ -71,12 +71,8 @@ pub enum StartError {
     Nats(#[from] service_kit::NatsError),
     #[error("stream {0} never became available")]
     NoStream(String),
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] service_kit::ListenError),
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
     #[error("the HTTP server's task failed: {0}")]
@@ -318,22 +314,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let projector = Projector::connect(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.bind,
-            source,
-        })?;
-    tracing::info!(addr = %config.bind, "projector listening");
+    let listener = service_kit::listen(config.bind).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = projector.router();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let http = tokio::spawn(service_kit::serve_http(
+        "projector",
+        listener,
+        router,
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     projector.run(shutdown).await;
     let _ = stop_http.send(());
     http.await?.map_err(StartError::Serve)?;

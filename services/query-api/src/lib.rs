@@ -37,12 +37,8 @@ pub enum StartError {
     Tokens(#[from] service_kit::auth::WeakSecret),
     #[error(transparent)]
     Nats(#[from] service_kit::NatsError),
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] service_kit::ListenError),
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -59,12 +55,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let state = app_state(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.bind,
-            source,
-        })?;
+    let listener = service_kit::listen(config.bind).await?;
     run(listener, state, shutdown).await
 }
 
@@ -75,13 +66,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "query API listening");
-    }
     let read_model = state.read_model.clone();
     let audit_reads = state.audit_reads.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    service_kit::serve_http("query API", listener, router(state), shutdown)
         .await
         .map_err(StartError::Serve)?;
     read_model.pool.close().await;

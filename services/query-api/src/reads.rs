@@ -29,8 +29,7 @@ use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::access::Service;
 use event_store::{EventStore, Repository, StreamSettings};
 use remediation_domain::access::{AccessDay, ReadQuery, RecordAuditRead};
-use remediation_domain::{Command, Rule};
-use service_kit::problem::ApiError;
+use remediation_domain::{Command, Rejection, Rule};
 use tokio::sync::SetOnce;
 use tokio::task::AbortHandle;
 
@@ -174,19 +173,19 @@ impl AuditReads {
                 effective_at: None,
                 idempotency: None,
             };
-            match handler.handle(request).await {
-                Ok(answer) => {
-                    let sequence = answer.body["stream_sequence"].as_u64().unwrap_or(0);
-                    return Ok(Recorded { sequence });
+            let outcome = handler.handle(request).await.map(|answer| answer.settled);
+            match outcome {
+                Ok(Ok(receipt)) => {
+                    return Ok(Recorded {
+                        sequence: receipt.stream_sequence,
+                    });
                 }
-                Err(ApiError::RuleViolated { rule, .. })
-                    if rule == Rule::WrongAccessDay.code() && attempts < 3 => {}
-                Err(error) => {
-                    tracing::error!(%error, user = %caller.principal().user(), "a read of the audit trail could not be recorded; not answering it");
-                    return Err(QueryError::ReadNotRecorded(format!(
-                        "this read of the audit trail could not be recorded, so it is not answered: {error}"
-                    )));
-                }
+                Ok(Err(Rejection::Rule {
+                    rule: Rule::WrongAccessDay,
+                    ..
+                })) if attempts < 3 => {}
+                Ok(Err(error)) => return Err(not_recorded(caller, &error)),
+                Err(error) => return Err(not_recorded(caller, &error)),
             }
         }
     }
@@ -226,6 +225,14 @@ async fn open(
             }
         }
     }
+}
+
+/// A read of the audit trail is answered only once recorded: logged, and told to the caller.
+fn not_recorded(caller: &Caller, error: &dyn std::fmt::Display) -> QueryError {
+    tracing::error!(%error, user = %caller.principal().user(), "a read of the audit trail could not be recorded; not answering it");
+    QueryError::ReadNotRecorded(format!(
+        "this read of the audit trail could not be recorded, so it is not answered: {error}"
+    ))
 }
 
 #[cfg(test)]

@@ -14,14 +14,14 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use event_store::{
-    Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
-};
+use event_store::{Claim, ClaimState, IdempotencyRecord, IdempotencyStore, Versioned};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use service_kit::problem::ApiError;
+use crate::outcome::{CommandError, Settled, StoredOutcome};
+
+type Record = IdempotencyRecord<StoredOutcome>;
 
 /// Pauses between looks at a key another send holds start here and double up to
 /// [`LONGEST_PAUSE`]: a decision usually takes milliseconds, a slow one seconds.
@@ -31,8 +31,8 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(200);
 /// What a send with a key does next.
 #[derive(Debug)]
 pub(crate) enum Turn {
-    /// The key has its answer.
-    Replay(StoredAnswer),
+    /// The key's command has settled.
+    Replay(Settled),
     /// This send holds the key and decides.
     Decide(Held),
 }
@@ -68,7 +68,7 @@ pub(crate) struct KeyClaim<'a> {
 /// What a key's record says to a send whose fingerprint matched it.
 enum Found {
     Nothing,
-    Answer(StoredAnswer),
+    Answer(StoredOutcome),
     Claimed(Claim, u64),
 }
 
@@ -82,14 +82,14 @@ struct Waiting<'a> {
 
 impl Waiting<'_> {
     /// Sleeps before the next look, or gives up: 409, the client retries later.
-    async fn pause(&mut self) -> Result<(), ApiError> {
+    async fn pause(&mut self) -> Result<(), CommandError> {
         if !self.counted {
             self.metrics.idempotency_wait();
             self.counted = true;
         }
         let now = Instant::now();
         if now >= self.deadline {
-            return Err(ApiError::IdempotencyKeyInFlight);
+            return Err(CommandError::KeyInFlight);
         }
         tokio::time::sleep(self.pause.min(self.deadline - now)).await;
         self.pause = (self.pause * 2).min(LONGEST_PAUSE);
@@ -100,11 +100,11 @@ impl Waiting<'_> {
 impl KeyClaim<'_> {
     /// The key's answer, or the key claimed for this send: when absent, released, or past its
     /// holder's lease. While another send holds it, waits up to `wait` for its answer.
-    pub(crate) async fn take_turn(&self) -> Result<Turn, ApiError> {
+    pub(crate) async fn take_turn(&self) -> Result<Turn, CommandError> {
         let mut waiting = self.waiting();
         loop {
             match self.look().await? {
-                Found::Answer(answer) => return Ok(Turn::Replay(answer)),
+                Found::Answer(stored) => return Ok(Turn::Replay(stored.settled()?)),
                 Found::Nothing => {
                     let claim = Claim {
                         state: ClaimState::Pending,
@@ -126,7 +126,7 @@ impl KeyClaim<'_> {
                         claimed_at: Utc::now(),
                         ..claim
                     };
-                    let record = IdempotencyRecord::Claimed(taken.clone());
+                    let record = Record::Claimed(taken.clone());
                     if let Some(revision) = self.store.replace(self.key, &record, revision).await? {
                         self.metrics.idempotency_takeover();
                         return Ok(Turn::Decide(Held {
@@ -143,20 +143,16 @@ impl KeyClaim<'_> {
         }
     }
 
-    /// Stores the holder's answer. `None` when stored; otherwise the claim was taken over and the
-    /// answer stored instead is the one every send gets, this one too.
+    /// Stores the holder's outcome. `None` when stored; otherwise the claim was taken over and
+    /// the outcome stored instead is the one every send gets, this one too.
     pub(crate) async fn settle(
         &self,
         held: Held,
-        answer: StoredAnswer,
-    ) -> Result<Option<StoredAnswer>, ApiError> {
+        outcome: StoredOutcome,
+    ) -> Result<Option<Settled>, CommandError> {
         let stored = self
             .store
-            .replace(
-                self.key,
-                &IdempotencyRecord::Answered(answer),
-                held.revision,
-            )
+            .replace(self.key, &Record::Answered(outcome), held.revision)
             .await;
         match stored {
             Ok(Some(_)) => Ok(None),
@@ -173,7 +169,7 @@ impl KeyClaim<'_> {
     /// Gives the claim up after a transient failure, so that a retry decides at once. Losing the
     /// compare-and-set means another send took the claim over already.
     pub(crate) async fn release(&self, held: Held) {
-        let released = IdempotencyRecord::Claimed(Claim {
+        let released = Record::Claimed(Claim {
             state: ClaimState::Released,
             ..held.claim
         });
@@ -183,11 +179,11 @@ impl KeyClaim<'_> {
     }
 
     /// Waits for the answer of the send that took this send's claim over.
-    async fn answer_of_another(&self) -> Result<StoredAnswer, ApiError> {
+    async fn answer_of_another(&self) -> Result<Settled, CommandError> {
         let mut waiting = self.waiting();
         loop {
-            if let Found::Answer(answer) = self.look().await? {
-                return Ok(answer);
+            if let Found::Answer(stored) = self.look().await? {
+                return stored.settled();
             }
             waiting.pause().await?;
         }
@@ -203,7 +199,7 @@ impl KeyClaim<'_> {
     }
 
     /// The key's record; a record of another request is refused.
-    async fn look(&self) -> Result<Found, ApiError> {
+    async fn look(&self) -> Result<Found, CommandError> {
         let found = match self.store.read(self.key).await? {
             None => Found::Nothing,
             Some(Versioned {
@@ -217,11 +213,11 @@ impl KeyClaim<'_> {
         };
         let foreign = match &found {
             Found::Nothing => false,
-            Found::Answer(answer) => answer.fingerprint != self.fingerprint,
+            Found::Answer(stored) => stored.fingerprint() != self.fingerprint,
             Found::Claimed(claim, _) => claim.fingerprint != self.fingerprint,
         };
         if foreign {
-            Err(ApiError::IdempotencyKeyReused)
+            Err(CommandError::KeyReused)
         } else {
             Ok(found)
         }

@@ -7,19 +7,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use event_store::{
-    CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, StoredAnswer, seal,
-};
+use event_store::{CloudEvent, CommandMeta, Commit, Loaded, Repository, StoreError, seal};
 use futures::future::try_join_all;
 use remediation_domain::{AggregateRef, Command, Decision, Facts, Principal};
-use serde::Serialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::claim::{KeyClaim, Turn};
 use crate::metrics::Metrics;
+use crate::outcome::{Answer, CommandError, Receipt, Settled, StoredOutcome};
 use service_kit::config::{ConfigError, parsed};
-use service_kit::problem::ApiError;
 
 /// A decision reads a handful of other aggregates; this bound stops a corrupt web of references
 /// from turning one command into a crawl of the whole store.
@@ -37,18 +33,6 @@ pub struct CommandRequest {
     pub effective_at: Option<DateTime<Utc>>,
     /// `(bucket key, request fingerprint)` when the client sent an Idempotency-Key.
     pub idempotency: Option<(String, String)>,
-}
-
-/// A successful answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Answer {
-    /// 201 when events were appended, 200 when the command changed nothing.
-    #[serde(skip)]
-    pub status: u16,
-    pub body: Value,
-    /// The answer is the stored first answer to this Idempotency-Key.
-    #[serde(skip)]
-    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -98,60 +82,35 @@ pub struct CommandHandler {
     settings: HandlerSettings,
 }
 
-fn answer_body(
-    command: &str,
-    target: &AggregateRef,
-    commit: Option<&Commit>,
-    version: u64,
-    correlation_id: &str,
-    command_id: Uuid,
-) -> Value {
-    let events: Vec<Value> = commit
-        .map(|c| {
-            c.events
-                .iter()
-                .map(|e| json!({ "id": e.id, "type": e.event_type }))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "command": command,
-        "command_id": commit.and_then(|c| c.events.first()).map_or(command_id, |e| e.commandid),
-        "correlation_id": commit.and_then(|c| c.events.first()).map_or(correlation_id, |e| e.correlationid.as_str()),
-        "aggregate": { "type": target.kind(), "id": target.id() },
-        "changed": commit.is_some(),
-        "stream_sequence": version,
-        "events": events,
-    })
-}
-
-/// The answer to a command whose commit the stream already held: the first send's, to the byte,
-/// as [`answer_body`] takes the ids from the commit's events.
-fn replayed_commit(
+/// The receipt of a commit the stream already held: the first send's, as [`Receipt::new`] takes
+/// the ids from the commit's events.
+fn found_again(
     command: &str,
     target: &AggregateRef,
     commit: &Commit,
     correlation_id: &str,
     command_id: Uuid,
-) -> Answer {
+) -> Receipt {
+    Receipt::new(
+        command,
+        target,
+        Some(commit),
+        commit.sequence,
+        correlation_id,
+        command_id,
+    )
+}
+
+fn fresh(settled: Settled) -> Answer {
     Answer {
-        status: 201,
-        body: answer_body(
-            command,
-            target,
-            Some(commit),
-            commit.sequence,
-            correlation_id,
-            command_id,
-        ),
-        replayed: true,
+        settled,
+        replayed: false,
     }
 }
 
-fn replay(stored: StoredAnswer) -> Answer {
+fn replayed(settled: Settled) -> Answer {
     Answer {
-        status: stored.status,
-        body: stored.body,
+        settled,
         replayed: true,
     }
 }
@@ -174,22 +133,35 @@ impl CommandHandler {
     }
 
     /// Handles one command end to end, including its idempotency record.
-    pub async fn handle(&self, request: CommandRequest) -> Result<Answer, ApiError> {
+    pub async fn handle(&self, request: CommandRequest) -> Result<Answer, CommandError> {
         let outcome = match &request.idempotency {
             Some((key, fingerprint)) => self.handle_keyed(&request, key, fingerprint).await,
-            None => self.execute(&request, Uuid::now_v7(), false).await,
+            None => self
+                .execute(&request, Uuid::now_v7(), false)
+                .await
+                .map(fresh),
         };
         self.metrics.command(
             request.command.name(),
             match &outcome {
                 Ok(answer) if answer.replayed => "replayed",
-                Ok(answer) if answer.status == 201 => "accepted",
-                Ok(_) => "unchanged",
-                Err(ApiError::Conflict(_)) => "conflict",
-                Err(ApiError::IdempotencyKeyInFlight) => "in_flight",
-                Err(ApiError::IdempotencyKeyReused) => "invalid",
-                Err(ApiError::Unavailable(_)) => "unavailable",
-                Err(e) if e.is_final() => "rejected",
+                Ok(Answer {
+                    settled: Ok(receipt),
+                    ..
+                }) if receipt.changed => "accepted",
+                Ok(Answer { settled: Ok(_), .. }) => "unchanged",
+                Ok(Answer {
+                    settled: Err(_), ..
+                }) => "rejected",
+                Err(
+                    CommandError::KeptChanging { .. } | CommandError::Store(StoreError::Conflict),
+                ) => "conflict",
+                Err(CommandError::KeyInFlight) => "in_flight",
+                Err(CommandError::KeyReused) => "invalid",
+                Err(
+                    CommandError::Store(StoreError::Unavailable(_))
+                    | CommandError::LeaseRanOut { .. },
+                ) => "unavailable",
                 Err(_) => "failed",
             },
         );
@@ -202,7 +174,7 @@ impl CommandHandler {
         request: &CommandRequest,
         key: &str,
         fingerprint: &str,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, CommandError> {
         let claim = KeyClaim {
             store: self.repository.store().idempotency(),
             key,
@@ -212,7 +184,7 @@ impl CommandHandler {
             metrics: &self.metrics,
         };
         let held = match claim.take_turn().await? {
-            Turn::Replay(stored) => return Ok(replay(stored)),
+            Turn::Replay(settled) => return Ok(replayed(settled)),
             Turn::Decide(held) => held,
         };
         // Past its lease another send may take the claim over and decide as well, so the holder
@@ -223,31 +195,22 @@ impl CommandHandler {
             self.execute(request, held.command_id(), held.resumed),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::Unavailable(format!(
-                "the command took longer than its Idempotency-Key's {} s lease",
-                lease.as_secs_f64()
-            )))
-        });
-        let answer = match &outcome {
-            Ok(answer) => StoredAnswer {
-                fingerprint: fingerprint.to_owned(),
-                status: answer.status,
-                body: answer.body.clone(),
-            },
-            Err(e) if e.is_final() => StoredAnswer {
-                fingerprint: fingerprint.to_owned(),
-                status: e.status().as_u16(),
-                body: e.body(),
-            },
-            Err(_) => {
+        .unwrap_or(Err(CommandError::LeaseRanOut {
+            seconds: lease.as_secs_f64(),
+        }));
+        let settled = match outcome {
+            Ok(settled) => settled,
+            Err(error) => {
                 claim.release(held).await;
-                return outcome;
+                return Err(error);
             }
         };
-        match claim.settle(held, answer).await? {
-            Some(stored) => Ok(replay(stored)),
-            None => outcome,
+        match claim
+            .settle(held, StoredOutcome::new(fingerprint, &settled))
+            .await?
+        {
+            Some(stored) => Ok(replayed(stored)),
+            None => Ok(fresh(settled)),
         }
     }
 
@@ -258,7 +221,7 @@ impl CommandHandler {
         request: &CommandRequest,
         command_id: Uuid,
         resumed: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Settled, CommandError> {
         let command = &request.command;
         let target = command.target();
         let correlation_id = request
@@ -289,21 +252,29 @@ impl CommandHandler {
                     .iter()
                     .find(|c| c.events.iter().any(|e| e.commandid == command_id))
                 {
-                    return Ok(replayed_commit(
+                    return Ok(Ok(found_again(
                         command.name(),
                         &target,
                         earlier,
                         &correlation_id,
                         command_id,
-                    ));
+                    )));
                 }
                 searched = commits.last().map_or(searched, |c| c.sequence);
             }
             let facts = self.load_facts(command, &target, &loaded).await?;
             let now = Utc::now();
             let effective_at = request.effective_at.unwrap_or(now);
-            let Decision { actor, events } =
-                command.decide_as(&loaded.state, &request.principal, now, effective_at, &facts)?;
+            let Decision { actor, events } = match command.decide_as(
+                &loaded.state,
+                &request.principal,
+                now,
+                effective_at,
+                &facts,
+            ) {
+                Ok(decision) => decision,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
             let meta = CommandMeta {
                 command_id,
                 command_name: command.name(),
@@ -317,18 +288,14 @@ impl CommandHandler {
                 effective_at,
             };
             if events.is_empty() {
-                return Ok(Answer {
-                    status: 200,
-                    body: answer_body(
-                        command.name(),
-                        &target,
-                        None,
-                        loaded.version,
-                        &correlation_id,
-                        command_id,
-                    ),
-                    replayed: false,
-                });
+                return Ok(Ok(Receipt::new(
+                    command.name(),
+                    &target,
+                    None,
+                    loaded.version,
+                    &correlation_id,
+                    command_id,
+                )));
             }
             let mut envelopes: Vec<CloudEvent> = events
                 .iter()
@@ -348,13 +315,13 @@ impl CommandHandler {
                     // that commit, not with the events decided just now.
                     self.repository.mark_stale(&target);
                     let first = self.repository.store().commit_at(appended.sequence).await?;
-                    return Ok(replayed_commit(
+                    return Ok(Ok(found_again(
                         command.name(),
                         &target,
                         &first,
                         &correlation_id,
                         command_id,
-                    ));
+                    )));
                 }
                 Ok(appended) => {
                     let state = events
@@ -380,18 +347,14 @@ impl CommandHandler {
                         events = commit.events.len(),
                         "command accepted"
                     );
-                    return Ok(Answer {
-                        status: 201,
-                        body: answer_body(
-                            command.name(),
-                            &target,
-                            Some(&commit),
-                            appended.sequence,
-                            &correlation_id,
-                            command_id,
-                        ),
-                        replayed: false,
-                    });
+                    return Ok(Ok(Receipt::new(
+                        command.name(),
+                        &target,
+                        Some(&commit),
+                        appended.sequence,
+                        &correlation_id,
+                        command_id,
+                    )));
                 }
                 Err(StoreError::Conflict) => {
                     self.metrics.conflict();
@@ -405,12 +368,11 @@ impl CommandHandler {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Conflict(format!(
-            "{}/{} kept changing; gave up after {} attempts",
-            target.kind(),
-            target.id(),
-            self.settings.max_attempts
-        )))
+        Err(CommandError::KeptChanging {
+            kind: target.kind(),
+            id: target.id().to_owned(),
+            attempts: self.settings.max_attempts,
+        })
     }
 
     /// Loads the read-only facts the decision consults, following references breadth-first and
@@ -420,7 +382,7 @@ impl CommandHandler {
         command: &Command,
         target: &AggregateRef,
         loaded: &Loaded,
-    ) -> Result<Facts, ApiError> {
+    ) -> Result<Facts, CommandError> {
         let mut facts = Facts::default();
         let mut seen = BTreeSet::from([target.clone()]);
         let mut layer: Vec<AggregateRef> = command
@@ -435,11 +397,11 @@ impl CommandHandler {
             .collect();
         while !layer.is_empty() {
             if seen.len() > MAX_FACTS {
-                return Err(ApiError::Internal(format!(
-                    "{}/{} refers to more than {MAX_FACTS} aggregates",
-                    target.kind(),
-                    target.id()
-                )));
+                return Err(CommandError::TooManyFacts {
+                    kind: target.kind(),
+                    id: target.id().to_owned(),
+                    limit: MAX_FACTS,
+                });
             }
             let states = try_join_all(layer.iter().map(|r| self.repository.load_latest(r))).await?;
             let mut next = Vec::new();

@@ -13,10 +13,10 @@ use event_store::{
 };
 use remediation_domain::quarantine::{MessageSubject, QuarantineMessage};
 use remediation_domain::text::{Reason, TextError};
-use remediation_domain::{Actor, Command, Principal, Role};
+use remediation_domain::{Actor, Command, Principal, Rejection, Role};
 
-use crate::handler::{Answer, CommandHandler, CommandRequest};
-use service_kit::problem::ApiError;
+use crate::handler::{CommandHandler, CommandRequest};
+use crate::outcome::{CommandError, Receipt};
 
 /// The message at a sequence and what is wrong with it.
 #[derive(Debug, Clone)]
@@ -55,7 +55,10 @@ pub enum QuarantineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Command(#[from] ApiError),
+    Command(#[from] CommandError),
+    /// The domain refused the decision: another decision sets the message aside already.
+    #[error(transparent)]
+    Refused(Rejection),
 }
 
 /// What to quarantine, why, and who decides (as an auditor).
@@ -115,22 +118,22 @@ pub async fn quarantine(
     handler: &CommandHandler,
     stream: &stream::Stream,
     request: &QuarantineRequest,
-) -> Result<(Inspection, Answer), QuarantineError> {
+) -> Result<(Inspection, Receipt), QuarantineError> {
     Reason::new(&request.reason).map_err(QuarantineError::Reason)?;
     let inspection = inspect(stream, request.sequence).await?;
-    let answer = record(handler, &inspection, &request.reason, &request.user).await?;
-    Ok((inspection, answer))
+    let receipt = record(handler, &inspection, &request.reason, &request.user).await?;
+    Ok((inspection, receipt))
 }
 
 /// Records `user`'s decision, as an auditor, to set aside the message `inspection` found, naming
-/// its subject, digest and size. Repeating the same decision changes nothing (200); another
+/// its subject, digest and size. Repeating the same decision changes nothing; another
 /// decision for the same message is refused.
 pub async fn record(
     handler: &CommandHandler,
     inspection: &Inspection,
     reason: &str,
     user: &str,
-) -> Result<Answer, QuarantineError> {
+) -> Result<Receipt, QuarantineError> {
     let reason = Reason::new(reason).map_err(QuarantineError::Reason)?;
     let sequence = NonZeroU64::new(inspection.message.sequence)
         .ok_or(QuarantineError::NoMessage(inspection.message.sequence))?;
@@ -156,5 +159,5 @@ pub async fn record(
             idempotency: None,
         })
         .await?;
-    Ok(answer)
+    answer.settled.map_err(QuarantineError::Refused)
 }

@@ -6,7 +6,8 @@ use remediation_domain::seed::Seed;
 use remediation_domain::{Actor, Principal, Role};
 
 use crate::handler::{CommandHandler, CommandRequest};
-use service_kit::problem::ApiError;
+use crate::outcome::CommandError;
+use remediation_domain::Rejection;
 
 /// What a load did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +19,19 @@ pub struct SeedReport {
 
 /// Sends every command of `seed` as the province office, effective from the plan's issue date:
 /// the plan's assignments hold from the day it was signed.
-pub async fn load_seed(handler: &CommandHandler, seed: &Seed) -> Result<SeedReport, ApiError> {
+/// Why a seed did not load completely; the commands before the failing one are in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Failed(#[from] CommandError),
+    #[error("the seed's command {command} was refused: {rejection}")]
+    Refused {
+        command: &'static str,
+        rejection: Rejection,
+    },
+}
+
+pub async fn load_seed(handler: &CommandHandler, seed: &Seed) -> Result<SeedReport, SeedError> {
     let principal = Principal::from(Actor {
         user: "seed-loader".to_owned(),
         unit: None,
@@ -44,9 +57,16 @@ pub async fn load_seed(handler: &CommandHandler, seed: &Seed) -> Result<SeedRepo
             })
             .await
             .inspect_err(|e| tracing::error!(command = name, error = %e, "seed command failed"))?;
-        if answer.status == 201 {
+        let receipt = answer.settled.map_err(|rejection| {
+            tracing::error!(command = name, %rejection, "seed command refused");
+            SeedError::Refused {
+                command: name,
+                rejection,
+            }
+        })?;
+        if receipt.changed {
             report.changed += 1;
-            report.events += answer.body["events"].as_array().map_or(0, Vec::len);
+            report.events += receipt.events.len();
         }
     }
     Ok(report)

@@ -1,130 +1,34 @@
-//! The union of all commands: their HTTP names, the aggregate each one changes, the facts each
-//! one needs, and the dispatch to the aggregate deciders.
+//! The union of all commands: their names, the aggregate each one changes, the facts each one
+//! needs, and the dispatch to the aggregate deciders. Reading a command from a client's body (JSON
+//! paths in errors, integral floats, control characters) and its JSON Schema belong to the edge
+//! that receives it; [`for_each_command!`](crate::for_each_command) lets an edge build its own
+//! table over the same list.
 
-use schemars::{Schema, SchemaGenerator};
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-
-use crate::access::{self, RecordAuditRead};
+use crate::access;
 use crate::context::Context;
 use crate::event::{AggregateState, Event};
 use crate::facts::AggregateRef;
-use crate::group::{self, AddGroupMember, DefineGroup, RemoveGroupMember};
-use crate::item::{
-    self, Assign, AssignmentRole, ChangeItemStatus, RecordItem, RevokeAssignment, SetItemDeadline,
-};
-use crate::ledger::{self, RecordDigest};
-use crate::plan::{self, AmendPlan, IssuePlan};
-use crate::quarantine::{self, QuarantineId, QuarantineMessage};
+use crate::group;
+use crate::item::{self, AssignmentRole};
+use crate::ledger;
+use crate::plan;
+use crate::quarantine::{self, QuarantineId};
 use crate::rejection::Rejection;
-use crate::report::{self, ReportKey, ReturnReport, ReviseReport, SubmitReport, line_references};
-use crate::task::{self, CancelTask, ChangeTaskStatus, PlanTask, RescheduleTask};
-use crate::unit::{self, RegisterUnit, RenameUnit, SucceedUnit};
+use crate::report::{self, line_references};
+use crate::task;
+use crate::unit;
 
-/// A command body that could not be read, with the JSON path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ParseError {
-    pub path: String,
-    pub message: String,
-}
-
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
-    let command = parse_typed(body)?;
-    refuse_control_characters(body)?;
-    Ok(command)
-}
-
-/// A command's text may carry no control character but tab and line breaks: a NUL cannot be
-/// stored by PostgreSQL (it would stall every projection) and the others do not belong in prose.
-/// Checked on the body as a whole, here where commands come in, and not in `Text`'s
-/// deserialisation, which also reads back events stored before the rule.
-fn refuse_control_characters(body: &[u8]) -> Result<(), ParseError> {
-    /// The path in `serde_path_to_error`'s notation (`lines[0].progress`) and the error.
-    fn find(value: &Value, path: &str) -> Option<(String, String)> {
-        match value {
-            Value::String(text) => {
-                crate::text::forbidden_control(text).map(|e| (path.to_owned(), e.to_string()))
-            }
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(i, item)| find(item, &format!("{path}[{i}]"))),
-            Value::Object(fields) => fields.iter().find_map(|(name, field)| {
-                let path = if path.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{path}.{name}")
-                };
-                find(field, &path)
-            }),
-            _ => None,
-        }
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError {
-        path: ".".to_owned(),
-        message: e.to_string(),
-    })?;
-    match find(&value, "") {
-        Some((path, message)) => Err(ParseError { path, message }),
-        None => Ok(()),
-    }
-}
-
-fn parse_typed<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| ParseError {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    });
-    match parsed {
-        Ok(value) => {
-            deserializer.end().map_err(|e| ParseError {
-                path: ".".to_owned(),
-                message: e.to_string(),
-            })?;
-            Ok(value)
-        }
-        Err(error) => parse_integral_floats(body).ok_or(error),
-    }
-}
-
-/// JSON does not tell `3` from `3.0`, and JSON Schema calls both integers, but serde refuses a
-/// float for an integer field. A body refused for that is read once more with every integral
-/// float that fits an `i64`/`u64` as the integer it equals; a body refused for anything else
-/// stays refused with its first error.
-fn parse_integral_floats<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
-    fn integral(value: &mut Value) -> bool {
-        match value {
-            Value::Number(n) if n.is_f64() => {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                // Every integer up to 2^53 is a float exactly, so the cast loses nothing.
-                let exact = f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0;
-                if exact {
-                    *value = Value::from(f as i64);
-                }
-                exact
-            }
-            // Every number is visited (no short circuit): each may need rewriting.
-            Value::Array(items) => items.iter_mut().map(integral).fold(false, |a, b| a | b),
-            Value::Object(fields) => fields.values_mut().map(integral).fold(false, |a, b| a | b),
-            _ => false,
-        }
-    }
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    integral(&mut value).then(|| serde_json::from_value(value).ok())?
-}
-
-/// How the edge finds, documents and reads one command.
+/// One command: its name and what it changes.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandSpec {
-    /// The kebab-case name, also the last segment of its HTTP path.
+    /// The kebab-case name, recorded in every event's envelope (and the last segment of the
+    /// command service's path for it).
     pub name: &'static str,
     /// Aggregate type it changes.
     pub aggregate: &'static str,
     pub summary: &'static str,
-    pub schema: fn(&mut SchemaGenerator) -> Schema,
-    pub parse: fn(&[u8]) -> Result<Command, ParseError>,
+    /// Reads the command from its JSON form with its types' own rules alone.
+    pub decode: fn(serde_json::Value) -> Result<Command, serde_json::Error>,
 }
 
 impl CommandSpec {
@@ -153,8 +57,7 @@ macro_rules! commands {
                 name: $name,
                 aggregate: $aggregate,
                 summary: $summary,
-                schema: |generator| generator.subschema_for::<$body>(),
-                parse: |body| parse::<$body>(body).map(Command::$variant),
+                decode: |body| serde_json::from_value::<$body>(body).map(Command::$variant),
             },)*
         ];
 
@@ -168,33 +71,43 @@ macro_rules! commands {
     };
 }
 
-commands! {
-    RegisterUnit(RegisterUnit) => "register-unit", "unit", "Đăng ký đơn vị — register a unit";
-    RenameUnit(RenameUnit) => "rename-unit", "unit", "Đổi tên đơn vị — rename a unit";
-    SucceedUnit(SucceedUnit) => "succeed-unit", "unit", "Sáp nhập, giải thể — a unit is succeeded from a date";
-    DefineGroup(DefineGroup) => "define-group", "group", "Lập nhóm đơn vị — define a unit group";
-    AddGroupMember(AddGroupMember) => "add-group-member", "group", "Thêm thành viên nhóm — add a unit to a group from a date";
-    RemoveGroupMember(RemoveGroupMember) => "remove-group-member", "group", "Bớt thành viên nhóm — remove a unit from a group from a date";
-    IssuePlan(IssuePlan) => "issue-plan", "plan", "Ban hành kế hoạch — issue a plan";
-    AmendPlan(AmendPlan) => "amend-plan", "plan", "Sửa đổi kế hoạch — amend a plan";
-    RecordItem(RecordItem) => "record-item", "item", "Ghi nhận nội dung hạn chế — record an item";
-    AssignLead(Assign) => "assign-lead", "item", "Giao chủ trì — assign a lead unit or group";
-    AssignCoordinator(Assign) => "assign-coordinator", "item", "Giao phối hợp — assign a coordinating unit or group";
-    RevokeAssignment(RevokeAssignment) => "revoke-assignment", "item", "Thu hồi phân công — revoke an assignment, with a reason";
-    SetItemDeadline(SetItemDeadline) => "set-item-deadline", "item", "Đặt thời hạn — set or change an item's deadline";
-    ChangeItemStatus(ChangeItemStatus) => "change-item-status", "item", "Chuyển trạng thái nội dung — change an item's status, with a reason";
-    PlanTask(PlanTask) => "plan-task", "task", "Lập nhiệm vụ — plan a task in a unit's detailed plan";
-    RescheduleTask(RescheduleTask) => "reschedule-task", "task", "Điều chỉnh thời hạn nhiệm vụ — reschedule a task";
-    ChangeTaskStatus(ChangeTaskStatus) => "change-task-status", "task", "Chuyển trạng thái nhiệm vụ — change a task's status, with a reason";
-    CancelTask(CancelTask) => "cancel-task", "task", "Hủy nhiệm vụ — cancel a task, with a reason";
-    SubmitReport(SubmitReport) => "submit-report", "report", "Gửi báo cáo quý — submit a quarterly report";
-    ReviseReport(ReviseReport) => "revise-report", "report", "Chỉnh sửa báo cáo — revise a submitted or returned report";
-    AcceptReport(ReportKey) => "accept-report", "report", "Tiếp nhận báo cáo — the Department of Finance accepts a report";
-    ReturnReport(ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
-    RecordDigest(RecordDigest) => "record-digest", "ledger", "Ghi nhận bản tóm lược chuỗi băm — record a digest over all hash chains";
-    RecordAuditRead(RecordAuditRead) => "record-audit-read", "access", "Ghi nhận lượt đọc nhật ký kiểm toán — record a read of the audit trail (never idempotent: every read is a fact)";
-    QuarantineMessage(QuarantineMessage) => "quarantine-message", "quarantine", "Cách ly thông điệp — an auditor sets aside one stored message that breaks the record, so the read side continues past it";
+/// Calls macro `$callback` with the list of every command — `Variant(BodyType) => "name",
+/// "aggregate", "summary";` each — so that an edge builds its own table (parsers, schemas) over
+/// exactly the commands the domain knows, in [`COMMANDS`]' order.
+#[macro_export]
+macro_rules! for_each_command {
+    ($callback:ident) => {
+        $callback! {
+            RegisterUnit($crate::unit::RegisterUnit) => "register-unit", "unit", "Đăng ký đơn vị — register a unit";
+            RenameUnit($crate::unit::RenameUnit) => "rename-unit", "unit", "Đổi tên đơn vị — rename a unit";
+            SucceedUnit($crate::unit::SucceedUnit) => "succeed-unit", "unit", "Sáp nhập, giải thể — a unit is succeeded from a date";
+            DefineGroup($crate::group::DefineGroup) => "define-group", "group", "Lập nhóm đơn vị — define a unit group";
+            AddGroupMember($crate::group::AddGroupMember) => "add-group-member", "group", "Thêm thành viên nhóm — add a unit to a group from a date";
+            RemoveGroupMember($crate::group::RemoveGroupMember) => "remove-group-member", "group", "Bớt thành viên nhóm — remove a unit from a group from a date";
+            IssuePlan($crate::plan::IssuePlan) => "issue-plan", "plan", "Ban hành kế hoạch — issue a plan";
+            AmendPlan($crate::plan::AmendPlan) => "amend-plan", "plan", "Sửa đổi kế hoạch — amend a plan";
+            RecordItem($crate::item::RecordItem) => "record-item", "item", "Ghi nhận nội dung hạn chế — record an item";
+            AssignLead($crate::item::Assign) => "assign-lead", "item", "Giao chủ trì — assign a lead unit or group";
+            AssignCoordinator($crate::item::Assign) => "assign-coordinator", "item", "Giao phối hợp — assign a coordinating unit or group";
+            RevokeAssignment($crate::item::RevokeAssignment) => "revoke-assignment", "item", "Thu hồi phân công — revoke an assignment, with a reason";
+            SetItemDeadline($crate::item::SetItemDeadline) => "set-item-deadline", "item", "Đặt thời hạn — set or change an item's deadline";
+            ChangeItemStatus($crate::item::ChangeItemStatus) => "change-item-status", "item", "Chuyển trạng thái nội dung — change an item's status, with a reason";
+            PlanTask($crate::task::PlanTask) => "plan-task", "task", "Lập nhiệm vụ — plan a task in a unit's detailed plan";
+            RescheduleTask($crate::task::RescheduleTask) => "reschedule-task", "task", "Điều chỉnh thời hạn nhiệm vụ — reschedule a task";
+            ChangeTaskStatus($crate::task::ChangeTaskStatus) => "change-task-status", "task", "Chuyển trạng thái nhiệm vụ — change a task's status, with a reason";
+            CancelTask($crate::task::CancelTask) => "cancel-task", "task", "Hủy nhiệm vụ — cancel a task, with a reason";
+            SubmitReport($crate::report::SubmitReport) => "submit-report", "report", "Gửi báo cáo quý — submit a quarterly report";
+            ReviseReport($crate::report::ReviseReport) => "revise-report", "report", "Chỉnh sửa báo cáo — revise a submitted or returned report";
+            AcceptReport($crate::report::ReportKey) => "accept-report", "report", "Tiếp nhận báo cáo — the Department of Finance accepts a report";
+            ReturnReport($crate::report::ReturnReport) => "return-report", "report", "Trả lại báo cáo — the Department of Finance returns a report, with a reason";
+            RecordDigest($crate::ledger::RecordDigest) => "record-digest", "ledger", "Ghi nhận bản tóm lược chuỗi băm — record a digest over all hash chains";
+            RecordAuditRead($crate::access::RecordAuditRead) => "record-audit-read", "access", "Ghi nhận lượt đọc nhật ký kiểm toán — record a read of the audit trail (never idempotent: every read is a fact)";
+            QuarantineMessage($crate::quarantine::QuarantineMessage) => "quarantine-message", "quarantine", "Cách ly thông điệp — an auditor sets aside one stored message that breaks the record, so the read side continues past it";
+        }
+    };
 }
+
+for_each_command!(commands);
 
 fn wrap<E>(into: fn(E) -> Event) -> impl Fn(Vec<E>) -> Vec<Event> {
     move |events| events.into_iter().map(into).collect()

@@ -26,7 +26,7 @@ pub mod text;
 pub mod unit;
 
 pub use actor::{Actor, Role};
-pub use command::{COMMANDS, Command, CommandSpec, ParseError};
+pub use command::{COMMANDS, Command, CommandSpec};
 pub use context::Context;
 pub use event::{AggregateState, CURRENT_VERSION, DecodeError, Event};
 pub use facts::{AggregateRef, Assignee, Facts};

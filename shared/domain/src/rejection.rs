@@ -16,8 +16,10 @@ pub enum Rejection {
     Rule { rule: Rule, detail: String },
 }
 
-/// The business rules a command can break; each has a stable code for clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The business rules a command can break; each has a stable code for clients, which is also its
+/// serialised form (an idempotency record keeps the rule a refusal named).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Rule {
     AlreadyExists,
     UnitSucceeded,
@@ -42,6 +44,30 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, for checks over all of them.
+    pub const ALL: [Rule; 20] = [
+        Rule::AlreadyExists,
+        Rule::UnitSucceeded,
+        Rule::NotAssigned,
+        Rule::DeadlineBeforePlanIssue,
+        Rule::InvalidTransition,
+        Rule::EvidenceRequired,
+        Rule::ReportAccepted,
+        Rule::ReportReturned,
+        Rule::QuarterNotStarted,
+        Rule::EffectiveTimeInFuture,
+        Rule::InvalidSuccession,
+        Rule::EmptyReport,
+        Rule::DuplicateLine,
+        Rule::WrongPlan,
+        Rule::TaskClosed,
+        Rule::InvalidDigest,
+        Rule::WrongAccessDay,
+        Rule::RevokedBeforeAssigned,
+        Rule::OwnReportReview,
+        Rule::QuarantineConflict,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Rule::AlreadyExists => "already-exists",
@@ -88,5 +114,25 @@ impl Rejection {
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Rejection::Forbidden(detail.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rule_is_serialised_as_its_code_and_read_back_from_it() {
+        for rule in Rule::ALL {
+            let json = serde_json::to_value(rule).expect("a rule serialises");
+            assert_eq!(json, rule.code(), "{rule:?}");
+            assert_eq!(
+                serde_json::from_value::<Rule>(json).expect("a code reads back"),
+                rule
+            );
+        }
+        // No two rules share a code, or a stored refusal would read back as the other rule.
+        let codes: std::collections::BTreeSet<_> = Rule::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Rule::ALL.len());
     }
 }

@@ -905,8 +905,35 @@ fn spec_named(name: &str) -> &'static CommandSpec {
         .unwrap_or_else(|| panic!("no command named {name}"))
 }
 
-fn parse(name: &str, body: &Value) -> Result<Command, remediation_domain::ParseError> {
-    (spec_named(name).parse)(&serde_json::to_vec(body).expect("JSON serialises"))
+/// Where a JSON body breaks a command type's rules, and how.
+#[derive(Debug)]
+struct ParseError {
+    path: String,
+    message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Command `name` read from `body` with its types' own rules, naming the path of a field that
+/// breaks one.
+fn parse(name: &str, body: &Value) -> Result<Command, ParseError> {
+    macro_rules! decode {
+        ($($variant:ident($body:ty) => $name:literal, $aggregate:literal, $summary:literal;)*) => {
+            match name {
+                $($name => serde_path_to_error::deserialize::<_, $body>(body.clone())
+                    .map(Command::$variant),)*
+                _ => panic!("no command named {name}"),
+            }
+        };
+    }
+    remediation_domain::for_each_command!(decode).map_err(|e| ParseError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
 }
 
 #[path = "deciders/access.rs"]

@@ -2,7 +2,9 @@
 //!
 //! JetStream's own duplicate window (minutes) drops a re-sent message, but a client may retry
 //! after hours, or after the service restarted. The bucket keeps the first answer for as long
-//! as configured, so the retry gets that answer and nothing is appended.
+//! as configured, so the retry gets that answer and nothing is appended. What an answer holds is
+//! the command application's business (its type parameter here): this store only keeps records
+//! and arbitrates between racing writers.
 //!
 //! Sends of one key may race (a client retrying while its first send is still in flight), so a
 //! record is only ever written if absent or by compare-and-set on the revision it replaces: of
@@ -10,28 +12,20 @@
 
 use async_nats::jetstream::kv;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::StoreError;
 use crate::store::{refused_for_sequence, write_failed};
-
-/// The stored first answer to a command sent with an idempotency key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredAnswer {
-    /// Digest of the command name and body: the same key with another request is refused.
-    pub fingerprint: String,
-    pub status: u16,
-    pub body: Value,
-}
 
 /// A send's claim on a key while it decides, so that sends racing with it wait for its answer
 /// instead of deciding too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
     pub state: ClaimState,
-    /// Of the request the key was first used with, as in [`StoredAnswer`].
+    /// Digest of the command name and body the key was first used with: the same key with
+    /// another request is refused.
     pub fingerprint: String,
     /// The command id the holder's events carry. A send taking the claim over keeps it, so it can
     /// recognise a commit an earlier holder appended before it stopped.
@@ -49,20 +43,20 @@ pub enum ClaimState {
     Released,
 }
 
-/// What a key holds. An answer keeps the format records had before claims existed (no `state`),
-/// so records written by earlier versions read as answers, and earlier versions read the answers
-/// written now.
+/// What a key holds: a claim, or the answer `A` of the send that held it. A claim is told apart
+/// by its `state`, so an answer format need not name itself (records written before claims
+/// existed are answers with no tag at all).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum IdempotencyRecord {
+pub enum IdempotencyRecord<A> {
     Claimed(Claim),
-    Answered(StoredAnswer),
+    Answered(A),
 }
 
 /// A record and the revision that a compare-and-set replacing it must name.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Versioned {
-    pub record: IdempotencyRecord,
+pub struct Versioned<A> {
+    pub record: IdempotencyRecord<A>,
     pub revision: u64,
 }
 
@@ -71,7 +65,7 @@ pub struct IdempotencyStore {
     bucket: kv::Store,
 }
 
-fn encode(record: &IdempotencyRecord) -> Result<bytes::Bytes, StoreError> {
+fn encode<A: Serialize>(record: &IdempotencyRecord<A>) -> Result<bytes::Bytes, StoreError> {
     serde_json::to_vec(record)
         .map(Into::into)
         .map_err(|e| StoreError::Encoding(e.to_string()))
@@ -85,7 +79,10 @@ impl IdempotencyStore {
     /// `key` must already be bucket-safe (the command service hashes the client's key). On a
     /// clustered bucket a lagging replica may answer; that is safe, as whatever is done on what
     /// was read is a compare-and-set, and an answer once stored never changes.
-    pub async fn read(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+    pub async fn read<A: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<A>>, StoreError> {
         let Some(entry) = self
             .bucket
             .entry(key)
@@ -107,7 +104,7 @@ impl IdempotencyStore {
 
     /// Writes `claim` if the key holds no record; `None` if another send's record is there.
     pub async fn create(&self, key: &str, claim: &Claim) -> Result<Option<u64>, StoreError> {
-        let bytes = encode(&IdempotencyRecord::Claimed(claim.clone()))?;
+        let bytes = encode(&IdempotencyRecord::<()>::Claimed(claim.clone()))?;
         match self.bucket.create(key, bytes).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e)
@@ -120,10 +117,10 @@ impl IdempotencyStore {
     }
 
     /// Replaces the record stored at `revision` with `record`; `None` if the key changed since.
-    pub async fn replace(
+    pub async fn replace<A: Serialize>(
         &self,
         key: &str,
-        record: &IdempotencyRecord,
+        record: &IdempotencyRecord<A>,
         revision: u64,
     ) -> Result<Option<u64>, StoreError> {
         match self.bucket.update(key, encode(record)?, revision).await {
@@ -141,21 +138,22 @@ impl IdempotencyStore {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     #[test]
-    fn records_written_before_claims_existed_read_as_answers() {
+    fn an_untagged_answer_reads_as_an_answer_and_is_written_back_unchanged() {
         let old = r#"{"fingerprint":"ab12","status":201,"body":{"changed":true}}"#;
-        let record: IdempotencyRecord = serde_json::from_str(old).expect("old record");
+        let record: IdempotencyRecord<Value> = serde_json::from_str(old).expect("old record");
         assert_eq!(
             record,
-            IdempotencyRecord::Answered(StoredAnswer {
-                fingerprint: "ab12".to_owned(),
-                status: 201,
-                body: serde_json::json!({ "changed": true }),
-            })
+            IdempotencyRecord::Answered(json!({
+                "fingerprint": "ab12",
+                "status": 201,
+                "body": { "changed": true },
+            }))
         );
-        // And an answer written now is what an earlier version expects to read.
         assert_eq!(
             serde_json::to_value(&record).expect("encode"),
             serde_json::from_str::<Value>(old).expect("json")
@@ -164,7 +162,7 @@ mod tests {
 
     #[test]
     fn claims_round_trip_with_their_state() {
-        let claim = IdempotencyRecord::Claimed(Claim {
+        let claim = IdempotencyRecord::<Value>::Claimed(Claim {
             state: ClaimState::Released,
             fingerprint: "ab12".to_owned(),
             command_id: Uuid::now_v7(),
@@ -173,7 +171,7 @@ mod tests {
         let json = serde_json::to_value(&claim).expect("encode");
         assert_eq!(json["state"], "released");
         assert_eq!(
-            serde_json::from_value::<IdempotencyRecord>(json).expect("decode"),
+            serde_json::from_value::<IdempotencyRecord<Value>>(json).expect("decode"),
             claim
         );
     }

@@ -20,9 +20,7 @@ pub use envelope::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, SOURCE, TYPE_PREFIX, event_type,
     parse_event_type,
 };
-pub use idempotency::{
-    Claim, ClaimState, IdempotencyRecord, IdempotencyStore, StoredAnswer, Versioned,
-};
+pub use idempotency::{Claim, ClaimState, IdempotencyRecord, IdempotencyStore, Versioned};
 pub use quarantine::{
     DecisionFault, NotSignedOff, SignedOff, StoredMessage, message_digest, signed_off,
     signed_off_at, stored_message,

@@ -1,5 +1,6 @@
 //! What every service of the tracker shares, so that no service depends on another's crate:
-//! NATS login and opening the event store, settings from the environment, tracing and shutdown,
+//! NATS login and opening the event store, settings from the environment, tracing, serving HTTP
+//! and shutdown,
 //! the metrics exposition, bearer tokens with the [`auth::Authenticated`] extractor, and the
 //! problem+json error of the HTTP edge.
 
@@ -11,4 +12,4 @@ pub mod problem;
 mod runtime;
 
 pub use nats::{NatsError, connect_nats, open_store};
-pub use runtime::{init_tracing, shutdown_signal};
+pub use runtime::{ListenError, init_tracing, listen, serve_http, shutdown_signal};

@@ -218,15 +218,6 @@ impl ApiError {
         }
         body
     }
-
-    /// Whether a retry with the same Idempotency-Key should get this answer again. Transient
-    /// failures (conflict, store down) are not remembered: the retry runs the command anew.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::RuleViolated { .. }
-        )
-    }
 }
 
 impl From<Rejection> for ApiError {

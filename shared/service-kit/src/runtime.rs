@@ -44,3 +44,35 @@ pub fn init_tracing() {
         builder.init();
     }
 }
+
+/// An address a service could not listen on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct ListenError {
+    pub address: std::net::SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds the service's HTTP address.
+pub async fn listen(address: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ListenError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ListenError { address, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests already taken are answered
+/// in full before it returns, so a service closes its pools and flushes NATS only after them.
+pub async fn serve_http(
+    service: &'static str,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "{service} listening");
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

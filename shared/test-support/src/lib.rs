@@ -17,10 +17,12 @@ use event_store::StreamSettings;
 use event_store::access::{Layout, Service};
 use event_store::credentials;
 
+mod binary;
 mod cluster;
 pub mod history;
 mod postgres;
 mod tables;
+pub use binary::workspace_binary;
 pub use cluster::NatsCluster;
 pub use postgres::PostgresServer;
 pub use tables::{all_checksums, checksums};

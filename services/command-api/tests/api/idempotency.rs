@@ -1,6 +1,6 @@
-//! `Idempotency-Key` records as other senders leave them: answers in the format written before
-//! claims existed, claims of sends that died before or after appending, and claims still held or
-//! released.
+//! `Idempotency-Key` records as other senders leave them: answers in the HTTP format written
+//! before outcomes were typed (and before claims existed), claims of sends that died before or
+//! after appending, and claims still held or released.
 
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ async fn write(nats: &NatsServer, key: &str, record: &Value) {
 
 /// A claim on `body`'s command, in the bucket's JSON.
 fn claim(state: ClaimState, body: &[u8], command_id: Uuid, age: chrono::Duration) -> Value {
-    serde_json::to_value(IdempotencyRecord::Claimed(Claim {
+    serde_json::to_value(IdempotencyRecord::<Value>::Claimed(Claim {
         state,
         fingerprint: fingerprint(COMMAND, body),
         command_id,
@@ -86,7 +86,10 @@ async fn an_answer_stored_before_claims_existed_still_replays() {
     // Not an answer this build would give (sequence 7 holds no such event): only the record can
     // be where the replay comes from.
     let stored = json!({
-        "command": COMMAND, "changed": true, "stream_sequence": 7,
+        "command": COMMAND, "command_id": "01900000-0000-7000-8000-000000000070",
+        "correlation_id": "01900000-0000-7000-8000-000000000070",
+        "aggregate": { "type": "item", "id": ITEM },
+        "changed": true, "stream_sequence": 7,
         "events": [{ "id": "01900000-0000-7000-8000-000000000007", "type": "vn.gov.thanhhoa.remediation.item.deadline-set.v1" }],
     });
     write(
@@ -112,6 +115,31 @@ async fn an_answer_stored_before_claims_existed_still_replays() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "urn:kh63:problem:idempotency-key-reused",
     );
+    assert_eq!(store.check().await.expect("stream"), before);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusal_stored_as_an_http_problem_still_replays_as_the_same_problem() {
+    let (nats, _config, service) = seeded(5).await;
+    let store = open_store(&nats, &StreamSettings::default()).await;
+    let body = deadline("2025-12-31");
+    // A rule this command would not break now: only the record can be where the answer comes from.
+    let problem = json!({
+        "type": "urn:kh63:problem:rule-violated", "title": "Business rule violated",
+        "status": 422, "detail": "hạn chót trước ngày ban hành kế hoạch",
+        "rule": "deadline-before-plan-issue",
+    });
+    write(
+        &nats,
+        "refused-by-the-previous-version",
+        &json!({ "fingerprint": fingerprint(COMMAND, &body), "status": 422, "body": problem }),
+    )
+    .await;
+    let before = store.check().await.expect("stream");
+
+    let replayed = send(&service, "refused-by-the-previous-version", &body).await;
+    assert_eq!(replayed, (StatusCode::UNPROCESSABLE_ENTITY, problem));
     assert_eq!(store.check().await.expect("stream"), before);
     service.shutdown().await;
 }
@@ -256,7 +284,7 @@ async fn a_key_held_by_another_send_answers_409_in_flight_and_a_released_one_is_
         .repository()
         .store()
         .idempotency()
-        .read(&office_key("held"))
+        .read::<Value>(&office_key("held"))
         .await
         .expect("record")
         .expect("present")
@@ -264,6 +292,7 @@ async fn a_key_held_by_another_send_answers_409_in_flight_and_a_released_one_is_
     let IdempotencyRecord::Answered(answer) = stored else {
         panic!("the taker stored its answer, got {stored:?}");
     };
-    assert_eq!((answer.status, answer.body), (201, taken.1));
+    // The outcome itself, which the HTTP answer renders.
+    assert_eq!(answer["outcome"]["decided"], taken.1);
     service.shutdown().await;
 }

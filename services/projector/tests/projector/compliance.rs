@@ -26,7 +26,7 @@ pub const UTC_EVENING: &str = "2025-06-14T17:30:00Z";
 /// the province office; the projector caught up. Returns the stream head.
 pub async fn scripted(nats: &NatsServer, db: &TestDatabase) -> (u64, CommandService) {
     let service = CommandService::start(nats).await;
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     let p0 = Some("2025-04-08T08:00:00+07:00");
     api.post("issue-plan", &office, p0, json!({

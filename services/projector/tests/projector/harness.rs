@@ -1,22 +1,24 @@
-//! What every projector test needs: a command service over HTTP, the projector in-process or as
-//! its binary, direct JetStream publishing of generated commits, and SQL helpers that read rows
-//! as JSON and checksum whole schemas.
+//! What every projector test needs: the command application (the rules every command goes
+//! through, without the command service's HTTP edge), the projector in-process or as its binary,
+//! direct JetStream publishing of generated commits, and SQL helpers that read rows as JSON and
+//! checksum whole schemas.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use chrono::{DateTime, Utc};
-use command_api::http::AppState;
-use command_app::handler::HandlerSettings;
+use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
+use command_app::outcome::{CommandError, Settled};
 use event_store::access::Service as Identity;
 use event_store::{
-    BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, StreamSettings,
+    BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, EventStore, Repository, StreamSettings,
 };
 use projector::Projector;
 use projector::batch::Delivered;
@@ -25,14 +27,12 @@ use remediation_domain::text::UnitId;
 use remediation_domain::{Actor, AggregateRef, Event, Role};
 use reqwest::StatusCode;
 use serde_json::Value;
-use service_kit::auth::TokenKeys;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::NatsServer;
 pub use test_support::{all_checksums, checksums};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const SECRET: &[u8] = b"projector-tests-secret-0123456789abcdef";
 pub const STREAM: &str = "PLAN_EVENTS";
 pub const SEED: &str = include_str!("../../../../deploy/seed/ke-hoach-63.json");
 /// A guard against hanging forever, never an assertion about speed: it only turns a projector
@@ -60,93 +60,67 @@ pub fn ts(t: DateTime<Utc>) -> String {
     out
 }
 
-// ── the command service ──────────────────────────────────────────────────────────────────────
+// ── the command application ──────────────────────────────────────────────────────────────
 
-/// A command service on a free port, in this process.
+/// The command application on its own NATS connection, as the command service runs it: every
+/// command the tests send is decided by the domain, hash-chained and appended with its expected
+/// sequence.
 pub struct CommandService {
-    pub url: String,
-    pub state: AppState,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), command_api::ServeError>>>,
+    pub handler: Arc<CommandHandler>,
+    client: async_nats::Client,
 }
 
 impl CommandService {
     pub async fn start(nats: &NatsServer) -> Self {
-        let config = command_api::config::Config {
-            nats_url: nats.url(),
-            nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
-            bind: "127.0.0.1:0".parse().expect("address"),
-            stream: StreamSettings::default(),
-            handler: HandlerSettings::default(),
-            cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
-            nats_timeout: Duration::from_secs(5),
-            token_secret: SECRET.to_vec(),
-            previous_token_secret: None,
-        };
-        let state = command_api::app_state(&config)
+        let (client, js) = service_kit::connect_nats(
+            &nats.url(),
+            Identity::CommandApi,
+            Some(&nats.nkey_file(Identity::CommandApi)),
+            "projector-tests",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("connect as the command service");
+        let store = service_kit::open_store(&js, &StreamSettings::default())
             .await
-            .expect("command service state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(command_api::run(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
+            .expect("open the event store");
+        let handler = CommandHandler::new(
+            Repository::new(store, NonZeroUsize::new(1_000).expect("non-zero")),
+            HandlerSettings::default(),
+        );
         Self {
-            url,
-            state,
-            stop: Some(stop),
-            task: Some(task),
+            handler: Arc::new(handler),
+            client,
         }
     }
 
     /// Loads the Plan 63 seed through the command handler; returns the number of commits.
     pub async fn load_seed(&self) -> usize {
         let seed = remediation_domain::seed::Seed::from_json(SEED).expect("seed parses");
-        command_app::seed::load_seed(&self.state.handler, &seed)
+        command_app::seed::load_seed(&self.handler, &seed)
             .await
             .expect("seed loads")
             .changed
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("clean shutdown");
-        }
+    pub async fn shutdown(self) {
+        self.client.flush().await.expect("flush what was published");
     }
 }
 
-/// Someone with a bearer token.
+/// Someone sending commands.
 #[derive(Debug, Clone)]
 pub struct Who {
     pub user: String,
     pub role: Role,
     pub unit: Option<String>,
-    pub token: String,
 }
 
 pub fn who(user: &str, role: Role, unit: Option<&str>) -> Who {
-    let token = TokenKeys::new(SECRET)
-        .expect("keys")
-        .issue(
-            &Actor {
-                user: user.to_owned(),
-                unit: unit.map(|u| UnitId::new(u).expect("unit id")),
-                role,
-            },
-            chrono::Duration::hours(2),
-        )
-        .expect("token");
     Who {
         user: user.to_owned(),
         role,
         unit: unit.map(str::to_owned),
-        token,
     }
 }
 
@@ -161,18 +135,16 @@ pub struct Sent {
     pub sequence: u64,
 }
 
-/// Posts commands over HTTP and remembers what was sent.
+/// Sends commands, written as their JSON bodies, and remembers what was sent.
 pub struct Api {
-    http: reqwest::Client,
-    url: String,
+    handler: Arc<CommandHandler>,
     pub sent: Vec<Sent>,
 }
 
 impl Api {
-    pub fn new(url: &str) -> Self {
+    pub fn new(service: &CommandService) -> Self {
         Self {
-            http: reqwest::Client::new(),
-            url: url.to_owned(),
+            handler: service.handler.clone(),
             sent: Vec::new(),
         }
     }
@@ -183,22 +155,35 @@ impl Api {
         who: &Who,
         effective: Option<&str>,
         body: &Value,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .post(format!("{}/v1/commands/{command}", self.url))
-            .bearer_auth(&who.token)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        if let Some(effective) = effective {
-            request = request.header("X-Effective-Time", effective);
-        }
-        let response = request.send().await.expect("send the command");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+    ) -> Result<Settled, CommandError> {
+        let spec = remediation_domain::COMMANDS
+            .iter()
+            .find(|spec| spec.name == command)
+            .unwrap_or_else(|| panic!("no command named {command}"));
+        let command =
+            (spec.decode)(body.clone()).unwrap_or_else(|e| panic!("{command} {body}: {e}"));
+        let actor = Actor {
+            user: who.user.clone(),
+            unit: who
+                .unit
+                .as_deref()
+                .map(|u| UnitId::new(u).expect("unit id")),
+            role: who.role,
+        };
+        self.handler
+            .handle(CommandRequest {
+                command,
+                principal: actor.into(),
+                correlation_id: None,
+                causation_id: None,
+                effective_at: effective.map(at),
+                idempotency: None,
+            })
+            .await
+            .map(|answer| answer.settled)
     }
 
-    /// Posts a command that must append a commit (201); returns its stream sequence.
+    /// Sends a command that must append a commit; returns its stream sequence.
     pub async fn post(
         &mut self,
         command: &str,
@@ -206,13 +191,13 @@ impl Api {
         effective: Option<&str>,
         body: Value,
     ) -> u64 {
-        let (status, answer) = self.send(command, who, effective, &body).await;
-        assert_eq!(
-            status,
-            StatusCode::CREATED,
-            "{command} {body} answered {answer}"
-        );
-        let sequence = answer["stream_sequence"].as_u64().expect("stream_sequence");
+        let receipt = self
+            .send(command, who, effective, &body)
+            .await
+            .unwrap_or_else(|e| panic!("{command} {body} failed: {e}"))
+            .unwrap_or_else(|e| panic!("{command} {body} refused: {e}"));
+        assert!(receipt.changed, "{command} {body} changed nothing");
+        let sequence = receipt.stream_sequence;
         self.sent.push(Sent {
             command: command.to_owned(),
             user: who.user.clone(),

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use chrono::Utc;
 use command_app::handler::CommandRequest;
+use command_app::outcome::CommandError;
 use command_app::quarantine::{QuarantineError, QuarantineRequest, quarantine};
-use event_store::{message_digest, verify_stream};
+use event_store::{StoreError, message_digest, verify_stream};
 use projector::worker::QUARANTINE_POLL;
 use readmodel::{Projection, verify_audit};
 use remediation_domain::quarantine::{MessageSubject, QuarantineMessage};
 use remediation_domain::text::{Name, Reason};
 use remediation_domain::unit::UnitEvent;
-use remediation_domain::{Actor, Command, Event, Principal, Role};
+use remediation_domain::{Actor, Command, Event, Principal, Rejection, Role, Rule};
 use reqwest::StatusCode;
 use serde_json::json;
-use service_kit::problem::ApiError;
 use sqlx::{Connection, PgConnection};
 use test_support::{NatsServer, TestDatabase};
 
@@ -153,7 +153,7 @@ async fn a_message_that_breaks_the_record_stays_stopped_until_it_is_quarantined(
     assert_eq!(bad_at, 3);
     let stream = js.get_stream(STREAM).await.expect("stream");
     let service = CommandService::start(&nats).await;
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
 
     // Both projections stop at the message and stay stopped without a decision.
@@ -167,16 +167,21 @@ async fn a_message_that_breaks_the_record_stays_stopped_until_it_is_quarantined(
     if let Bad::Forged = bad {
         // The tampered unit takes no command while the break stands: its next event would link
         // onto a chain the read side does not hold.
-        let (status, problem) = api
+        let error = api
             .send(
                 "rename-unit",
                 &office,
                 None,
                 &json!({ "unit_id": "so-tai-chinh", "name": "Sở Tài chính tỉnh Thanh Hóa", "reason": "Theo quyết định của UBND tỉnh" }),
             )
-            .await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
-        let detail = problem["detail"].as_str().unwrap_or_default();
+            .await
+            .expect_err("no command onto a broken chain");
+        // An unreadable commit, which the command service answers with 500.
+        assert!(
+            matches!(error, CommandError::Store(StoreError::Corrupt { .. })),
+            "{error}"
+        );
+        let detail = error.to_string();
         assert!(
             detail.contains("stream sequence 3") && detail.contains("no quarantine decision"),
             "{detail}"
@@ -189,11 +194,11 @@ async fn a_message_that_breaks_the_record_stays_stopped_until_it_is_quarantined(
         reason: REASON.to_owned(),
         user: AUDITOR.to_owned(),
     };
-    let (inspection, answer) = quarantine(&service.state.handler, &stream, &request)
+    let (inspection, answer) = quarantine(&service.handler, &stream, &request)
         .await
         .expect("quarantined");
     let digest = message_digest(&published.subject, &published.payload);
-    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert!(answer.changed, "{answer:?}");
     assert_eq!(inspection.digest, digest);
     assert_eq!(inspection.message.subject, published.subject);
     assert_eq!(inspection.message.payload.as_ref(), published.payload);
@@ -206,13 +211,13 @@ async fn a_message_that_breaks_the_record_stays_stopped_until_it_is_quarantined(
         "{}",
         inspection.problem
     );
-    let decision = answer.body["stream_sequence"].as_u64().expect("sequence");
+    let decision = answer.stream_sequence;
     assert_eq!(decision, 5);
     // The same decision again changes nothing.
-    let (_, again) = quarantine(&service.state.handler, &stream, &request)
+    let (_, again) = quarantine(&service.handler, &stream, &request)
         .await
         .expect("repeated");
-    assert_eq!((again.status, &again.body["changed"]), (200, &json!(false)));
+    assert!(!again.changed, "{again:?}");
 
     // Both projections continue past it, the stop is cleared, and later commands are applied.
     wait_for_checkpoints(&mut conn, "", decision).await;
@@ -401,7 +406,6 @@ async fn a_decision_naming_another_digest_releases_nothing() {
     // A decision for the sequence, but about other bytes than the ones stored there.
     let other = message_digest(&published.subject, b"[]");
     let answer = service
-        .state
         .handler
         .handle(CommandRequest {
             command: Command::QuarantineMessage(QuarantineMessage {
@@ -422,8 +426,10 @@ async fn a_decision_naming_another_digest_releases_nothing() {
             idempotency: None,
         })
         .await
-        .expect("recorded");
-    let decision = answer.body["stream_sequence"].as_u64().expect("sequence");
+        .expect("recorded")
+        .settled
+        .expect("decided");
+    let decision = answer.stream_sequence;
 
     let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 10)).await;
     let mut conn = connect(&db.url()).await;
@@ -443,7 +449,7 @@ async fn a_decision_naming_another_digest_releases_nothing() {
     assert!(walked.quarantined.is_empty());
     // Nor is a decision, once taken, replaced by another.
     let refused = quarantine(
-        &service.state.handler,
+        &service.handler,
         &stream,
         &QuarantineRequest {
             sequence: published.sequence,
@@ -456,8 +462,8 @@ async fn a_decision_naming_another_digest_releases_nothing() {
     assert!(
         matches!(
             refused,
-            QuarantineError::Command(ApiError::RuleViolated {
-                rule: "quarantine-conflict",
+            QuarantineError::Refused(Rejection::Rule {
+                rule: Rule::QuarantineConflict,
                 ..
             })
         ),
@@ -482,18 +488,18 @@ async fn a_valid_message_or_one_after_an_earlier_break_is_not_quarantined() {
         reason: REASON.to_owned(),
         user: AUDITOR.to_owned(),
     };
-    let valid = quarantine(&service.state.handler, &stream, &request(2))
+    let valid = quarantine(&service.handler, &stream, &request(2))
         .await
         .expect_err("nothing to sign off");
     assert!(matches!(valid, QuarantineError::Valid(2)), "{valid}");
-    let later = quarantine(&service.state.handler, &stream, &request(4))
+    let later = quarantine(&service.handler, &stream, &request(4))
         .await
         .expect_err("the stream breaks earlier");
     assert!(
         matches!(&later, QuarantineError::EarlierBreak(b) if b.sequence == published.sequence),
         "{later}"
     );
-    let missing = quarantine(&service.state.handler, &stream, &request(99))
+    let missing = quarantine(&service.handler, &stream, &request(99))
         .await
         .expect_err("no such message");
     assert!(

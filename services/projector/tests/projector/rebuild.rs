@@ -145,7 +145,7 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
     let writer =
         tokio::spawn({
             let (stop, written) = (stop_writing.clone(), written.clone());
-            let mut api = Api::new(&service.url);
+            let mut api = Api::new(&service);
             async move {
                 let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
                 let mut n = 0u64;
@@ -273,7 +273,7 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
     wait_for_more(&written, 10).await;
     stop_writing.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     let after_swap = api
         .post("register-unit", &office, None, json!({

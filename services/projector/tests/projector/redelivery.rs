@@ -21,7 +21,7 @@ use crate::harness::*;
 async fn history(nats: &NatsServer) -> Vec<Delivered> {
     let service = CommandService::start(nats).await;
     service.load_seed().await;
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     let finance = who(
         "stc.tran-van-minh",

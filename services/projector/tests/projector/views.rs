@@ -63,7 +63,7 @@ async fn every_view_holds_exactly_the_rows_of_a_scripted_history() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
     let service = CommandService::start(&nats).await;
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
 
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     let finance = who("stc.tran-van-minh", Role::DepartmentOfFinance, Some(TC));

@@ -1,38 +1,8 @@
-//! Parsing commands from their JSON bodies.
+//! Reading commands from their JSON form: the types' own rules and where a body breaks them.
+//! How the command service reads a client's body beyond that (integral floats, control
+//! characters, trailing input) is tested with its wire module.
 
 use super::*;
-
-#[test]
-fn an_integral_float_reads_as_the_integer_it_equals_and_nothing_else_does() {
-    let body = |quarter: Value| json!({ "plan_id": PLAN, "unit_id": XAY_DUNG, "quarter": { "year": 2025.0, "quarter": quarter } });
-    let whole = parse("accept-report", &body(json!(3.0))).expect("3.0 is the integer 3");
-    assert_eq!(
-        whole,
-        parse("accept-report", &body(json!(3))).expect("3 parses")
-    );
-    let fraction = parse("accept-report", &body(json!(3.5))).expect_err("3.5 is no quarter");
-    assert_eq!(fraction.path, "quarter.quarter");
-    // Integral, yet not a quarter: refused with the first error.
-    let out_of_range = parse("accept-report", &body(json!(5.0))).expect_err("no fifth quarter");
-    assert_eq!(out_of_range.path, "quarter.quarter");
-}
-
-#[test]
-fn commands_refuse_control_characters_with_their_path_but_events_still_read_them() {
-    let body = |progress: &str| {
-        json!({
-            "plan_id": PLAN, "unit_id": XAY_DUNG, "quarter": { "year": 2025, "quarter": 3 },
-            "lines": [{ "item_id": ITEM_1, "progress": progress }]
-        })
-    };
-    let refused = parse("submit-report", &body("Đã cấp\u{0}")).expect_err("a NUL");
-    assert_eq!(refused.path, "lines[0].progress");
-    assert!(refused.message.contains("U+0000"), "{refused}");
-    assert!(parse("submit-report", &body("Đã cấp\r\n\t50 hồ sơ")).is_ok());
-    // An event stored before the rule decodes as it was.
-    let stored: Name = serde_json::from_value(json!("Sở\u{1b}Y tế")).expect("decodes");
-    assert_eq!(stored.as_str(), "Sở\u{1b}Y tế");
-}
 
 #[test]
 fn parse_errors_name_the_json_path_of_the_offending_field() {
@@ -119,13 +89,6 @@ fn parse_errors_name_the_json_path_of_the_offending_field() {
         json!({ "item_id": ITEM_1, "assignee": { "team": XAY_DUNG } }),
     );
     assert_eq!(bad_assignee.path, "assignee");
-}
-
-#[test]
-fn a_body_with_trailing_input_does_not_parse() {
-    let error = (spec_named("define-group").parse)(br#"{"group_id":"g","name":"G"} {}"#)
-        .expect_err("trailing input is refused");
-    assert_eq!(error.path, ".");
 }
 
 #[test]

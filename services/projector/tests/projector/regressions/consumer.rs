@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{NatsServer, TestDatabase};
 
@@ -48,21 +47,23 @@ async fn a_consumer_that_delivers_nothing_is_made_anew_and_the_projection_catche
         .await
         .expect("a consumer that delivers nothing");
 
-    let api = Api::new(&service.url);
+    let api = Api::new(&service);
     let office = who(
         "vp.nguyen-thi-hoa",
         remediation_domain::Role::ProvinceOffice,
         None,
     );
-    let (status, answer) = api
+    let receipt = api
         .send(
             "rename-unit",
             &office,
             None,
             &json!({ "unit_id": "so-tai-chinh", "name": "Sở Tài chính tỉnh Thanh Hóa", "reason": "Theo quyết định của UBND tỉnh" }),
         )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+        .await
+        .expect("sent")
+        .expect("decided");
+    assert!(receipt.changed, "{receipt:?}");
     let head = stream_head(&js).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

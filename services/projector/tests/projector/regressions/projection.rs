@@ -70,7 +70,7 @@ async fn a_member_removed_and_added_again_from_the_same_day_is_projected() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
     let service = CommandService::start(&nats).await;
-    let mut api = Api::new(&service.url);
+    let mut api = Api::new(&service);
     let office = who("vp.nguyen-thi-hoa", Role::ProvinceOffice, None);
     api.post("register-unit", &office, None,
         json!({ "unit_id": "ubnd-huyen-nga-son", "name": "UBND huyện Nga Sơn", "kind": "district_committee" }))

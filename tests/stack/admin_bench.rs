@@ -4,7 +4,9 @@
 //! timing is asserted: the numbers come from release runs of deploy/bench.sh.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use command_api::config::Config;
@@ -12,10 +14,12 @@ use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
 use event_store::access::Service;
 use serde_json::Value;
-use test_support::NatsServer;
+use test_support::{NatsServer, workspace_binary};
 use tokio::sync::oneshot;
 
-const ADMIN: &str = env!("CARGO_BIN_EXE_remediation-admin");
+/// The operator's CLI, run as its own process.
+static ADMIN: LazyLock<PathBuf> =
+    LazyLock::new(|| workspace_binary("remediation-admin", "remediation-admin"));
 const SECRET: &str = "bench-test-secret-bench-test-secret!";
 
 /// A command service on a free port; send on the sender to stop it.
@@ -47,7 +51,7 @@ async fn start_command_api(nats: &NatsServer) -> (String, oneshot::Sender<()>) {
 
 /// Runs `remediation-admin bench ARGS --json` (off the runtime's threads) and returns its report.
 async fn bench(nats: &NatsServer, url: &str, args: &[&str]) -> Value {
-    let mut command = Command::new(ADMIN);
+    let mut command = Command::new(&*ADMIN);
     command
         .args(["bench", "--url", url, "--json"])
         .args(args)

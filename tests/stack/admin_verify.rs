@@ -3,22 +3,26 @@
 //! report on stdout holds the report alone; `remediation-admin quarantine` sets a break aside,
 //! and verification then lists it as signed off and passes.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use event_store::access::Service;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use test_support::{NatsServer, TestDatabase};
+use test_support::{NatsServer, TestDatabase, workspace_binary};
 
-const ADMIN: &str = env!("CARGO_BIN_EXE_remediation-admin");
+/// The operator's CLI, run as its own process.
+static ADMIN: LazyLock<PathBuf> =
+    LazyLock::new(|| workspace_binary("remediation-admin", "remediation-admin"));
 const SEED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/seed/ke-hoach-63.json"
+    "/../deploy/seed/ke-hoach-63.json"
 );
 
 fn admin(nats: &NatsServer, args: &[&str]) -> Output {
-    Command::new(ADMIN)
+    Command::new(&*ADMIN)
         .args(args)
         .env("NATS_URL", nats.url())
         .env("NATS_NKEY_FILE", nats.nkey_file(Service::Admin))
