@@ -11,4 +11,4 @@ pub mod problem;
 mod runtime;
 
 pub use nats::{NatsError, connect_nats, open_store};
-pub use runtime::{init_tracing, shutdown_signal};
+pub use runtime::{ErrorChain, init_tracing, shutdown_signal};
