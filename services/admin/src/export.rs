@@ -4,12 +4,42 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use readmodel::export::{
-    Dataset, Format, Range, compilation_csv, compilation_xlsx, export, quarterly_compilation,
+    Dataset, ExportError, Format, Range, compilation_csv, compilation_xlsx, export,
+    quarterly_compilation,
 };
 use sqlx::postgres::PgPoolOptions;
 
+/// Why an export or a compilation was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("{raw:?} is not an RFC 3339 instant: {source}")]
+    Instant {
+        raw: String,
+        source: chrono::ParseError,
+    },
+    #[error("no dataset {0:?}")]
+    Dataset(String),
+    #[error("no format {0:?}")]
+    Format(String),
+    #[error("--quarter is 1–4")]
+    Quarter,
+    #[error("no plan {0:?} in the read model")]
+    Plan(String),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// A pool whose sessions see the read model's schemas.
-async fn read_model(url: &str, prefix: &str) -> Result<sqlx::PgPool, String> {
+async fn read_model(url: &str, prefix: &str) -> Result<sqlx::PgPool, RunError> {
     let search_path = format!("SET search_path TO \"{prefix}core\", \"{prefix}audit\"");
     PgPoolOptions::new()
         .max_connections(2)
@@ -24,13 +54,16 @@ async fn read_model(url: &str, prefix: &str) -> Result<sqlx::PgPool, String> {
         })
         .connect(url)
         .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+        .map_err(RunError::Connect)
 }
 
-fn instant(raw: &str) -> Result<DateTime<Utc>, String> {
+fn instant(raw: &str) -> Result<DateTime<Utc>, RunError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{raw:?} is not an RFC 3339 instant: {e}"))
+        .map_err(|source| RunError::Instant {
+            raw: raw.to_owned(),
+            source,
+        })
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,20 +90,18 @@ pub struct ExportArgs {
 }
 
 /// Streams the export to stdout.
-pub async fn run_export(args: ExportArgs) -> Result<(), String> {
+pub async fn run_export(args: ExportArgs) -> Result<(), RunError> {
     let dataset =
-        Dataset::parse(&args.dataset).ok_or_else(|| format!("no dataset {:?}", args.dataset))?;
+        Dataset::parse(&args.dataset).ok_or_else(|| RunError::Dataset(args.dataset.clone()))?;
     let format =
-        Format::parse(&args.format).ok_or_else(|| format!("no format {:?}", args.format))?;
+        Format::parse(&args.format).ok_or_else(|| RunError::Format(args.format.clone()))?;
     let range = Range {
         from: args.from.as_deref().map(instant).transpose()?,
         to: args.to.as_deref().map(instant).transpose()?,
     };
     let pool = read_model(&args.database_url, &args.schema_prefix).await?;
     let mut stdout = tokio::io::stdout();
-    let rows = export(&pool, dataset, range, format, &mut stdout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows = export(&pool, dataset, range, format, &mut stdout).await?;
     eprintln!("{rows} rows exported");
     Ok(())
 }
@@ -103,9 +134,9 @@ pub struct CompileArgs {
 }
 
 /// Writes the Department of Finance's compilation for a quarter.
-pub async fn run_compile(args: CompileArgs) -> Result<(), String> {
+pub async fn run_compile(args: CompileArgs) -> Result<(), RunError> {
     if !(1..=4).contains(&args.quarter) {
-        return Err("--quarter is 1–4".to_owned());
+        return Err(RunError::Quarter);
     }
     let at = args
         .at
@@ -114,21 +145,16 @@ pub async fn run_compile(args: CompileArgs) -> Result<(), String> {
         .transpose()?
         .unwrap_or_else(Utc::now);
     let pool = read_model(&args.database_url, &args.schema_prefix).await?;
-    let rows = quarterly_compilation(&pool, &args.plan, args.year, args.quarter, at)
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows = quarterly_compilation(&pool, &args.plan, args.year, args.quarter, at).await?;
     let code: Option<String> = sqlx::query_scalar("SELECT code FROM plans WHERE plan_id = $1")
         .bind(&args.plan)
         .fetch_optional(&pool)
-        .await
-        .map_err(|e| e.to_string())?;
-    let code = code.ok_or_else(|| format!("no plan {:?} in the read model", args.plan))?;
+        .await?;
+    let code = code.ok_or_else(|| RunError::Plan(args.plan.clone()))?;
     let bytes = match args.format.as_str() {
-        "xlsx" => {
-            compilation_xlsx(&rows, &code, args.year, args.quarter).map_err(|e| e.to_string())?
-        }
+        "xlsx" => compilation_xlsx(&rows, &code, args.year, args.quarter)?,
         "csv" => compilation_csv(&rows),
-        other => return Err(format!("no format {other:?}")),
+        other => return Err(RunError::Format(other.to_owned())),
     };
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -136,7 +162,10 @@ pub async fn run_compile(args: CompileArgs) -> Result<(), String> {
             args.plan, args.quarter, args.year, args.format
         ))
     });
-    std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(&out, bytes).map_err(|source| RunError::Write {
+        path: out.clone(),
+        source,
+    })?;
     println!("{} rows written to {}", rows.len(), out.display());
     Ok(())
 }

@@ -11,10 +11,13 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use remediation_domain::text::UnitId;
+use event_store::StoreError;
+use remediation_domain::principal::PrincipalError;
+use remediation_domain::text::{TextError, UnitId};
 use remediation_domain::{Principal, Role};
-use service_kit::auth::TokenKeys;
-use service_kit::config::{stream_settings, token_secret};
+use service_kit::auth::{TokenError, TokenKeys, WeakSecret};
+use service_kit::config::{ConfigError, stream_settings, token_secret};
+use service_kit::{ErrorChain, NatsError};
 
 #[derive(Debug, Parser)]
 #[command(name = "remediation-admin", about = "Operate the Plan 63 event store")]
@@ -100,64 +103,98 @@ enum Action {
     NatsCredentials(nats::CredentialsArgs),
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// Why a subcommand failed: each subcommand's own error, or the few steps done here.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Flush(#[from] async_nats::client::FlushError),
+    #[error(transparent)]
+    WeakSecret(#[from] WeakSecret),
+    #[error(transparent)]
+    Unit(#[from] TextError),
+    #[error(transparent)]
+    Principal(#[from] PrincipalError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
+    #[error(transparent)]
+    Credentials(#[from] nats::WriteError),
+    #[error(transparent)]
+    Quarantine(#[from] quarantine::SetAsideError),
+    #[error(transparent)]
+    Export(#[from] export::RunError),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+async fn run(cli: Cli) -> Result<(), AdminError> {
     match cli.command {
         Action::Provision => {
             let (client, js) = cli
                 .nats
                 .connect("remediation-admin", std::time::Duration::from_secs(5))
-                .await
-                .map_err(|e| e.to_string())?;
-            let settings = stream_settings().map_err(|e| e.to_string())?;
-            let outcome = event_store::provision(&js, &settings)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            let settings = stream_settings()?;
+            let outcome = event_store::provision(&js, &settings).await?;
             println!("stream {}: {outcome:?}", settings.name);
-            client.flush().await.map_err(|e| e.to_string())
+            client.flush().await?;
         }
-        Action::Seed { file } => seed::load(&cli.nats, &file).await,
+        Action::Seed { file } => seed::load(&cli.nats, &file).await?,
         Action::Token {
             roles,
             unit,
             user,
             ttl_hours,
         } => {
-            let keys = TokenKeys::new(&token_secret().map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-            let unit = unit
-                .map(UnitId::new)
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let principal = Principal::new(user, unit, roles.into_iter().map(Role::from))
-                .map_err(|e| e.to_string())?;
-            let token = keys
-                .issue_for(&principal, chrono::Duration::hours(ttl_hours))
-                .map_err(|e| e.to_string())?;
+            let keys = TokenKeys::new(&token_secret()?)?;
+            let unit = unit.map(UnitId::new).transpose()?;
+            let principal = Principal::new(user, unit, roles.into_iter().map(Role::from))?;
+            let token = keys.issue_for(&principal, chrono::Duration::hours(ttl_hours))?;
             println!("{token}");
-            Ok(())
         }
-        Action::Bench(args) => bench::run(&cli.nats, args).await.map_err(|e| e.to_string()),
-        Action::Verify(args) => verify::run(&cli.nats, args).await,
-        Action::NatsCredentials(args) => nats::write_credentials(&args),
-        Action::Quarantine(args) => quarantine::run(&cli.nats, args).await,
-        Action::Schemas { out } => write_schemas(&out),
-        Action::Export(args) => export::run_export(args).await,
-        Action::Compile(args) => export::run_compile(args).await,
+        Action::Bench(args) => bench::run(&cli.nats, args).await?,
+        Action::Verify(args) => verify::run(&cli.nats, args).await?,
+        Action::NatsCredentials(args) => nats::write_credentials(&args)?,
+        Action::Quarantine(args) => quarantine::run(&cli.nats, args).await?,
+        Action::Schemas { out } => write_schemas(&out)?,
+        Action::Export(args) => export::run_export(args).await?,
+        Action::Compile(args) => export::run_compile(args).await?,
     }
+    Ok(())
 }
 
-fn write_schemas(out: &std::path::Path) -> Result<(), String> {
+fn write_schemas(out: &std::path::Path) -> Result<(), AdminError> {
+    let written = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| AdminError::Write { path, source }
+    };
     let schemas = event_store::schemas::catalog();
     let dir = out.join("schemas");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(written(&dir))?;
     for schema in &schemas {
         let path = dir.join(schema.file_name());
-        let text = serde_json::to_string_pretty(&schema.schema).map_err(|e| e.to_string())? + "\n";
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = serde_json::to_string_pretty(&schema.schema)? + "\n";
+        std::fs::write(&path, text).map_err(written(&path))?;
     }
     let index = out.join("README.md");
     std::fs::write(&index, event_store::schemas::catalog_markdown(&schemas))
-        .map_err(|e| format!("{}: {e}", index.display()))?;
+        .map_err(written(&index))?;
     println!(
         "{} event schemas written to {}",
         schemas.len(),
@@ -172,7 +209,7 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ErrorChain(&e));
             ExitCode::FAILURE
         }
     }

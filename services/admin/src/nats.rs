@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use event_store::access::{Layout, Service};
-use event_store::credentials;
-use service_kit::config::stream_settings;
+use event_store::credentials::{self, CredentialsError};
+use service_kit::config::{ConfigError, stream_settings};
 
 /// The server and the operator's key (every subcommand that talks to NATS).
 #[derive(Debug, clap::Args)]
@@ -59,12 +59,23 @@ pub struct CredentialsArgs {
     accounts: Vec<String>,
 }
 
+/// Why `nats-credentials` wrote nothing (or not everything).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--account {0:?}: letters, digits, '_' and '-' only")]
+    Account(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
 /// Writes a seed for every service that has none yet and the `auth.conf` that grants each its
 /// rights (the stream from STREAM_NAME). Existing seeds are kept, so running it again changes
 /// nothing; to rotate a key, delete its seed, run this again and restart nats-server and the
 /// service.
-pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
-    let settings = stream_settings().map_err(|e| e.to_string())?;
+pub fn write_credentials(args: &CredentialsArgs) -> Result<(), WriteError> {
+    let settings = stream_settings()?;
     let mut layouts = Vec::new();
     for account in &args.accounts {
         if account.is_empty()
@@ -72,15 +83,13 @@ pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(format!(
-                "--account {account:?}: letters, digits, '_' and '-' only"
-            ));
+            return Err(WriteError::Account(account.clone()));
         }
         layouts.push(Layout::new(&settings, &args.schema_prefix).in_account(account));
     }
     let conf = match layouts.as_slice() {
         [layout] => {
-            let conf = credentials::ensure(&args.dir, layout).map_err(|e| e.to_string())?;
+            let conf = credentials::ensure(&args.dir, layout)?;
             for service in Service::ALL {
                 let seed = credentials::nkey_file(&args.dir, service);
                 println!("{:<12} {}", service.name(), seed.display());
@@ -88,8 +97,7 @@ pub fn write_credentials(args: &CredentialsArgs) -> Result<(), String> {
             conf
         }
         _ => {
-            let conf =
-                credentials::ensure_deployments(&args.dir, &layouts).map_err(|e| e.to_string())?;
+            let conf = credentials::ensure_deployments(&args.dir, &layouts)?;
             for layout in &layouts {
                 for service in Service::ALL {
                     let seed = credentials::nkey_file(&args.dir.join(layout.account()), service);

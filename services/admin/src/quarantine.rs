@@ -7,9 +7,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use command_app::handler::{CommandHandler, HandlerSettings};
-use command_app::quarantine::{Inspection, inspect, record};
+use command_app::quarantine::{Inspection, QuarantineError, inspect, record};
 use event_store::Repository;
-use service_kit::config::stream_settings;
+use service_kit::NatsError;
+use service_kit::config::{ConfigError, stream_settings};
 
 use crate::nats::NatsArgs;
 
@@ -47,41 +48,49 @@ fn show(inspection: &Inspection) {
     }
 }
 
-pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), String> {
+/// Why nothing (or not everything) was set aside.
+#[derive(Debug, thiserror::Error)]
+pub enum SetAsideError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Stream(#[from] async_nats::jetstream::context::GetStreamError),
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error("--reason and --user are required unless --dry-run")]
+    Undecided,
+    #[error(transparent)]
+    Flush(#[from] async_nats::client::FlushError),
+}
+
+pub async fn run(nats: &NatsArgs, args: QuarantineArgs) -> Result<(), SetAsideError> {
     let (client, js) = nats
         .connect("remediation-quarantine", Duration::from_secs(10))
-        .await
-        .map_err(|e| e.to_string())?;
-    let settings = stream_settings().map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(&settings.name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let inspection = inspect(&stream, args.sequence)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let settings = stream_settings()?;
+    let stream = js.get_stream(&settings.name).await?;
+    let inspection = inspect(&stream, args.sequence).await?;
     show(&inspection);
     if args.dry_run {
         return Ok(());
     }
     let (Some(reason), Some(user)) = (args.reason, args.user) else {
-        return Err("--reason and --user are required unless --dry-run".to_owned());
+        return Err(SetAsideError::Undecided);
     };
-    let store = service_kit::open_store(&js, &settings)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = service_kit::open_store(&js, &settings).await?;
     let handler = CommandHandler::new(
         Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
         HandlerSettings::default(),
     );
-    let receipt = record(&handler, &inspection, &reason, &user)
-        .await
-        .map_err(|e| e.to_string())?;
+    let receipt = record(&handler, &inspection, &reason, &user).await?;
     let at = receipt.stream_sequence;
     if receipt.changed {
         println!("quarantined: the decision is recorded at stream sequence {at}");
     } else {
         println!("unchanged: this very decision is recorded at stream sequence {at}");
     }
-    client.flush().await.map_err(|e| e.to_string())
+    client.flush().await?;
+    Ok(())
 }

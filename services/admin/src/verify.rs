@@ -13,12 +13,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
-use event_store::{Repository, SignedOffBreak, Verification, digest, verify_stream_reporting};
+use command_app::outcome::CommandError;
+use event_store::{
+    Repository, SignedOffBreak, StoreError, Verification, digest, verify_stream_reporting,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use readmodel::verify_audit;
 use remediation_domain::ledger::RecordDigest;
-use remediation_domain::{Actor, Command, Role};
-use service_kit::config::stream_settings;
+use remediation_domain::{Actor, Command, Rejection, Role};
+use service_kit::NatsError;
+use service_kit::config::{ConfigError, stream_settings};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
@@ -38,6 +42,37 @@ pub struct VerifyArgs {
     record_digest: bool,
 }
 
+/// Why the verification failed: a broken record, or the walk could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Every broken link found, worded for the operator.
+    #[error("BROKEN: {}", .0.join("; BROKEN: "))]
+    Broken(Vec<String>),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Stream(#[from] async_nats::jetstream::context::GetStreamError),
+    #[error(transparent)]
+    StreamInfo(#[from] async_nats::jetstream::stream::InfoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("--database-url: {0}")]
+    DatabaseUrl(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The domain refused to record the digest.
+    #[error(transparent)]
+    Refused(Rejection),
+    #[error(transparent)]
+    Flush(#[from] async_nats::client::FlushError),
+}
+
 /// A progress bar on stderr for the walks, drawn only on a terminal (the report on stdout stays
 /// as it is when piped, and a log collector sees no bar).
 fn bar(what: &'static str) -> ProgressBar {
@@ -52,23 +87,18 @@ fn bar(what: &'static str) -> ProgressBar {
     bar
 }
 
-pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
+pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), VerifyError> {
     let (client, js) = nats
         .connect("remediation-verify", Duration::from_secs(10))
-        .await
-        .map_err(|e| e.to_string())?;
-    let settings = stream_settings().map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(&settings.name)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let settings = stream_settings()?;
+    let stream = js.get_stream(&settings.name).await?;
     let progress = bar("stream");
     let verification = verify_stream_reporting(&stream, |sequence, head| {
         progress.set_length(head);
         progress.set_position(sequence);
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     progress.finish_and_clear();
     let last_sequence = verification.last_sequence;
     let counts = format!(
@@ -110,7 +140,7 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
         }
     }
     if !breaks.is_empty() {
-        return Err(format!("BROKEN: {}", breaks.join("; BROKEN: ")));
+        return Err(VerifyError::Broken(breaks));
     }
     let digest = digest(
         verification
@@ -120,9 +150,7 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
     );
     println!("digest over all chain heads: {digest}");
     if args.record_digest {
-        let store = service_kit::open_store(&js, &settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        let store = service_kit::open_store(&js, &settings).await?;
         let handler = CommandHandler::new(
             Repository::new(store, NonZeroUsize::new(16).expect("non-zero")),
             HandlerSettings::default(),
@@ -146,16 +174,16 @@ pub async fn run(nats: &NatsArgs, args: VerifyArgs) -> Result<(), String> {
                 effective_at: None,
                 idempotency: None,
             })
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .settled
-            .map_err(|e| e.to_string())?;
+            .map_err(VerifyError::Refused)?;
         println!(
             "digest recorded at stream sequence {}",
             answer.stream_sequence
         );
     }
-    client.flush().await.map_err(|e| e.to_string())
+    client.flush().await?;
+    Ok(())
 }
 
 /// One signed-off break, on one line.
@@ -181,27 +209,25 @@ async fn check_table(
     schema: &str,
     stream: &Stream,
     verification: &Verification,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, VerifyError> {
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| format!("--database-url: {e}"))?
+        .map_err(VerifyError::DatabaseUrl)?
         .application_name("remediation-verify")
         .disable_statement_logging();
     let mut conn = PgConnection::connect_with(&options)
         .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        .map_err(VerifyError::Connect)?;
     // One snapshot: the newest row and the walk agree.
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let last_sequence = verification.last_sequence;
     let progress = bar("audit table");
     progress.set_length(last_sequence);
     let audit = verify_audit(&mut tx, schema, verification, |sequence| {
         progress.set_position(sequence)
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     progress.finish_and_clear();
     let quarantined = match audit.quarantined {
         0 => String::new(),
@@ -229,12 +255,7 @@ async fn check_table(
             audit.rows, audit.checkpoint
         ))
     } else if audit.newest > last_sequence {
-        let head = stream
-            .get_info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .last_sequence;
+        let head = stream.get_info().await?.state.last_sequence;
         audit.beyond(head).map(|broken| broken.reason)
     } else {
         None

@@ -13,11 +13,45 @@ use futures::{StreamExt, TryStreamExt};
 use readmodel::Projection;
 use remediation_domain::item::ItemEvent;
 use remediation_domain::lifecycle::Lifecycle;
-use remediation_domain::text::{ItemId, PlanId, Prose, Text};
+use remediation_domain::text::{ItemId, PlanId, Prose, Text, TextError};
 use remediation_domain::{Actor, AggregateRef, Event, Role};
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::batch::{Delivered, apply_batch, quoted};
+use crate::StartError;
+use crate::batch::{BatchError, Delivered, apply_batch, quoted};
+
+/// Why the benchmark stopped; the scratch stream and schemas are removed all the same.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A generated identifier the domain refuses.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    CreateStream(#[from] jetstream::context::CreateStreamError),
+    #[error(transparent)]
+    GetStream(#[from] jetstream::context::GetStreamError),
+    #[error(transparent)]
+    Publish(#[from] jetstream::context::PublishError),
+    #[error(transparent)]
+    Consumer(#[from] stream::ConsumerError),
+    #[error(transparent)]
+    Messages(#[from] jetstream::consumer::StreamError),
+    #[error(transparent)]
+    Delivery(#[from] jetstream::consumer::pull::OrderedError),
+    #[error("stream ended early")]
+    EndedEarly,
+    /// A delivered message without JetStream metadata.
+    #[error("{0}")]
+    Message(#[source] async_nats::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Apply(#[from] BatchError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 /// One item's history: recorded, then alternating deadline and status changes.
 const EVENTS_PER_ITEM: u64 = 20;
@@ -70,8 +104,8 @@ async fn publish_history(
     js: &jetstream::Context,
     subject_prefix: &str,
     events: u64,
-) -> Result<(), String> {
-    let plan = PlanId::new("bench-plan").map_err(|e| e.to_string())?;
+) -> Result<(), BenchError> {
+    let plan = PlanId::new("bench-plan")?;
     let meta = CommandMeta {
         command_id: uuid::Uuid::now_v7(),
         command_name: "bench",
@@ -96,28 +130,25 @@ async fn publish_history(
             if published == events {
                 break;
             }
-            let target = AggregateRef::Item(
-                ItemId::new(format!("bench-{item:07}")).map_err(|e| e.to_string())?,
-            );
+            let target = AggregateRef::Item(ItemId::new(format!("bench-{item:07}"))?);
             let mut envelope = CloudEvent::new(&target, &item_event(item, step, &plan), &meta);
             heads[item as usize] = seal(&heads[item as usize], std::slice::from_mut(&mut envelope));
-            let payload = serde_json::to_vec(&[envelope]).map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(&[envelope])?;
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .expected_last_subject_sequence(last_sequence[item as usize]);
             let ack = js
                 .send_publish(format!("{subject_prefix}.item.bench-{item:07}"), publish)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             pending.push_back(async move { (item, ack.await) });
             published += 1;
             if pending.len() >= 5_000 {
                 let (item, ack) = pending.next().await.expect("non-empty");
-                last_sequence[item as usize] = ack.map_err(|e| e.to_string())?.sequence;
+                last_sequence[item as usize] = ack?.sequence;
             }
         }
         while let Some((item, ack)) = pending.next().await {
-            last_sequence[item as usize] = ack.map_err(|e| e.to_string())?.sequence;
+            last_sequence[item as usize] = ack?.sequence;
         }
     }
     Ok(())
@@ -132,9 +163,8 @@ const TABLES: &[(Projection, &str)] = &[
 
 /// Copies every row of the tables out, then times `COPY … FROM STDIN` of those bytes into empty
 /// twins. Returns (rows, seconds).
-async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), String> {
-    let fail = |e: sqlx::Error| e.to_string();
-    let mut conn = pool.acquire().await.map_err(fail)?;
+async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let mut dumps = Vec::new();
     let mut rows = 0u64;
     for (projection, table) in TABLES {
@@ -148,28 +178,22 @@ async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), String> {
             "CREATE TABLE {twin} (LIKE {source} INCLUDING ALL)"
         )))
         .execute(&mut *conn)
-        .await
-        .map_err(fail)?;
+        .await?;
         let chunks: Vec<bytes::Bytes> = conn
             .copy_out_raw(&format!("COPY {source} TO STDOUT"))
-            .await
-            .map_err(fail)?
+            .await?
             .try_collect()
-            .await
-            .map_err(fail)?;
+            .await?;
         rows += chunks.iter().map(|c| bytecount_newlines(c)).sum::<u64>();
         dumps.push((twin, chunks));
     }
     let started = Instant::now();
     for (twin, chunks) in dumps {
-        let mut copy = conn
-            .copy_in_raw(&format!("COPY {twin} FROM STDIN"))
-            .await
-            .map_err(fail)?;
+        let mut copy = conn.copy_in_raw(&format!("COPY {twin} FROM STDIN")).await?;
         for chunk in chunks {
-            copy.send(chunk).await.map_err(fail)?;
+            copy.send(chunk).await?;
         }
-        copy.finish().await.map_err(fail)?;
+        copy.finish().await?;
     }
     Ok((rows, started.elapsed().as_secs_f64()))
 }
@@ -184,7 +208,7 @@ pub async fn run(
     js: &jetstream::Context,
     events: u64,
     batch_size: usize,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let run_id = uuid::Uuid::now_v7().simple().to_string()[..12].to_owned();
     let stream_name = format!("BENCH_{run_id}");
     let subject_prefix = format!("bench-{run_id}");
@@ -195,8 +219,7 @@ pub async fn run(
         storage: stream::StorageType::File,
         ..Default::default()
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let outcome = measure(
         pool,
         js,
@@ -227,48 +250,37 @@ async fn measure(
     prefix: &str,
     events: u64,
     batch_size: usize,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let started = Instant::now();
     publish_history(js, subject_prefix, events).await?;
     eprintln!(
         "published {events} commits in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    crate::prepare(pool, prefix)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(stream_name)
-        .await
-        .map_err(|e| e.to_string())?;
+    crate::prepare(pool, prefix).await?;
+    let stream = js.get_stream(stream_name).await?;
 
     let mut per_projection = Vec::new();
     for projection in Projection::ALL {
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            .await?;
+        let mut messages = consumer.messages().await?;
         let schema = projection.schema(prefix);
         let started = Instant::now();
         let mut applied = 0u64;
         let mut batch = Vec::with_capacity(batch_size);
         while applied < events {
             while batch.len() < batch_size && applied + (batch.len() as u64) < events {
-                let message = messages
-                    .next()
-                    .await
-                    .ok_or("stream ended early")?
-                    .map_err(|e| e.to_string())?;
-                let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
+                let message = messages.next().await.ok_or(BenchError::EndedEarly)??;
+                let sequence = message.info().map_err(BenchError::Message)?.stream_sequence;
                 batch.push(Delivered {
                     sequence,
                     payload: message.payload.clone(),
                 });
             }
             applied = apply_batch(pool, &schema, projection, &batch)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .checkpoint;
             batch.clear();
         }

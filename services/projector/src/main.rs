@@ -88,7 +88,7 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
             )
             .await?;
             bar.finish();
-            Ok::<_, String>((projection, applied, started.elapsed()))
+            Ok::<_, projector::rebuild::RebuildError>((projection, applied, started.elapsed()))
         }
     });
     // Printed also where the bars are not drawn (stderr not a terminal): deploy/bench.sh reads
@@ -138,7 +138,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "projector failed");
+            tracing::error!(error = %service_kit::ErrorChain(&*e), "projector failed");
             ExitCode::FAILURE
         }
     }

@@ -10,13 +10,13 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
-use event_store::StreamReader;
+use event_store::{StoreError, StreamReader};
 use readmodel::{
     Projection, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema, swap_schema,
 };
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::batch::{Delivered, apply_releasing, quoted};
+use crate::batch::{BatchError, Delivered, apply_releasing, quoted};
 
 /// Commits per batch when rebuilding, unless `REBUILD_BATCH_SIZE` says otherwise: larger than
 /// the live worker's, since nobody waits on a rebuild's individual commits.
@@ -25,6 +25,22 @@ pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 /// The rebuild's batch size: `REBUILD_BATCH_SIZE`, else [`DEFAULT_BATCH_SIZE`].
 pub fn batch_size_from_env() -> Result<usize, crate::StartError> {
     crate::at_least_one("REBUILD_BATCH_SIZE", DEFAULT_BATCH_SIZE)
+}
+
+/// Why a rebuild stopped; the live schema is then untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Stream(#[from] StoreError),
+    #[error(transparent)]
+    StreamInfo(#[from] stream::InfoError),
+    /// A delivered message without JetStream metadata.
+    #[error("{0}")]
+    Message(#[source] async_nats::Error),
+    #[error(transparent)]
+    Apply(#[from] BatchError),
 }
 
 /// How far a rebuild has got.
@@ -44,12 +60,15 @@ struct Reader {
 
 impl Reader {
     /// The next commits after `after`, up to `until` (inclusive) and at most a batch.
-    async fn next_batch(&mut self, after: u64, until: u64) -> Result<Vec<Delivered>, String> {
+    async fn next_batch(&mut self, after: u64, until: u64) -> Result<Vec<Delivered>, RebuildError> {
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut last = after;
         while last < until && batch.len() < self.batch_size {
-            let message = self.messages.next().await.map_err(|e| e.to_string())?;
-            last = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            let message = self.messages.next().await?;
+            last = message
+                .info()
+                .map_err(RebuildError::Message)?
+                .stream_sequence;
             batch.push(Delivered {
                 sequence: last,
                 payload: message.payload.clone(),
@@ -89,43 +108,31 @@ pub async fn rebuild(
     live: &str,
     batch_size: usize,
     mut report: impl FnMut(Progress),
-) -> Result<u64, String> {
+) -> Result<u64, RebuildError> {
     let rebuilt = format!("{live}_rebuild");
     let retired = format!("{live}_retired");
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
     sqlx::query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         quoted(&rebuilt)
     )))
     .execute(pool)
-    .await
-    .map_err(|e| fail(&e))?;
-    prepare_schema(pool, projection, &rebuilt)
-        .await
-        .map_err(|e| fail(&e))?;
-    grant_reader(pool, &rebuilt).await.map_err(|e| fail(&e))?;
-    let deferred = drop_secondary_indexes(pool, &rebuilt)
-        .await
-        .map_err(|e| fail(&e))?;
+    .await?;
+    prepare_schema(pool, projection, &rebuilt).await?;
+    grant_reader(pool, &rebuilt).await?;
+    let deferred = drop_secondary_indexes(pool, &rebuilt).await?;
 
-    let head = stream
-        .get_info()
-        .await
-        .map_err(|e| fail(&e))?
-        .state
-        .last_sequence;
+    let head = stream.get_info().await?.state.last_sequence;
     let mut reader = Reader {
-        messages: StreamReader::open(stream, 1).await.map_err(|e| fail(&e))?,
+        messages: StreamReader::open(stream, 1).await?,
         batch_size,
     };
     let started = Instant::now();
     let mut applied = 0u64;
     while applied < head {
         let batch = reader.next_batch(applied, head).await?;
-        let mut conn = pool.acquire().await.map_err(|e| fail(&e))?;
+        let mut conn = pool.acquire().await?;
         applied = apply_releasing(&mut conn, stream, &rebuilt, projection, &batch)
-            .await
-            .map_err(|e| fail(&e))?
+            .await?
             .checkpoint;
         let rate = applied as f64 / started.elapsed().as_secs_f64().max(1e-3);
         report(Progress {
@@ -137,46 +144,38 @@ pub async fn rebuild(
         });
     }
 
-    create_indexes(pool, &deferred)
-        .await
-        .map_err(|e| fail(&e))?;
-    analyze(pool, &rebuilt).await.map_err(|e| fail(&e))?;
+    create_indexes(pool, &deferred).await?;
+    analyze(pool, &rebuilt).await?;
 
     // The switch, exclusive against the live worker's batches: whatever the live projection
     // applied meanwhile is applied here too, then the schemas trade names.
-    let mut tx = pool.begin().await.map_err(|e| fail(&e))?;
+    let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(readmodel::lock_key(live))
         .execute(&mut *tx)
-        .await
-        .map_err(|e| fail(&e))?;
+        .await?;
     let live_checkpoint: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT last_sequence FROM {}.checkpoints WHERE projection = $1",
         quoted(live)
     )))
     .bind(projection.name())
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| fail(&e))?;
+    .await?;
     let target = live_checkpoint.unwrap_or(0) as u64;
     while applied < target {
         let batch = reader.next_batch(applied, target).await?;
         applied = apply_releasing(&mut tx, stream, &rebuilt, projection, &batch)
-            .await
-            .map_err(|e| fail(&e))?
+            .await?
             .checkpoint;
     }
-    swap_schema(&mut tx, live, &rebuilt, &retired)
-        .await
-        .map_err(|e| fail(&e))?;
-    tx.commit().await.map_err(|e| fail(&e))?;
+    swap_schema(&mut tx, live, &rebuilt, &retired).await?;
+    tx.commit().await?;
     // Waits for queries still reading the old tables, then frees them.
     sqlx::query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         quoted(&retired)
     )))
     .execute(pool)
-    .await
-    .map_err(|e| fail(&e))?;
+    .await?;
     Ok(applied)
 }

@@ -45,9 +45,9 @@ pub struct ReplayArgs {
     /// `recorded` (what the system knew then) or `effective` (what was true then).
     #[arg(long, default_value = "recorded", value_parser = parse_axis)]
     axis: Axis,
-    #[arg(long, conflicts_with = "unit", value_parser = |s: &str| ItemId::new(s).map_err(|e| e.to_string()))]
+    #[arg(long, conflicts_with = "unit", value_parser = |s: &str| ItemId::new(s))]
     item: Option<ItemId>,
-    #[arg(long, value_parser = |s: &str| UnitId::new(s).map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = |s: &str| UnitId::new(s))]
     unit: Option<UnitId>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -66,14 +66,48 @@ pub struct ReplayArgs {
     no_snapshots: bool,
 }
 
+/// An instant argument that is neither `now` nor RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an RFC 3339 instant: {source}")]
+pub struct InvalidInstant {
+    text: String,
+    source: chrono::ParseError,
+}
+
 /// `now`, or an RFC 3339 instant with its offset (e.g. `2025-06-30T23:59:59+07:00`).
-fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, InvalidInstant> {
     if text == "now" {
         return Ok(Utc::now());
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{text:?} is not an RFC 3339 instant: {e}"))
+        .map_err(|source| InvalidInstant {
+            text: text.to_owned(),
+            source,
+        })
+}
+
+/// Why `projector replay` gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    TimeTravel(#[from] time_travel::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("item {item} was not recorded as of {instant}")]
+    NoItem {
+        item: ItemId,
+        instant: DateTime<Utc>,
+    },
+    #[error("unit {unit} was not registered as of {instant}")]
+    NoUnit {
+        unit: UnitId,
+        instant: DateTime<Utc>,
+    },
 }
 
 fn parse_axis(text: &str) -> Result<Axis, time_travel::UnknownAxis> {
@@ -84,7 +118,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-async fn connect() -> Result<(PgPool, String), String> {
+async fn connect() -> Result<(PgPool, String), ReplayError> {
     let url =
         env("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned());
     let prefix = env("SCHEMA_PREFIX").unwrap_or_default();
@@ -93,7 +127,7 @@ async fn connect() -> Result<(PgPool, String), String> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(&url)
         .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        .map_err(ReplayError::Connect)?;
     Ok((pool, Projection::Audit.schema(&prefix)))
 }
 
@@ -101,66 +135,57 @@ fn print<T: Serialize>(
     value: &T,
     format: Format,
     table: impl Fn(&T) -> String,
-) -> Result<(), String> {
+) -> Result<(), ReplayError> {
     match format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-            );
-        }
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Format::Table => print!("{}", table(value)),
     }
     Ok(())
 }
 
 /// Runs `projector replay`.
-pub async fn run(options: ReplayArgs) -> Result<(), String> {
+pub async fn run(options: ReplayArgs) -> Result<(), ReplayError> {
     let (pool, schema) = connect().await?;
-    let mut tt = TimeTravel::new(&schema).map_err(|e| e.to_string())?;
+    let mut tt = TimeTravel::new(&schema)?;
     if options.no_snapshots {
         tt = tt.without_snapshots();
     }
-    let fail = |e: time_travel::Error| e.to_string();
     if options.snapshot {
         if options.from_scratch {
-            snapshot::clear(&pool, tt.schema()).await.map_err(fail)?;
+            snapshot::clear(&pool, tt.schema()).await?;
         }
-        let report = tt
-            .refresh_snapshots(&pool, options.every)
-            .await
-            .map_err(fail)?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+        let report = tt.refresh_snapshots(&pool, options.every).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(instant) = options.as_of {
         let as_of = AsOf::new(instant, options.axis);
-        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let mut conn = pool.acquire().await?;
         if let Some(item) = &options.item {
-            let view = tt
-                .item(&mut conn, as_of, item)
-                .await
-                .map_err(fail)?
-                .ok_or_else(|| format!("item {item} was not recorded as of {instant}"))?;
+            let view =
+                tt.item(&mut conn, as_of, item)
+                    .await?
+                    .ok_or_else(|| ReplayError::NoItem {
+                        item: item.clone(),
+                        instant,
+                    })?;
             print(&view, options.format, table::item)?;
         } else if let Some(unit) = &options.unit {
-            let view = tt
-                .unit(&mut conn, as_of, unit)
-                .await
-                .map_err(fail)?
-                .ok_or_else(|| format!("unit {unit} was not registered as of {instant}"))?;
+            let view =
+                tt.unit(&mut conn, as_of, unit)
+                    .await?
+                    .ok_or_else(|| ReplayError::NoUnit {
+                        unit: unit.clone(),
+                        instant,
+                    })?;
             print(&view, options.format, table::unit)?;
         } else {
-            let view = tt.plan(&mut conn, as_of).await.map_err(fail)?;
+            let view = tt.plan(&mut conn, as_of).await?;
             print(&view, options.format, table::plan)?;
         }
     } else if let Some([from, to]) = options.diff.as_deref() {
-        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let mut conn = pool.acquire().await?;
         let diff = tt
             .diff(&mut conn, options.axis, *from, *to, options.limit)
-            .await
-            .map_err(fail)?;
+            .await?;
         print(&diff, options.format, table::diff)?;
     }
     Ok(())

@@ -117,10 +117,10 @@ impl WorkerContext {
         projection: Projection,
         checkpoint: u64,
         anew: bool,
-    ) -> Result<PullConsumer, String> {
+    ) -> Result<PullConsumer, PositionError> {
         let name = self.durable_name(projection);
         if let Ok(mut existing) = self.stream.get_consumer::<pull::Config>(&name).await {
-            let info = existing.info().await.map_err(|e| e.to_string())?;
+            let info = existing.info().await?;
             if !anew && info.ack_floor.stream_sequence == checkpoint && info.num_ack_pending == 0 {
                 return Ok(existing);
             }
@@ -131,10 +131,7 @@ impl WorkerContext {
                 stuck = anew,
                 "repositioning the durable consumer at the checkpoint"
             );
-            self.stream
-                .delete_consumer(&name)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.stream.delete_consumer(&name).await?;
         }
         self.stream
             .create_consumer(pull::Config {
@@ -149,8 +146,17 @@ impl WorkerContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(PositionError::from)
     }
+}
+
+/// Why the durable consumer could not be positioned at the checkpoint.
+#[derive(Debug, thiserror::Error)]
+enum PositionError {
+    #[error(transparent)]
+    Info(#[from] jetstream::context::ConsumerInfoError),
+    #[error(transparent)]
+    Consumer(#[from] stream::ConsumerError),
 }
 
 /// Runs `projection` until `shutdown` turns true, or until it stalls on something no quarantine

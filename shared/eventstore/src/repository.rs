@@ -15,9 +15,9 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
-use remediation_domain::{AggregateRef, AggregateState, Event};
+use remediation_domain::{AggregateRef, AggregateState, DecodeError, Event};
 
-use crate::chain::verify_link;
+use crate::chain::{ChainError, verify_link};
 use crate::quarantine::{NotSignedOff, StoredMessage};
 use crate::{EventStore, StoreError, decode_commit};
 
@@ -150,15 +150,29 @@ impl Repository {
     }
 }
 
+/// Why a stored message on an aggregate's subject does not belong to the aggregate.
+#[derive(Debug, thiserror::Error)]
+enum Foreign {
+    /// No commit at all.
+    #[error(transparent)]
+    Commit(#[from] StoreError),
+    /// A commit that does not link onto the aggregate's chain.
+    #[error(transparent)]
+    Link(#[from] ChainError),
+    /// A commit holding an event this build cannot decode.
+    #[error(transparent)]
+    Event(#[from] DecodeError),
+}
+
 /// The events of `message` and the chain head after them, when they link onto `head`; why the
 /// message does not belong to the aggregate otherwise.
-fn read(head: &str, message: &StoredMessage) -> Result<(Vec<Event>, String), String> {
-    let commit = decode_commit(message.sequence, &message.payload).map_err(|e| e.to_string())?;
-    let head = verify_link(head, &commit.events).map_err(|e| e.to_string())?;
+fn read(head: &str, message: &StoredMessage) -> Result<(Vec<Event>, String), Foreign> {
+    let commit = decode_commit(message.sequence, &message.payload)?;
+    let head = verify_link(head, &commit.events)?;
     let events = commit
         .events
         .iter()
-        .map(|envelope| envelope.decode().map_err(|e| e.to_string()))
+        .map(|envelope| envelope.decode())
         .collect::<Result<_, _>>()?;
     Ok((events, head))
 }

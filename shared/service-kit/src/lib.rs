@@ -12,4 +12,4 @@ pub mod problem;
 mod runtime;
 
 pub use nats::{NatsError, connect_nats, open_store};
-pub use runtime::{ListenError, init_tracing, listen, serve_http, shutdown_signal};
+pub use runtime::{ErrorChain, ListenError, init_tracing, listen, serve_http, shutdown_signal};

@@ -1,4 +1,4 @@
-//! How every service logs and stops.
+//! How every service logs and stops, and how a process reports the error it ends on.
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -75,4 +75,62 @@ pub async fn serve_http(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// An error and its causes on one line, for a process's last words. Most errors here already
+/// carry their cause's text in their own, so a cause whose text is already there is not repeated.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = error.source();
+        }
+        f.write_str(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorChain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk full")]
+    struct Root;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write out.csv")]
+    struct Terse(#[source] Root);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write out.csv: {0}")]
+    struct Telling(#[source] Root);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("export failed")]
+    struct Outer(#[source] Telling);
+
+    #[test]
+    fn causes_are_appended_once() {
+        assert_eq!(
+            ErrorChain(&Terse(Root)).to_string(),
+            "cannot write out.csv: disk full"
+        );
+        assert_eq!(
+            ErrorChain(&Telling(Root)).to_string(),
+            "cannot write out.csv: disk full"
+        );
+        assert_eq!(
+            ErrorChain(&Outer(Telling(Root))).to_string(),
+            "export failed: cannot write out.csv: disk full"
+        );
+    }
 }
