@@ -21,6 +21,14 @@ const SEED: &str = concat!(
     "/../deploy/seed/ke-hoach-63.json"
 );
 
+/// Provisions the stream and loads Plan 63, as `deploy/up.sh` does.
+fn provision_and_seed(nats: &NatsServer) {
+    for args in [&["provision"][..], &["seed", "--file", SEED]] {
+        let out = admin(nats, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+}
+
 fn admin(nats: &NatsServer, args: &[&str]) -> Output {
     Command::new(&*ADMIN)
         .args(args)
@@ -76,10 +84,7 @@ async fn start_projector(
 async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    for args in [&["provision"][..], &["seed", "--file", SEED]] {
-        let out = admin(&nats, args);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    provision_and_seed(&nats);
     let (stop, running) = start_projector(&nats, &db).await;
     // The operator's key: only a key that may publish events can forge one.
     let client = nats.connect(Service::Admin).await;
@@ -176,10 +181,7 @@ async fn publishing_connection(
 async fn a_quarantined_message_is_a_signed_off_break_and_verification_passes() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    for args in [&["provision"][..], &["seed", "--file", SEED]] {
-        let out = admin(&nats, args);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    provision_and_seed(&nats);
     let (client, js) = publishing_connection(&nats).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Content-Type", event_store::BATCH_CONTENT_TYPE);
@@ -298,10 +300,7 @@ fn verified(nats: &NatsServer, db: &TestDatabase) -> Vec<String> {
 async fn a_restore_into_empty_servers_verifies_with_the_same_digest() {
     let mut nats = NatsServer::start();
     let db = TestDatabase::create();
-    for args in [&["provision"][..], &["seed", "--file", SEED]] {
-        let out = admin(&nats, args);
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    provision_and_seed(&nats);
     let (stop, running) = start_projector(&nats, &db).await;
     let js = async_nats::jetstream::new(nats.connect(Service::Admin).await);
     let head = js

@@ -241,22 +241,7 @@ async fn wait_for_checkpoints(database: &TestDatabase, head: u64) {
     let mut conn = sqlx::PgConnection::connect(&database.url())
         .await
         .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT last_sequence FROM core.checkpoints UNION ALL SELECT last_sequence FROM audit.checkpoints")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_default();
-        if applied.len() == 2 && applied.iter().all(|s| *s as u64 >= head) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stuck at {applied:?}, waiting for {head}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::wait_for_checkpoints(&mut conn, "", head, Duration::from_secs(120)).await;
 }
 
 /// The fingerprints of both projections' tables in `database`.

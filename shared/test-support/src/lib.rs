@@ -25,7 +25,7 @@ mod tables;
 pub use binary::workspace_binary;
 pub use cluster::NatsCluster;
 pub use postgres::PostgresServer;
-pub use tables::{all_checksums, checksums};
+pub use tables::{all_checksums, checkpoint, checksums, wait_for_checkpoints};
 
 /// A nats-server with JetStream, owned by a test.
 #[derive(Debug)]

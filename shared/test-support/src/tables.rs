@@ -52,3 +52,39 @@ pub async fn all_checksums(
     }
     sums
 }
+
+/// `schema`'s checkpoint, or `None` while the schema does not exist yet.
+pub async fn checkpoint(conn: &mut PgConnection, schema: &str) -> Option<u64> {
+    sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+        "SELECT last_sequence FROM \"{schema}\".checkpoints"
+    )))
+    .fetch_optional(conn)
+    .await
+    .ok()
+    .flatten()
+    .and_then(|s| u64::try_from(s).ok())
+}
+
+/// Waits until the core and audit checkpoints under `prefix` are both at least `target`. The
+/// patience only turns a projector that stopped making progress into a failure with a message
+/// instead of a stuck run; it asserts nothing about speed.
+pub async fn wait_for_checkpoints(
+    conn: &mut PgConnection,
+    prefix: &str,
+    target: u64,
+    patience: std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        let core = checkpoint(conn, &format!("{prefix}core")).await;
+        let audit = checkpoint(conn, &format!("{prefix}audit")).await;
+        if core >= Some(target) && audit >= Some(target) {
+            return;
+        }
+        assert!(
+            started.elapsed() < patience,
+            "checkpoints stuck at core {core:?}, audit {audit:?}; waiting for {target}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

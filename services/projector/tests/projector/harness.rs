@@ -29,7 +29,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::NatsServer;
-pub use test_support::{all_checksums, checksums};
+pub use test_support::{all_checksums, checkpoint, checksums};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -558,33 +558,9 @@ pub async fn connect(url: &str) -> PgConnection {
     conn
 }
 
-/// `schema`'s checkpoint, or `None` while the schema does not exist yet.
-pub async fn checkpoint(conn: &mut PgConnection, schema: &str) -> Option<u64> {
-    sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
-        "SELECT last_sequence FROM \"{schema}\".checkpoints"
-    )))
-    .fetch_optional(conn)
-    .await
-    .ok()
-    .flatten()
-    .map(|s| s as u64)
-}
-
 /// Waits until the core and audit checkpoints under `prefix` are both at least `target`.
 pub async fn wait_for_checkpoints(conn: &mut PgConnection, prefix: &str, target: u64) {
-    let started = Instant::now();
-    loop {
-        let core = checkpoint(conn, &format!("{prefix}core")).await;
-        let audit = checkpoint(conn, &format!("{prefix}audit")).await;
-        if core >= Some(target) && audit >= Some(target) {
-            return;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "checkpoints stuck at core {core:?}, audit {audit:?}; waiting for {target}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    test_support::wait_for_checkpoints(conn, prefix, target, PATIENCE).await;
 }
 
 /// The rows of `sql` as JSON objects, ordered by `order` (an expression over its columns).
