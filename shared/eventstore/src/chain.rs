@@ -139,6 +139,55 @@ mod tests {
         );
     }
 
+    /// An envelope with every kind of value the canonical form must get right: nested data,
+    /// non-ASCII text, characters JSON escapes, numbers, null, an optional attribute.
+    fn fixed_envelope() -> CloudEvent {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("instant")
+                .with_timezone(&chrono::Utc)
+        };
+        CloudEvent {
+            specversion: "1.0".to_owned(),
+            id: uuid::Uuid::parse_str("0193a6e2-4c1d-7a3b-8f00-123456789abc").expect("uuid"),
+            source: crate::envelope::SOURCE.to_owned(),
+            event_type: "vn.gov.thanhhoa.remediation.item.deadline-set.v1".to_owned(),
+            subject: "item/kh-63-2025-01".to_owned(),
+            time: at("2025-06-30T08:15:00.123456Z"),
+            datacontenttype: "application/json".to_owned(),
+            data: json!({
+                "item_id": "kh-63-2025-01",
+                "due_on": "2025-11-30",
+                "reason": "Sở Tài chính đề nghị \"gia hạn\"\n\tlần 2 / ½",
+                "nested": { "z": [1, 2.5, -3, null, true], "a": {} },
+                "empty": [],
+            }),
+            aggregatetype: "item".to_owned(),
+            aggregateid: "kh-63-2025-01".to_owned(),
+            effectivetime: at("2025-06-29T00:00:00Z"),
+            actoruser: "stc".to_owned(),
+            actorunit: Some("so-tai-chinh".to_owned()),
+            actorrole: "department_of_finance".to_owned(),
+            correlationid: "corr-1".to_owned(),
+            causationid: "cause-1".to_owned(),
+            commandid: uuid::Uuid::parse_str("0193a6e2-4c1d-7a3b-8f00-cba987654321")
+                .expect("uuid"),
+            commandname: "set-item-deadline".to_owned(),
+            prevhash: "ab".repeat(32),
+            hash: "not part of the hash".to_owned(),
+        }
+    }
+
+    /// The digest of a fixed envelope never changes: stored chains must keep verifying.
+    #[test]
+    fn the_hash_of_a_fixed_envelope_is_fixed() {
+        let event = fixed_envelope();
+        assert_eq!(
+            event_hash(&event),
+            "5bd3a9249c1b09f3370a0c412ce622f0b503aa0b96aae0f94a05149a2a10bb61"
+        );
+    }
+
     #[test]
     fn digest_ignores_order() {
         assert_eq!(
