@@ -14,66 +14,182 @@ use crate::envelope::CloudEvent;
 /// RFC 8785-style canonical JSON: object keys sorted at every level, no whitespace. Independent
 /// of serde_json's `preserve_order` feature, so any consumer can reproduce it.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // Only serde_json's own output and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` canonically into `out`: keys and scalars straight through serde_json's compact
+/// writer (the bytes `Value`'s `Display` produces), without a `String` per key or scalar.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
+    }
+}
+
+/// An object with its keys sorted, `except` left out.
+fn write_object(map: &serde_json::Map<String, Value>, except: Option<&str>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(key, _)| Some(key.as_str()) != except)
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(key.as_str(), out);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
+}
+
+/// A string, a scalar, a UUID or an instant as compact JSON — what `serde_json::to_value` followed
+/// by `Value`'s `Display` would write.
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and these types always serialise (strings, numbers,
+    // booleans, null; UUIDs and instants as strings).
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        unreachable!("serialising a JSON scalar into memory failed: {e}");
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The hash an event must carry: over its envelope without the `hash` attribute itself.
 pub fn event_hash(event: &CloudEvent) -> String {
-    envelope_hash(&serde_json::to_value(event).expect("envelopes always serialise"))
+    let mut buffer = Vec::with_capacity(1024);
+    event_hash_with(event, &mut buffer)
+}
+
+/// [`event_hash`] with `buffer` (cleared first) holding the canonical JSON, so that a commit's
+/// events share one allocation.
+fn event_hash_with(event: &CloudEvent, buffer: &mut Vec<u8>) -> String {
+    buffer.clear();
+    write_canonical_envelope(event, buffer);
+    hex(&Sha256::digest(buffer.as_slice()))
+}
+
+/// The canonical JSON of `event` without `hash`, written from its fields directly instead of
+/// through a `serde_json::Value` of the whole envelope (the attribute names below are in sorted
+/// order; only `data` is a JSON tree to sort). The same bytes as [`canonical_json`] of its
+/// serialised form with `hash` removed, which [`envelope_hash`] computes and a test compares.
+fn write_canonical_envelope(event: &CloudEvent, out: &mut Vec<u8>) {
+    // Destructured without `..`: a new attribute does not compile until it is placed here.
+    let CloudEvent {
+        specversion,
+        id,
+        source,
+        event_type,
+        subject,
+        time,
+        datacontenttype,
+        data,
+        aggregatetype,
+        aggregateid,
+        effectivetime,
+        actoruser,
+        actorunit,
+        actorrole,
+        correlationid,
+        causationid,
+        commandid,
+        commandname,
+        prevhash,
+        hash: _,
+    } = event;
+    let mut first = true;
+    let mut attribute = |name: &str, out: &mut Vec<u8>| {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        write_json(name, out);
+        out.push(b':');
+    };
+    attribute("actorrole", out);
+    write_json(actorrole, out);
+    // Skipped when absent, as its serde attribute says.
+    if let Some(actorunit) = actorunit {
+        attribute("actorunit", out);
+        write_json(actorunit, out);
+    }
+    attribute("actoruser", out);
+    write_json(actoruser, out);
+    attribute("aggregateid", out);
+    write_json(aggregateid, out);
+    attribute("aggregatetype", out);
+    write_json(aggregatetype, out);
+    attribute("causationid", out);
+    write_json(causationid, out);
+    attribute("commandid", out);
+    write_json(commandid, out);
+    attribute("commandname", out);
+    write_json(commandname, out);
+    attribute("correlationid", out);
+    write_json(correlationid, out);
+    attribute("data", out);
+    write_canonical(data, out);
+    attribute("datacontenttype", out);
+    write_json(datacontenttype, out);
+    attribute("effectivetime", out);
+    write_json(effectivetime, out);
+    attribute("id", out);
+    write_json(id, out);
+    attribute("prevhash", out);
+    write_json(prevhash, out);
+    attribute("source", out);
+    write_json(source, out);
+    attribute("specversion", out);
+    write_json(specversion, out);
+    attribute("subject", out);
+    write_json(subject, out);
+    attribute("time", out);
+    write_json(time, out);
+    attribute("type", out);
+    write_json(event_type, out);
+    out.push(b'}');
 }
 
 /// [`event_hash`] of an envelope held as JSON (as the audit table stores it).
 pub fn envelope_hash(envelope: &Value) -> String {
-    let mut envelope = envelope.clone();
-    if let Value::Object(map) = &mut envelope {
-        map.remove("hash");
+    let mut out = Vec::with_capacity(1024);
+    match envelope {
+        // Left out while writing rather than removed from a copy.
+        Value::Object(map) => write_object(map, Some("hash"), &mut out),
+        other => write_canonical(other, &mut out),
     }
-    hex(&Sha256::digest(canonical_json(&envelope).as_bytes()))
+    hex(&Sha256::digest(&out))
 }
 
 /// Links `events` (one commit, in order) onto the aggregate's chain whose head is `head`, and
 /// returns the new head.
 pub fn seal(head: &str, events: &mut [CloudEvent]) -> String {
+    let mut buffer = Vec::with_capacity(1024);
     let mut previous = head.to_owned();
     for event in events.iter_mut() {
         event.prevhash = previous;
-        event.hash = event_hash(event);
+        event.hash = event_hash_with(event, &mut buffer);
         previous = event.hash.clone();
     }
     previous
@@ -137,6 +253,86 @@ mod tests {
             canonical_json(&value),
             r#"{"a":{"c":true,"d":[2,{"y":"ạ","z":null}]},"b":1}"#
         );
+    }
+
+    /// An envelope with every kind of value the canonical form must get right: nested data,
+    /// non-ASCII text, characters JSON escapes, numbers, null, an optional attribute.
+    fn fixed_envelope() -> CloudEvent {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("instant")
+                .with_timezone(&chrono::Utc)
+        };
+        CloudEvent {
+            specversion: "1.0".to_owned(),
+            id: uuid::Uuid::parse_str("0193a6e2-4c1d-7a3b-8f00-123456789abc").expect("uuid"),
+            source: crate::envelope::SOURCE.to_owned(),
+            event_type: "vn.gov.thanhhoa.remediation.item.deadline-set.v1".to_owned(),
+            subject: "item/kh-63-2025-01".to_owned(),
+            time: at("2025-06-30T08:15:00.123456Z"),
+            datacontenttype: "application/json".to_owned(),
+            data: json!({
+                "item_id": "kh-63-2025-01",
+                "due_on": "2025-11-30",
+                "reason": "Sở Tài chính đề nghị \"gia hạn\"\n\tlần 2 / ½",
+                "nested": { "z": [1, 2.5, -3, null, true], "a": {} },
+                "empty": [],
+            }),
+            aggregatetype: "item".to_owned(),
+            aggregateid: "kh-63-2025-01".to_owned(),
+            effectivetime: at("2025-06-29T00:00:00Z"),
+            actoruser: "stc".to_owned(),
+            actorunit: Some("so-tai-chinh".to_owned()),
+            actorrole: "department_of_finance".to_owned(),
+            correlationid: "corr-1".to_owned(),
+            causationid: "cause-1".to_owned(),
+            commandid: uuid::Uuid::parse_str("0193a6e2-4c1d-7a3b-8f00-cba987654321").expect("uuid"),
+            commandname: "set-item-deadline".to_owned(),
+            prevhash: "ab".repeat(32),
+            hash: "not part of the hash".to_owned(),
+        }
+    }
+
+    /// The digest of a fixed envelope never changes: stored chains must keep verifying.
+    #[test]
+    fn the_hash_of_a_fixed_envelope_is_fixed() {
+        let event = fixed_envelope();
+        assert_eq!(
+            event_hash(&event),
+            "5bd3a9249c1b09f3370a0c412ce622f0b503aa0b96aae0f94a05149a2a10bb61"
+        );
+    }
+
+    /// The envelope written from its fields is what the generic path makes of its JSON (as the
+    /// audit table holds it), with and without the optional attribute.
+    #[test]
+    fn an_envelope_hashes_as_its_json_does() {
+        let mut event = fixed_envelope();
+        for actorunit in [Some("so-tai-chinh".to_owned()), None] {
+            event.actorunit = actorunit;
+            let json = serde_json::to_value(&event).expect("envelope");
+            assert_eq!(event_hash(&event), envelope_hash(&json));
+            let mut written = Vec::new();
+            write_canonical_envelope(&event, &mut written);
+            let mut without_hash = json.clone();
+            if let Value::Object(map) = &mut without_hash {
+                map.remove("hash");
+            }
+            assert_eq!(
+                String::from_utf8(written).expect("utf-8"),
+                canonical_json(&without_hash)
+            );
+        }
+    }
+
+    #[test]
+    fn seal_links_each_event_to_the_one_before() {
+        let mut events = vec![fixed_envelope(), fixed_envelope()];
+        let head = seal("", &mut events);
+        assert_eq!(events[0].prevhash, "");
+        assert_eq!(events[1].prevhash, events[0].hash);
+        assert_eq!(head, events[1].hash);
+        assert_eq!(verify_link("", &events), Ok(head));
     }
 
     #[test]

@@ -10,14 +10,26 @@
 //!
 //! Deny by default: every command route takes an [`Authenticated`] extractor, so a handler that
 //! forgets authentication does not compile into the router.
+//!
+//! A client sends the same token with every request, so a verifier remembers the tokens it has
+//! verified ([`VERIFIED_CAPACITY`] of them, least recently used first out) and answers a token it
+//! knows without the HMAC and the JSON decoding — but checks its expiry on every use, against the
+//! clock and with the leeway a full verification allows, so a remembered token is accepted exactly
+//! as long as verifying it again would accept it. Refused tokens are never remembered.
 
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
+};
+use lru::LruCache;
 use remediation_domain::text::UnitId;
 use remediation_domain::{Actor, Principal, Role};
 use schemars::JsonSchema;
@@ -26,6 +38,11 @@ use serde::{Deserialize, Serialize};
 use crate::problem::ApiError;
 
 const ISSUER: &str = "kh63-remediation";
+
+/// How many verified tokens a verifier remembers: far more than the clients one service instance
+/// serves at once, and a bounded amount of memory (tokens are a few hundred bytes; only tokens
+/// that passed verification get in, so a caller without the secret cannot fill it).
+pub const VERIFIED_CAPACITY: usize = 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -50,6 +67,8 @@ pub struct TokenKeys {
     /// The secret being retired: still accepted, never used to sign.
     previous: Option<DecodingKey>,
     validation: Validation,
+    /// Shared by clones, which hold the same keys and so would verify the same tokens alike.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -93,6 +112,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(current),
             previous: previous.map(DecodingKey::from_secret),
             validation,
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_CAPACITY)),
         })
     }
 
@@ -101,7 +121,7 @@ impl TokenKeys {
     fn claims(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
         let decoded = decode::<Claims>(token, &self.decoding, &self.validation);
         if let (Err(e), Some(previous)) = (&decoded, &self.previous)
-            && *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature
+            && *e.kind() == ErrorKind::InvalidSignature
         {
             return decode::<Claims>(token, previous, &self.validation).map(|data| data.claims);
         }
@@ -134,7 +154,35 @@ impl TokenKeys {
         )?)
     }
 
+    /// The principal of a valid token, remembered from an earlier verification when there was one
+    /// (see the module's documentation), else verified in full.
     pub fn verify(&self, token: &str) -> Result<Authenticated, ApiError> {
+        // jsonwebtoken's own clock, so that a remembered token expires at the very second a full
+        // verification would start refusing it.
+        self.verify_at(token, get_current_timestamp())
+    }
+
+    /// [`Self::verify`] with the remembered tokens' expiry checked against `now` (seconds since
+    /// the epoch); a full verification always uses the clock.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Authenticated, ApiError> {
+        match self.verified.recall(token, now, &self.validation) {
+            Recalled::Valid(authenticated) => return Ok(authenticated),
+            // What a full verification answers for the same token now: its signature and claims
+            // were checked and only the time has changed.
+            Recalled::Expired => {
+                return Err(ApiError::Unauthorized(format!(
+                    "invalid bearer token: {}",
+                    jsonwebtoken::errors::Error::from(ErrorKind::ExpiredSignature)
+                )));
+            }
+            Recalled::Unknown => {}
+        }
+        let authenticated = self.verify_in_full(token)?;
+        self.verified.remember(token, &authenticated);
+        Ok(authenticated)
+    }
+
+    fn verify_in_full(&self, token: &str) -> Result<Authenticated, ApiError> {
         let claims = self
             .claims(token)
             .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
@@ -162,6 +210,63 @@ impl TokenKeys {
             principal,
             expires_at,
         })
+    }
+}
+
+/// The tokens a verifier has accepted, each with its principal; least recently used first out.
+struct VerifiedTokens {
+    /// SipHash with a random key: the lookups hash whatever a caller sends.
+    tokens: Mutex<LruCache<Box<str>, Authenticated, RandomState>>,
+}
+
+/// What the verifier remembers of a token.
+enum Recalled {
+    Valid(Authenticated),
+    /// Verified once, expired since (and forgotten now).
+    Expired,
+    Unknown,
+}
+
+impl VerifiedTokens {
+    fn new(capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            tokens: Mutex::new(LruCache::with_hasher(capacity, RandomState::new())),
+        }
+    }
+
+    /// Nothing done under the lock panics short of running out of memory, so the map behind a
+    /// poisoned lock is still whole.
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Authenticated, RandomState>> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `token`'s principal if it was verified and, at `now`, has not expired under `validation`'s
+    /// rule (the same comparison jsonwebtoken makes: `exp - reject_tokens_expiring_in_less_than <
+    /// now - leeway` refuses).
+    fn recall(&self, token: &str, now: u64, validation: &Validation) -> Recalled {
+        let mut tokens = self.lock();
+        let Some(authenticated) = tokens.get(token) else {
+            return Recalled::Unknown;
+        };
+        // A verified token's `exp` is a non-negative integer: jsonwebtoken parsed it as a u64.
+        let exp = u64::try_from(authenticated.expires_at.timestamp()).unwrap_or(0);
+        let expired = exp.saturating_sub(validation.reject_tokens_expiring_in_less_than)
+            < now.saturating_sub(validation.leeway);
+        if expired {
+            tokens.pop(token);
+            return Recalled::Expired;
+        }
+        Recalled::Valid(authenticated.clone())
+    }
+
+    fn remember(&self, token: &str, authenticated: &Authenticated) {
+        self.lock().put(token.into(), authenticated.clone());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -223,5 +328,109 @@ where
                 ApiError::Unauthorized("Authorization must be a Bearer token".to_owned())
             })?;
         keys.verify(token.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes-long";
+    const PREVIOUS: &[u8] = b"the-previous-secret-of-at-least-32-bytes";
+
+    fn finance_officer() -> Principal {
+        Principal::new(
+            "stc",
+            Some(UnitId::new("so-tai-chinh").expect("unit id")),
+            [Role::DepartmentOfFinance, Role::UnitStaff],
+        )
+        .expect("principal")
+    }
+
+    fn unix(at: DateTime<Utc>) -> u64 {
+        u64::try_from(at.timestamp()).expect("after the epoch")
+    }
+
+    #[test]
+    fn the_hit_path_returns_the_same_principal() {
+        let keys = TokenKeys::new(SECRET).expect("keys");
+        let token = keys
+            .issue_for(&finance_officer(), Duration::hours(1))
+            .expect("token");
+        let first = keys.verify(&token).expect("verified in full");
+        assert_eq!(keys.verified.len(), 1);
+        let again = keys.verify(&token).expect("remembered");
+        assert_eq!(again.principal, first.principal);
+        assert_eq!(again.principal, finance_officer());
+        assert_eq!(again.expires_at, first.expires_at);
+        // A clone shares what the original remembered.
+        assert_eq!(keys.clone().verified.len(), 1);
+    }
+
+    #[test]
+    fn a_cached_token_past_its_expiry_is_refused() {
+        let keys = TokenKeys::new(SECRET).expect("keys");
+        let token = keys
+            .issue_for(&finance_officer(), Duration::hours(1))
+            .expect("token");
+        let exp = unix(keys.verify(&token).expect("verified").expires_at);
+        let leeway = keys.validation.leeway;
+        // The last second jsonwebtoken accepts (`exp < now - leeway` refuses) is still accepted…
+        assert!(keys.verify_at(&token, exp + leeway).is_ok());
+        // …and the next is refused, with the answer a full verification gives an expired token.
+        let refused = keys
+            .verify_at(&token, exp + leeway + 1)
+            .expect_err("expired");
+        assert_eq!(keys.verified.len(), 0, "an expired token is forgotten");
+        let expired = keys
+            .issue_for(&finance_officer(), Duration::seconds(-60))
+            .expect("token");
+        let in_full = keys.verify(&expired).expect_err("expired");
+        assert!(matches!(refused, ApiError::Unauthorized(_)));
+        assert_eq!(refused.to_string(), in_full.to_string());
+        assert_eq!(keys.verified.len(), 0, "a refused token is not remembered");
+    }
+
+    #[test]
+    fn a_wrong_token_is_refused_every_time() {
+        let keys = TokenKeys::new(SECRET).expect("keys");
+        let forged = TokenKeys::new(b"another-secret-another-secret-another")
+            .expect("keys")
+            .issue_for(&finance_officer(), Duration::hours(1))
+            .expect("token");
+        let valid = keys
+            .issue_for(&finance_officer(), Duration::hours(1))
+            .expect("token");
+        keys.verify(&valid).expect("valid");
+        // The valid token with its signature's last character changed.
+        let mut tampered = valid.clone();
+        let last = if tampered.ends_with('A') { "B" } else { "A" };
+        tampered.replace_range(tampered.len() - 1.., last);
+        for _ in 0..3 {
+            for token in [&forged, &tampered, &String::from("not-a-jwt")] {
+                assert!(matches!(keys.verify(token), Err(ApiError::Unauthorized(_))));
+            }
+        }
+        assert_eq!(keys.verified.len(), 1, "only the valid token is remembered");
+    }
+
+    #[test]
+    fn a_token_of_the_previous_secret_is_remembered_only_while_it_is_valid() {
+        let rotating = TokenKeys::rotating(SECRET, Some(PREVIOUS)).expect("keys");
+        let old = TokenKeys::new(PREVIOUS)
+            .expect("keys")
+            .issue_for(&finance_officer(), Duration::hours(1))
+            .expect("token");
+        let first = rotating.verify(&old).expect("previous secret accepted");
+        let again = rotating.verify(&old).expect("remembered");
+        assert_eq!(again.principal, first.principal);
+        let exp = unix(first.expires_at);
+        let leeway = rotating.validation.leeway;
+        assert!(rotating.verify_at(&old, exp + leeway + 1).is_err());
+        // A verifier without the previous secret never accepted it, so has nothing to recall.
+        let rotated = TokenKeys::new(SECRET).expect("keys");
+        assert!(rotated.verify(&old).is_err());
+        assert!(rotated.verify(&old).is_err());
+        assert_eq!(rotated.verified.len(), 0);
     }
 }
