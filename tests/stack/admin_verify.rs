@@ -113,7 +113,7 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
     // A unit's newest event published again with another name and a new id, its hash kept:
     // it links into no chain.
     let (mut forged,): (Value,) = sqlx::query_as(
-        "SELECT envelope FROM audit.audit_log WHERE aggregate_type = 'unit'
+        "SELECT envelope || jsonb_build_object('data', payload) FROM audit.audit_log WHERE aggregate_type = 'unit'
          ORDER BY stream_sequence DESC LIMIT 1",
     )
     .fetch_one(&pool)

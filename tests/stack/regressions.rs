@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// its stream sequence.
 async fn forge_rename(stack: &Stack, unit: &str) -> u64 {
     let envelope: Value = sqlx::query_scalar(
-        "SELECT envelope FROM audit.audit_log WHERE aggregate_type = 'unit' AND aggregate_id = $1
+        "SELECT envelope || jsonb_build_object('data', payload) FROM audit.audit_log WHERE aggregate_type = 'unit' AND aggregate_id = $1
          ORDER BY stream_sequence DESC, position DESC LIMIT 1",
     )
     .bind(unit)

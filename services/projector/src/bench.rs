@@ -292,6 +292,13 @@ async fn measure(
         per_projection.push((projection, seconds));
     }
     let total_seconds: f64 = per_projection.iter().map(|(_, s)| s).sum();
+    // Measured before the COPY twins exist: what the catch-up itself stored.
+    let audit_bytes: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT pg_total_relation_size('{}.audit_log')",
+        quoted(&Projection::Audit.schema(prefix))
+    )))
+    .fetch_one(pool)
+    .await?;
     let (rows, copy_seconds) = copy_rate(pool, prefix).await?;
     let catch_up = events as f64 / total_seconds;
     let copy = rows as f64 / copy_seconds;
@@ -308,5 +315,10 @@ async fn measure(
     println!("read model catch-up (both projections): {catch_up:>9.0} events/s");
     println!("raw COPY of the resulting {rows} rows:    {copy:>9.0} rows/s ({copy_seconds:.2}s)");
     println!("ratio: {:.2} of the raw COPY rate", catch_up / copy);
+    println!(
+        "audit table: {:.1} MB with its indexes ({audit_bytes} bytes, {:.0} bytes/event)",
+        audit_bytes as f64 / 1e6,
+        audit_bytes as f64 / events as f64
+    );
     Ok(())
 }

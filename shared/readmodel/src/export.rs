@@ -71,9 +71,10 @@ impl Dataset {
     fn query(self, select: &str) -> String {
         let (relation, time, order) = self.source();
         let columns = if self == Dataset::Events {
-            "stream_sequence, envelope"
+            // The stored envelope lacks its data (stored once, as the payload): reassembled.
+            format!("stream_sequence, {} AS envelope", crate::AUDIT_ENVELOPE)
         } else {
-            "*"
+            "*".to_owned()
         };
         format!(
             "SELECT {select} FROM (SELECT {columns} FROM {relation}

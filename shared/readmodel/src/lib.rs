@@ -13,6 +13,7 @@ mod verify;
 use event_store::Commit;
 use sqlx::PgConnection;
 
+pub use audit::ENVELOPE as AUDIT_ENVELOPE;
 pub use quarantined::apply_quarantined;
 pub use schema::{
     InvalidSchemaName, READER_ROLE, create_indexes, drop_secondary_indexes, grant_reader,

@@ -37,8 +37,9 @@ impl AuditVerification {
     }
 }
 
-/// Walks `schema`'s audit log in stream order. Each row's payload must equal its envelope's
-/// data, its envelope must hash to its `hash`, its `prevhash` must be the previous row's hash for
+/// Walks `schema`'s audit log in stream order. Each row's envelope, reassembled with its payload
+/// as its data ([`crate::AUDIT_ENVELOPE`]: the data is stored once), must hash to its `hash` — so a
+/// changed payload breaks the hash like any other changed member —, its `prevhash` must be the previous row's hash for
 /// the aggregate, and its hash must equal the one the stream holds for that event (`walked`, the
 /// stream walk's findings). Only rows up to the last sequence the stream walk saw are walked:
 /// rows the projector applied after the walk (a read of the audit trail recorded meanwhile, say)
@@ -67,8 +68,9 @@ pub async fn verify_audit(
     .await?;
     verification.newest = u64::try_from(newest.unwrap_or(0)).unwrap_or(0);
     let sql = format!(
-        "SELECT stream_sequence, event_id, aggregate_type, aggregate_id, payload, envelope
-         FROM {table} WHERE stream_sequence <= $1 ORDER BY stream_sequence, position"
+        "SELECT stream_sequence, event_id, aggregate_type, aggregate_id, {} AS envelope
+         FROM {table} WHERE stream_sequence <= $1 ORDER BY stream_sequence, position",
+        crate::AUDIT_ENVELOPE
     );
     let mut rows = sqlx::query(AssertSqlSafe(sql))
         .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
@@ -81,13 +83,10 @@ pub async fn verify_audit(
             row.try_get::<String, _>("aggregate_type")?,
             row.try_get::<String, _>("aggregate_id")?
         );
-        let payload: Value = row.try_get("payload")?;
         let envelope: Value = row.try_get("envelope")?;
         let hash = envelope["hash"].as_str().unwrap_or_default().to_owned();
         let previous = heads.get(&aggregate).cloned().unwrap_or_default();
-        let problem = if envelope["data"] != payload {
-            Some("payload differs from the envelope's data")
-        } else if envelope_hash(&envelope) != hash {
+        let problem = if envelope_hash(&envelope) != hash {
             Some("envelope does not match its hash")
         } else if envelope["prevhash"].as_str().unwrap_or_default() != previous {
             Some("prevhash does not match the previous event of the aggregate")

@@ -162,6 +162,11 @@ fn commits() -> Vec<Commit> {
 }
 
 async fn loaded() -> (TestDatabase, sqlx::PgPool) {
+    load(&commits()).await
+}
+
+/// A database with both projections applied to `commits`.
+async fn load(commits: &[Commit]) -> (TestDatabase, sqlx::PgPool) {
     let database = TestDatabase::create();
     let admin = sqlx::PgPool::connect(&database.url())
         .await
@@ -178,7 +183,7 @@ async fn loaded() -> (TestDatabase, sqlx::PgPool) {
         .execute(&mut *tx)
         .await
         .expect("search path");
-        apply(&mut tx, projection, &commits()).await.expect("apply");
+        apply(&mut tx, projection, commits).await.expect("apply");
         tx.commit().await.expect("commit");
     }
     let pool = PgPoolOptions::new()
@@ -359,4 +364,67 @@ async fn chains_picked_up_mid_stream_trust_their_first_link_only_after_an_upgrad
         let outcome = apply(&mut tx, Projection::Core, last).await;
         assert_eq!(outcome.is_ok(), accepted, "since {since}: {outcome:?}");
     }
+}
+
+/// The NDJSON export's lines, and what the audit table held before its data was stored once: each
+/// envelope as PostgreSQL prints a whole jsonb envelope.
+async fn exported_and_whole(pool: &sqlx::PgPool, commits: &[Commit]) -> (Vec<String>, Vec<String>) {
+    let (_, text) = exported(pool, Dataset::Events, Format::Ndjson, Range::default()).await;
+    let mut whole = Vec::new();
+    for event in commits.iter().flat_map(|c| &c.events) {
+        let envelope = serde_json::to_value(event).expect("envelope");
+        let printed: String = sqlx::query_scalar("SELECT $1::jsonb::text")
+            .bind(&envelope)
+            .fetch_one(pool)
+            .await
+            .expect("jsonb text");
+        whole.push(printed);
+    }
+    (text.lines().map(str::to_owned).collect(), whole)
+}
+
+#[tokio::test]
+async fn the_audit_table_stores_the_data_once_and_readers_get_the_whole_envelope_back() {
+    let commits = commits();
+    let (_database, pool) = load(&commits).await;
+    let with_data: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.audit_log WHERE envelope ? 'data'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(with_data, 0, "the data is stored once, as the payload");
+    let (lines, whole) = exported_and_whole(&pool, &commits).await;
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines, whole, "the export prints the envelopes as published");
+
+    // Rows written before the data was stored once: the migration strips it, and nothing a
+    // reader sees changes.
+    sqlx::query(
+        "UPDATE audit.audit_log SET envelope = envelope || jsonb_build_object('data', payload)",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows as they used to be");
+    let (before, _) = exported_and_whole(&pool, &commits).await;
+    assert_eq!(before, whole);
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("SET LOCAL search_path TO audit")
+        .execute(&mut *tx)
+        .await
+        .expect("search path");
+    sqlx::raw_sql(include_str!(
+        "../migrations/audit/0008_envelope_without_data.sql"
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect("the migration");
+    tx.commit().await.expect("commit");
+    let stripped: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit.audit_log WHERE envelope ? 'data'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(stripped, 0);
+    let (after, _) = exported_and_whole(&pool, &commits).await;
+    assert_eq!(after, whole);
 }

@@ -38,6 +38,15 @@ pub enum Decoding {
     Envelope,
 }
 
+/// [`Decoding::Envelope`]'s columns: the audit table stores the data once, as the payload, so
+/// the whole envelope is put together again ([`readmodel::AUDIT_ENVELOPE`]).
+static ENVELOPE_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "stream_sequence, position, recorded_at, effective_at, {} AS envelope",
+        readmodel::AUDIT_ENVELOPE
+    )
+});
+
 impl Decoding {
     /// The columns a fold selects, in the order [`decode_row`] reads them.
     pub(crate) fn columns(self) -> &'static str {
@@ -45,7 +54,7 @@ impl Decoding {
             Decoding::Columns => {
                 "stream_sequence, position, recorded_at, effective_at, event_type, aggregate_type, aggregate_id, payload::text"
             }
-            Decoding::Envelope => "stream_sequence, position, recorded_at, effective_at, envelope",
+            Decoding::Envelope => ENVELOPE_COLUMNS.as_str(),
         }
     }
 }

@@ -4,9 +4,10 @@
 -- no filter); time ranges are half-open [from, to). A quarantined message has no aggregate,
 -- acting unit or user, event type or effective time, so any of those filters leaves it out; the
 -- recorded range matches it by when JetStream stored it. $13 keeps only quarantined messages
--- (true) or only events (false).
+-- (true) or only events (false). `{envelope}` is readmodel::AUDIT_ENVELOPE, filled in before use: the stored
+-- envelope with its data (stored once, as the payload) put back.
 (
-    SELECT a.stream_sequence, a.position, a.envelope, NULL::jsonb AS quarantined
+    SELECT a.stream_sequence, a.position, {envelope} AS envelope, NULL::jsonb AS quarantined
     FROM audit_log a
     WHERE ($13::boolean IS NOT TRUE)
       AND ($1::text IS NULL OR a.aggregate_type = $1)

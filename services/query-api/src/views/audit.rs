@@ -13,6 +13,8 @@
 //! Every page is recorded as an `access.audit_read` event before it is answered
 //! ([`crate::reads`]); a page that cannot be recorded is not answered (503).
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
@@ -29,7 +31,10 @@ use crate::freshness::Fresh;
 use crate::params::Params;
 use crate::state::AppState;
 
-const PAGE: &str = include_str!("../sql/audit.sql");
+/// One page's query, with the audit table's one expression for a whole envelope filled in.
+static PAGE: LazyLock<String> = LazyLock::new(|| {
+    include_str!("../sql/audit.sql").replace("{envelope}", readmodel::AUDIT_ENVELOPE)
+});
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1_000;
 
@@ -158,7 +163,7 @@ pub async fn handler(
         .unwrap_or(DEFAULT_LIMIT);
     let mut snapshot = Snapshot::open(&state, Projection::Audit).await?;
     // One more row than asked tells whether another page follows.
-    let mut entries: Vec<AuditEntry> = sqlx::query_as(PAGE)
+    let mut entries: Vec<AuditEntry> = sqlx::query_as(PAGE.as_str())
         .bind(params.text("aggregate_type"))
         .bind(params.text("aggregate_id"))
         .bind(params.text("unit"))

@@ -1,7 +1,7 @@
 //! `GET /v1/audit/verify`: the tamper check over HTTP. Walks the whole stream, checking every
 //! event's hash and its link to the previous event of its aggregate, then the audit table against
-//! it — each row's payload against its envelope, its envelope against its hash, its chain, and
-//! its hash against the stream's — and counts the table's rows against the stream's events.
+//! it — each row's envelope (reassembled with its payload, the data stored once) against its
+//! hash, its chain, and its hash against the stream's — and counts the table's rows against the stream's events.
 //! Answers `ok` with the counts and the digest over all chain heads, `signed_off` when the only
 //! breaks are messages an auditor set aside with quarantine decisions (listed in `quarantined`),
 //! or `broken` with the first broken link that is not: where (stream or audit table), its
