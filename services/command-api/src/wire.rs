@@ -41,7 +41,8 @@ macro_rules! wire_table {
 
 remediation_domain::for_each_command!(wire_table);
 
-/// Every command clients may send, with the domain's spec and its wire form.
+/// Every command clients may send, with the domain's spec and its wire form. Zipping is exact:
+/// both tables are expansions of the one `for_each_command!` list, in its order.
 pub fn client_commands() -> impl Iterator<Item = (&'static CommandSpec, &'static WireCommand)> {
     COMMANDS
         .iter()
@@ -150,13 +151,6 @@ mod tests {
 
     fn parse(name: &str, body: &Value) -> Result<Command, ParseError> {
         parse_command(name, body.to_string().as_bytes()).expect("a command of the domain")
-    }
-
-    #[test]
-    fn the_wire_table_follows_the_domain_command_for_command() {
-        let wire: Vec<_> = WIRE.iter().map(|w| w.name).collect();
-        let domain: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
-        assert_eq!(wire, domain);
     }
 
     #[test]
