@@ -48,6 +48,21 @@ struct Args {
     bench: bool,
 }
 
+/// Why the benchmark stopped; the scratch schema is dropped all the same.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("generating the history: {0}")]
+    History(#[from] readmodel::ApplyError),
+    #[error("time travel: {0}")]
+    TimeTravel(#[from] time_travel::Error),
+    /// The snapshots answer something else than folding the whole history: the benchmark would
+    /// time wrong answers.
+    #[error("as of {instant} ({axis}) the snapshot-based fold differs from a full fold")]
+    Differs { instant: DateTime<Utc>, axis: Axis },
+}
+
 /// p-th percentile (0 < p ≤ 1) of sorted samples.
 fn percentile(sorted: &[StdDuration], p: f64) -> StdDuration {
     if sorted.is_empty() {
@@ -67,15 +82,15 @@ async fn latencies(
     tt: &TimeTravel,
     axis: Axis,
     instants: &[DateTime<Utc>],
-) -> Result<(Vec<StdDuration>, Vec<StdDuration>, u64), String> {
+) -> Result<(Vec<StdDuration>, Vec<StdDuration>, u64), BenchError> {
     let mut samples = Vec::with_capacity(instants.len());
     let mut folds = Vec::with_capacity(instants.len());
     let mut folded = 0;
     for instant in instants {
         let started = Instant::now();
-        let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+        let mut conn = pool.acquire().await?;
         let as_of = AsOf::new(*instant, axis);
-        let fold = tt.fold(&mut conn, as_of).await.map_err(|e| e.to_string())?;
+        let fold = tt.fold(&mut conn, as_of).await?;
         folds.push(started.elapsed());
         let view = time_travel::view::plan_view(&fold.state, as_of, fold.stats);
         samples.push(started.elapsed());
@@ -101,7 +116,7 @@ async fn report_latencies(
     to: DateTime<Utc>,
     queries: usize,
     label: &str,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     for axis in Axis::ALL {
         let instants = instants(rng, from, to, queries);
         let (samples, folds, folded) = latencies(pool, tt, axis, &instants).await?;
@@ -127,21 +142,16 @@ async fn verify(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     n: usize,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let full = tt.clone().without_snapshots();
     for axis in Axis::ALL {
         for instant in instants(rng, from, to, n) {
             let as_of = AsOf::new(instant, axis);
-            let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-            let fast = tt.fold(&mut conn, as_of).await.map_err(|e| e.to_string())?;
-            let slow = full
-                .fold(&mut conn, as_of)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut conn = pool.acquire().await?;
+            let fast = tt.fold(&mut conn, as_of).await?;
+            let slow = full.fold(&mut conn, as_of).await?;
             if fast.state != slow.state {
-                return Err(format!(
-                    "as of {instant} ({axis}) the snapshot-based fold differs from a full fold"
-                ));
+                return Err(BenchError::Differs { instant, axis });
             }
         }
     }
@@ -154,14 +164,11 @@ async fn measure(
     events: u64,
     every: u64,
     queries: usize,
-) -> Result<(), String> {
-    let fail = |e: time_travel::Error| e.to_string();
+) -> Result<(), BenchError> {
     let span = Duration::days(540);
     let mut history = History::new(63, events, span);
     let started = Instant::now();
-    fill(pool, schema, &mut history, true)
-        .await
-        .map_err(|e| e.to_string())?;
+    fill(pool, schema, &mut history, true).await?;
     println!("history: {}", history.summary());
     println!(
         "  generated, decided, sealed and inserted in {:.1}s",
@@ -170,15 +177,14 @@ async fn measure(
     let from = history.issued_at();
     let to = history.clock;
 
-    let tt = TimeTravel::new(schema).map_err(fail)?;
-    let report = tt.refresh_snapshots(pool, every).await.map_err(fail)?;
+    let tt = TimeTravel::new(schema)?;
+    let report = tt.refresh_snapshots(pool, every).await?;
     let (size, total): (Option<f64>, i64) = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT avg(octet_length(state))::float8, pg_total_relation_size('\"{schema}\".fold_snapshots')
          FROM \"{schema}\".fold_snapshots"
     )))
     .fetch_one(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     println!(
         "snapshots every {every} events: {} recorded in {:.1}s, {} effective in {:.1}s; {:.1} MB each on average, {:.0} MB stored",
         report.recorded.written,
@@ -193,13 +199,10 @@ async fn measure(
         "SELECT format, state FROM \"{schema}\".fold_snapshots ORDER BY stream_sequence DESC LIMIT 3"
     )))
     .fetch_all(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let started = Instant::now();
     for (format, bytes) in &states {
-        time_travel::snapshot::decode_state(*format, bytes.clone())
-            .await
-            .map_err(fail)?;
+        time_travel::snapshot::decode_state(*format, bytes.clone()).await?;
     }
     println!(
         "  decoding one of the latest snapshots takes {}",
@@ -238,10 +241,8 @@ async fn measure(
     history.backdate_ratio = 0.33;
     history.extend(more);
     let before = history.backdated;
-    fill(pool, schema, &mut history, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let report = tt.refresh_snapshots(pool, every).await.map_err(fail)?;
+    fill(pool, schema, &mut history, false).await?;
+    let report = tt.refresh_snapshots(pool, every).await?;
     println!(
         "appended {more} events ({} backdated); refresh: {} effective snapshots invalidated, {} written, {} events folded in {:.1}s; {} recorded written in {:.1}s",
         history.backdated - before,
@@ -267,7 +268,7 @@ async fn measure(
 }
 
 /// Runs the benchmark in a scratch schema it drops afterwards (unless `keep`).
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), BenchError> {
     let Args {
         events,
         every,
@@ -280,13 +281,10 @@ async fn run(args: Args) -> Result<(), String> {
         .max_connections(6)
         .acquire_timeout(StdDuration::from_secs(30))
         .connect(&url)
-        .await
-        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        .await?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let schema = format!("tt_bench_{}_audit", &run_id[20..]);
-    prepare_schema(&pool, Projection::Audit, &schema)
-        .await
-        .map_err(|e| e.to_string())?;
+    prepare_schema(&pool, Projection::Audit, &schema).await?;
     let outcome = measure(&pool, &schema, events, every, queries).await;
     if keep {
         println!("kept the scratch schema {schema}");

@@ -49,6 +49,7 @@ mod replica;
 
 mod admin_bench;
 mod admin_verify;
+mod binaries;
 mod cluster;
 mod dashboard;
 mod database_crash;

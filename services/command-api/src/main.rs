@@ -2,8 +2,23 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+/// The command service: decides commands sent over HTTP and appends their events to NATS JetStream.
+///
+/// It takes its settings from the environment, as a service manager or a container passes them;
+/// the command line only answers `--help` and `--version`, and refuses anything else rather than
+/// start with an argument it would ignore.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Settings (environment variables; defaults and meaning in the README's Configuration table):\n  NATS_URL, NATS_NKEY_FILE, COMMAND_API_ADDR, TOKEN_SECRET[_FILE], TOKEN_SECRET_PREVIOUS[_FILE],\n  STREAM_NAME, STREAM_REPLICAS, DUPLICATE_WINDOW_SECS, SUBJECT_PREFIX, IDEMPOTENCY_BUCKET,\n  MAX_ATTEMPTS, CACHE_CAPACITY, NATS_TIMEOUT_MS, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_WAIT_MS,\n  RUST_LOG, LOG_FORMAT"
+)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    Args::parse();
     service_kit::init_tracing();
     let config = match command_api::config::Config::from_env() {
         Ok(config) => config,
