@@ -161,12 +161,20 @@ const TABLES: &[(Projection, &str)] = &[
     (Projection::Audit, "audit_log"),
 ];
 
+/// The COPY limit of one run: every table the catch-up filled, and the audit table alone (one row
+/// per event, the limit the issue measures against).
+struct CopyRate {
+    rows: u64,
+    seconds: f64,
+    audit_rows: u64,
+    audit_seconds: f64,
+}
+
 /// Copies every row of the tables out, then times `COPY … FROM STDIN` of those bytes into empty
-/// twins. Returns (rows, seconds).
-async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), sqlx::Error> {
+/// twins with the same indexes, table by table.
+async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<CopyRate, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut dumps = Vec::new();
-    let mut rows = 0u64;
     for (projection, table) in TABLES {
         let source = format!("{}.{}", quoted(&projection.schema(prefix)), quoted(table));
         let twin = format!(
@@ -184,18 +192,31 @@ async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<(u64, f64), sqlx::Erro
             .await?
             .try_collect()
             .await?;
-        rows += chunks.iter().map(|c| bytecount_newlines(c)).sum::<u64>();
-        dumps.push((twin, chunks));
+        let rows = chunks.iter().map(|c| bytecount_newlines(c)).sum::<u64>();
+        dumps.push((*table, twin, chunks, rows));
     }
-    let started = Instant::now();
-    for (twin, chunks) in dumps {
+    let mut rate = CopyRate {
+        rows: 0,
+        seconds: 0.0,
+        audit_rows: 0,
+        audit_seconds: 0.0,
+    };
+    for (table, twin, chunks, rows) in dumps {
+        let started = Instant::now();
         let mut copy = conn.copy_in_raw(&format!("COPY {twin} FROM STDIN")).await?;
         for chunk in chunks {
             copy.send(chunk).await?;
         }
         copy.finish().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        rate.rows += rows;
+        rate.seconds += seconds;
+        if table == "audit_log" {
+            rate.audit_rows = rows;
+            rate.audit_seconds = seconds;
+        }
     }
-    Ok((rows, started.elapsed().as_secs_f64()))
+    Ok(rate)
 }
 
 fn bytecount_newlines(chunk: &[u8]) -> u64 {
@@ -213,6 +234,8 @@ pub async fn run(
     let stream_name = format!("BENCH_{run_id}");
     let subject_prefix = format!("bench-{run_id}");
     let prefix = format!("bench_{run_id}_");
+    // The parallel run's schemas: the same history applied again, both projections at once.
+    let parallel_prefix = format!("bench_{run_id}_parallel_");
     js.create_stream(stream::Config {
         name: stream_name.clone(),
         subjects: vec![format!("{subject_prefix}.>")],
@@ -225,21 +248,58 @@ pub async fn run(
         js,
         &stream_name,
         &subject_prefix,
-        &prefix,
+        [&prefix, &parallel_prefix],
         events,
         batch_size,
     )
     .await;
     let _ = js.delete_stream(&stream_name).await;
-    for projection in Projection::ALL {
-        let _ = sqlx::query(AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            quoted(&projection.schema(&prefix))
-        )))
-        .execute(pool)
-        .await;
+    for prefix in [&prefix, &parallel_prefix] {
+        for projection in Projection::ALL {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quoted(&projection.schema(prefix))
+            )))
+            .execute(pool)
+            .await;
+        }
     }
     outcome
+}
+
+/// Applies the whole scratch stream to `projection` in `prefix`'s schemas, in batches of
+/// `batch_size` as the live worker does; returns the seconds it took.
+async fn catch_up(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    prefix: &str,
+    projection: Projection,
+    events: u64,
+    batch_size: usize,
+) -> Result<f64, BenchError> {
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let schema = projection.schema(prefix);
+    let started = Instant::now();
+    let mut applied = 0u64;
+    let mut batch = Vec::with_capacity(batch_size);
+    while applied < events {
+        while batch.len() < batch_size && applied + (batch.len() as u64) < events {
+            let message = messages.next().await.ok_or(BenchError::EndedEarly)??;
+            let sequence = message.info().map_err(BenchError::Message)?.stream_sequence;
+            batch.push(Delivered {
+                sequence,
+                payload: message.payload.clone(),
+            });
+        }
+        applied = apply_batch(pool, &schema, projection, &batch)
+            .await?
+            .checkpoint;
+        batch.clear();
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn measure(
@@ -247,7 +307,7 @@ async fn measure(
     js: &jetstream::Context,
     stream_name: &str,
     subject_prefix: &str,
-    prefix: &str,
+    [prefix, parallel_prefix]: [&str; 2],
     events: u64,
     batch_size: usize,
 ) -> Result<(), BenchError> {
@@ -258,33 +318,13 @@ async fn measure(
         started.elapsed().as_secs_f64()
     );
     crate::prepare(pool, prefix).await?;
+    crate::prepare(pool, parallel_prefix).await?;
     let stream = js.get_stream(stream_name).await?;
 
+    // One projection after the other: what each costs on its own.
     let mut per_projection = Vec::new();
     for projection in Projection::ALL {
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-            .await?;
-        let mut messages = consumer.messages().await?;
-        let schema = projection.schema(prefix);
-        let started = Instant::now();
-        let mut applied = 0u64;
-        let mut batch = Vec::with_capacity(batch_size);
-        while applied < events {
-            while batch.len() < batch_size && applied + (batch.len() as u64) < events {
-                let message = messages.next().await.ok_or(BenchError::EndedEarly)??;
-                let sequence = message.info().map_err(BenchError::Message)?.stream_sequence;
-                batch.push(Delivered {
-                    sequence,
-                    payload: message.payload.clone(),
-                });
-            }
-            applied = apply_batch(pool, &schema, projection, &batch)
-                .await?
-                .checkpoint;
-            batch.clear();
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = catch_up(pool, &stream, prefix, projection, events, batch_size).await?;
         eprintln!(
             "{:<5} caught up on {events} events in {seconds:.1}s",
             projection.name()
@@ -292,6 +332,20 @@ async fn measure(
         per_projection.push((projection, seconds));
     }
     let total_seconds: f64 = per_projection.iter().map(|(_, s)| s).sum();
+    // Both at once, as the projector runs them (a worker each): the catch-up a deployment sees.
+    let started = Instant::now();
+    let [core, audit] = Projection::ALL.map(|projection| {
+        catch_up(
+            pool,
+            &stream,
+            parallel_prefix,
+            projection,
+            events,
+            batch_size,
+        )
+    });
+    tokio::try_join!(core, audit)?;
+    let parallel_seconds = started.elapsed().as_secs_f64();
     // Measured before the COPY twins exist: what the catch-up itself stored.
     let audit_bytes: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT pg_total_relation_size('{}.audit_log')",
@@ -299,9 +353,11 @@ async fn measure(
     )))
     .fetch_one(pool)
     .await?;
-    let (rows, copy_seconds) = copy_rate(pool, prefix).await?;
+    let copy = copy_rate(pool, prefix).await?;
     let catch_up = events as f64 / total_seconds;
-    let copy = rows as f64 / copy_seconds;
+    let parallel = events as f64 / parallel_seconds;
+    let copy_all = copy.rows as f64 / copy.seconds;
+    let copy_audit = copy.audit_rows as f64 / copy.audit_seconds;
     println!(
         "events: {events} (one per commit; {EVENTS_PER_ITEM} per item: recorded, deadline and status changes)"
     );
@@ -313,8 +369,22 @@ async fn measure(
         );
     }
     println!("read model catch-up (both projections): {catch_up:>9.0} events/s");
-    println!("raw COPY of the resulting {rows} rows:    {copy:>9.0} rows/s ({copy_seconds:.2}s)");
-    println!("ratio: {:.2} of the raw COPY rate", catch_up / copy);
+    println!(
+        "both projections in parallel:           {parallel:>9.0} events/s ({parallel_seconds:.2}s)"
+    );
+    println!(
+        "raw COPY of the resulting {} rows:    {copy_all:>9.0} rows/s ({:.2}s)",
+        copy.rows, copy.seconds
+    );
+    println!(
+        "raw COPY of the audit table's {} rows: {copy_audit:>9.0} rows/s ({:.2}s)",
+        copy.audit_rows, copy.audit_seconds
+    );
+    println!("ratio: {:.2} of the raw COPY rate", catch_up / copy_all);
+    println!(
+        "ratio in parallel: {:.2} of the audit table's COPY rate",
+        parallel / copy_audit
+    );
     println!(
         "audit table: {:.1} MB with its indexes ({audit_bytes} bytes, {:.0} bytes/event)",
         audit_bytes as f64 / 1e6,
