@@ -61,9 +61,9 @@ RATE=${BENCH_RATE:-1000}
 HIGH_RATE=${BENCH_HIGH_RATE:-5000}
 [[ $HIGH_RATE =~ ^[1-9][0-9]*$ ]] || die "BENCH_HIGH_RATE must be a positive number (got $HIGH_RATE)"
 if [[ -n $QUICK ]]; then
-    PHASE_SECS=3 PROJECTOR_EVENTS=10000 REPLAY_EVENTS=20000
+    PHASE_SECS=3 PROJECTOR_EVENTS=10000 REPLAY_EVENTS=20000 SCALE_EVENTS=""
 else
-    PHASE_SECS=10 PROJECTOR_EVENTS=50000 REPLAY_EVENTS=100000
+    PHASE_SECS=10 PROJECTOR_EVENTS=50000 REPLAY_EVENTS=100000 SCALE_EVENTS=${BENCH_SCALE_EVENTS:-250000 1000000}
 fi
 BIN="$ROOT/target/release"
 SEED_FILE="deploy/seed/ke-hoach-63.json"
@@ -308,6 +308,33 @@ if [[ -z $QUICK ]]; then
         sed -n 's/^\([a-z]*\): rebuilt up to stream sequence \([0-9]*\) in \([0-9.]*\)s.*/\1 \2 \3/p')
     [[ $(wc -l <<<"$REBUILD") == 2 ]] || die "cannot read the rebuild's results"
 fi
+
+# --- f. rebuild at scale, on scratch streams: how long, and linear in the number of events? ------
+SCALE_ROWS=""
+if [[ -z $QUICK ]]; then
+    for n in $SCALE_EVENTS; do
+        CMD[scale]="projector bench N --rebuild"
+        say "projector bench $n --rebuild"
+        DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" bench "$n" --rebuild \
+            >"$WORK/scale-$n.out" 2>>"$WORK/scale.log" || die "projector bench $n --rebuild failed"
+        cat "$WORK/scale-$n.out" >&2
+        line=$(sed -n 's/^rebuild of both projections at once: *\([0-9]*\) events\/s (\([0-9.]*\)s; core \([0-9.]*\)s, audit \([0-9.]*\)s).*/\1 \2 \3 \4/p' "$WORK/scale-$n.out")
+        copy=$(sed -n "s/^raw COPY of the audit table's [0-9]* rows: *\([0-9]*\) rows\/s.*/\1/p" "$WORK/scale-$n.out")
+        [[ -n $line && -n $copy ]] || die "cannot read the results of projector bench $n --rebuild"
+        read -r rate secs core_s audit_s <<<"$line"
+        SCALE_ROWS+="| $(num "$n") | ${secs} s (core ${core_s} s, audit ${audit_s} s) | $(num "$rate") events/s | $(awk -v s="$secs" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }') s | $(num "$copy") rows/s | **$(awk -v a="$rate" -v b="$copy" 'BEGIN { printf "%.2f", a / b }')** |"$'\n'
+    done
+fi
+
+# The services' memory after everything above (resident set and its peak, from /proc).
+RSS_ROWS=""
+for entry in "${PIDS[@]}"; do
+    pid=${entry%%:*} name=${entry#*:}
+    [[ $name == nats-server ]] && continue
+    rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null) || continue
+    hwm=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null) || continue
+    RSS_ROWS+="| $name | $rss MB | $hwm MB |"$'\n'
+done
 LOAD_AT_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- docs/benchmarks.md ---------------------------------------------------------------------------
@@ -442,6 +469,35 @@ EOF
 The live start and the rebuild apply the stack's own history (mostly \`set-item-deadline\` commits
 of the phases above); their ratio uses the COPY rate of the same run. Commands: \`${CMD[projector]}\`${REBUILD:+, \`${CMD[rebuild]:-}\` (on the stack database, the live projector running)}.
 
+EOF
+    if [[ -n $SCALE_ROWS ]]; then
+        cat <<EOF
+
+### Rebuild at scale
+
+\`projector bench N --rebuild\` publishes N one-event commits to a scratch stream and times what
+\`projector rebuild all\` does over it: both projections at once, each into a fresh schema with its
+secondary indexes built after the load, then swapped in. The COPY limit is the audit table's rows
+of the same run with their indexes. Seconds per million events show whether the rebuild grows
+linearly (the target: ≤ 60 s for 1 000 000 events).
+
+| events | rebuild (wall) | rate | per 1 000 000 events | raw COPY of the audit rows | ratio |
+|---|---|---|---|---|---|
+${SCALE_ROWS}
+Command: \`${CMD[scale]}\` for N in ${SCALE_EVENTS// /, }.
+EOF
+    fi
+    cat <<EOF
+
+## Memory of the services
+
+Resident set of each service at the end of the run, after every phase above (the stack's projector
+has applied every commit written to it, $(num "$HEAD") before its start and the rate phases' after),
+and its peak (VmHWM). The target: under 100 MB.
+
+| service | resident | peak |
+|---|---|---|
+${RSS_ROWS}
 ## As-of queries (time travel)
 
 The as-of benchmark (\`tests/benches/as_of.rs\`) generates a plan history of $(num "$REPLAY_EVENTS") events in a scratch

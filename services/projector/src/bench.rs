@@ -51,6 +51,17 @@ pub enum BenchError {
     Apply(#[from] BatchError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Rebuild(#[from] crate::rebuild::RebuildError),
+}
+
+/// What the benchmark times over the generated history.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Catch-up as the live worker applies commits: each projection alone, then both at once.
+    CatchUp { batch_size: usize },
+    /// `projector rebuild all`: both projections rebuilt at once into fresh schemas and swapped in.
+    Rebuild { batch_size: usize },
 }
 
 /// One item's history: recorded, then alternating deadline and status changes.
@@ -228,7 +239,7 @@ pub async fn run(
     pool: &PgPool,
     js: &jetstream::Context,
     events: u64,
-    batch_size: usize,
+    mode: Mode,
 ) -> Result<(), BenchError> {
     let run_id = uuid::Uuid::now_v7().simple().to_string()[..12].to_owned();
     let stream_name = format!("BENCH_{run_id}");
@@ -250,7 +261,7 @@ pub async fn run(
         &subject_prefix,
         [&prefix, &parallel_prefix],
         events,
-        batch_size,
+        mode,
     )
     .await;
     let _ = js.delete_stream(&stream_name).await;
@@ -302,6 +313,50 @@ async fn catch_up(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Times both projections rebuilt at once over the scratch stream, as `projector rebuild all`
+/// does, then the COPY limit of the rows they produced.
+async fn measure_rebuild(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    prefix: &str,
+    events: u64,
+    batch_size: usize,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let [core, audit] = Projection::ALL.map(|projection| async move {
+        let started = Instant::now();
+        let live = projection.schema(prefix);
+        crate::rebuild::rebuild(pool, stream, projection, &live, batch_size, |_| {}).await?;
+        Ok::<_, BenchError>(started.elapsed().as_secs_f64())
+    });
+    let (core, audit) = tokio::try_join!(core, audit)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let copy = copy_rate(pool, prefix).await?;
+    let rate = events as f64 / seconds;
+    let copy_audit = copy.audit_rows as f64 / copy.audit_seconds;
+    println!(
+        "events: {events} (one per commit; {EVENTS_PER_ITEM} per item: recorded, deadline and status changes)"
+    );
+    println!(
+        "rebuild of both projections at once: {rate:>9.0} events/s ({seconds:.2}s; core {core:.2}s, audit {audit:.2}s)"
+    );
+    println!(
+        "raw COPY of the resulting {} rows:    {:>9.0} rows/s ({:.2}s)",
+        copy.rows,
+        copy.rows as f64 / copy.seconds,
+        copy.seconds
+    );
+    println!(
+        "raw COPY of the audit table's {} rows: {copy_audit:>9.0} rows/s ({:.2}s)",
+        copy.audit_rows, copy.audit_seconds
+    );
+    println!(
+        "rebuild ratio: {:.2} of the audit table's COPY rate",
+        rate / copy_audit
+    );
+    Ok(())
+}
+
 async fn measure(
     pool: &PgPool,
     js: &jetstream::Context,
@@ -309,7 +364,7 @@ async fn measure(
     subject_prefix: &str,
     [prefix, parallel_prefix]: [&str; 2],
     events: u64,
-    batch_size: usize,
+    mode: Mode,
 ) -> Result<(), BenchError> {
     let started = Instant::now();
     publish_history(js, subject_prefix, events).await?;
@@ -318,8 +373,14 @@ async fn measure(
         started.elapsed().as_secs_f64()
     );
     crate::prepare(pool, prefix).await?;
-    crate::prepare(pool, parallel_prefix).await?;
     let stream = js.get_stream(stream_name).await?;
+    let batch_size = match mode {
+        Mode::CatchUp { batch_size } => batch_size,
+        Mode::Rebuild { batch_size } => {
+            return measure_rebuild(pool, &stream, prefix, events, batch_size).await;
+        }
+    };
+    crate::prepare(pool, parallel_prefix).await?;
 
     // One projection after the other: what each costs on its own.
     let mut per_projection = Vec::new();

@@ -32,6 +32,10 @@ enum Command {
         /// Commits to generate.
         #[arg(default_value_t = 1_000_000)]
         events: u64,
+        /// Time `rebuild all` over the scratch stream instead of the catch-up (both projections
+        /// at once, REBUILD_BATCH_SIZE commits per batch, secondary indexes built after the load).
+        #[arg(long)]
+        rebuild: bool,
     },
     /// The plan as of any instant, a diff between two instants, or the stored snapshots
     /// brought up to date (DATABASE_URL, SCHEMA_PREFIX).
@@ -103,7 +107,7 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn bench(events: u64) -> Result<(), Box<dyn Error>> {
+async fn bench(events: u64, rebuild: bool) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
     let pool = projector::connect_database(&config.database_url).await?;
     // A scratch stream of its own is the operator's to create and delete.
@@ -115,7 +119,16 @@ async fn bench(events: u64) -> Result<(), Box<dyn Error>> {
         std::time::Duration::from_secs(10),
     )
     .await?;
-    projector::bench::run(&pool, &js, events, config.batch_size).await?;
+    let mode = if rebuild {
+        projector::bench::Mode::Rebuild {
+            batch_size: projector::rebuild::batch_size_from_env()?,
+        }
+    } else {
+        projector::bench::Mode::CatchUp {
+            batch_size: config.batch_size,
+        }
+    };
+    projector::bench::run(&pool, &js, events, mode).await?;
     client.flush().await?;
     Ok(())
 }
@@ -131,7 +144,7 @@ async fn main() -> ExitCode {
                 .map_err(Into::into),
             Err(e) => Err(e.into()),
         },
-        Some(Command::Bench { events }) => bench(events).await,
+        Some(Command::Bench { events, rebuild }) => bench(events, rebuild).await,
         Some(Command::Rebuild { which }) => rebuild(which).await,
         Some(Command::Replay(args)) => replay::run(args).await.map_err(Into::into),
     };
