@@ -430,6 +430,9 @@ The same at $(num "$(j high_rate .rate)") commands/s (the target there: stalenes
 | raw JetStream publish latency, same rate | $(num "$(j high_rate .raw.accepted)") of $(num "$(j high_rate '.raw.accepted + .raw.conflicts + .raw.failed')") | $(j high_rate .raw.latency.p50_ms) ms | $(j high_rate .raw.latency.p99_ms) ms | $(j high_rate .raw.latency.max_ms) ms |
 | staleness (answer → visible in query-api) | $(j high_rate .staleness.samples) ($(j high_rate .staleness_failed) not within 10 s) | $(j high_rate .staleness.p50_ms) ms | $(j high_rate .staleness.p99_ms) ms | $(j high_rate .staleness.max_ms) ms |
 
+Of the HTTP commands, $(num "$(j high_rate .http.conflicts)") were refused for a concurrent change (409) and
+$(num "$(j high_rate .http.failed)") failed or were refused for overload (503 \`overloaded\`: the service decides
+\`MAX_IN_FLIGHT\`, 256, at once and turns the rest away at once rather than queue them).
 Command: \`${CMD[high_rate]}\`.
 
 Latency ratio HTTP / raw at $(num "$(j rate .rate)")/s: p50 **$(two "$(j rate .latency_ratio_p50)")**, p99 **$(two "$(j rate .latency_ratio_p99)")**. The sender fell at

@@ -31,6 +31,7 @@ async fn start_command_api(nats: &NatsServer) -> (String, oneshot::Sender<()>) {
         stream: StreamSettings::default(),
         handler: HandlerSettings::default(),
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        max_in_flight: command_api::config::DEFAULT_MAX_IN_FLIGHT,
         nats_timeout: Duration::from_millis(3_000),
         token_secret: SECRET.as_bytes().to_vec(),
         previous_token_secret: None,

@@ -267,6 +267,7 @@ fn command_config(
         stream,
         handler: HandlerSettings::default(),
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        max_in_flight: command_api::config::DEFAULT_MAX_IN_FLIGHT,
         nats_timeout: Duration::from_millis(3_000),
         token_secret: SECRET.to_vec(),
         previous_token_secret: None,

@@ -11,6 +11,10 @@ use service_kit::config::{
     ConfigError, nats_nkey_file, parsed, previous_token_secret, stream_settings, token_secret, var,
 };
 
+/// Twice the 128 clients the benchmark keeps busy without a refusal; far below the flood that
+/// took 500 MB (an open-loop 5 000 commands/s on two cores queued tens of thousands).
+pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(256).expect("non-zero");
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats_url: String,
@@ -20,6 +24,9 @@ pub struct Config {
     pub stream: StreamSettings,
     pub handler: HandlerSettings,
     pub cache_capacity: NonZeroUsize,
+    /// Commands decided at once (`MAX_IN_FLIGHT`); one more is refused at once with 503
+    /// `overloaded`, so that a flood costs bounded memory and answers fast instead of queueing.
+    pub max_in_flight: NonZeroUsize,
     /// How long to wait for NATS to answer a request or acknowledge a publish.
     pub nats_timeout: Duration,
     pub token_secret: Vec<u8>,
@@ -39,6 +46,7 @@ impl Config {
                 "CACHE_CAPACITY",
                 NonZeroUsize::new(10_000).expect("non-zero"),
             )?,
+            max_in_flight: parsed("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
             nats_timeout: Duration::from_millis(parsed("NATS_TIMEOUT_MS", 3_000)?),
             token_secret: token_secret()?,
             previous_token_secret: previous_token_secret()?,

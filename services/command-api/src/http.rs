@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use remediation_domain::CommandSpec;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::openapi;
 use crate::wire::{WireCommand, client_commands};
@@ -35,6 +36,9 @@ pub struct AppState {
     pub handler: Arc<CommandHandler>,
     pub keys: Arc<TokenKeys>,
     pub nats: async_nats::Client,
+    /// Permits for commands being decided, `max_in_flight` of them (`Config::max_in_flight`).
+    pub in_flight: Arc<Semaphore>,
+    pub max_in_flight: usize,
 }
 
 impl FromRef<AppState> for Arc<TokenKeys> {
@@ -103,6 +107,11 @@ async fn command(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Held until the answer is built: what is decided at once stays bounded.
+    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| {
+        state.handler.metrics().command(spec.name, "overloaded");
+        ApiError::Overloaded(state.max_in_flight)
+    })?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(MAX_BODY_BYTES)

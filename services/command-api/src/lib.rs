@@ -55,6 +55,8 @@ pub async fn app_state(config: &Config) -> Result<AppState, ServeError> {
             config.previous_token_secret.as_deref(),
         )?),
         nats: client,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.get())),
+        max_in_flight: config.max_in_flight.get(),
     })
 }
 

@@ -58,7 +58,7 @@ pub fn document() -> Value {
                     "409": problem("The aggregate kept changing concurrently, or a send with the same Idempotency-Key is still being decided (retry after Retry-After)"),
                     "413": problem("Body larger than 256 KiB"),
                     "422": problem("A business rule forbids the command, or the Idempotency-Key was used for another request"),
-                    "503": problem("The event store is unavailable (store-unavailable) or full (store-full); nothing was appended"),
+                    "503": problem("The event store is unavailable (store-unavailable) or full (store-full), or the service is deciding as many commands as it takes at once (overloaded); nothing was appended"),
                 }
             }}),
         );

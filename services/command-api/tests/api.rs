@@ -51,6 +51,7 @@ fn config(nats: &NatsServer, stream: StreamSettings, max_attempts: u32) -> Confi
             ..HandlerSettings::default()
         },
         cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
+        max_in_flight: command_api::config::DEFAULT_MAX_IN_FLIGHT,
         nats_timeout: Duration::from_millis(1_500),
         token_secret: SECRET.to_vec(),
         previous_token_secret: None,

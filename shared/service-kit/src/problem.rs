@@ -38,6 +38,8 @@ pub enum ProblemKind {
     StoreFull,
     /// A read of the audit trail could not be recorded, so it is not answered.
     ReadNotRecorded,
+    /// The service is already deciding as many commands as it takes at once; nothing was done.
+    Overloaded,
     Internal,
 }
 
@@ -61,7 +63,8 @@ impl ProblemKind {
             | ProblemKind::NotReady
             | ProblemKind::StoreUnavailable
             | ProblemKind::StoreFull
-            | ProblemKind::ReadNotRecorded => StatusCode::SERVICE_UNAVAILABLE,
+            | ProblemKind::ReadNotRecorded
+            | ProblemKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +89,7 @@ impl ProblemKind {
             ProblemKind::StoreUnavailable => "urn:kh63:problem:store-unavailable",
             ProblemKind::StoreFull => "urn:kh63:problem:store-full",
             ProblemKind::ReadNotRecorded => "urn:kh63:problem:read-not-recorded",
+            ProblemKind::Overloaded => "urn:kh63:problem:overloaded",
             ProblemKind::Internal => "urn:kh63:problem:internal",
         }
     }
@@ -109,6 +113,7 @@ impl ProblemKind {
             ProblemKind::StoreUnavailable => "Event store unavailable",
             ProblemKind::StoreFull => "Event store full",
             ProblemKind::ReadNotRecorded => "Read of the audit trail not recorded",
+            ProblemKind::Overloaded => "Too many commands at once",
             ProblemKind::Internal => "Internal error",
         }
     }
@@ -125,9 +130,10 @@ impl ProblemKind {
 
     /// The response for `body` (this kind's document): problem+json, with `WWW-Authenticate` on
     /// 401 and `Retry-After` where a retry soon may succeed. Server errors are logged with
-    /// `error`, the full story, which the body may leave out.
+    /// `error`, the full story, which the body may leave out — except a refusal for overload,
+    /// which is the service working as meant and comes in floods (its metric counts it).
     pub fn respond(self, body: Value, error: &dyn std::fmt::Display) -> Response {
-        if self.status().is_server_error() {
+        if self.status().is_server_error() && self != ProblemKind::Overloaded {
             tracing::error!(problem = self.uri(), %error, "request failed");
         }
         let mut response = problem_response(self.status(), body);
@@ -141,7 +147,8 @@ impl ProblemKind {
             | ProblemKind::ProjectionBehind
             | ProblemKind::DatabaseUnavailable
             | ProblemKind::NotReady
-            | ProblemKind::ReadNotRecorded => {
+            | ProblemKind::ReadNotRecorded
+            | ProblemKind::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // Room comes back only when an operator acts: retrying every second would not help.
@@ -179,6 +186,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("the event store is full (an operator must raise its limits or free space): {0}")]
     StoreFull(String),
+    #[error(
+        "the service is deciding {0} commands already, as many as it takes at once; retry shortly"
+    )]
+    Overloaded(usize),
     #[error("{0}")]
     Internal(String),
 }
@@ -197,6 +208,7 @@ impl ApiError {
             ApiError::IdempotencyKeyInFlight => ProblemKind::IdempotencyKeyInFlight,
             ApiError::Unavailable(_) => ProblemKind::StoreUnavailable,
             ApiError::StoreFull(_) => ProblemKind::StoreFull,
+            ApiError::Overloaded(_) => ProblemKind::Overloaded,
             ApiError::Internal(_) => ProblemKind::Internal,
         }
     }

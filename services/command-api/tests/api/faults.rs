@@ -387,3 +387,100 @@ async fn sigterm_to_the_binary_under_load_answers_what_it_took_and_it_exits_clea
         .expect("wait for the binary");
     assert!(exited.success(), "the binary exits 0 on SIGTERM: {exited}");
 }
+
+/// Sends `plan-task` for `task` with its own key and answers (status, Retry-After, body).
+async fn plan_answer(url: &str, staff: &str, task: &str) -> (StatusCode, Option<String>, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/commands/plan-task"))
+        .bearer_auth(staff)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", format!("overload-{task}"))
+        .body(task_body(task, LEAD_UNIT).to_string())
+        .send()
+        .await
+        .expect("the service answers");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, retry_after, response.json().await.expect("JSON"))
+}
+
+/// More commands at once than the service decides at once (`MAX_IN_FLIGHT`, here 1): those
+/// beyond the limit are refused at once with 503 `overloaded` and `Retry-After`, nothing of
+/// theirs is stored, and each lands once when sent again. Without the limit a flood queued in
+/// memory (an open-loop 5 000 commands/s took the service to 500 MB and 8 s answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_beyond_the_in_flight_limit_are_refused_at_once_and_store_nothing() {
+    let (nats, mut config, first) = seeded(5).await;
+    config.max_in_flight = std::num::NonZeroUsize::MIN;
+    let limited = Service::start(&config).await;
+    let staff = token(Role::UnitStaff, Some(LEAD_UNIT));
+    let stream = events(&nats).await;
+
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(32));
+    let senders: Vec<_> = (0..32)
+        .map(|n| {
+            let (url, staff, start) = (limited.url.clone(), staff.clone(), start.clone());
+            tokio::spawn(async move {
+                let task = format!("overload-{n}");
+                start.wait().await;
+                let answer = plan_answer(&url, &staff, &task).await;
+                (task, answer)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for sender in senders {
+        let (task, (status, retry_after, body)) = sender.await.expect("sender");
+        match status {
+            StatusCode::CREATED => accepted.push(task),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["type"], "urn:kh63:problem:overloaded", "{body}");
+                assert_eq!(body["status"], 503, "{body}");
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                refused.push(task);
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    eprintln!(
+        "32 at once, 1 in flight: {} accepted, {} refused",
+        accepted.len(),
+        refused.len()
+    );
+    assert!(!accepted.is_empty(), "the first command is decided");
+    assert!(
+        !refused.is_empty(),
+        "32 commands at once exceed a limit of 1"
+    );
+    let stored = task_subjects(&stream).await;
+    for task in &accepted {
+        assert_eq!(
+            stored.get(&format!("events.task.{task}")),
+            Some(&1),
+            "{task}"
+        );
+    }
+    for task in &refused {
+        assert_eq!(stored.get(&format!("events.task.{task}")), None, "{task}");
+    }
+
+    // Sent again one at a time, each refused command lands, once.
+    for task in &refused {
+        let (status, _, body) = plan_answer(&limited.url, &staff, task).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}: {body}");
+    }
+    let stored = task_subjects(&stream).await;
+    for task in accepted.iter().chain(&refused) {
+        assert_eq!(
+            stored.get(&format!("events.task.{task}")),
+            Some(&1),
+            "{task}"
+        );
+    }
+    limited.shutdown().await;
+    first.shutdown().await;
+}
