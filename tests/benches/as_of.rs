@@ -277,6 +277,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         database_url: url,
         ..
     } = args;
+    if readmodel::create_database_if_missing(&url).await? {
+        println!("created the database {url}");
+    }
     let pool = PgPoolOptions::new()
         .max_connections(6)
         .acquire_timeout(StdDuration::from_secs(30))

@@ -109,6 +109,9 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
 
 async fn bench(events: u64, rebuild: bool) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
+    if readmodel::create_database_if_missing(&config.database_url).await? {
+        eprintln!("created the database {}", config.database_url);
+    }
     let pool = projector::connect_database(&config.database_url).await?;
     // A scratch stream of its own is the operator's to create and delete.
     let (client, js) = service_kit::connect_nats(

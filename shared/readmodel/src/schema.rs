@@ -45,6 +45,22 @@ async fn execute(conn: &mut PgConnection, sql: String) -> Result<(), sqlx::Error
 
 /// Creates `schema` if needed, applies `projection`'s migrations inside it, and makes sure its
 /// checkpoint row exists.
+/// Creates the database `url` names unless it exists; true when it made it. A benchmark's
+/// scratch database is the tool's to make: followed from the README, `projector replay --bench`
+/// stopped with `database "kh63_bench" does not exist`. Another process creating it at the same
+/// moment is not an error.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if sqlx::Postgres::database_exists(url).await? {
+        return Ok(false);
+    }
+    match sqlx::Postgres::create_database(url).await {
+        Ok(()) => Ok(true),
+        Err(_) if sqlx::Postgres::database_exists(url).await? => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn prepare_schema(
     pool: &PgPool,
     projection: Projection,

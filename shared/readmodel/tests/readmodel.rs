@@ -428,3 +428,29 @@ async fn the_audit_table_stores_the_data_once_and_readers_get_the_whole_envelope
     let (after, _) = exported_and_whole(&pool, &commits).await;
     assert_eq!(after, whole);
 }
+
+/// A benchmark pointed at a database that does not exist makes it instead of stopping; asked
+/// again, it finds it there.
+#[tokio::test]
+async fn a_missing_database_is_created_once() {
+    let server = TestDatabase::create();
+    let url = format!("{}_made", server.url());
+    assert!(
+        readmodel::create_database_if_missing(&url)
+            .await
+            .expect("create")
+    );
+    assert!(
+        !readmodel::create_database_if_missing(&url)
+            .await
+            .expect("exists")
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("the new database answers");
+    pool.close().await;
+    use sqlx::migrate::MigrateDatabase;
+    sqlx::Postgres::drop_database(&url).await.expect("drop");
+}
