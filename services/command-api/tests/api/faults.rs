@@ -244,18 +244,27 @@ async fn two_command_services_behind_one_address_store_each_accepted_command_onc
     second.shutdown().await;
 }
 
-/// Sends `plan-task` for `task` with its own key; `None` when no answer came (the service was
-/// going away or gone).
-async fn try_plan(url: &str, staff: &str, task: &str) -> Option<(StatusCode, Value)> {
-    let response = reqwest::Client::new()
+/// Sends `plan-task` for `task` as `staff`, with the Idempotency-Key `<key_prefix>-<task>`.
+async fn send_plan(
+    url: &str,
+    staff: &str,
+    task: &str,
+    key_prefix: &str,
+) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
         .post(format!("{url}/v1/commands/plan-task"))
         .bearer_auth(staff)
         .header("Content-Type", "application/json")
-        .header("Idempotency-Key", format!("stop-{task}"))
+        .header("Idempotency-Key", format!("{key_prefix}-{task}"))
         .body(task_body(task, LEAD_UNIT).to_string())
         .send()
         .await
-        .ok()?;
+}
+
+/// Sends `plan-task` for `task` with its own key; `None` when no answer came (the service was
+/// going away or gone).
+async fn try_plan(url: &str, staff: &str, task: &str) -> Option<(StatusCode, Value)> {
+    let response = send_plan(url, staff, task, "stop").await.ok()?;
     let status = response.status();
     Some((status, response.json().await.ok()?))
 }
@@ -390,13 +399,7 @@ async fn sigterm_to_the_binary_under_load_answers_what_it_took_and_it_exits_clea
 
 /// Sends `plan-task` for `task` with its own key and answers (status, Retry-After, body).
 async fn plan_answer(url: &str, staff: &str, task: &str) -> (StatusCode, Option<String>, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/commands/plan-task"))
-        .bearer_auth(staff)
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", format!("overload-{task}"))
-        .body(task_body(task, LEAD_UNIT).to_string())
-        .send()
+    let response = send_plan(url, staff, task, "overload")
         .await
         .expect("the service answers");
     let status = response.status();
