@@ -18,7 +18,8 @@ use remediation_domain::{Actor, AggregateRef, Event, Role};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::StartError;
-use crate::batch::{BatchError, Delivered, apply_batch, quoted};
+use crate::batch::{BatchError, apply_batch, quoted};
+use crate::rebuild::Reader;
 
 /// Why the benchmark stopped; the scratch stream and schemas are removed all the same.
 #[derive(Debug, thiserror::Error)]
@@ -34,17 +35,6 @@ pub enum BenchError {
     GetStream(#[from] jetstream::context::GetStreamError),
     #[error(transparent)]
     Publish(#[from] jetstream::context::PublishError),
-    #[error(transparent)]
-    Consumer(#[from] stream::ConsumerError),
-    #[error(transparent)]
-    Messages(#[from] jetstream::consumer::StreamError),
-    #[error(transparent)]
-    Delivery(#[from] jetstream::consumer::pull::OrderedError),
-    #[error("stream ended early")]
-    EndedEarly,
-    /// A delivered message without JetStream metadata.
-    #[error("{0}")]
-    Message(#[source] async_nats::Error),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
@@ -288,27 +278,15 @@ async fn catch_up(
     events: u64,
     batch_size: usize,
 ) -> Result<f64, BenchError> {
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await?;
-    let mut messages = consumer.messages().await?;
+    let mut reader = Reader::open(stream, batch_size).await?;
     let schema = projection.schema(prefix);
     let started = Instant::now();
     let mut applied = 0u64;
-    let mut batch = Vec::with_capacity(batch_size);
     while applied < events {
-        while batch.len() < batch_size && applied + (batch.len() as u64) < events {
-            let message = messages.next().await.ok_or(BenchError::EndedEarly)??;
-            let sequence = message.info().map_err(BenchError::Message)?.stream_sequence;
-            batch.push(Delivered {
-                sequence,
-                payload: message.payload.clone(),
-            });
-        }
+        let batch = reader.next_batch(applied, events).await?;
         applied = apply_batch(pool, &schema, projection, &batch)
             .await?
             .checkpoint;
-        batch.clear();
     }
     Ok(started.elapsed().as_secs_f64())
 }

@@ -52,15 +52,31 @@ pub struct Progress {
     pub eta: Option<Duration>,
 }
 
-/// Reads the whole stream in order, a batch at a time.
-struct Reader {
+/// Reads the whole stream in order, a batch at a time (also what `projector bench` catches up
+/// with).
+pub(crate) struct Reader {
     messages: StreamReader,
     batch_size: usize,
 }
 
 impl Reader {
+    /// From the stream's first commit on, `batch_size` commits a batch.
+    pub(crate) async fn open(
+        stream: &stream::Stream,
+        batch_size: usize,
+    ) -> Result<Self, RebuildError> {
+        Ok(Self {
+            messages: StreamReader::open(stream, 1).await?,
+            batch_size,
+        })
+    }
+
     /// The next commits after `after`, up to `until` (inclusive) and at most a batch.
-    async fn next_batch(&mut self, after: u64, until: u64) -> Result<Vec<Delivered>, RebuildError> {
+    pub(crate) async fn next_batch(
+        &mut self,
+        after: u64,
+        until: u64,
+    ) -> Result<Vec<Delivered>, RebuildError> {
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut last = after;
         while last < until && batch.len() < self.batch_size {
@@ -122,10 +138,7 @@ pub async fn rebuild(
     let deferred = drop_secondary_indexes(pool, &rebuilt).await?;
 
     let head = stream.get_info().await?.state.last_sequence;
-    let mut reader = Reader {
-        messages: StreamReader::open(stream, 1).await?,
-        batch_size,
-    };
+    let mut reader = Reader::open(stream, batch_size).await?;
     let started = Instant::now();
     let mut applied = 0u64;
     while applied < head {
