@@ -107,8 +107,9 @@ async fn command(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // Held until the answer is built: what is decided at once stays bounded.
-    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| {
+    // Moved into the command's task below and held until it ends, so that what is decided at once
+    // stays bounded even when clients hang up (their tasks run on).
+    let permit = state.in_flight.clone().try_acquire_owned().map_err(|_| {
         state.handler.metrics().command(spec.name, "overloaded");
         ApiError::Overloaded(state.max_in_flight)
     })?;
@@ -147,10 +148,13 @@ async fn command(
     // command runs in a task of its own so that it still finishes and settles its Idempotency-Key:
     // dropped halfway, it would leave the key claimed until the claim's lease ran out.
     let handler = state.handler.clone();
-    let Answer { settled, replayed } = tokio::spawn(async move { handler.handle(request).await })
-        .await
-        .map_err(|e| ApiError::Internal(format!("the command's task failed: {e}")))?
-        .map_err(problem)?;
+    let Answer { settled, replayed } = tokio::spawn(async move {
+        let _permit = permit;
+        handler.handle(request).await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the command's task failed: {e}")))?
+    .map_err(problem)?;
     let mut response = match settled {
         Ok(receipt) => {
             let status = if receipt.changed {
