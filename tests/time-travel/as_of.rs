@@ -699,7 +699,7 @@ async fn check_scenario(pool: &PgPool, tt: &TimeTravel, recorded: &BTreeMap<&str
         .fold(&mut conn, effective("2025-08-01T00:00:00+07:00"))
         .await
         .expect("fold");
-    assert_eq!(alone, whole.state.get(&AggregateRef::Item(item_id(I1))));
+    assert_eq!(alone, *whole.state.get(&AggregateRef::Item(item_id(I1))));
 
     // The diff: what changed between mid-June and August, and who did what in between.
     let diff = tt

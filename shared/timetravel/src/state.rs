@@ -1,6 +1,7 @@
 //! The whole plan's folded state: every aggregate's `AggregateState`, folded with the domain's
 //! own `AggregateState::evolve`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use remediation_domain::event::ABOUT_THE_LOG;
@@ -93,12 +94,13 @@ impl PlanState {
         }
     }
 
-    /// The state of one aggregate (its initial state if no event touched it).
-    pub fn get(&self, target: &AggregateRef) -> AggregateState {
-        self.aggregates
-            .get(target)
-            .cloned()
-            .unwrap_or_else(|| AggregateState::initial(target))
+    /// The state of one aggregate (its initial state if no event touched it), borrowed: an item's
+    /// assignment history grows with the log, and deciding on it needs no copy.
+    pub fn get(&self, target: &AggregateRef) -> Cow<'_, AggregateState> {
+        match self.aggregates.get(target) {
+            Some(state) => Cow::Borrowed(state),
+            None => Cow::Owned(AggregateState::initial(target)),
+        }
     }
 
     /// Every aggregate any folded event touched, with its state.
