@@ -2,14 +2,21 @@
 //! passes it as `min_sequence` is answered only from a read model that has applied it.
 //!
 //! The projector commits each batch together with its checkpoint, so "checkpoint ≥ N" means
-//! every commit up to N is visible to any snapshot taken afterwards. The guard polls the
-//! checkpoints of the projections the route reads (cheap primary-key reads, backing off to every
-//! 50 ms) until they reach N or the wait runs out, and only then does the handler take its
-//! snapshot.
+//! every commit up to N is visible to any snapshot taken afterwards. The guard reads the
+//! checkpoints of the projections the route reads (cheap primary-key reads) until they reach N or
+//! the wait runs out, and only then does the handler take its snapshot. It reads them again as
+//! soon as a projection announces a commit (`NOTIFY` on [`readmodel::CHECKPOINT_CHANNEL`], heard
+//! by one listening session per service), and otherwise every 5 ms backing off to every 50 ms:
+//! polling alone made a reader see a commit up to a whole back-off step after it was visible, and
+//! the poll stays for when the listener is not connected.
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use readmodel::Projection;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
 
 use crate::error::QueryError;
 use crate::params::{Param, Params};
@@ -73,7 +80,10 @@ pub async fn wait_for(
     let deadline = started + wanted.wait;
     let mut delay = Duration::from_millis(5);
     let mut head_checked = false;
+    let mut announced = state.checkpoint_signal.clone();
     loop {
+        // Seen before reading: an announcement from here on wakes the wait below.
+        announced.borrow_and_update();
         // A connection per poll, returned before sleeping: waiting readers must not starve the
         // pool.
         let checkpoints = {
@@ -119,7 +129,70 @@ pub async fn wait_for(
                 min_sequence: wanted.min_sequence,
             });
         }
-        tokio::time::sleep(delay.min(deadline - now)).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay.min(deadline - now)) => {}
+            // A closed signal (the listener gone) leaves the poll to it.
+            Ok(()) = announced.changed() => {}
+        }
         delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A listening session that lasted this long counts as having worked.
+const LISTENED_LONG: Duration = Duration::from_secs(30);
+
+/// Listens for the checkpoints of `schemas` on `pool`'s one session and bumps the returned signal
+/// at each, and once on every (re)connection since announcements may have been missed meanwhile.
+/// Ends when the last receiver is dropped or the pool is closed. Where LISTEN cannot work (a hot
+/// standby refuses it) the waits keep polling; the failure is logged once, then retried quietly.
+pub fn listen_for_checkpoints(pool: PgPool, schemas: [String; 2]) -> watch::Receiver<u64> {
+    let (signal, receiver) = watch::channel(0u64);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        let mut quiet = false;
+        loop {
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                outcome = listen(&pool, &schemas, &signal) => outcome,
+                () = signal.closed() => return,
+            };
+            if started.elapsed() > LISTENED_LONG {
+                // It worked for a while: a new failure is news, and worth a quick retry.
+                backoff = Duration::from_millis(200);
+                quiet = false;
+            }
+            let Err(error) = outcome;
+            match error {
+                sqlx::Error::PoolClosed => return,
+                error if !quiet => {
+                    tracing::warn!(%error, "cannot listen for checkpoints; read-your-writes waits poll until it can");
+                    quiet = true;
+                }
+                error => tracing::debug!(%error, "still cannot listen for checkpoints"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = signal.closed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+    receiver
+}
+
+/// One listening session, until it fails.
+async fn listen(
+    pool: &PgPool,
+    schemas: &[String; 2],
+    signal: &watch::Sender<u64>,
+) -> Result<Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(readmodel::CHECKPOINT_CHANNEL).await?;
+    signal.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        let notification = listener.recv().await?;
+        if schemas.iter().any(|s| s == notification.payload()) {
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }

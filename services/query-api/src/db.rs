@@ -72,6 +72,10 @@ pub struct ReadModel {
     pub pool: PgPool,
     /// Exports and verification: long-running, streaming statements.
     pub bulk: PgPool,
+    /// The session that listens for checkpoints (see [`crate::consistency`]).
+    pub listen: PgPool,
+    /// The projections' schemas (unquoted), as their checkpoints announce them.
+    pub schemas: [String; 2],
     /// The audit projection's schema (unquoted), for code that names it itself.
     pub audit_schema: String,
     checkpoints_sql: Arc<str>,
@@ -131,6 +135,14 @@ impl ReadModel {
             config.acquire_timeout,
             config.bulk_statement_timeout,
         );
+        // One session, held by the checkpoint listener (LISTEN needs its own connection).
+        let listen = reader_pool(
+            &options.clone().application_name("query-api-listen"),
+            &search_path,
+            1,
+            config.acquire_timeout,
+            config.statement_timeout,
+        );
         let checkpoints_sql = CHECKPOINTS
             .replace("{core}", &core)
             .replace("{audit}", &audit)
@@ -138,6 +150,8 @@ impl ReadModel {
         Ok(Self {
             pool,
             bulk,
+            listen,
+            schemas: Projection::ALL.map(|p| p.schema(&config.schema_prefix)),
             audit_schema: Projection::Audit.schema(&config.schema_prefix),
             checkpoints_sql,
         })

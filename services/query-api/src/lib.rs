@@ -71,6 +71,7 @@ pub async fn run(
     service_kit::serve_http("query API", listener, router(state), shutdown)
         .await
         .map_err(StartError::Serve)?;
+    read_model.listen.close().await;
     read_model.pool.close().await;
     read_model.bulk.close().await;
     audit_reads.close().await;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub readiness: Bounds,
     /// The stream's head as last seen, for judging the lag when NATS does not answer.
     pub stream_watch: Arc<StreamWatch>,
+    /// Changes whenever one of the projections commits a checkpoint: wakes read-your-writes waits.
+    pub checkpoint_signal: tokio::sync::watch::Receiver<u64>,
 }
 
 impl AppState {
@@ -37,6 +39,10 @@ impl AppState {
     /// event store is opened in the background). Needs a Tokio runtime.
     pub async fn new(config: &Config) -> Result<Self, StartError> {
         let read_model = ReadModel::connect(config)?;
+        let checkpoint_signal = crate::consistency::listen_for_checkpoints(
+            read_model.listen.clone(),
+            read_model.schemas.clone(),
+        );
         let time_travel =
             time_travel::TimeTravel::new(&read_model.audit_schema)?.with_cache(SNAPSHOT_CACHE);
         Ok(Self {
@@ -51,6 +57,7 @@ impl AppState {
             verification: Arc::new(tokio::sync::Mutex::new(())),
             readiness: config.readiness,
             stream_watch: Arc::new(StreamWatch::default()),
+            checkpoint_signal,
         })
     }
 }

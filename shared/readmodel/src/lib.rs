@@ -137,8 +137,14 @@ pub async fn lock_checkpoint(
     Ok(last as u64)
 }
 
-/// Records that everything up to `sequence` is applied. A projection that applies is running,
-/// so a stop recorded before (see [`record_stall`]) is cleared in the same transaction.
+/// The channel a checkpoint is announced on when its transaction commits (`NOTIFY` is delivered
+/// at commit and not at all on rollback), with the schema as payload: readers waiting for a
+/// sequence (read-your-writes) look again at once instead of at their next poll.
+pub const CHECKPOINT_CHANNEL: &str = "readmodel_checkpoint";
+
+/// Records that everything up to `sequence` is applied, and announces it on
+/// [`CHECKPOINT_CHANNEL`]. A projection that applies is running, so a stop recorded before (see
+/// [`record_stall`]) is cleared in the same transaction.
 pub async fn save_checkpoint(
     conn: &mut PgConnection,
     projection: Projection,
@@ -146,13 +152,17 @@ pub async fn save_checkpoint(
     recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE checkpoints SET last_sequence = $2, last_recorded_at = coalesce($3, last_recorded_at), updated_at = now(),
-             stalled_sequence = NULL, stalled_reason = NULL, stalled_since = NULL
-         WHERE projection = $1",
+        "WITH saved AS (
+             UPDATE checkpoints SET last_sequence = $2, last_recorded_at = coalesce($3, last_recorded_at), updated_at = now(),
+                 stalled_sequence = NULL, stalled_reason = NULL, stalled_since = NULL
+             WHERE projection = $1
+             RETURNING 1)
+         SELECT pg_notify($4, current_schema()) FROM saved",
     )
     .bind(projection.name())
     .bind(sequence as i64)
     .bind(recorded_at)
+    .bind(CHECKPOINT_CHANNEL)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -454,3 +454,63 @@ async fn a_missing_database_is_created_once() {
     use sqlx::migrate::MigrateDatabase;
     sqlx::Postgres::drop_database(&url).await.expect("drop");
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_announced_with_its_schema_when_its_transaction_commits_and_not_before() {
+    use sqlx::Connection;
+    use sqlx::postgres::PgListener;
+
+    let database = TestDatabase::create();
+    let pool = sqlx::PgPool::connect(&database.url()).await.expect("pool");
+    let schema = Projection::Core.schema("announce_");
+    prepare_schema(&pool, Projection::Core, &schema)
+        .await
+        .expect("schema");
+    let mut listener = PgListener::connect_with(&pool).await.expect("listener");
+    listener
+        .listen(readmodel::CHECKPOINT_CHANNEL)
+        .await
+        .expect("listen");
+
+    let mut conn = pool.acquire().await.expect("connection");
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO \"{schema}\""
+    )))
+    .execute(&mut *tx)
+    .await
+    .expect("search path");
+    readmodel::save_checkpoint(&mut tx, Projection::Core, 7, None)
+        .await
+        .expect("save");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "announced before the commit"
+    );
+    tx.commit().await.expect("commit");
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("announced after the commit")
+        .expect("notification");
+    assert_eq!(announced.payload(), schema);
+
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO \"{schema}\""
+    )))
+    .execute(&mut *tx)
+    .await
+    .expect("search path");
+    readmodel::save_checkpoint(&mut tx, Projection::Core, 8, None)
+        .await
+        .expect("save");
+    tx.rollback().await.expect("rollback");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "a rolled-back checkpoint was announced"
+    );
+}
