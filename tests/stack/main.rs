@@ -1101,6 +1101,47 @@ async fn dashboards_answer_exactly_what_the_scripted_history_says() {
     stack.stop().await;
 }
 
+/// The wait asks NATS for the stream's head alongside, not before: a read whose checkpoint
+/// arrives is answered then, however long NATS takes to answer (before, it waited for NATS first:
+/// up to the JetStream request timeout, 5 s, seen as staleness outliers of 5 s under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_read_is_answered_when_its_checkpoint_commits_even_while_nats_does_not_answer() {
+    let mut stack = Stack::start().await;
+    let head = stack.settle().await;
+    stack.stop_projector().await;
+    stack.nats.freeze();
+    let started = Instant::now();
+    let path = format!("/v1/overdue?min_sequence={}&wait_ms=10000", head + 1);
+    let caller = office();
+    let read = stack.get(&path, Some(&caller));
+    // What the projector's next batch would do, which cannot come while NATS is frozen: commit
+    // the core checkpoint at the sequence the read waits for.
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut conn = sqlx::PgConnection::connect(&stack.database.url())
+            .await
+            .expect("connect");
+        let mut tx = conn.begin().await.expect("begin");
+        sqlx::query("SET LOCAL search_path TO core")
+            .execute(&mut *tx)
+            .await
+            .expect("search path");
+        readmodel::save_checkpoint(&mut tx, readmodel::Projection::Core, head + 1, None)
+            .await
+            .expect("checkpoint");
+        tx.commit().await.expect("commit");
+    };
+    let (reply, ()) = tokio::join!(read, commit);
+    let waited = started.elapsed();
+    stack.nats.thaw();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        waited < Duration::from_secs(3),
+        "answered after {waited:?}: the read waited for NATS"
+    );
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn min_sequence_reads_your_writes_and_answers_503_when_the_projection_is_behind() {
     let mut stack = Stack::start().await;

@@ -79,8 +79,14 @@ pub async fn wait_for(
     let started = Instant::now();
     let deadline = started + wanted.wait;
     let mut delay = Duration::from_millis(5);
-    let mut head_checked = false;
     let mut announced = state.checkpoint_signal.clone();
+    // A sequence the stream has not reached was not handed out by any command answer: no wait
+    // can satisfy it. NATS is asked once, alongside the wait rather than before it (a slow answer
+    // must not hold back a read whose checkpoint arrives meanwhile), within the wait the caller
+    // allowed but at least HEAD_CHECK (a local round trip takes about a millisecond); without an
+    // answer from NATS the wait decides, so dashboards do not depend on NATS.
+    let mut head = std::pin::pin!(state.audit_reads.stream_head(wanted.wait.max(HEAD_CHECK)));
+    let mut head_pending = true;
     loop {
         // Seen before reading: an announcement from here on wakes the wait below.
         announced.borrow_and_update();
@@ -101,26 +107,13 @@ pub async fn wait_for(
             state.metrics.waited(started.elapsed());
             return Ok(());
         };
-        // A sequence the stream has not reached was not handed out by any command answer: no
-        // wait can satisfy it. Asked once, within the wait the caller allowed but at least
-        // HEAD_CHECK (a local round trip takes about a millisecond); without an answer from NATS
-        // the wait decides, so dashboards do not depend on NATS.
-        if !head_checked {
-            head_checked = true;
-            let within = deadline
-                .saturating_duration_since(Instant::now())
-                .max(HEAD_CHECK);
-            if let Some(head) = state.audit_reads.stream_head(within).await
-                && wanted.min_sequence > head
-            {
-                return Err(QueryError::SequenceNotReached {
-                    min_sequence: wanted.min_sequence,
-                    stream_head: head,
-                });
-            }
-        }
         let now = Instant::now();
-        if now >= deadline {
+        let until = if head_pending {
+            deadline.max(started + HEAD_CHECK)
+        } else {
+            deadline
+        };
+        if now >= until {
             state.metrics.waited(started.elapsed());
             state.metrics.projection_behind(projection.name());
             return Err(QueryError::ProjectionBehind {
@@ -130,9 +123,20 @@ pub async fn wait_for(
             });
         }
         tokio::select! {
-            () = tokio::time::sleep(delay.min(deadline - now)) => {}
+            () = tokio::time::sleep(delay.min(until - now)) => {}
             // A closed signal (the listener gone) leaves the poll to it.
             Ok(()) = announced.changed() => {}
+            stream_head = &mut head, if head_pending => {
+                head_pending = false;
+                if let Some(stream_head) = stream_head
+                    && wanted.min_sequence > stream_head
+                {
+                    return Err(QueryError::SequenceNotReached {
+                        min_sequence: wanted.min_sequence,
+                        stream_head,
+                    });
+                }
+            }
         }
         delay = (delay * 2).min(Duration::from_millis(50));
     }

@@ -253,6 +253,26 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a
+    /// server stuck under load; [`NatsServer::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`NatsServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Limits the server's JetStream file storage to `bytes` (`max_file_store`), as a disk that
     /// size would, from the next [`NatsServer::restart`] on; `None` lifts the limit.
     pub fn limit_file_store(&self, bytes: Option<u64>) {
