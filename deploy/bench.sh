@@ -416,8 +416,9 @@ whatever the answers before it; latency counts from the due time (so a stall
 cannot hide the commands queued behind it). The projector and query-api run. For 1 command in
 $(j rate .sample_every), the item is read through the query API with \`min_sequence\` = the answer's
 \`stream_sequence\` (\`wait_ms=10000\`): staleness is the time from the command's answer to the
-query's answer. The query service polls the checkpoints with a back-off of 5 → 50 ms, and the
-staleness includes one read of the item, whose own cost is shown below it.
+query's answer. The query service looks at the checkpoints again whenever a projection announces
+a commit (\`NOTIFY\`), polling every 5 → 50 ms besides, and the staleness includes one read of
+the item, whose own cost is shown below it.
 
 | | answered | p50 | p99 | max |
 |---|---|---|---|---|
