@@ -28,15 +28,7 @@ async fn the_listener_wakes_waits_on_its_own_schemas_checkpoints_only() {
     let database = TestDatabase::create();
     let pool = PgPool::connect(&database.url()).await.expect("pool");
     for prefix in ["", "elsewhere_"] {
-        for projection in Projection::ALL {
-            let schema = projection.schema(prefix);
-            readmodel::prepare_schema(&pool, projection, &schema)
-                .await
-                .expect("prepare the schema");
-            readmodel::grant_reader(&pool, &schema)
-                .await
-                .expect("grant the reader");
-        }
+        test_support::prepare_read_model(&pool, prefix).await;
     }
     let config = query_api::Config::new(
         database.url(),

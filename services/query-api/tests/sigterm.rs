@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use event_store::StreamSettings;
 use event_store::access::Service as Identity;
-use readmodel::Projection;
 use remediation_domain::{Actor, Role};
 use reqwest::StatusCode;
 use service_kit::auth::TokenKeys;
@@ -27,15 +26,7 @@ async fn sigterm_under_reads_answers_what_it_took_in_full_and_exits_cleanly() {
     // The projector's schemas, empty, as it prepares them.
     let database = TestDatabase::create();
     let pool = sqlx::PgPool::connect(&database.url()).await.expect("pool");
-    for projection in Projection::ALL {
-        let schema = projection.schema("");
-        readmodel::prepare_schema(&pool, projection, &schema)
-            .await
-            .expect("prepare the schema");
-        readmodel::grant_reader(&pool, &schema)
-            .await
-            .expect("grant the reader");
-    }
+    test_support::prepare_read_model(&pool, "").await;
 
     let address = format!("127.0.0.1:{}", test_support::free_port());
     let mut binary = Command::new(env!("CARGO_BIN_EXE_query-api"))

@@ -455,9 +455,28 @@ async fn a_missing_database_is_created_once() {
     sqlx::Postgres::drop_database(&url).await.expect("drop");
 }
 
+/// A transaction on `conn` that has saved the core checkpoint of `schema` at `sequence`, open.
+async fn saved_checkpoint<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    schema: &str,
+    sequence: u64,
+) -> sqlx::Transaction<'c, sqlx::Postgres> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO \"{schema}\""
+    )))
+    .execute(&mut *tx)
+    .await
+    .expect("search path");
+    readmodel::save_checkpoint(&mut tx, Projection::Core, sequence, None)
+        .await
+        .expect("save");
+    tx
+}
+
 #[tokio::test]
 async fn a_checkpoint_is_announced_with_its_schema_when_its_transaction_commits_and_not_before() {
-    use sqlx::Connection;
     use sqlx::postgres::PgListener;
 
     let database = TestDatabase::create();
@@ -473,16 +492,7 @@ async fn a_checkpoint_is_announced_with_its_schema_when_its_transaction_commits_
         .expect("listen");
 
     let mut conn = pool.acquire().await.expect("connection");
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL search_path TO \"{schema}\""
-    )))
-    .execute(&mut *tx)
-    .await
-    .expect("search path");
-    readmodel::save_checkpoint(&mut tx, Projection::Core, 7, None)
-        .await
-        .expect("save");
+    let tx = saved_checkpoint(&mut conn, &schema, 7).await;
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
             .await
@@ -496,16 +506,7 @@ async fn a_checkpoint_is_announced_with_its_schema_when_its_transaction_commits_
         .expect("notification");
     assert_eq!(announced.payload(), schema);
 
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL search_path TO \"{schema}\""
-    )))
-    .execute(&mut *tx)
-    .await
-    .expect("search path");
-    readmodel::save_checkpoint(&mut tx, Projection::Core, 8, None)
-        .await
-        .expect("save");
+    let tx = saved_checkpoint(&mut conn, &schema, 8).await;
     tx.rollback().await.expect("rollback");
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv())
