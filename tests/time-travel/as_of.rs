@@ -111,7 +111,9 @@ impl Env {
             HandlerSettings::default(),
         );
         let pool = pool(&db.url()).await;
-        projector::prepare(&pool, "").await.expect("migrate");
+        readmodel::prepare_read_model(&pool, "")
+            .await
+            .expect("migrate");
         Self {
             handler,
             js,

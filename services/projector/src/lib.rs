@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use event_store::access::Service;
-use readmodel::{Projection, grant_reader, prepare_schema};
+use readmodel::Projection;
 use serde_json::json;
 use service_kit::config::{ConfigError, parsed, var};
 use sqlx::PgPool;
@@ -158,15 +158,12 @@ pub async fn connect_database(url: &str) -> Result<PgPool, StartError> {
 
 /// Migrates every projection's schema and lets the reader role read it.
 pub async fn prepare(pool: &PgPool, prefix: &str) -> Result<(), StartError> {
-    for projection in Projection::ALL {
-        let schema = projection.schema(prefix);
-        let prepared = match prepare_schema(pool, projection, &schema).await {
-            Ok(()) => grant_reader(pool, &schema).await,
-            Err(e) => Err(e),
-        };
-        prepared.map_err(|source| StartError::Prepare { schema, source })?;
-    }
-    Ok(())
+    readmodel::prepare_read_model(pool, prefix)
+        .await
+        .map_err(|e| StartError::Prepare {
+            schema: e.schema,
+            source: e.source,
+        })
 }
 
 /// The running projector's shared state.

@@ -145,12 +145,13 @@ pub async fn wait_for(
 /// A listening session that lasted this long counts as having worked.
 const LISTENED_LONG: Duration = Duration::from_secs(30);
 
-/// Listens for the checkpoints of `schemas` on `pool`'s one session and bumps the returned signal
-/// at each, and once on every (re)connection since announcements may have been missed meanwhile.
+/// Listens for the checkpoints of `schemas` on `pool`'s one session and marks the returned signal
+/// changed at each, and once on every (re)connection since announcements may have been missed
+/// meanwhile.
 /// Ends when the last receiver is dropped or the pool is closed. Where LISTEN cannot work (a hot
 /// standby refuses it) the waits keep polling; the failure is logged once, then retried quietly.
-pub fn listen_for_checkpoints(pool: PgPool, schemas: [String; 2]) -> watch::Receiver<u64> {
-    let (signal, receiver) = watch::channel(0u64);
+pub fn listen_for_checkpoints(pool: PgPool, schemas: [String; 2]) -> watch::Receiver<()> {
+    let (signal, receiver) = watch::channel(());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         let mut quiet = false;
@@ -188,15 +189,15 @@ pub fn listen_for_checkpoints(pool: PgPool, schemas: [String; 2]) -> watch::Rece
 async fn listen(
     pool: &PgPool,
     schemas: &[String; 2],
-    signal: &watch::Sender<u64>,
+    signal: &watch::Sender<()>,
 ) -> Result<Infallible, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(readmodel::CHECKPOINT_CHANNEL).await?;
-    signal.send_modify(|n| *n = n.wrapping_add(1));
+    signal.send_replace(());
     loop {
         let notification = listener.recv().await?;
         if schemas.iter().any(|s| s == notification.payload()) {
-            signal.send_modify(|n| *n = n.wrapping_add(1));
+            signal.send_replace(());
         }
     }
 }

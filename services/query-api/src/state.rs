@@ -31,7 +31,7 @@ pub struct AppState {
     /// The stream's head as last seen, for judging the lag when NATS does not answer.
     pub stream_watch: Arc<StreamWatch>,
     /// Changes whenever one of the projections commits a checkpoint: wakes read-your-writes waits.
-    pub checkpoint_signal: tokio::sync::watch::Receiver<u64>,
+    pub checkpoint_signal: tokio::sync::watch::Receiver<()>,
 }
 
 impl AppState {

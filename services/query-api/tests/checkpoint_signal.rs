@@ -28,7 +28,9 @@ async fn the_listener_wakes_waits_on_its_own_schemas_checkpoints_only() {
     let database = TestDatabase::create();
     let pool = PgPool::connect(&database.url()).await.expect("pool");
     for prefix in ["", "elsewhere_"] {
-        test_support::prepare_read_model(&pool, prefix).await;
+        readmodel::prepare_read_model(&pool, prefix)
+            .await
+            .expect("prepare the read model");
     }
     let config = query_api::Config::new(
         database.url(),

@@ -26,7 +26,9 @@ async fn sigterm_under_reads_answers_what_it_took_in_full_and_exits_cleanly() {
     // The projector's schemas, empty, as it prepares them.
     let database = TestDatabase::create();
     let pool = sqlx::PgPool::connect(&database.url()).await.expect("pool");
-    test_support::prepare_read_model(&pool, "").await;
+    readmodel::prepare_read_model(&pool, "")
+        .await
+        .expect("prepare the read model");
 
     let address = format!("127.0.0.1:{}", test_support::free_port());
     let mut binary = Command::new(env!("CARGO_BIN_EXE_query-api"))

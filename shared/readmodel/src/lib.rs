@@ -17,7 +17,8 @@ pub use audit::ENVELOPE as AUDIT_ENVELOPE;
 pub use quarantined::apply_quarantined;
 pub use schema::{
     InvalidSchemaName, READER_ROLE, create_database_if_missing, create_indexes,
-    drop_secondary_indexes, grant_reader, prepare_schema, quoted_schema, swap_schema,
+    drop_secondary_indexes, grant_reader, prepare_read_model, prepare_schema, quoted_schema,
+    swap_schema,
 };
 pub use stall::{clear_stall, record_stall};
 pub use verify::{AuditVerification, verify_audit};

@@ -61,6 +61,29 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> 
     }
 }
 
+/// A projection's schema that could not be prepared.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot prepare schema {schema}: {source}")]
+pub struct PrepareError {
+    pub schema: String,
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// Migrates every projection's schema under `prefix` and lets the reader role read it: what the
+/// projector does before it applies anything, and what a query service needs to find.
+pub async fn prepare_read_model(pool: &PgPool, prefix: &str) -> Result<(), PrepareError> {
+    for projection in Projection::ALL {
+        let schema = projection.schema(prefix);
+        let prepared = match prepare_schema(pool, projection, &schema).await {
+            Ok(()) => grant_reader(pool, &schema).await,
+            Err(e) => Err(e),
+        };
+        prepared.map_err(|source| PrepareError { schema, source })?;
+    }
+    Ok(())
+}
+
 pub async fn prepare_schema(
     pool: &PgPool,
     projection: Projection,

@@ -364,20 +364,6 @@ impl TestDatabase {
     }
 }
 
-/// The projector's schemas under `prefix`, empty, as it prepares them, readable by the query
-/// service's reader role: a read model for tests that run the query service without a projector.
-pub async fn prepare_read_model(pool: &sqlx::PgPool, prefix: &str) {
-    for projection in readmodel::Projection::ALL {
-        let schema = projection.schema(prefix);
-        readmodel::prepare_schema(pool, projection, &schema)
-            .await
-            .expect("prepare the schema");
-        readmodel::grant_reader(pool, &schema)
-            .await
-            .expect("grant the reader");
-    }
-}
-
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
