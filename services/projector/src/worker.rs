@@ -20,10 +20,11 @@ use crate::status::{Stall, Status};
 pub const QUARANTINE_POLL: Duration = Duration::from_secs(2);
 
 /// How long the checkpoint may stand still while the stream holds commits beyond it before the
-/// consumer is taken for stuck and made anew at the checkpoint. nats-server 2.9 can leave a
-/// replicated consumer so after its leader is cut off and comes back (seen in
+/// consumer is taken for stuck and made anew at the checkpoint. nats-server 2.9 left replicated
+/// consumers so after a stream leader was cut off and came back (seen in
 /// `tests/stack/cluster.rs`: `num_pending` 0 four commits short of the stream's head, or
-/// deliveries that never move past the checkpoint).
+/// deliveries that never move past the checkpoint), on a replica that had drifted (see
+/// `event_store::REPLICATION_SINCE`).
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// Watches one consumer for [`STUCK_AFTER`] without progress while the stream is ahead.
@@ -187,6 +188,15 @@ pub async fn run(
                 );
                 anew = true;
             }
+            Err(RunError::LostDeliveries { expected, got }) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    expected,
+                    got,
+                    "the consumer skipped commits the stream holds (deliveries lost in a failover); making it anew at the checkpoint"
+                );
+                anew = true;
+            }
             Err(RunError::Stalled(stall)) => {
                 // A decision already on the stream (a replay into a fresh database) releases the
                 // message before any stop is recorded.
@@ -268,6 +278,25 @@ enum RunError {
         checkpoint: u64,
         head: u64,
     },
+    /// The consumer delivered `got` while the checkpoint asked for `expected`, and the stream
+    /// holds `expected`: deliveries were lost on the way, as when the node a pull's answer
+    /// passed through is cut off. The consumer counts them as delivered and would only send
+    /// them again after its ack wait (AckPolicy::All: acknowledging `got` would even cover
+    /// them), so it is made anew at the checkpoint. A gap the stream itself has still stops.
+    LostDeliveries {
+        expected: u64,
+        got: u64,
+    },
+}
+
+/// Whether the stream holds a message at `sequence`; a stream that does not answer is a
+/// transient failure.
+async fn stream_holds(stream: &stream::Stream, sequence: u64) -> Result<bool, RunError> {
+    match stream.get_raw_message(sequence).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(e) => Err(RunError::Transient(e.to_string())),
+    }
 }
 
 /// Why a stopped projection is not released (yet).
@@ -410,6 +439,11 @@ async fn run_once(
                                 applied.commits,
                                 applied.events,
                             );
+                        }
+                        Err(BatchError::Gap { expected, got })
+                            if stream_holds(&context.stream, expected).await? =>
+                        {
+                            return Err(RunError::LostDeliveries { expected, got });
                         }
                         Err(e) => {
                             stall = Some(Stall {

@@ -220,7 +220,7 @@ impl CommandHandler {
         &self,
         request: &CommandRequest,
         command_id: Uuid,
-        resumed: bool,
+        mut resumed: bool,
     ) -> Result<Settled, CommandError> {
         let command = &request.command;
         let target = command.target();
@@ -228,10 +228,11 @@ impl CommandHandler {
             .correlation_id
             .clone()
             .unwrap_or_else(|| command_id.to_string());
-        let message_id = request
+        let first_message_id = request
             .idempotency
             .as_ref()
             .map_or_else(|| command_id.to_string(), |(key, _)| key.clone());
+        let mut message_id = first_message_id.clone();
         // The target's subject has been searched for an earlier send's commit up to here.
         let mut searched = 0;
         for attempt in 1..=self.settings.max_attempts {
@@ -310,6 +311,25 @@ impl CommandHandler {
                 .await;
             self.metrics.append_took(started.elapsed());
             match appended {
+                Ok(appended) if appended.duplicate && appended.sequence == 0 => {
+                    // A clustered stream's leader stages a message id at sequence 0 until its
+                    // publish is stored, and answers a re-send of it as a duplicate of sequence
+                    // 0: an earlier send's publish is still in flight, or was dropped with a
+                    // leader change, after which the leader keeps the staged id for its whole
+                    // duplicate window (two minutes of 503s in tests/stack/cluster.rs). Whether
+                    // it landed shows on the subject, searched on the next attempt; if not, that
+                    // attempt publishes under an id of its own, and the expected sequence still
+                    // lets only one of the two land.
+                    self.metrics.conflict();
+                    self.repository.mark_stale(&target);
+                    resumed = true;
+                    message_id = format!("{first_message_id}/{attempt}");
+                    tracing::warn!(
+                        command = command.name(),
+                        attempt,
+                        "an earlier publish of this command is in flight or lost; looking for it and deciding again"
+                    );
+                }
                 Ok(appended) if appended.duplicate => {
                     // A retry of a command whose commit JetStream already holds: answer with
                     // that commit, not with the events decided just now.

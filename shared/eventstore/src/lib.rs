@@ -28,7 +28,7 @@ pub use quarantine::{
 pub use reader::StreamReader;
 pub use repository::{Loaded, Repository};
 pub use store::{Appended, EventStore, decode_commit};
-pub use stream::{Provisioned, StreamSettings, provision};
+pub use stream::{Provisioned, REPLICATION_SINCE, StreamSettings, provision, replicates_safely};
 pub use verify::{
     Broken, SignedOffBreak, Verification, verify_stream, verify_stream_reporting,
     verify_stream_until,

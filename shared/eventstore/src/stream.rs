@@ -78,6 +78,27 @@ impl StreamSettings {
     }
 }
 
+/// The first nats-server release (major, minor) trusted with replicated streams. Under 2.9.10, a
+/// stream leader cut off mid-load (SIGSTOP for 6 s in `tests/stack/cluster.rs`) could come back
+/// a message or two short, its copy of every later message sitting that many sequences lower
+/// than on the other replicas, so a consumer served by it skipped or repeated commits (the test
+/// failed 4 runs in 13). 2.10.26 kept identical replicas in each run compared. The container
+/// images run 2.10.
+pub const REPLICATION_SINCE: (u64, u64) = (2, 10);
+
+/// Whether a nats-server reporting `version` (`2.10.26`, `2.11.0-RC.1`) is trusted with
+/// replicated streams. A version that does not parse is a build this rule knows nothing against.
+pub fn replicates_safely(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(str::parse::<u64>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= REPLICATION_SINCE,
+        _ => true,
+    }
+}
+
 /// What provisioning did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provisioned {
@@ -87,11 +108,22 @@ pub enum Provisioned {
 }
 
 /// Creates the stream and the idempotency bucket, or brings an existing stream's mutable
-/// settings (replicas, duplicate window) in line. Running it again changes nothing.
+/// settings (replicas, duplicate window) in line. Running it again changes nothing. Replicas on
+/// a server older than [`REPLICATION_SINCE`] are refused before anything is written.
 pub async fn provision(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<Provisioned, StoreError> {
+    let server = js.client().server_info().version;
+    if settings.replicas > 1 && !replicates_safely(&server) {
+        let (major, minor) = REPLICATION_SINCE;
+        return Err(StoreError::Misconfigured(format!(
+            "{} replicas asked of nats-server {server}: replicated streams need nats-server \
+             {major}.{minor} or later (older servers were seen to let a replica drift by one \
+             sequence after its leader was cut off)",
+            settings.replicas
+        )));
+    }
     let outcome = ensure_stream(js, settings.stream_config(), |current, wanted| {
         if !current.deny_delete || !current.deny_purge {
             return Err(StoreError::Misconfigured(format!(
@@ -159,5 +191,27 @@ async fn ensure_stream(
             Ok(Provisioned::Created)
         }
         Err(e) => Err(StoreError::unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replicates_safely;
+
+    #[test]
+    fn replicated_streams_need_nats_server_2_10_or_later() {
+        for old in ["2.9.10", "v2.9.25", "2.2.0", "1.4.1"] {
+            assert!(!replicates_safely(old), "{old}");
+        }
+        for trusted in [
+            "2.10.0",
+            "2.10.26",
+            "v2.11.0-RC.1",
+            "2.14.6",
+            "3.0.0",
+            "unknown",
+        ] {
+            assert!(replicates_safely(trusted), "{trusted}");
+        }
     }
 }

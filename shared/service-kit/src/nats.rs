@@ -84,7 +84,8 @@ fn urls(list: &str) -> Vec<&str> {
 }
 
 /// Provisions (idempotently) and opens the event store, waiting up to a minute for NATS to come
-/// up: services and NATS are often started together.
+/// up: services and NATS are often started together. A misconfiguration (a stream that allows
+/// deletes, replicas on a server too old for them) does not heal by waiting and stops at once.
 pub async fn open_store(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -96,6 +97,7 @@ pub async fn open_store(
                 tracing::info!(stream = %settings.name, ?outcome, "stream provisioned");
                 return Ok(EventStore::open(js.clone(), settings.clone()).await?);
             }
+            Err(e @ StoreError::Misconfigured(_)) => return Err(e.into()),
             Err(e) => {
                 last_error = e.to_string();
                 tracing::warn!(attempt, error = %e, "event store not ready yet");

@@ -9,15 +9,28 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+/// `target/<profile>`: the test binary lies in its `deps`.
+fn profile_dir() -> PathBuf {
+    let exe = env::current_exe().expect("the test knows its own path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("a test binary lies in <target>/<profile>/deps")
+}
+
+/// The target directory the running test was built into.
+pub(crate) fn target_dir() -> PathBuf {
+    let profile_dir = profile_dir();
+    profile_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("a target directory")
+}
+
 /// The path of binary `bin` of workspace package `package`, built if needed. Panics with Cargo's
 /// output when it does not build: a test cannot go on without it.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
-    let exe = env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/<test>: the profile and target directories the test was built into.
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("a test binary lies in <target>/<profile>/deps");
+    let profile_dir = profile_dir();
     let target_dir = profile_dir.parent().expect("a target directory");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev",

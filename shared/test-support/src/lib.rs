@@ -64,7 +64,7 @@ fn write_credentials(dir: &Path, accounts: &[&str]) {
 }
 
 /// `NATS_SERVER_BIN`, else `nats-server` from the PATH, else Debian's location.
-fn nats_server_binary() -> PathBuf {
+pub(crate) fn nats_server_binary() -> PathBuf {
     if let Some(bin) = env::var_os("NATS_SERVER_BIN") {
         return bin.into();
     }
@@ -90,6 +90,7 @@ fn unique_dir(prefix: &str) -> PathBuf {
 fn spawn(dir: &Path, port: Option<u16>) -> Child {
     let store = dir.join("store");
     spawn_node(
+        &nats_server_binary(),
         dir,
         "nats",
         port,
@@ -99,9 +100,9 @@ fn spawn(dir: &Path, port: Option<u16>) -> Child {
 
 /// Starts nats-server with `dir/<name>.conf` on `port` (the OS picks when `None`), its ports
 /// file in `dir` and its log in `dir/<name>.log`; `extra` are further arguments.
-fn spawn_node(dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Child {
+fn spawn_node(binary: &Path, dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Child {
     let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-    Command::new(nats_server_binary())
+    Command::new(binary)
         .arg("-c")
         .arg(dir.join(format!("{name}.conf")))
         .args(["-a", "127.0.0.1", "-p", &port_arg])
@@ -114,12 +115,17 @@ fn spawn_node(dir: &Path, name: &str, port: Option<u16>, extra: &[&OsStr]) -> Ch
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start nats-server (install Debian's nats-server or set NATS_SERVER_BIN)")
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {} (install Debian's nats-server or set NATS_SERVER_BIN): {e}",
+                binary.display()
+            )
+        })
 }
 
 /// A port nobody listens on now. Another process may take it before the server binds it; the
 /// window is a few milliseconds, and only servers that cannot pick their own port need it (a
-/// cluster's route ports, a private PostgreSQL).
+/// cluster's first route port, a private PostgreSQL).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -129,7 +135,24 @@ pub fn free_port() -> u16 {
 
 /// Waits for `<dir>/nats-server_<pid>.ports` and reads the client port from it.
 fn read_port(dir: &Path, pid: u32) -> u16 {
+    read_ports(dir, pid).client
+}
+
+/// The ports a nats-server listens on, from its ports file.
+struct Ports {
+    client: u16,
+    /// Its route port, when it runs in a cluster.
+    cluster: Option<u16>,
+}
+
+/// Waits for `<dir>/nats-server_<pid>.ports` and reads the ports from it.
+fn read_ports(dir: &Path, pid: u32) -> Ports {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let port_of = |url: &serde_json::Value| {
+        url.as_str()
+            .and_then(|url| url.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+    };
     loop {
         let ports_file = fs::read_dir(dir)
             .expect("read the server directory")
@@ -139,10 +162,12 @@ fn read_port(dir: &Path, pid: u32) -> u16 {
         if let Some(path) = ports_file
             && let Ok(text) = fs::read_to_string(&path)
             && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(url) = json["nats"][0].as_str()
-            && let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok())
+            && let Some(client) = port_of(&json["nats"][0])
         {
-            return port;
+            return Ports {
+                client,
+                cluster: port_of(&json["cluster"][0]),
+            };
         }
         assert!(
             Instant::now() < deadline,

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::NatsServer;
 
-use super::{ITEM, SEED, Service, config, load_seed, office, open_store, post_with};
+use super::{ITEM, SEED, Service, config, jetstream_of, load_seed, office, open_store, post_with};
 
 fn item() -> AggregateRef {
     AggregateRef::Item(ItemId::new(ITEM).expect("item id"))
@@ -146,4 +146,33 @@ async fn simultaneous_sends_with_one_idempotency_key_get_one_answer() {
         "nothing appended by the resends"
     );
     restarted.shutdown().await;
+}
+
+/// nats-server 2.9.10 let a replica of the stream drift by one sequence after its leader was cut
+/// off (tests/stack/cluster.rs). The command service starting with replicas on such a server is
+/// refused with a message that says why, and creates no stream; a newer server is left to judge
+/// the replica count itself (a single node refuses it in its own words).
+#[tokio::test]
+async fn replicas_on_a_nats_server_older_than_2_10_are_refused_before_anything_is_created() {
+    let nats = NatsServer::start();
+    let js = jetstream_of(&nats).await;
+    let version = js.client().server_info().version;
+    let replicated = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    let refused = match command_api::app_state(&config(&nats, replicated, 1)).await {
+        Ok(_) => panic!("three replicas on one node of nats-server {version} were accepted"),
+        Err(e) => e.to_string(),
+    };
+    let ours = refused.contains("replicated streams need nats-server 2.10 or later");
+    assert_eq!(
+        ours,
+        !event_store::replicates_safely(&version),
+        "nats-server {version}: {refused}"
+    );
+    assert!(
+        js.get_stream(StreamSettings::default().name).await.is_err(),
+        "no stream was created"
+    );
 }
