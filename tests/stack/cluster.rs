@@ -57,13 +57,18 @@ async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
 }
 
 /// The node leading stream `name`'s RAFT group, asked through node `index`; waits while the
-/// group has none (an election in progress).
+/// group has none (an election in progress, when a request about the stream may also go
+/// unanswered until it times out).
 async fn leader(cluster: &NatsCluster, index: usize, name: &str) -> usize {
+    let js = jetstream::new(cluster.connect(index, Identity::Admin).await);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut stream = stream_named(cluster, index, name).await;
-        if let Ok(info) = stream.info().await
-            && let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone())
+        if let Ok(stream) = js.get_stream(name).await
+            && let Some(name) = stream
+                .cached_info()
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.clone())
             && let Some(node) = cluster.index_of(&name)
         {
             return node;
