@@ -315,11 +315,10 @@ impl CommandHandler {
                     // A clustered stream's leader stages a message id at sequence 0 until its
                     // publish is stored, and answers a re-send of it as a duplicate of sequence
                     // 0: an earlier send's publish is still in flight, or was dropped with a
-                    // leader change, after which the leader keeps the staged id for its whole
-                    // duplicate window (two minutes of 503s in tests/stack/cluster.rs). Whether
-                    // it landed shows on the subject, searched on the next attempt; if not, that
-                    // attempt publishes under an id of its own, and the expected sequence still
-                    // lets only one of the two land.
+                    // leader change (reading sequence 0 cost two minutes of 503s in
+                    // tests/stack/cluster.rs). Whether it landed shows on the subject, searched
+                    // on the next attempt; if not, that attempt publishes under an id of its own,
+                    // and the expected sequence still lets only one of the two land.
                     self.metrics.conflict();
                     self.repository.mark_stale(&target);
                     resumed = true;

@@ -31,7 +31,7 @@ pub(crate) fn target_dir() -> PathBuf {
 /// output when it does not build: a test cannot go on without it.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let profile_dir = profile_dir();
-    let target_dir = profile_dir.parent().expect("a target directory");
+    let target_dir = target_dir();
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev",
         Some(other) => other,
