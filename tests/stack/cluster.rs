@@ -44,16 +44,13 @@ fn cluster_config(cluster: &NatsCluster) -> command_api::config::Config {
     config
 }
 
-/// Stream `name` as the operator sees it through node `index`.
-async fn stream_named(cluster: &NatsCluster, index: usize, name: &str) -> Stream {
+/// The event stream as the operator sees it through node `index`.
+async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
+    let name = StreamSettings::default().name;
     jetstream::new(cluster.connect(index, Identity::Admin).await)
-        .get_stream(name)
+        .get_stream(&name)
         .await
         .unwrap_or_else(|e| panic!("stream {name}: {e}"))
-}
-
-async fn events_stream(cluster: &NatsCluster, index: usize) -> Stream {
-    stream_named(cluster, index, &StreamSettings::default().name).await
 }
 
 /// The node leading stream `name`'s RAFT group, asked through node `index`; waits while the
