@@ -3,51 +3,27 @@
 //! report carries both sides, and the fixed-rate mode sends every command it was due to. No
 //! timing is asserted: the numbers come from release runs of deploy/bench.sh.
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::LazyLock;
-use std::time::Duration;
 
-use command_api::config::Config;
-use command_app::handler::HandlerSettings;
-use event_store::StreamSettings;
 use event_store::access::Service;
 use serde_json::Value;
-use test_support::{NatsServer, workspace_binary};
-use tokio::sync::oneshot;
+use test_support::{NatsServer, ServiceProcess, workspace_binary};
+
+use super::{SECRET, command_settings, start_commands, stop_commands};
 
 /// The operator's CLI, run as its own process.
 static ADMIN: LazyLock<PathBuf> =
     LazyLock::new(|| workspace_binary("remediation-admin", "remediation-admin"));
-const SECRET: &str = "bench-test-secret-bench-test-secret!";
 
-/// A command service on a free port; send on the sender to stop it.
-async fn start_command_api(nats: &NatsServer) -> (String, oneshot::Sender<()>) {
-    let config = Config {
-        nats_url: nats.url(),
-        nats_nkey_file: Some(nats.nkey_file(Service::CommandApi)),
-        bind: "127.0.0.1:0".parse().expect("address"),
-        stream: StreamSettings::default(),
-        handler: HandlerSettings::default(),
-        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
-        max_in_flight: command_api::config::DEFAULT_MAX_IN_FLIGHT,
-        nats_timeout: Duration::from_millis(3_000),
-        token_secret: SECRET.as_bytes().to_vec(),
-        previous_token_secret: None,
-    };
-    let state = command_api::app_state(&config)
-        .await
-        .expect("service state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(command_api::run(listener, state, async {
-        let _ = stopped.await;
-    }));
-    (url, stop)
+/// A command service on `nats`, as its own process.
+async fn start_command_api(nats: &NatsServer) -> ServiceProcess {
+    start_commands(command_settings(
+        &nats.url(),
+        nats.nkey_file(Service::CommandApi),
+    ))
+    .await
 }
 
 /// Runs `remediation-admin bench ARGS --json` (off the runtime's threads) and returns its report.
@@ -77,7 +53,8 @@ async fn bench(nats: &NatsServer, url: &str, args: &[&str]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
     let nats = NatsServer::start();
-    let (url, stop) = start_command_api(&nats).await;
+    let service = start_command_api(&nats).await;
+    let url = service.url();
     let report = bench(
         &nats,
         &url,
@@ -95,13 +72,14 @@ async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
     );
     assert_eq!(report["http"]["failed"], 0, "{report}");
     assert!(report["raw"]["accepted"].as_u64() > Some(0), "{report}");
-    let _ = stop.send(());
+    stop_commands(service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_report_holds_both_sides_and_their_ratio() {
     let nats = NatsServer::start();
-    let (url, stop) = start_command_api(&nats).await;
+    let service = start_command_api(&nats).await;
+    let url = service.url();
     let report = bench(&nats, &url, &["--clients", "2", "--seconds", "1"]).await;
     assert_eq!(report["mode"], "throughput");
     assert_eq!(report["clients"], 2);
@@ -113,13 +91,14 @@ async fn throughput_report_holds_both_sides_and_their_ratio() {
     }
     assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
     assert!(report["payload_bytes"].as_u64() > Some(0), "{report}");
-    let _ = stop.send(());
+    stop_commands(service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read() {
     let nats = NatsServer::start();
-    let (url, stop) = start_command_api(&nats).await;
+    let service = start_command_api(&nats).await;
+    let url = service.url();
     // No query service here: the sampled reads go to the command service, which has no such
     // route, and must be counted as not answered rather than lost.
     let report = bench(
@@ -145,5 +124,5 @@ async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read(
     let samples = report["staleness"]["samples"].as_u64().expect("samples");
     let unanswered = report["staleness_failed"].as_u64().expect("failed reads");
     assert_eq!(samples + unanswered, 5, "{report}");
-    let _ = stop.send(());
+    stop_commands(service).await;
 }

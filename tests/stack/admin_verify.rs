@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::{NatsServer, TestDatabase, workspace_binary};
 
+use super::start_projector;
+
 /// The operator's CLI, run as its own process.
 static ADMIN: LazyLock<PathBuf> =
     LazyLock::new(|| workspace_binary("remediation-admin", "remediation-admin"));
@@ -51,41 +53,12 @@ async fn checkpoints(pool: &PgPool) -> (i64, i64) {
     .unwrap_or((0, 0))
 }
 
-/// A projector on `db`, logged in as itself; send on the sender to stop it.
-async fn start_projector(
-    nats: &NatsServer,
-    db: &TestDatabase,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = projector::Config {
-        nats_url: nats.url(),
-        database_url: db.url(),
-        bind: "127.0.0.1:0".parse().expect("address"),
-        stream_name: "PLAN_EVENTS".to_owned(),
-        schema_prefix: String::new(),
-        batch_size: 500,
-        snapshot_interval: None,
-        snapshot_every: 5_000,
-        nats_nkey_file: Some(nats.nkey_file(Service::Projector)),
-    };
-    let projector = projector::Projector::connect(&config)
-        .await
-        .expect("projector");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(projector.run(async {
-        let _ = stopped.await;
-    }));
-    (stop, running)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
     provision_and_seed(&nats);
-    let (stop, running) = start_projector(&nats, &db).await;
+    let projector = start_projector(&nats, &db.url()).await;
     // The operator's key: only a key that may publish events can forge one.
     let client = nats.connect(Service::Admin).await;
     let js = async_nats::jetstream::new(client.clone());
@@ -164,8 +137,7 @@ async fn a_break_in_the_stream_still_reports_the_audit_rows_checked_up_to_it() {
         )),
         "{stderr}"
     );
-    let _ = stop.send(());
-    running.await.expect("projector stops");
+    projector.stop().await;
 }
 
 /// The connection this test publishes straight to the stream with — the one place to give it
@@ -193,7 +165,7 @@ async fn a_quarantined_message_is_a_signed_off_break_and_verification_passes() {
         .expect("stored")
         .sequence;
     client.flush().await.expect("flush");
-    let (stop, running) = start_projector(&nats, &db).await;
+    let projector = start_projector(&nats, &db.url()).await;
     let pool = PgPool::connect(&db.url()).await.expect("database");
     let valid = (bad - 1).to_string();
     let bad = bad.to_string();
@@ -281,8 +253,7 @@ async fn a_quarantined_message_is_a_signed_off_break_and_verification_passes() {
         lines[3].starts_with("digest over all chain heads: "),
         "{stdout}"
     );
-    let _ = stop.send(());
-    running.await.expect("projector stops");
+    projector.stop().await;
 }
 
 /// The lines of `remediation-admin verify` against `nats` and `db`, which must pass.
@@ -301,7 +272,7 @@ async fn a_restore_into_empty_servers_verifies_with_the_same_digest() {
     let mut nats = NatsServer::start();
     let db = TestDatabase::create();
     provision_and_seed(&nats);
-    let (stop, running) = start_projector(&nats, &db).await;
+    let projector = start_projector(&nats, &db.url()).await;
     let js = async_nats::jetstream::new(nats.connect(Service::Admin).await);
     let head = js
         .get_stream("PLAN_EVENTS")
@@ -319,8 +290,7 @@ async fn a_restore_into_empty_servers_verifies_with_the_same_digest() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    running.await.expect("projector stops");
+    projector.stop().await;
     pool.close().await;
     let before = verified(&nats, &db);
 

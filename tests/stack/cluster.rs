@@ -21,27 +21,21 @@ use serde_json::Value;
 use test_support::{NatsCluster, TestDatabase};
 
 use super::{
-    LEAD, checksums_of, command_config, seed, start_commands, start_projector_on, token,
-    wait_for_checkpoints,
+    LEAD, Settings, checksums_of, command_handler, command_settings, seed, start_commands,
+    start_projector_on, stop_commands, token, wait_for_checkpoints, with,
 };
 
 const CLIENTS: usize = 32;
 const COMMANDS_PER_CLIENT: usize = 12;
 
-fn cluster_config(cluster: &NatsCluster) -> command_api::config::Config {
-    let mut config = command_config(
-        &cluster.urls(),
-        cluster.nkey_file(Identity::CommandApi),
-        StreamSettings {
-            replicas: 3,
-            ..StreamSettings::default()
-        },
-    );
-    config.nats_timeout = Duration::from_millis(1_500);
+/// The command service on the cluster, with a replicated stream.
+fn cluster_settings(cluster: &NatsCluster) -> Settings {
+    let settings = command_settings(&cluster.urls(), cluster.nkey_file(Identity::CommandApi));
+    let settings = with(settings, "STREAM_REPLICAS", "3");
+    let settings = with(settings, "NATS_TIMEOUT_MS", "1500");
     // A send whose claim could not be released (the bucket's leader died under it) holds its
     // key until the lease ends; with the default 30 s the pause is that long.
-    config.handler.idempotency_lease = Duration::from_secs(8);
-    config
+    with(settings, "IDEMPOTENCY_LEASE_SECS", "8")
 }
 
 /// The event stream as the operator sees it through node `index`.
@@ -129,8 +123,19 @@ enum Fault {
 /// strikes. Every command must end `201` and be stored exactly once.
 async fn commands_survive(fault: Fault) {
     let mut cluster = NatsCluster::start();
-    let (url, commands, command_service) = start_commands(&cluster_config(&cluster)).await;
-    load_seed(&commands.handler, &seed())
+    let command_service = start_commands(cluster_settings(&cluster)).await;
+    let url = command_service.url();
+    let replicated = StreamSettings {
+        replicas: 3,
+        ..StreamSettings::default()
+    };
+    let handler = command_handler(
+        &cluster.urls(),
+        cluster.nkey_file(Identity::CommandApi),
+        &replicated,
+    )
+    .await;
+    load_seed(&handler, &seed())
         .await
         .expect("seed loads on the replicated stream");
     let database = TestDatabase::create();
@@ -262,10 +267,7 @@ async fn commands_survive(fault: Fault) {
         checksums_of(&fresh).await,
         "the projection that lived through the fault equals one built from scratch"
     );
-    command_service
-        .stop()
-        .await
-        .expect("the command service stops cleanly");
+    stop_commands(command_service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

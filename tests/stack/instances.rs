@@ -14,24 +14,25 @@ use serde_json::{Value, json};
 use test_support::{NatsServer, TestDatabase};
 
 use super::{
-    ITEM_1, LEAD, checksums_of, command_config, office, seed, start_commands, start_projector,
-    task, token, wait_for_checkpoints,
+    ITEM_1, LEAD, checksums_of, command_handler, command_settings, office, seed, start_commands,
+    start_projector, stop_commands, task, token, wait_for_checkpoints,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_command_services_and_two_projectors_make_what_one_of_each_makes() {
     let nats = NatsServer::start();
     let database = TestDatabase::create();
-    let config = command_config(
+    let settings = command_settings(&nats.url(), nats.nkey_file(Identity::CommandApi));
+    let first_service = start_commands(settings.clone()).await;
+    let second_service = start_commands(settings).await;
+    let (first_url, second_url) = (first_service.url(), second_service.url());
+    let handler = command_handler(
         &nats.url(),
         nats.nkey_file(Identity::CommandApi),
-        StreamSettings::default(),
-    );
-    let (first_url, first, first_service) = start_commands(&config).await;
-    let (second_url, _, second_service) = start_commands(&config).await;
-    load_seed(&first.handler, &seed())
-        .await
-        .expect("seed loads");
+        &StreamSettings::default(),
+    )
+    .await;
+    load_seed(&handler, &seed()).await.expect("seed loads");
     let projectors = [
         start_projector(&nats, &database.url()).await,
         start_projector(&nats, &database.url()).await,
@@ -125,9 +126,6 @@ async fn two_command_services_and_two_projectors_make_what_one_of_each_makes() {
         "two instances each: {commits} commands accepted of 160, the read model equal to one projector's"
     );
     for service in [first_service, second_service] {
-        service
-            .stop()
-            .await
-            .expect("the command service stops cleanly");
+        stop_commands(service).await;
     }
 }

@@ -1,16 +1,18 @@
 //! End-to-end tests of the query service: each test starts its own nats-server and PostgreSQL
-//! database, runs the command service, the projector and the query service in-process, loads
-//! Plan 63 through the command handler, scripts a history over HTTP, and reads it back.
+//! database, runs the command service, the projector and the query service as their own
+//! processes, loads Plan 63 through the command handler, scripts a history over HTTP, and reads
+//! it back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use command_app::handler::HandlerSettings;
+use command_app::handler::{CommandHandler, HandlerSettings};
 use command_app::seed::load_seed;
-use event_store::StreamSettings;
 use event_store::access::Service as Identity;
+use event_store::{Repository, StreamSettings};
 use remediation_domain::calendar::{Quarter, local_date};
 use remediation_domain::facts::Assignee;
 use remediation_domain::seed::Seed;
@@ -21,13 +23,11 @@ use serde_json::{Value, json};
 use service_kit::auth::TokenKeys;
 use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
-use test_support::{NatsServer, TestDatabase, all_checksums};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use test_support::{NatsServer, ServiceBinary, ServiceProcess, TestDatabase, all_checksums};
 
 mod roles;
 
-const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+const SECRET: &str = "test-secret-test-secret-test-secret!";
 const SEED: &str = include_str!("../../deploy/seed/ke-hoach-63.json");
 const PLAN: &str = "kh-63-2025";
 const ITEM_1: &str = "kh-63-2025-01";
@@ -57,8 +57,8 @@ mod instances;
 
 // ── harness ─────────────────────────────────────────────────────────────────────────────────
 
-fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &[u8]) -> String {
-    TokenKeys::new(secret)
+fn token_for(role: Role, unit: Option<&str>, ttl: chrono::Duration, secret: &str) -> String {
+    TokenKeys::new(secret.as_bytes())
         .expect("keys")
         .issue(
             &Actor {
@@ -136,36 +136,8 @@ async fn get_from(http: &reqwest::Client, url: &str, token: Option<&str>) -> Rep
     }
 }
 
-/// A task that stops its service when told and is waited for.
-struct Running<T> {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<T>>,
-}
-
-impl<T> Running<T> {
-    async fn stop(mut self) -> T {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task
-            .take()
-            .expect("running")
-            .await
-            .expect("task joins")
-    }
-}
-
-fn stopper() -> (
-    oneshot::Sender<()>,
-    impl Future<Output = ()> + Send + 'static,
-) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    (stop, async {
-        let _ = stopped.await;
-    })
-}
-
-async fn start_projector(nats: &NatsServer, database_url: &str) -> Running<()> {
+/// The projector as its own process, logged in to `nats` as itself, on `database_url`.
+async fn start_projector(nats: &NatsServer, database_url: &str) -> ServiceProcess {
     start_projector_on(
         &nats.url(),
         nats.nkey_file(Identity::Projector),
@@ -177,64 +149,37 @@ async fn start_projector(nats: &NatsServer, database_url: &str) -> Running<()> {
 /// The projector logged in with `nkey_file` at `nats_url` (one server or a list).
 async fn start_projector_on(
     nats_url: &str,
-    nkey_file: std::path::PathBuf,
+    nkey_file: PathBuf,
     database_url: &str,
-) -> Running<()> {
-    let config = projector::Config {
-        nats_url: nats_url.to_owned(),
-        nats_nkey_file: Some(nkey_file),
-        database_url: database_url.to_owned(),
-        bind: "127.0.0.1:0".parse().expect("address"),
-        stream_name: StreamSettings::default().name,
-        schema_prefix: String::new(),
-        batch_size: 500,
-        snapshot_interval: None,
-        snapshot_every: time_travel::DEFAULT_EVERY,
-    };
+) -> ServiceProcess {
+    let settings = vec![
+        ("NATS_URL", nats_url.to_owned()),
+        ("NATS_NKEY_FILE", nkey_file.display().to_string()),
+        ("DATABASE_URL", database_url.to_owned()),
+        // The tests that want time-travel snapshots make them themselves.
+        ("SNAPSHOT_INTERVAL_SECS", "0".to_owned()),
+    ];
     // Preparing creates the cluster-wide reader role when it is missing; databases prepared at
     // the same moment can race on that (see the report on readmodel::grant_reader), so retry.
     let mut attempt = 0;
-    let projector = loop {
+    loop {
         attempt += 1;
-        match projector::Projector::connect(&config).await {
-            Ok(projector) => break projector,
+        match ServiceProcess::start(ServiceBinary::Projector, settings.clone()).await {
+            Ok(projector) => return projector,
             Err(e) if attempt < 5 => {
-                eprintln!("projector connect attempt {attempt} failed: {e}");
+                eprintln!("projector start attempt {attempt} failed: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("projector: {e}"),
+            Err(e) => panic!("{e}"),
         }
-    };
-    let (stop, stopped) = stopper();
-    Running {
-        stop: Some(stop),
-        task: Some(tokio::spawn(projector.run(stopped))),
     }
 }
 
-async fn start_query(config: &query_api::Config) -> (String, query_api::AppState, Running<()>) {
-    let state = query_api::app_state(config).await.expect("query state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The query service as its own process with `settings`.
+async fn start_query(settings: Settings) -> ServiceProcess {
+    ServiceProcess::start(ServiceBinary::QueryApi, settings)
         .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = stopper();
-    let task = tokio::spawn({
-        let state = state.clone();
-        async move {
-            query_api::run(listener, state, stopped)
-                .await
-                .expect("query API")
-        }
-    });
-    (
-        url,
-        state,
-        Running {
-            stop: Some(stop),
-            task: Some(task),
-        },
-    )
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until both projections in `database` have applied `head`.
@@ -253,62 +198,74 @@ async fn checksums_of(database: &TestDatabase) -> BTreeMap<String, (i64, String)
     all_checksums(&mut conn, "").await
 }
 
-/// The command service's configuration: NATS at `nats_url` (one server or a list), logged in
-/// with `nkey_file`, the stream as `stream` says.
-fn command_config(
-    nats_url: &str,
-    nkey_file: std::path::PathBuf,
-    stream: StreamSettings,
-) -> command_api::config::Config {
-    command_api::config::Config {
-        nats_url: nats_url.to_owned(),
-        nats_nkey_file: Some(nkey_file),
-        bind: "127.0.0.1:0".parse().expect("address"),
-        stream,
-        handler: HandlerSettings::default(),
-        cache_capacity: NonZeroUsize::new(1_000).expect("non-zero"),
-        max_in_flight: command_api::config::DEFAULT_MAX_IN_FLIGHT,
-        nats_timeout: Duration::from_millis(3_000),
-        token_secret: SECRET.to_vec(),
-        previous_token_secret: None,
-    }
+/// Environment variables for a service process.
+type Settings = Vec<(&'static str, String)>;
+
+/// The command service's settings: NATS at `nats_url` (one server or a list), logged in with
+/// `nkey_file`, the default stream.
+fn command_settings(nats_url: &str, nkey_file: PathBuf) -> Settings {
+    vec![
+        ("NATS_URL", nats_url.to_owned()),
+        ("NATS_NKEY_FILE", nkey_file.display().to_string()),
+        ("TOKEN_SECRET", SECRET.to_owned()),
+        ("CACHE_CAPACITY", "1000".to_owned()),
+    ]
 }
 
-type CommandService = Running<Result<(), command_api::ServeError>>;
-
-/// The command service on a free port: its URL, its state, and its task.
-async fn start_commands(
-    config: &command_api::config::Config,
-) -> (String, command_api::http::AppState, CommandService) {
-    let commands = command_api::app_state(config).await.expect("command state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The command service as its own process.
+async fn start_commands(settings: Settings) -> ServiceProcess {
+    ServiceProcess::start(ServiceBinary::CommandApi, settings)
         .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = stopper();
-    let service = Running {
-        stop: Some(stop),
-        task: Some(tokio::spawn(command_api::run(
-            listener,
-            commands.clone(),
-            stopped,
-        ))),
-    };
-    (url, commands, service)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// NATS, PostgreSQL, the command service with Plan 63 loaded, the projector, the query service.
+/// A command handler of the test's own on the stream at `nats_url`, as the command service builds
+/// one: it loads the seed (as `remediation-admin seed` does) and reads the stream's head.
+async fn command_handler(
+    nats_url: &str,
+    nkey_file: PathBuf,
+    stream: &StreamSettings,
+) -> CommandHandler {
+    let (_client, js) = service_kit::connect_nats(
+        nats_url,
+        Identity::CommandApi,
+        Some(&nkey_file),
+        "stack-test",
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("NATS");
+    let store = service_kit::open_store(&js, stream)
+        .await
+        .expect("the stream");
+    CommandHandler::new(
+        Repository::new(store, NonZeroUsize::new(1_000).expect("non-zero")),
+        HandlerSettings::default(),
+    )
+}
+
+/// Stops a command service and requires a clean exit.
+async fn stop_commands(service: ServiceProcess) {
+    let status = service.stop().await;
+    assert!(
+        status.success(),
+        "the command service stops cleanly: {status}"
+    );
+}
+
+/// NATS, PostgreSQL, the command service with Plan 63 loaded, the projector, the query service:
+/// each service its own process.
 struct Stack {
     nats: NatsServer,
     database: TestDatabase,
     http: reqwest::Client,
     commands_url: String,
-    commands: command_api::http::AppState,
-    command_service: CommandService,
-    projector: Option<Running<()>>,
+    /// The test's own handler on the stream (the seed, the head, quarantine decisions).
+    handler: CommandHandler,
+    command_service: ServiceProcess,
+    projector: Option<ServiceProcess>,
     url: String,
-    query: query_api::AppState,
-    query_service: Running<()>,
+    query_service: ServiceProcess,
 }
 
 impl Stack {
@@ -319,27 +276,29 @@ impl Stack {
     /// The stack with its read model in `database` (e.g. on a private PostgreSQL server).
     async fn start_on(database: TestDatabase) -> Self {
         let nats = NatsServer::start();
-        let config = command_config(
+        let command_service = start_commands(command_settings(
             &nats.url(),
             nats.nkey_file(Identity::CommandApi),
-            StreamSettings::default(),
-        );
-        let (commands_url, commands, command_service) = start_commands(&config).await;
-        load_seed(&commands.handler, &seed())
-            .await
-            .expect("seed loads");
+        ))
+        .await;
+        let handler = command_handler(
+            &nats.url(),
+            nats.nkey_file(Identity::CommandApi),
+            &StreamSettings::default(),
+        )
+        .await;
+        load_seed(&handler, &seed()).await.expect("seed loads");
         let projector = start_projector(&nats, &database.url()).await;
-        let (url, query, query_service) = start_query(&query_config(&database, &nats)).await;
+        let query_service = start_query(query_settings(&database, &nats)).await;
         let stack = Self {
+            http: reqwest::Client::new(),
+            commands_url: command_service.url(),
+            url: query_service.url(),
             nats,
             database,
-            http: reqwest::Client::new(),
-            commands_url,
-            commands,
+            handler,
             command_service,
             projector: Some(projector),
-            url,
-            query,
             query_service,
         };
         stack.settle().await;
@@ -351,10 +310,7 @@ impl Stack {
             projector.stop().await;
         }
         self.query_service.stop().await;
-        self.command_service
-            .stop()
-            .await
-            .expect("command service stops cleanly");
+        stop_commands(self.command_service).await;
         drop(self.database);
         drop(self.nats);
     }
@@ -371,8 +327,7 @@ impl Stack {
     }
 
     async fn head(&self) -> u64 {
-        self.commands
-            .handler
+        self.handler
             .repository()
             .store()
             .check()
@@ -456,12 +411,32 @@ fn seed() -> Seed {
     Seed::from_json(SEED).expect("seed parses")
 }
 
-/// The query service's configuration for a test stack: its database, its NATS.
-fn query_config(database: &TestDatabase, nats: &NatsServer) -> query_api::Config {
-    let mut config = query_api::Config::new(database.url(), SECRET.to_vec());
-    config.nats_url = nats.url();
-    config.nats_nkey_file = Some(nats.nkey_file(Identity::QueryApi));
-    config
+/// The query service's settings for a test stack: its database, its NATS.
+fn query_settings(database: &TestDatabase, nats: &NatsServer) -> Settings {
+    vec![
+        ("DATABASE_URL", database.url()),
+        ("TOKEN_SECRET", SECRET.to_owned()),
+        ("NATS_URL", nats.url()),
+        (
+            "NATS_NKEY_FILE",
+            nats.nkey_file(Identity::QueryApi).display().to_string(),
+        ),
+    ]
+}
+
+/// `settings` with `name` set to `value` instead.
+fn with(mut settings: Settings, name: &'static str, value: impl Into<String>) -> Settings {
+    settings.retain(|(n, _)| *n != name);
+    settings.push((name, value.into()));
+    settings
+}
+
+/// A documented path with identifiers the seed has in place of its parameters.
+fn filled_in(path: &str) -> String {
+    path.replace("{plan_id}", PLAN)
+        .replace("{item_id}", ITEM_1)
+        .replace("{unit_id}", LEAD)
+        .replace("{dataset}", "status-changes")
 }
 
 /// (item, unit, role) for every unit the seed makes responsible for an item: directly or through
@@ -1290,7 +1265,7 @@ async fn every_endpoint_answers_every_role_exactly_as_the_matrix_says() {
         Role::ProvinceOffice,
         None,
         chrono::Duration::hours(1),
-        b"another-secret-another-secret-another!",
+        "another-secret-another-secret-another!",
     );
     let expired = token_for(
         Role::ProvinceOffice,
@@ -1914,57 +1889,6 @@ async fn audit_trail_filters_and_pages_without_gaps_or_duplicates_in_stream_orde
 }
 
 #[tokio::test]
-async fn the_query_pool_is_read_only() {
-    let stack = Stack::start().await;
-    let pool = &stack.query.read_model.pool;
-    let role: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(pool)
-        .await
-        .expect("current user");
-    assert_eq!(role, "kh63_reader");
-    let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
-        .fetch_one(pool)
-        .await
-        .expect("search path");
-    assert_eq!(path, "core, audit");
-
-    let insert = sqlx::query(
-        "INSERT INTO units (unit_id, name, kind, registered_at) VALUES ('gia-mao', 'Giả mạo', 'other', now())",
-    )
-    .execute(pool)
-    .await
-    .expect_err("no write through the query pool");
-    assert!(
-        insert.to_string().contains("read-only transaction"),
-        "{insert}"
-    );
-    // Even in a transaction that asks to write, the role may not.
-    let mut tx = pool.begin_with("BEGIN READ WRITE").await.expect("begin");
-    let denied = sqlx::query("DELETE FROM audit.audit_log")
-        .execute(&mut *tx)
-        .await
-        .expect_err("no delete as the reader role");
-    assert!(denied.to_string().contains("permission denied"), "{denied}");
-    drop(tx);
-    let mut tx = pool.begin_with("BEGIN READ WRITE").await.expect("begin");
-    let ddl = sqlx::query("CREATE TABLE core.gia_mao (x int)")
-        .execute(&mut *tx)
-        .await
-        .expect_err("no DDL as the reader role");
-    assert!(ddl.to_string().contains("permission denied"), "{ddl}");
-    drop(tx);
-
-    let admin = stack.admin().await;
-    let units: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM core.units WHERE unit_id = 'gia-mao'")
-            .fetch_one(&admin)
-            .await
-            .expect("count");
-    assert_eq!(units, 0);
-    stack.stop().await;
-}
-
-#[tokio::test]
 async fn health_readiness_metrics_and_openapi() {
     let stack = Stack::start().await;
     let head = stack.settle().await;
@@ -2005,7 +1929,9 @@ async fn health_readiness_metrics_and_openapi() {
         assert!(text.contains(expected), "{expected} in\n{text}");
     }
 
-    // The document lists exactly the routes served, and every reference resolves.
+    // The document lists exactly the routes served (every listed path answers, asking for a
+    // token where it needs one; a path it does not list is not found), and every reference
+    // resolves. That it lists each route of the service's table once is the service's own test.
     let document = stack.get("/openapi.json", None).await.body;
     assert_eq!(document["openapi"], "3.1.0");
     let paths: BTreeSet<String> = document["paths"]
@@ -2014,11 +1940,26 @@ async fn health_readiness_metrics_and_openapi() {
         .keys()
         .cloned()
         .collect();
-    let routes: BTreeSet<String> = query_api::routes::ROUTES
-        .iter()
-        .map(|r| r.path.to_owned())
-        .collect();
-    assert_eq!(paths, routes);
+    assert!(paths.len() > 15, "{paths:?}");
+    for path in &paths {
+        let reply = stack.get(&filled_in(path), None).await;
+        if document["paths"][path]["get"]["security"] == json!([]) {
+            assert_ne!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{path}: {}",
+                reply.body
+            );
+        } else {
+            assert_problem(
+                &reply,
+                StatusCode::UNAUTHORIZED,
+                "urn:kh63:problem:unauthenticated",
+            );
+        }
+    }
+    let unlisted = stack.get("/v1/khong-co-duong-nay", None).await;
+    assert_eq!(unlisted.status, StatusCode::NOT_FOUND, "{}", unlisted.body);
     let overview = &document["paths"]["/v1/plans/{plan_id}/overview"]["get"];
     assert_eq!(overview["security"], json!([{ "bearer": [] }]));
     let names: Vec<&str> = overview["parameters"]
@@ -2050,7 +1991,7 @@ async fn health_readiness_metrics_and_openapi() {
         analytics
     );
     // The reads of the audit trail say that they are recorded, and that they fail closed.
-    for path in query_api::routes::ROUTES.iter().map(|r| r.path) {
+    for path in paths.iter().map(String::as_str) {
         let records = operation(path)["x-records-read"] == true;
         assert_eq!(
             records,
@@ -2111,12 +2052,13 @@ async fn health_readiness_metrics_and_openapi() {
     }
 
     // A service whose database is unreachable is alive but not ready, and says so.
-    let mut config =
-        query_api::Config::new("postgres://postgres@127.0.0.1:1/kh63", SECRET.to_vec());
-    config.nats_url = stack.nats.url();
-    config.nats_nkey_file = Some(stack.nats.nkey_file(Identity::QueryApi));
-    config.acquire_timeout = Duration::from_millis(300);
-    let (url, _state, service) = start_query(&config).await;
+    let service = start_query(with(
+        query_settings(&stack.database, &stack.nats),
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/kh63",
+    ))
+    .await;
+    let url = service.url();
     let http = reqwest::Client::new();
     assert_eq!(
         get_from(&http, &format!("{url}/healthz"), None)
@@ -2375,9 +2317,13 @@ async fn every_read_of_the_audit_trail_is_recorded_before_it_is_answered_or_not_
     }
 
     // A service that never reached NATS does not hand out the trail either.
-    let mut config = query_config(&stack.database, &stack.nats);
-    config.nats_url = "nats://127.0.0.1:1".to_owned();
-    let (url, _state, service) = start_query(&config).await;
+    let service = start_query(with(
+        query_settings(&stack.database, &stack.nats),
+        "NATS_URL",
+        "nats://127.0.0.1:1",
+    ))
+    .await;
+    let url = service.url();
     let http = reqwest::Client::new();
     let cut_off = get_from(&http, &format!("{url}/v1/audit"), Some(&auditor)).await;
     assert_problem(

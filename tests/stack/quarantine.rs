@@ -85,7 +85,7 @@ async fn a_quarantined_message_is_in_the_trail_at_its_place_and_a_signed_off_bre
 
     let stream = js.get_stream("PLAN_EVENTS").await.expect("stream");
     let (_, answer) = quarantine(
-        &stack.commands.handler,
+        &stack.handler,
         &stream,
         &QuarantineRequest {
             sequence: bad,

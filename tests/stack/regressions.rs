@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use query_api::readiness::Bounds;
 use reqwest::header::HeaderMap;
 
 use super::*;
@@ -79,24 +78,23 @@ fn projection<'a>(readiness: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {readiness}"))
 }
 
-/// A request for every data route, filled in with identifiers the seed has.
-fn data_paths() -> Vec<(&'static query_api::routes::Route, String)> {
-    query_api::routes::ROUTES
+/// A request for every data route the service documents, filled in with identifiers the seed
+/// has, with the projection it reads.
+async fn data_paths(stack: &Stack) -> Vec<(String, String)> {
+    let document = stack.get("/openapi.json", None).await.body;
+    document["paths"]
+        .as_object()
+        .expect("paths")
         .iter()
-        .filter(|route| !route.reads.is_empty())
-        .map(|route| {
-            let path = route
-                .path
-                .replace("{plan_id}", PLAN)
-                .replace("{item_id}", ITEM_1)
-                .replace("{unit_id}", LEAD)
-                .replace("{dataset}", "status-changes");
-            let query = match route.operation_id {
-                "as_of_diff" => "?from=2025-04-01T00:00:00Z",
-                "export_events" | "export_dataset" => "?format=csv",
+        .filter_map(|(path, item)| {
+            let operation = &item["get"];
+            let reads = operation["x-reads"].as_array()?.first()?.as_str()?;
+            let query = match operation["operationId"].as_str() {
+                Some("as_of_diff") => "?from=2025-04-01T00:00:00Z",
+                Some("export_events" | "export_dataset") => "?format=csv",
                 _ => "",
             };
-            (route, format!("{path}{query}"))
+            Some((reads.to_owned(), format!("{}{query}", filled_in(path))))
         })
         .collect()
 }
@@ -149,9 +147,9 @@ async fn a_stopped_projection_makes_readyz_503_and_every_answer_says_it_is_froze
     // Every data answer, whatever its format, says which checkpoint it reflects and that the
     // projection it reads is stopped; JSON answers say so in their body too.
     let auditor = token(Role::Auditor, None);
-    let paths = data_paths();
+    let paths = data_paths(&stack).await;
     assert_eq!(paths.len(), 15, "every data route is asked");
-    for (route, path) in paths {
+    for (name, path) in paths {
         let response = stack
             .http
             .get(format!("{}{path}", stack.url))
@@ -168,7 +166,6 @@ async fn a_stopped_projection_makes_readyz_503_and_every_answer_says_it_is_froze
             "{path}: {}",
             String::from_utf8_lossy(&body)
         );
-        let name = route.reads[0].name();
         assert_eq!(
             header(&headers, "x-read-model-checkpoint"),
             Some(format!("{name}={head}").as_str()),
@@ -198,20 +195,22 @@ async fn a_stopped_projection_makes_readyz_503_and_every_answer_says_it_is_froze
 async fn a_projection_behind_the_stream_beyond_either_bound_is_not_ready_until_it_catches_up() {
     let mut stack = Stack::start().await;
     let head = stack.settle().await;
-    // Two more services on the same read model: one allows two commits of lag, the other a
-    // commit waiting one millisecond.
-    let mut by_events = query_config(&stack.database, &stack.nats);
-    by_events.readiness = Bounds {
-        max_lag_events: 2,
-        max_lag: Duration::from_secs(3_600),
-    };
-    let mut by_time = query_config(&stack.database, &stack.nats);
-    by_time.readiness = Bounds {
-        max_lag_events: 1_000,
-        max_lag: Duration::from_millis(1),
-    };
-    let (events_url, _, events_service) = start_query(&by_events).await;
-    let (time_url, _, time_service) = start_query(&by_time).await;
+    // Two more services on the same read model: one allows two commits of lag, the other no
+    // commit waiting at all.
+    let settings = query_settings(&stack.database, &stack.nats);
+    let by_events = start_query(with(
+        with(settings.clone(), "READY_MAX_LAG_EVENTS", "2"),
+        "READY_MAX_LAG_SECS",
+        "3600",
+    ))
+    .await;
+    let by_time = start_query(with(
+        with(settings, "READY_MAX_LAG_EVENTS", "1000"),
+        "READY_MAX_LAG_SECS",
+        "0",
+    ))
+    .await;
+    let (events_url, time_url) = (by_events.url(), by_time.url());
     for url in [&events_url, &time_url] {
         readiness_until(&stack.http, url, |reply| reply.status == StatusCode::OK).await;
     }
@@ -250,7 +249,7 @@ async fn a_projection_behind_the_stream_beyond_either_bound_is_not_ready_until_i
         let reason = state["reason"].as_str().expect("reason");
         assert!(reason.contains("3 commits behind the stream"), "{reason}");
     }
-    // The oldest of them has waited longer than a millisecond.
+    // The oldest of them has waited, which is already too long for the other service.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let waited = get_from(&stack.http, &format!("{time_url}/readyz"), None).await;
     assert_problem(
@@ -300,8 +299,8 @@ async fn a_projection_behind_the_stream_beyond_either_bound_is_not_ready_until_i
             assert_eq!(state["reason"], Value::Null, "{state}");
         }
     }
-    events_service.stop().await;
-    time_service.stop().await;
+    by_events.stop().await;
+    by_time.stop().await;
     stack.stop().await;
 }
 

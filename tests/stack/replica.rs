@@ -43,10 +43,14 @@ async fn a_query_service_on_a_replica_reads_it_and_waits_for_its_checkpoint() {
     let replica = TestDatabase::create();
     replay(&stack.database, &replica);
     let head = stack.head().await;
-    let mut config = query_config(&replica, &stack.nats);
     // The primary is out of this service's reach altogether.
-    config.database_url = replica.url();
-    let (url, _state, service) = start_query(&config).await;
+    let service = start_query(with(
+        query_settings(&replica, &stack.nats),
+        "DATABASE_READ_URL",
+        replica.url(),
+    ))
+    .await;
+    let url = service.url();
     let http = reqwest::Client::new();
     let item = format!("/v1/items/{ITEM_1}");
 

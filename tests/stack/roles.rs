@@ -16,7 +16,7 @@ fn principal_token(user: &str, unit: Option<&str>, roles: &[Role]) -> String {
         roles.iter().copied(),
     )
     .expect("a principal");
-    TokenKeys::new(SECRET)
+    TokenKeys::new(SECRET.as_bytes())
         .expect("keys")
         .issue_for(&principal, chrono::Duration::hours(1))
         .expect("token")

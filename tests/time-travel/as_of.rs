@@ -21,8 +21,7 @@ use async_nats::jetstream;
 use chrono::{DateTime, Duration, Utc};
 use command_app::handler::{CommandHandler, CommandRequest, HandlerSettings};
 use event_store::access::Service;
-use event_store::{Repository, StreamSettings};
-use projector::batch::{Delivered, apply_batch};
+use event_store::{Repository, StreamSettings, decode_commit};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use readmodel::Projection;
@@ -35,7 +34,7 @@ use remediation_domain::{Actor, AggregateRef, Assignee, COMMANDS, Command, Role}
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
-use test_support::history::{History, fill};
+use test_support::history::{History, apply_commits, fill};
 use test_support::{NatsServer, TestDatabase};
 use time_travel::view::{Compliance, item_statuses};
 use time_travel::{AsOf, Axis, Change, Entity, PlanState, TimeTravel, sql, table};
@@ -161,13 +160,10 @@ impl Env {
         let mut batch = Vec::new();
         for sequence in self.projected + 1..=head {
             let message = stream.get_raw_message(sequence).await.expect("raw message");
-            batch.push(Delivered {
-                sequence,
-                payload: message.payload,
-            });
+            batch.push(decode_commit(sequence, &message.payload).expect("a commit"));
         }
         for projection in Projection::ALL {
-            apply_batch(&self.pool, &projection.schema(""), projection, &batch)
+            apply_commits(&self.pool, &projection.schema(""), projection, &batch)
                 .await
                 .expect("apply the batch");
         }

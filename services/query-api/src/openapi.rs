@@ -88,6 +88,11 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         "tags": [route.tag],
         "parameters": parameters,
     });
+    // Which projection's checkpoint the answer reflects and `min_sequence` waits for: a client
+    // (and the end-to-end tests, which see only this document) need not know the route table.
+    if !route.reads.is_empty() {
+        operation["x-reads"] = json!(route.reads.iter().map(|p| p.name()).collect::<Vec<_>>());
+    }
     match route.access {
         Access::Public => {
             operation["security"] = json!([]);
@@ -192,4 +197,32 @@ pub fn document() -> Value {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document;
+    use crate::routes::ROUTES;
+
+    #[test]
+    fn the_document_lists_every_route_once_with_the_projections_it_reads() {
+        let document = document();
+        let paths = document["paths"].as_object().expect("paths");
+        assert_eq!(paths.len(), ROUTES.len());
+        for route in ROUTES {
+            let reads: Vec<&str> = route.reads.iter().map(|p| p.name()).collect();
+            let operation = &paths[route.path]["get"];
+            assert_eq!(operation["operationId"], route.operation_id);
+            if reads.is_empty() {
+                assert!(operation.get("x-reads").is_none(), "{}", route.path);
+            } else {
+                assert_eq!(
+                    operation["x-reads"],
+                    serde_json::json!(reads),
+                    "{}",
+                    route.path
+                );
+            }
+        }
+    }
 }

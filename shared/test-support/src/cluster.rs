@@ -200,22 +200,17 @@ impl NatsCluster {
     /// Stops node `index` with SIGSTOP: it holds its connections but answers nothing, as a node
     /// cut off by a network partition does, until [`NatsCluster::resume`].
     pub fn pause(&self, index: usize) {
-        self.signal(index, "-STOP");
+        self.signal(index, "STOP");
     }
 
     /// Lets a node stopped by [`NatsCluster::pause`] run again (SIGCONT).
     pub fn resume(&self, index: usize) {
-        self.signal(index, "-CONT");
+        self.signal(index, "CONT");
     }
 
-    fn signal(&self, index: usize, signal: &str) {
+    fn signal(&self, index: usize, name: &str) {
         let child = self.nodes[index].child.as_ref().expect("a running node");
-        let sent = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill {signal} node {index}");
+        crate::signal(child.id(), name);
     }
 
     /// Starts node `index` again on its client port with its store, routed to the other nodes;

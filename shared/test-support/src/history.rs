@@ -555,6 +555,17 @@ impl History {
 
 /// Writes `commits` into the audit schema with the audit projection's own insert.
 pub async fn insert(pool: &PgPool, schema: &str, commits: &[Commit]) -> Result<(), ApplyError> {
+    apply_commits(pool, schema, Projection::Audit, commits).await
+}
+
+/// Applies `commits` to `projection` in `schema` with its checkpoint, in one transaction, with
+/// the projection's own statements (as the projector's batches do, without its gap check).
+pub async fn apply_commits(
+    pool: &PgPool,
+    schema: &str,
+    projection: Projection,
+    commits: &[Commit],
+) -> Result<(), ApplyError> {
     let Some(last) = commits.last() else {
         return Ok(());
     };
@@ -564,8 +575,9 @@ pub async fn insert(pool: &PgPool, schema: &str, commits: &[Commit]) -> Result<(
     )))
     .execute(&mut *tx)
     .await?;
-    readmodel::apply(&mut tx, Projection::Audit, commits).await?;
-    save_checkpoint(&mut tx, Projection::Audit, last.sequence, None).await?;
+    readmodel::apply(&mut tx, projection, commits).await?;
+    let recorded_at = last.events.last().map(|e| e.time);
+    save_checkpoint(&mut tx, projection, last.sequence, recorded_at).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -21,10 +21,12 @@ mod binary;
 mod cluster;
 pub mod history;
 mod postgres;
+mod service;
 mod tables;
 pub use binary::workspace_binary;
 pub use cluster::NatsCluster;
 pub use postgres::PostgresServer;
+pub use service::{NotStarted, ServiceBinary, ServiceProcess};
 pub use tables::{all_checksums, checkpoint, checksums, wait_for_checkpoints};
 
 /// A nats-server with JetStream, owned by a test.
@@ -33,6 +35,16 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+}
+
+/// Sends SIG`name` (e.g. `STOP`) to process `pid`.
+pub(crate) fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// Seeds and `auth.conf` for the default stream layout under `dir/credentials` — in the default
@@ -281,21 +293,16 @@ impl NatsServer {
     /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a
     /// server stuck under load; [`NatsServer::thaw`] lets it go on.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.signal("STOP");
     }
 
     /// Undoes [`NatsServer::freeze`].
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        self.signal("CONT");
     }
 
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("the server runs");
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
+    fn signal(&self, name: &str) {
+        signal(self.child.as_ref().expect("the server runs").id(), name);
     }
 
     /// Limits the server's JetStream file storage to `bytes` (`max_file_store`), as a disk that

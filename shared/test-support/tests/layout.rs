@@ -1,7 +1,7 @@
 //! The workspace's rooms, checked over `cargo metadata`: a service never depends on another
-//! service's crate and a library in `shared/` never depends on a service — not even in their
-//! tests, as tests of services working together live in the top-level `tests/` (stack-tests) —
-//! and the domain crate stays pure (no runtime, network, database or HTTP crate). A dependency
+//! service's crate, a library in `shared/` never depends on a service, and the end-to-end tests
+//! in the top-level `tests/` (stack-tests) run the services' binaries as their own processes
+//! instead of linking them — none of them, not even in tests — and the domain crate stays pure (no runtime, network, database or HTTP crate). A dependency
 //! that breaks a rule fails here before review has to spot it.
 
 use std::path::Path;
@@ -91,7 +91,7 @@ fn no_service_and_no_library_depends_on_a_service() {
         .flat_map(|p| {
             p.dependencies
                 .iter()
-                .filter(|(name, _)| p.room != "tests" && services.contains(&name.as_str()))
+                .filter(|(name, _)| services.contains(&name.as_str()))
                 .map(move |(name, _)| {
                     format!("{} ({}) depends on the service {name}", p.name, p.room)
                 })
