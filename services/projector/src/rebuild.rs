@@ -41,6 +41,9 @@ pub enum RebuildError {
     Message(#[source] async_nats::Error),
     #[error(transparent)]
     Apply(#[from] BatchError),
+    /// A batch's task ended without an answer (it panicked).
+    #[error("a rebuild's batch ended without an answer: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// How far a rebuild has got.
@@ -115,6 +118,27 @@ async fn analyze(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Applies one batch of a rebuild's load to the fresh schema `schema` in a transaction of its
+/// own; returns the checkpoint it reached.
+async fn load(
+    pool: PgPool,
+    stream: stream::Stream,
+    schema: String,
+    projection: Projection,
+    batch: Vec<Delivered>,
+) -> Result<u64, RebuildError> {
+    let mut tx = pool.begin().await?;
+    // Nobody reads the fresh schema before the switch, and the switch commits durably, which
+    // makes every commit before it durable too: a batch need not wait for its own flush to disk.
+    // After a crash the rebuild starts again from a fresh schema anyway.
+    sqlx::query("SET LOCAL synchronous_commit TO off")
+        .execute(&mut *tx)
+        .await?;
+    let applied = apply_releasing(&mut tx, &stream, &schema, projection, &batch).await?;
+    tx.commit().await?;
+    Ok(applied.checkpoint)
+}
+
 /// Rebuilds `projection` (live schema `live`) and swaps it in; returns the rebuilt checkpoint.
 /// `report` is called after every batch.
 pub async fn rebuild(
@@ -141,12 +165,28 @@ pub async fn rebuild(
     let mut reader = Reader::open(stream, batch_size).await?;
     let started = Instant::now();
     let mut applied = 0u64;
+    let mut read = 0u64;
+    // One batch is applied on a task of its own while the next is read: decoding and
+    // writing take a core of their own, and the reading overlaps them. Batches still commit
+    // one after the other, in stream order (dropping the set aborts the one in flight).
+    let mut loading = tokio::task::JoinSet::new();
     while applied < head {
-        let batch = reader.next_batch(applied, head).await?;
-        let mut conn = pool.acquire().await?;
-        applied = apply_releasing(&mut conn, stream, &rebuilt, projection, &batch)
-            .await?
-            .checkpoint;
+        if read < head {
+            let batch = reader.next_batch(read, head).await?;
+            read = batch.last().map_or(read, |message| message.sequence);
+            if let Some(loaded) = loading.join_next().await {
+                applied = loaded.map_err(RebuildError::Task)??;
+            }
+            loading.spawn(load(
+                pool.clone(),
+                stream.clone(),
+                rebuilt.clone(),
+                projection,
+                batch,
+            ));
+        } else if let Some(loaded) = loading.join_next().await {
+            applied = loaded.map_err(RebuildError::Task)??;
+        }
         let rate = applied as f64 / started.elapsed().as_secs_f64().max(1e-3);
         report(Progress {
             applied,
@@ -191,4 +231,29 @@ pub async fn rebuild(
     .execute(pool)
     .await?;
     Ok(applied)
+}
+
+/// Rebuilds each of `projections` (live schema `<prefix><name>`) as [`rebuild`] does, side by
+/// side; answers in the order asked, with the rebuilt checkpoint and the time each took. The
+/// first failure ends the others (their live schemas untouched). `report` hears every batch of
+/// every projection.
+pub async fn rebuild_all(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    projections: &[Projection],
+    prefix: &str,
+    batch_size: usize,
+    report: impl Fn(Projection, Progress),
+) -> Result<Vec<(Projection, u64, Duration)>, RebuildError> {
+    let report = &report;
+    let runs = projections.iter().map(|&projection| async move {
+        let started = Instant::now();
+        let live = projection.schema(prefix);
+        let applied = rebuild(pool, stream, projection, &live, batch_size, |p| {
+            report(projection, p)
+        })
+        .await?;
+        Ok::<_, RebuildError>((projection, applied, started.elapsed()))
+    });
+    futures::future::try_join_all(runs).await
 }

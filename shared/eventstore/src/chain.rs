@@ -97,6 +97,25 @@ fn event_hash_with(event: &CloudEvent, buffer: &mut Vec<u8>) -> String {
 /// order; only `data` is a JSON tree to sort). The same bytes as [`canonical_json`] of its
 /// serialised form with `hash` removed, which [`envelope_hash`] computes and a test compares.
 fn write_canonical_envelope(event: &CloudEvent, out: &mut Vec<u8>) {
+    write_attributes(event, Attribute::Hash, out);
+}
+
+/// Every attribute of `event` but `data`, as one JSON object (in the canonical form): how the
+/// audit table stores the envelope beside its payload, written without building the envelope as
+/// a JSON tree first.
+pub fn write_envelope_without_data(event: &CloudEvent, out: &mut Vec<u8>) {
+    write_attributes(event, Attribute::Data, out);
+}
+
+/// The one attribute [`write_attributes`] leaves out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attribute {
+    Data,
+    Hash,
+}
+
+/// The attributes of `event` but `except`, keys in sorted order, `data` canonical.
+fn write_attributes(event: &CloudEvent, except: Attribute, out: &mut Vec<u8>) {
     // Destructured without `..`: a new attribute does not compile until it is placed here.
     let CloudEvent {
         specversion,
@@ -118,7 +137,7 @@ fn write_canonical_envelope(event: &CloudEvent, out: &mut Vec<u8>) {
         commandid,
         commandname,
         prevhash,
-        hash: _,
+        hash,
     } = event;
     let mut first = true;
     let mut attribute = |name: &str, out: &mut Vec<u8>| {
@@ -148,12 +167,18 @@ fn write_canonical_envelope(event: &CloudEvent, out: &mut Vec<u8>) {
     write_json(commandname, out);
     attribute("correlationid", out);
     write_json(correlationid, out);
-    attribute("data", out);
-    write_canonical(data, out);
+    if except != Attribute::Data {
+        attribute("data", out);
+        write_canonical(data, out);
+    }
     attribute("datacontenttype", out);
     write_json(datacontenttype, out);
     attribute("effectivetime", out);
     write_json(effectivetime, out);
+    if except != Attribute::Hash {
+        attribute("hash", out);
+        write_json(hash, out);
+    }
     attribute("id", out);
     write_json(id, out);
     attribute("prevhash", out);
@@ -321,6 +346,25 @@ mod tests {
             assert_eq!(
                 String::from_utf8(written).expect("utf-8"),
                 canonical_json(&without_hash)
+            );
+        }
+    }
+
+    /// The audit table's envelope is the serialised event without its `data`, `hash` included.
+    #[test]
+    fn the_envelope_without_data_is_the_json_without_data() {
+        let mut event = fixed_envelope();
+        for actorunit in [Some("so-tai-chinh".to_owned()), None] {
+            event.actorunit = actorunit;
+            let mut json = serde_json::to_value(&event).expect("envelope");
+            if let Value::Object(map) = &mut json {
+                map.remove("data");
+            }
+            let mut written = Vec::new();
+            write_envelope_without_data(&event, &mut written);
+            assert_eq!(
+                String::from_utf8(written).expect("utf-8"),
+                canonical_json(&json)
             );
         }
     }

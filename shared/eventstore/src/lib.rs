@@ -15,7 +15,10 @@ mod store;
 mod stream;
 mod verify;
 
-pub use chain::{ChainError, canonical_json, digest, envelope_hash, event_hash, seal, verify_link};
+pub use chain::{
+    ChainError, canonical_json, digest, envelope_hash, event_hash, seal, verify_link,
+    write_envelope_without_data,
+};
 pub use envelope::{
     BATCH_CONTENT_TYPE, CloudEvent, CommandMeta, Commit, SOURCE, TYPE_PREFIX, event_type,
     parse_event_type,

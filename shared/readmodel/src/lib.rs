@@ -3,6 +3,7 @@
 
 mod audit;
 mod chain;
+mod copy;
 mod core;
 pub mod export;
 mod quarantined;
