@@ -171,12 +171,17 @@ pub async fn rebuild(
     // one after the other, in stream order (dropping the set aborts the one in flight).
     let mut loading = tokio::task::JoinSet::new();
     while applied < head {
-        if read < head {
-            let batch = reader.next_batch(read, head).await?;
+        // Read the next batch (if any is left) before waiting for the one being written.
+        let next = if read < head {
+            Some(reader.next_batch(read, head).await?)
+        } else {
+            None
+        };
+        if let Some(loaded) = loading.join_next().await {
+            applied = loaded.map_err(RebuildError::Task)??;
+        }
+        if let Some(batch) = next {
             read = batch.last().map_or(read, |message| message.sequence);
-            if let Some(loaded) = loading.join_next().await {
-                applied = loaded.map_err(RebuildError::Task)??;
-            }
             loading.spawn(load(
                 pool.clone(),
                 stream.clone(),
@@ -184,8 +189,6 @@ pub async fn rebuild(
                 projection,
                 batch,
             ));
-        } else if let Some(loaded) = loading.join_next().await {
-            applied = loaded.map_err(RebuildError::Task)??;
         }
         let rate = applied as f64 / started.elapsed().as_secs_f64().max(1e-3);
         report(Progress {

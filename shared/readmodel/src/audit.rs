@@ -14,12 +14,25 @@ use crate::copy::BinaryRows;
 pub const ENVELOPE: &str = "(envelope || jsonb_build_object('data', payload))";
 
 /// The audit table's columns, in the order [`apply`] writes them.
-const COPY: &str =
-    "COPY audit_log (stream_sequence, position, event_id, event_type, aggregate_type,
-        aggregate_id, recorded_at, effective_at, actor_user, actor_unit, actor_role, correlation_id,
-        causation_id, command_id, command_name, payload, envelope)
-    FROM STDIN (FORMAT binary)";
-const COLUMNS: i16 = 17;
+const COLUMNS: [&str; 17] = [
+    "stream_sequence",
+    "position",
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "recorded_at",
+    "effective_at",
+    "actor_user",
+    "actor_unit",
+    "actor_role",
+    "correlation_id",
+    "causation_id",
+    "command_id",
+    "command_name",
+    "payload",
+    "envelope",
+];
 
 /// Appends every event of `commits` with one binary `COPY`: the audit log only ever appends, so
 /// a batch is one round trip however many events it holds, and PostgreSQL takes the rows as they
@@ -27,7 +40,7 @@ const COLUMNS: i16 = 17;
 /// envelope are serialised once each, straight into the rows; no JSON tree is built per event.
 /// The data goes to `payload` only: written twice, it doubled the table (see [`ENVELOPE`]).
 pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), ApplyError> {
-    let mut rows = BinaryRows::new(COLUMNS);
+    let mut rows = BinaryRows::new(COLUMNS.len());
     for commit in commits {
         for (position, event) in commit.events.iter().enumerate() {
             rows.row();
@@ -46,18 +59,17 @@ pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), Ap
             rows.field(&event.causationid.as_str())?;
             rows.field(&event.commandid)?;
             rows.field(&event.commandname.as_str())?;
-            rows.jsonb(|out| write_json(&event.data, out));
-            rows.jsonb(|out| write_envelope_without_data(event, out));
+            rows.jsonb(|out| serde_json::to_writer(out, &event.data))?;
+            rows.jsonb(|out| {
+                write_envelope_without_data(event, out);
+                Ok(())
+            })?;
         }
     }
-    rows.copy(conn, COPY).await?;
+    let statement = format!(
+        "COPY audit_log ({}) FROM STDIN (FORMAT binary)",
+        COLUMNS.join(", ")
+    );
+    rows.copy(conn, &statement).await?;
     Ok(())
-}
-
-/// `value` as compact JSON.
-fn write_json(value: &serde_json::Value, out: &mut Vec<u8>) {
-    // A JSON value always serialises, and into memory nothing can fail.
-    if let Err(e) = serde_json::to_writer(out, value) {
-        unreachable!("serialising a JSON value into memory failed: {e}");
-    }
 }

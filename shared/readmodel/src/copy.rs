@@ -22,12 +22,13 @@ pub(crate) struct BinaryRows {
 
 impl BinaryRows {
     /// Data for rows of `columns` fields each.
-    pub(crate) fn new(columns: i16) -> Self {
+    pub(crate) fn new(columns: usize) -> Self {
         let mut buffer = PgArgumentBuffer::default();
         buffer.extend_from_slice(HEADER);
         Self {
             buffer,
-            columns,
+            // A PostgreSQL table holds at most 1 600 columns.
+            columns: columns as i16,
             rows: 0,
         }
     }
@@ -55,12 +56,17 @@ impl BinaryRows {
         Ok(())
     }
 
-    /// A jsonb field whose JSON text `write` appends.
-    pub(crate) fn jsonb(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+    /// A jsonb field whose JSON text `write` appends (written straight into the rows, without
+    /// a `String` per value).
+    pub(crate) fn jsonb(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), sqlx::Error> {
         let start = self.start_field();
         self.buffer.push(JSONB_VERSION);
-        write(&mut self.buffer);
+        write(&mut self.buffer).map_err(|e| sqlx::Error::Encode(e.into()))?;
         self.end_field(start);
+        Ok(())
     }
 
     /// Reserves the field's length; returns where it starts.
@@ -110,7 +116,8 @@ mod tests {
         rows.row();
         rows.field(&7i32).expect("int4");
         rows.field(&None::<&str>).expect("null");
-        rows.jsonb(|out| out.extend_from_slice(b"{}"));
+        rows.jsonb(|out| serde_json::to_writer(out, &serde_json::json!({})))
+            .expect("jsonb");
         assert_eq!(HEADER.len(), 19);
         let mut expected = HEADER.to_vec();
         expected.extend_from_slice(&3i16.to_be_bytes());
