@@ -82,19 +82,26 @@ impl BinaryRows {
         self.buffer[start..start + 4].copy_from_slice(&length.to_be_bytes());
     }
 
+    /// The data to send, trailer included; `None` when no row was written.
+    fn into_data(mut self) -> Option<Vec<u8>> {
+        if self.rows == 0 {
+            return None;
+        }
+        self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
+        Some(std::mem::take(&mut *self.buffer))
+    }
+
     /// Sends the rows with `statement` (a `COPY … FROM STDIN (FORMAT binary)`); nothing is sent
     /// when there are none.
     pub(crate) async fn copy(
-        mut self,
+        self,
         conn: &mut PgConnection,
         statement: &str,
     ) -> Result<(), sqlx::Error> {
-        if self.rows == 0 {
+        let Some(data) = self.into_data() else {
             return Ok(());
-        }
-        self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
+        };
         let mut copy = conn.copy_in_raw(statement).await?;
-        let data = std::mem::take(&mut *self.buffer);
         if let Err(e) = copy.send(data).await {
             copy.abort(e.to_string()).await?;
             return Err(e);
@@ -119,7 +126,11 @@ mod tests {
         rows.jsonb(|out| serde_json::to_writer(out, &serde_json::json!({})))
             .expect("jsonb");
         assert_eq!(HEADER.len(), 19);
-        let mut expected = HEADER.to_vec();
+        // Signature, then the flags and the header extension's length, both zero.
+        let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
+        expected.extend_from_slice(&0i32.to_be_bytes());
+        expected.extend_from_slice(&0i32.to_be_bytes());
+        assert_eq!(HEADER, expected.as_slice());
         expected.extend_from_slice(&3i16.to_be_bytes());
         expected.extend_from_slice(&4i32.to_be_bytes());
         expected.extend_from_slice(&7i32.to_be_bytes());
@@ -128,5 +139,8 @@ mod tests {
         expected.extend_from_slice(b"\x01{}");
         assert_eq!(rows.buffer.as_slice(), expected.as_slice());
         assert_eq!(rows.rows, 1);
+        expected.extend_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(rows.into_data(), Some(expected));
+        assert_eq!(BinaryRows::new(3).into_data(), None);
     }
 }
