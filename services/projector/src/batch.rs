@@ -16,8 +16,8 @@ use event_store::{
     NotSignedOff, SignedOff, StoreError, StoredMessage, decode_commit, signed_off_at,
 };
 use readmodel::{
-    ApplyError, Projection, apply, apply_quarantined as record_quarantined, lock_checkpoint,
-    save_checkpoint,
+    ApplyError, HeldHeads, Projection, apply_holding, apply_quarantined as record_quarantined,
+    lock_checkpoint, save_checkpoint,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
@@ -98,18 +98,19 @@ pub async fn apply_batch(
     messages: &[Delivered],
 ) -> Result<Applied, BatchError> {
     let mut tx = pool.begin().await?;
-    let applied = apply_batch_in(&mut tx, schema, projection, messages).await?;
+    let applied = apply_batch_in(&mut tx, schema, projection, messages, None).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
 /// The body of [`apply_batch`], inside the caller's transaction (which then holds the
-/// projection's advisory lock until it ends).
-pub async fn apply_batch_in(
+/// projection's advisory lock until it ends), with the chain heads in `held` when given.
+async fn apply_batch_in(
     conn: &mut PgConnection,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
+    held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
     sqlx::query(AssertSqlSafe(format!(
         "SET LOCAL search_path TO {}",
@@ -152,7 +153,7 @@ pub async fn apply_batch_in(
             .or(applied.last_recorded_at);
         commits.push(commit);
     }
-    apply(conn, projection, &commits)
+    apply_holding(conn, projection, &commits, held)
         .await
         .map_err(BatchError::Apply)?;
     if applied.commits > 0 {
@@ -225,21 +226,24 @@ pub async fn apply_quarantined_in(
 /// come out as the live projection, which the same decision released. Each piece is applied in a
 /// transaction of its own (a savepoint inside the caller's): the whole batch at once, and only
 /// when that fails one commit at a time, so that the message to set aside is found exactly.
+/// The chain heads are in `held` when given (what a piece that fails changed there is undone).
 pub async fn apply_releasing(
     conn: &mut PgConnection,
     stream: &stream::Stream,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
+    mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
-    let first = match apply_piece(conn, schema, projection, Piece::Commits(messages)).await {
+    let whole = Piece::Commits(messages);
+    let first = match apply_piece(conn, schema, projection, whole, held.as_deref_mut()).await {
         Err(e) if e.stall_sequence().is_some() => e,
         outcome => return outcome,
     };
     let mut applied: Option<Applied> = None;
     for message in messages {
         let piece = Piece::Commits(std::slice::from_ref(message));
-        let done = match apply_piece(conn, schema, projection, piece).await {
+        let done = match apply_piece(conn, schema, projection, piece, held.as_deref_mut()).await {
             Err(e) if e.stall_sequence() == Some(message.sequence) => {
                 let (stored, decision) = match signed_off_at(stream, message.sequence).await {
                     Ok(released) => released,
@@ -247,7 +251,7 @@ pub async fn apply_releasing(
                     Err(_) => return Err(e),
                 };
                 let piece = Piece::Quarantined(&stored, &decision);
-                apply_piece(conn, schema, projection, piece).await?
+                apply_piece(conn, schema, projection, piece, held.as_deref_mut()).await?
             }
             outcome => outcome?,
         };
@@ -262,30 +266,39 @@ enum Piece<'a> {
     Quarantined(&'a StoredMessage, &'a SignedOff),
 }
 
-/// Applies `piece` in a transaction of its own on `conn` (a savepoint when `conn` is in one).
+/// Applies `piece` in a transaction of its own on `conn` (a savepoint when `conn` is in one),
+/// and undoes what it changed in `held` when it fails.
 async fn apply_piece(
     conn: &mut PgConnection,
     schema: &str,
     projection: Projection,
     piece: Piece<'_>,
+    mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
+    let mark = held.as_deref().map(HeldHeads::mark);
     let mut tx = conn.begin().await?;
     let outcome = match piece {
-        Piece::Commits(messages) => apply_batch_in(&mut tx, schema, projection, messages).await,
+        Piece::Commits(messages) => {
+            apply_batch_in(&mut tx, schema, projection, messages, held.as_deref_mut()).await
+        }
         Piece::Quarantined(message, decision) => {
             apply_quarantined_in(&mut tx, schema, projection, message, decision).await
         }
     };
-    match outcome {
-        Ok(applied) => {
-            tx.commit().await?;
-            Ok(applied)
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Err(e)
-        }
+    let settled = match outcome {
+        Ok(applied) => tx
+            .commit()
+            .await
+            .map(|()| applied)
+            .map_err(BatchError::from),
+        Err(e) => tx.rollback().await.map_err(BatchError::from).and(Err(e)),
+    };
+    if settled.is_err()
+        && let (Some(held), Some(mark)) = (held, mark)
+    {
+        held.undo_to(mark);
     }
+    settled
 }
 
 /// Double-quotes an identifier for SQL.

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::stream;
 use event_store::{StoreError, StreamReader};
 use readmodel::{
-    Projection, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema, swap_schema,
+    HeldHeads, Projection, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema,
+    swap_schema,
 };
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -119,14 +120,15 @@ async fn analyze(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Applies one batch of a rebuild's load to the fresh schema `schema` in a transaction of its
-/// own; returns the checkpoint it reached.
+/// own, with the chain heads in `heads`; returns the checkpoint it reached and the heads.
 async fn load(
     pool: PgPool,
     stream: stream::Stream,
     schema: String,
     projection: Projection,
     batch: Vec<Delivered>,
-) -> Result<u64, RebuildError> {
+    mut heads: HeldHeads,
+) -> Result<(u64, HeldHeads), RebuildError> {
     let mut tx = pool.begin().await?;
     // Nobody reads the fresh schema before the switch, and the switch commits durably, which
     // makes every commit before it durable too: a batch need not wait for its own flush to disk.
@@ -134,9 +136,31 @@ async fn load(
     sqlx::query("SET LOCAL synchronous_commit TO off")
         .execute(&mut *tx)
         .await?;
-    let applied = apply_releasing(&mut tx, &stream, &schema, projection, &batch).await?;
+    let applied = apply_releasing(
+        &mut tx,
+        &stream,
+        &schema,
+        projection,
+        &batch,
+        Some(&mut heads),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(applied.checkpoint)
+    heads.settle();
+    Ok((applied.checkpoint, heads))
+}
+
+/// Stores the chain heads a rebuild's load held into the fresh schema `schema`.
+async fn store_heads(pool: &PgPool, schema: &str, heads: &HeldHeads) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {}",
+        quoted(schema)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    heads.store(&mut tx).await?;
+    tx.commit().await
 }
 
 /// Rebuilds `projection` (live schema `live`) and swaps it in; returns the rebuilt checkpoint.
@@ -166,6 +190,9 @@ pub async fn rebuild(
     let started = Instant::now();
     let mut applied = 0u64;
     let mut read = 0u64;
+    // Nobody else writes the fresh schema, so its chain heads stay in memory until the load
+    // is done, and go with each batch to its task and back.
+    let mut heads = HeldHeads::default();
     // One batch is applied on a task of its own while the next is read: decoding and
     // writing take a core of their own, and the reading overlaps them. Batches still commit
     // one after the other, in stream order (dropping the set aborts the one in flight).
@@ -178,7 +205,7 @@ pub async fn rebuild(
             None
         };
         if let Some(loaded) = loading.join_next().await {
-            applied = loaded.map_err(RebuildError::Task)??;
+            (applied, heads) = loaded.map_err(RebuildError::Task)??;
         }
         if let Some(batch) = next {
             read = batch.last().map_or(read, |message| message.sequence);
@@ -188,6 +215,7 @@ pub async fn rebuild(
                 rebuilt.clone(),
                 projection,
                 batch,
+                std::mem::take(&mut heads),
             ));
         }
         let rate = applied as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -200,6 +228,7 @@ pub async fn rebuild(
         });
     }
 
+    store_heads(pool, &rebuilt, &heads).await?;
     create_indexes(pool, &deferred).await?;
     analyze(pool, &rebuilt).await?;
 
@@ -220,7 +249,7 @@ pub async fn rebuild(
     let target = live_checkpoint.unwrap_or(0) as u64;
     while applied < target {
         let batch = reader.next_batch(applied, target).await?;
-        applied = apply_releasing(&mut tx, stream, &rebuilt, projection, &batch)
+        applied = apply_releasing(&mut tx, stream, &rebuilt, projection, &batch, None)
             .await?
             .checkpoint;
     }

@@ -15,6 +15,7 @@ use event_store::Commit;
 use sqlx::PgConnection;
 
 pub use audit::ENVELOPE as AUDIT_ENVELOPE;
+pub use chain::{HeadsMark, HeldHeads};
 pub use quarantined::apply_quarantined;
 pub use schema::{
     InvalidSchemaName, READER_ROLE, create_database_if_missing, create_indexes,
@@ -102,7 +103,18 @@ pub async fn apply(
     projection: Projection,
     commits: &[Commit],
 ) -> Result<(), ApplyError> {
-    chain::check_and_advance(conn, commits).await?;
+    apply_holding(conn, projection, commits, None).await
+}
+
+/// [`apply`], with the chain heads checked against and advanced in `held` when given (see
+/// [`HeldHeads`]), else in the schema's `chain_heads` table.
+pub async fn apply_holding(
+    conn: &mut PgConnection,
+    projection: Projection,
+    commits: &[Commit],
+    held: Option<&mut HeldHeads>,
+) -> Result<(), ApplyError> {
+    chain::check_and_advance(conn, commits, held).await?;
     match projection {
         Projection::Core => core::apply(conn, commits).await,
         Projection::Audit => audit::apply(conn, commits).await,

@@ -9,6 +9,7 @@ use readmodel::export::{
 use readmodel::{Projection, apply, prepare_schema};
 use remediation_domain::calendar::Quarter;
 use remediation_domain::item::{AssignmentRole, ItemEvent};
+use remediation_domain::lifecycle::Lifecycle;
 use remediation_domain::plan::{Plan, PlanEvent};
 use remediation_domain::report::{ReportEvent, ReportLine, report_id};
 use remediation_domain::text::{ItemId, PlanId, ReportId, Text, UnitId};
@@ -131,8 +132,13 @@ fn history() -> Vec<(AggregateRef, Event, DateTime<Utc>)> {
 }
 
 fn commits() -> Vec<Commit> {
+    commits_of(history())
+}
+
+/// `history` as commits of one event each, sealed onto their aggregates' chains.
+fn commits_of(history: Vec<(AggregateRef, Event, DateTime<Utc>)>) -> Vec<Commit> {
     let mut heads = std::collections::HashMap::<String, String>::new();
-    history()
+    history
         .into_iter()
         .enumerate()
         .map(|(index, (target, event, effective))| {
@@ -514,4 +520,81 @@ async fn a_checkpoint_is_announced_with_its_schema_when_its_transaction_commits_
             .is_err(),
         "a rolled-back checkpoint was announced"
     );
+}
+
+/// The rows every batch rewrites (chain heads, items, the history row a change closes) have
+/// room on their page, so their updates are heap-only: no new index entry, and the page is
+/// pruned in place instead of the table growing by a row per change. Enough items that the
+/// inserts fill whole pages: with no room kept, almost none of the updates would be heap-only.
+/// A history row grows when it is closed (two instants filled in), so where a batch closes every
+/// row of a page, the room holds most of them but not all: at least three in four, as a share.
+#[tokio::test]
+async fn rows_rewritten_by_each_batch_are_updated_in_place() {
+    const ITEMS: usize = 400;
+    let plan_id = PlanId::new(PLAN).expect("id");
+    let issued = at("2025-04-08T00:00:00+07:00");
+    let item =
+        |n: usize| AggregateRef::Item(ItemId::new(format!("kh-63-2025-{n:03}")).expect("id"));
+    let recorded = (0..ITEMS).map(|n| {
+        let event = Event::Item(ItemEvent::Recorded {
+            plan_id: plan_id.clone(),
+            plan_issued_on: chrono::NaiveDate::from_ymd_opt(2025, 4, 8).expect("date"),
+            ordinal: n as u16 + 1,
+            title: text("Hạn chế trong công tác chuyển đổi số"),
+            sector: Some(text("Khoa học, công nghệ")),
+            causes_objective: None,
+            causes_subjective: None,
+            remedies: Some(text("Hoàn thiện cơ sở dữ liệu dùng chung của tỉnh")),
+        });
+        (item(n), event, issued)
+    });
+    let started = at("2025-05-02T08:00:00+07:00");
+    let changed = (0..ITEMS).map(|n| {
+        let event = Event::Item(ItemEvent::StatusChanged {
+            from: Lifecycle::NotStarted,
+            to: Lifecycle::InProgress,
+            reason: text("Đã triển khai"),
+            evidence: None,
+            at: started,
+        });
+        (item(n), event, started)
+    });
+    let all = commits_of(recorded.chain(changed).collect());
+    let (first, second) = all.split_at(ITEMS);
+    let (_database, pool) = load(first).await;
+    // (table, the share of its updates that must be heap-only, in quarters)
+    for (projection, tables) in [
+        (
+            Projection::Core,
+            &[("chain_heads", 4), ("items", 4), ("status_history", 3)][..],
+        ),
+        (Projection::Audit, &[("chain_heads", 4)][..]),
+    ] {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL search_path TO {}",
+            projection.name()
+        )))
+        .execute(&mut *tx)
+        .await
+        .expect("search path");
+        apply(&mut tx, projection, second).await.expect("apply");
+        for &(table, quarters) in tables {
+            let (updated, heap_only): (i64, i64) = sqlx::query_as(
+                "SELECT pg_stat_get_xact_tuples_updated($1::regclass),
+                        pg_stat_get_xact_tuples_hot_updated($1::regclass)",
+            )
+            .bind(table)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("statistics");
+            assert_eq!(updated, ITEMS as i64, "{}.{table}", projection.name());
+            assert!(
+                heap_only * 4 >= updated * quarters,
+                "{}.{table}: {heap_only} of {updated} updates heap-only",
+                projection.name()
+            );
+        }
+        tx.rollback().await.expect("end");
+    }
 }

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use projector::batch::apply_batch;
-use projector::rebuild::{Progress, rebuild};
-use readmodel::Projection;
-use remediation_domain::Role;
+use chrono::Utc;
+use projector::batch::{BatchError, apply_batch};
+use projector::rebuild::{Progress, RebuildError, rebuild};
+use readmodel::{ApplyError, Projection};
+use remediation_domain::text::{Name, UnitId};
+use remediation_domain::unit::{UnitEvent, UnitKind};
+use remediation_domain::{AggregateRef, Event, Role};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::{NatsServer, TestDatabase};
@@ -348,4 +351,65 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
 
     live.stop().await;
     service.shutdown().await;
+}
+
+/// A rebuild holds its chain heads in memory between batches. When a batch fails past the chain
+/// check, at an event the core projection cannot apply, the rebuild goes through that batch a
+/// commit at a time, as it must to find the commit; the commits before it are then checked
+/// against the heads as they were before the failed attempt, so the rebuild stops at that
+/// event, with its error, and not at an earlier commit as if it were forged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stops_at_the_event_it_cannot_apply_not_at_the_commits_before_it() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_client, js) = jetstream(&nats).await;
+    provision(&js).await;
+    let mut publisher = Publisher::new(&js, 0);
+    let unit = |id: &str| AggregateRef::Unit(UnitId::new(id).expect("id"));
+    let registered = |name: &str| {
+        Event::Unit(UnitEvent::Registered {
+            name: Name::new(name).expect("name"),
+            kind: UnitKind::Department,
+        })
+    };
+    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
+        publisher
+            .commit(
+                &unit(id),
+                &[registered(name)],
+                &meta("register-unit", Utc::now()),
+            )
+            .await;
+    }
+    // Sealed onto its chain, so it passes the chain check, but of a type nobody knows.
+    let target = unit("so-moi");
+    let mut envelope = event_store::CloudEvent::new(
+        &target,
+        &registered("Sở Mới"),
+        &meta("register-unit", Utc::now()),
+    );
+    envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
+    publisher.seal(&target, std::slice::from_mut(&mut envelope));
+    let unknown = publisher
+        .raw(
+            "events.unit.so-moi",
+            serde_json::to_vec(&[envelope]).expect("json"),
+        )
+        .await;
+    publisher.flush().await;
+    assert_eq!(unknown, 3);
+
+    let pool = projector::connect_database(&db.url()).await.expect("pool");
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let error = rebuild(&pool, &stream, Projection::Core, "core", 10, |_| {})
+        .await
+        .expect_err("the unknown event stops the rebuild");
+    assert!(
+        matches!(
+            &error,
+            RebuildError::Apply(BatchError::Apply(ApplyError::Undecodable { sequence, .. }))
+                if *sequence == unknown
+        ),
+        "{error}"
+    );
 }
