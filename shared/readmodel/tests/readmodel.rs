@@ -171,6 +171,22 @@ async fn loaded() -> (TestDatabase, sqlx::PgPool) {
     load(&commits()).await
 }
 
+/// A transaction with `projection`'s schema on its search path.
+async fn in_schema(
+    pool: &sqlx::PgPool,
+    projection: Projection,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {}",
+        projection.name()
+    )))
+    .execute(&mut *tx)
+    .await
+    .expect("search path");
+    tx
+}
+
 /// A database with both projections applied to `commits`.
 async fn load(commits: &[Commit]) -> (TestDatabase, sqlx::PgPool) {
     let database = TestDatabase::create();
@@ -181,14 +197,7 @@ async fn load(commits: &[Commit]) -> (TestDatabase, sqlx::PgPool) {
         prepare_schema(&admin, projection, projection.name())
             .await
             .expect("migrate");
-        let mut tx = admin.begin().await.expect("begin");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL search_path TO {}",
-            projection.name()
-        )))
-        .execute(&mut *tx)
-        .await
-        .expect("search path");
+        let mut tx = in_schema(&admin, projection).await;
         apply(&mut tx, projection, commits).await.expect("apply");
         tx.commit().await.expect("commit");
     }
@@ -570,14 +579,7 @@ async fn rows_rewritten_by_each_batch_are_updated_in_place() {
         ),
         (Projection::Audit, &[("chain_heads", 4)][..]),
     ] {
-        let mut tx = pool.begin().await.expect("begin");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL search_path TO {}",
-            projection.name()
-        )))
-        .execute(&mut *tx)
-        .await
-        .expect("search path");
+        let mut tx = in_schema(&pool, projection).await;
         apply(&mut tx, projection, second).await.expect("apply");
         for &(table, quarters) in tables {
             let (updated, heap_only): (i64, i64) = sqlx::query_as(

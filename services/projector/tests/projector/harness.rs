@@ -23,7 +23,8 @@ use event_store::{
 use projector::Projector;
 use projector::batch::Delivered;
 use remediation_domain::calendar::vietnam;
-use remediation_domain::text::UnitId;
+use remediation_domain::text::{Name, UnitId};
+use remediation_domain::unit::{UnitEvent, UnitKind};
 use remediation_domain::{Actor, AggregateRef, Event, Role};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -283,6 +284,20 @@ pub fn meta(command_name: &'static str, effective: DateTime<Utc>) -> CommandMeta
     }
 }
 
+/// The event type [`Publisher::unknown_type`] publishes under.
+pub const UNKNOWN_TYPE: &str = "vn.gov.thanhhoa.remediation.unit.teleported.v1";
+
+/// A unit's registration: the smallest valid commit.
+pub fn registered(id: &str, name: &str) -> (AggregateRef, Event) {
+    (
+        AggregateRef::Unit(UnitId::new(id).expect("unit id")),
+        Event::Unit(UnitEvent::Registered {
+            name: Name::new(name).expect("name"),
+            kind: UnitKind::Department,
+        }),
+    )
+}
+
 /// Publishes commits straight to JetStream, pipelined, each with the expected last sequence of
 /// its subject, as the command side would write them. Sequences are predicted (the stream is
 /// ours alone) and checked against the acknowledgements.
@@ -325,6 +340,30 @@ impl Publisher {
             payload,
         )
         .await
+    }
+
+    /// For a fresh stream, after publishing two units' registrations (stream sequences 1 and 2).
+    pub async fn after_two_units(js: &jetstream::Context) -> Self {
+        let mut publisher = Self::new(js, 0);
+        for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
+            let (target, event) = registered(id, name);
+            publisher
+                .commit(&target, &[event], &meta("register-unit", Utc::now()))
+                .await;
+        }
+        publisher
+    }
+
+    /// A unit's registration under an event type nobody knows, sealed onto the unit's chain as the
+    /// command service would: it passes the chain check, and the core projection cannot decode
+    /// it. Returns its stream sequence.
+    pub async fn unknown_type(&mut self, unit_id: &str, name: &str) -> u64 {
+        let (target, event) = registered(unit_id, name);
+        let mut envelope = CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
+        envelope.event_type = UNKNOWN_TYPE.to_owned();
+        self.seal(&target, std::slice::from_mut(&mut envelope));
+        let payload = serde_json::to_vec(&[envelope]).expect("json");
+        self.raw(&format!("events.unit.{unit_id}"), payload).await
     }
 
     /// Links `envelopes` onto `target`'s hash chain, as the command service does.

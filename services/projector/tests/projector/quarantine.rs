@@ -25,7 +25,6 @@ use sqlx::{Connection, PgConnection};
 use test_support::{NatsServer, TestDatabase};
 
 use crate::harness::*;
-use crate::stall::registered;
 
 const AUDITOR: &str = "kiem-toan.le-van-an";
 const REASON: &str = "Thông điệp không do dịch vụ lệnh ghi (phát hiện khi dự án dừng); đã đối chiếu, không thuộc hồ sơ";
@@ -54,13 +53,7 @@ struct Published {
 
 /// Two units registered, the bad message, then a third unit: returns the bad message.
 async fn history(js: &jetstream::Context, bad: Bad) -> Published {
-    let mut publisher = Publisher::new(js, 0);
-    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-        let (target, event) = registered(id, name);
-        publisher
-            .commit(&target, &[event], &meta("register-unit", Utc::now()))
-            .await;
-    }
+    let mut publisher = Publisher::after_two_units(js).await;
     let (subject, payload) = match bad {
         Bad::Forged => {
             let (target, _) = registered("so-tai-chinh", "Sở Tài chính");

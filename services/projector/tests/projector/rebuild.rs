@@ -6,13 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use projector::batch::{BatchError, apply_batch};
 use projector::rebuild::{Progress, RebuildError, rebuild};
 use readmodel::{ApplyError, Projection};
-use remediation_domain::text::{Name, UnitId};
-use remediation_domain::unit::{UnitEvent, UnitKind};
-use remediation_domain::{AggregateRef, Event, Role};
+use remediation_domain::Role;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::{NatsServer, TestDatabase};
@@ -364,38 +361,8 @@ async fn a_rebuild_stops_at_the_event_it_cannot_apply_not_at_the_commits_before_
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
-    let mut publisher = Publisher::new(&js, 0);
-    let unit = |id: &str| AggregateRef::Unit(UnitId::new(id).expect("id"));
-    let registered = |name: &str| {
-        Event::Unit(UnitEvent::Registered {
-            name: Name::new(name).expect("name"),
-            kind: UnitKind::Department,
-        })
-    };
-    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-        publisher
-            .commit(
-                &unit(id),
-                &[registered(name)],
-                &meta("register-unit", Utc::now()),
-            )
-            .await;
-    }
-    // Sealed onto its chain, so it passes the chain check, but of a type nobody knows.
-    let target = unit("so-moi");
-    let mut envelope = event_store::CloudEvent::new(
-        &target,
-        &registered("Sở Mới"),
-        &meta("register-unit", Utc::now()),
-    );
-    envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
-    publisher.seal(&target, std::slice::from_mut(&mut envelope));
-    let unknown = publisher
-        .raw(
-            "events.unit.so-moi",
-            serde_json::to_vec(&[envelope]).expect("json"),
-        )
-        .await;
+    let mut publisher = Publisher::after_two_units(&js).await;
+    let unknown = publisher.unknown_type("so-moi", "Sở Mới").await;
     publisher.flush().await;
     assert_eq!(unknown, 3);
 

@@ -8,8 +8,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use projector::batch::{Applied, BatchError, Delivered, apply_batch};
 use readmodel::{ApplyError, Projection};
-use remediation_domain::unit::UnitEvent;
-use remediation_domain::{AggregateRef, Role};
+use remediation_domain::Role;
 use serde_json::json;
 use sqlx::PgConnection;
 use test_support::{NatsServer, TestDatabase};
@@ -252,21 +251,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     // projection records any well-formed envelope.
     let (_client, js) = jetstream(&nats).await;
     let mut publisher = Publisher::new(&js, head);
-    let target = AggregateRef::Unit(remediation_domain::text::UnitId::new("so-moi").expect("id"));
-    let event = remediation_domain::Event::Unit(UnitEvent::Registered {
-        name: remediation_domain::text::Name::new("Sở Mới").expect("name"),
-        kind: remediation_domain::unit::UnitKind::Department,
-    });
-    let mut envelope =
-        event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
-    envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
-    publisher.seal(&target, std::slice::from_mut(&mut envelope));
-    let sequence = publisher
-        .raw(
-            "events.unit.so-moi",
-            serde_json::to_vec(&[envelope]).expect("json"),
-        )
-        .await;
+    let sequence = publisher.unknown_type("so-moi", "Sở Mới").await;
     publisher.flush().await;
     let unknown = all_messages(&js, sequence).await.split_off(head as usize);
     let before = state(&mut conn, "core").await;

@@ -4,24 +4,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use remediation_domain::Event;
 use remediation_domain::text::{Name, UnitId};
-use remediation_domain::unit::{UnitEvent, UnitKind};
-use remediation_domain::{AggregateRef, Event};
+use remediation_domain::unit::UnitEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{NatsServer, TestDatabase};
 
 use crate::harness::*;
-
-pub fn registered(id: &str, name: &str) -> (AggregateRef, Event) {
-    (
-        AggregateRef::Unit(UnitId::new(id).expect("unit id")),
-        Event::Unit(UnitEvent::Registered {
-            name: Name::new(name).expect("name"),
-            kind: UnitKind::Department,
-        }),
-    )
-}
 
 /// Polls `/readyz` until it answers 503; returns its body.
 pub async fn wait_until_not_ready(url: &str) -> Value {
@@ -51,13 +41,7 @@ async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_sk
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
-    let mut publisher = Publisher::new(&js, 0);
-    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-        let (target, event) = registered(id, name);
-        publisher
-            .commit(&target, &[event], &meta("register-unit", Utc::now()))
-            .await;
-    }
+    let mut publisher = Publisher::after_two_units(&js).await;
     let bad = publisher
         .raw(
             "events.unit.so-hong",
@@ -141,17 +125,7 @@ async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() 
     publisher
         .commit(&target, &[event], &meta("register-unit", Utc::now()))
         .await;
-    let (target, event) = registered("so-moi", "Sở Mới");
-    let mut envelope =
-        event_store::CloudEvent::new(&target, &event, &meta("register-unit", Utc::now()));
-    envelope.event_type = "vn.gov.thanhhoa.remediation.unit.teleported.v1".to_owned();
-    publisher.seal(&target, std::slice::from_mut(&mut envelope));
-    let unknown = publisher
-        .raw(
-            "events.unit.so-moi",
-            serde_json::to_vec(&[envelope]).expect("json"),
-        )
-        .await;
+    let unknown = publisher.unknown_type("so-moi", "Sở Mới").await;
     let (target, event) = registered("so-y-te", "Sở Y tế");
     let last = publisher
         .commit(&target, &[event], &meta("register-unit", Utc::now()))
@@ -177,7 +151,7 @@ async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() 
             .fetch_all(&mut conn)
             .await
             .expect("audit");
-    assert_eq!(types[1], "vn.gov.thanhhoa.remediation.unit.teleported.v1");
+    assert_eq!(types[1], UNKNOWN_TYPE);
     assert_eq!(types.len(), 3);
     let core = checkpoint(&mut conn, "core").await.expect("checkpoint");
     assert!(core < unknown, "core went past the unknown event: {core}");

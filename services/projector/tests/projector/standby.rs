@@ -12,7 +12,6 @@ use sqlx::PgConnection;
 use test_support::{NatsServer, TestDatabase};
 
 use crate::harness::*;
-use crate::stall::registered;
 
 /// Commits before the second instance starts, and while the first is killed.
 const BEFORE: u64 = 2_000;

@@ -17,7 +17,7 @@ use crate::compliance::{
     AT_DUE, JUST_BEFORE_DUE, ON_TIME, SILENT, UTC_14TH, q2_compliance, scripted,
 };
 use crate::harness::*;
-use crate::stall::{registered, wait_until_not_ready};
+use crate::stall::wait_until_not_ready;
 
 /// Waits up to `limit` for `/readyz` to answer 503; `None` if it kept answering 200.
 async fn not_ready_within(url: &str, limit: Duration) -> Option<serde_json::Value> {
@@ -41,13 +41,7 @@ async fn a_stall_applies_every_commit_before_the_bad_one() {
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
-    let mut publisher = Publisher::new(&js, 0);
-    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-        let (target, event) = registered(id, name);
-        publisher
-            .commit(&target, &[event], &meta("register-unit", Utc::now()))
-            .await;
-    }
+    let mut publisher = Publisher::after_two_units(&js).await;
     let bad = publisher
         .raw("events.unit.so-hong", b"not json".to_vec())
         .await;

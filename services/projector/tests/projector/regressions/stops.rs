@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use test_support::{NatsServer, TestDatabase};
 
 use crate::harness::*;
-use crate::stall::{registered, wait_until_not_ready};
+use crate::stall::wait_until_not_ready;
 
 /// The recorded stop of `schema`'s projection: (sequence, reason), or `None` when none is.
 async fn recorded_stop(conn: &mut PgConnection, schema: &str) -> Option<(Option<i64>, String)> {
@@ -125,13 +125,7 @@ async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing
     let db = TestDatabase::create();
     let (_client, js) = jetstream(&nats).await;
     provision(&js).await;
-    let mut publisher = Publisher::new(&js, 0);
-    for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-        let (target, event) = registered(id, name);
-        publisher
-            .commit(&target, &[event], &meta("register-unit", Utc::now()))
-            .await;
-    }
+    let mut publisher = Publisher::after_two_units(&js).await;
     publisher.flush().await;
     let pool = projector::connect_database(&db.url()).await.expect("pool");
     projector::prepare(&pool, "").await.expect("schemas");
