@@ -112,12 +112,7 @@ async fn apply_batch_in(
     messages: &[Delivered],
     held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {}",
-        quoted(schema)
-    )))
-    .execute(&mut *conn)
-    .await?;
+    search_path(conn, schema).await?;
     let mut checkpoint = lock_checkpoint(conn, schema, projection).await?;
     let mut applied = Applied {
         checkpoint,
@@ -188,12 +183,7 @@ pub async fn apply_quarantined_in(
     message: &StoredMessage,
     decision: &SignedOff,
 ) -> Result<Applied, BatchError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {}",
-        quoted(schema)
-    )))
-    .execute(&mut *conn)
-    .await?;
+    search_path(conn, schema).await?;
     let checkpoint = lock_checkpoint(conn, schema, projection).await?;
     let passed = Applied {
         checkpoint,
@@ -299,6 +289,17 @@ async fn apply_piece(
         held.undo_to(mark);
     }
     settled
+}
+
+/// Puts `schema` on the search path for the rest of the transaction `conn` is in.
+pub(crate) async fn search_path(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {}",
+        quoted(schema)
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Double-quotes an identifier for SQL.

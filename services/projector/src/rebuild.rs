@@ -17,7 +17,7 @@ use readmodel::{
 };
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::batch::{BatchError, Delivered, apply_releasing, quoted};
+use crate::batch::{BatchError, Delivered, apply_releasing, quoted, search_path};
 
 /// Commits per batch when rebuilding, unless `REBUILD_BATCH_SIZE` says otherwise: larger than
 /// the live worker's, since nobody waits on a rebuild's individual commits.
@@ -153,12 +153,7 @@ async fn load(
 /// Stores the chain heads a rebuild's load held into the fresh schema `schema`.
 async fn store_heads(pool: &PgPool, schema: &str, heads: &HeldHeads) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {}",
-        quoted(schema)
-    )))
-    .execute(&mut *tx)
-    .await?;
+    search_path(&mut tx, schema).await?;
     heads.store(&mut tx).await?;
     tx.commit().await
 }

@@ -35,10 +35,7 @@ impl HeldHeads {
 
     /// Undoes every change since `mark`.
     pub fn undo_to(&mut self, mark: HeadsMark) {
-        while self.undo.len() > mark.0 {
-            let Some((aggregate, before)) = self.undo.pop() else {
-                break;
-            };
+        for (aggregate, before) in self.undo.drain(mark.0..).rev() {
             match before {
                 Some(head) => self.heads.insert(aggregate, head),
                 None => self.heads.remove(&aggregate),
@@ -138,16 +135,17 @@ pub async fn check_and_advance(
             heads.insert(aggregate, head);
         }
     }
-    let (names, values): (Vec<String>, Vec<String>) = aggregates
-        .into_iter()
-        .filter_map(|a| heads.remove(&a).map(|h| (a, h)))
-        .unzip();
     if let Some(held) = held {
-        for (aggregate, head) in names.into_iter().zip(values) {
+        for (aggregate, head) in heads {
             held.advance(aggregate, head);
         }
         return Ok(());
     }
+    // Upserted in key order, as `aggregates` is sorted.
+    let (names, values): (Vec<String>, Vec<String>) = aggregates
+        .into_iter()
+        .filter_map(|a| heads.remove(&a).map(|h| (a, h)))
+        .unzip();
     sqlx::query(
         "INSERT INTO chain_heads (aggregate, head) SELECT * FROM UNNEST($1::text[], $2::text[])
          ON CONFLICT (aggregate) DO UPDATE SET head = EXCLUDED.head",
