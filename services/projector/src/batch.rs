@@ -13,13 +13,15 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use event_store::{
-    NotSignedOff, SignedOff, StoreError, StoredMessage, decode_commit, signed_off_at,
+    HashedCommit, NotSignedOff, SignedOff, StoreError, StoredMessage, signed_off_at,
 };
 use readmodel::{
     ApplyError, HeldHeads, Projection, apply_holding, apply_quarantined as record_quarantined,
     lock_checkpoint, save_checkpoint,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+
+use crate::decode::Decoder;
 
 /// One delivered message: its stream sequence and payload.
 #[derive(Debug, Clone)]
@@ -90,15 +92,16 @@ impl BatchError {
 }
 
 /// Applies `messages` (in delivery order) to `projection` in `schema`, with its checkpoint, in
-/// one transaction.
+/// one transaction; each is decoded through `decoder`, shared with the other projections.
 pub async fn apply_batch(
     pool: &PgPool,
+    decoder: &Decoder,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
 ) -> Result<Applied, BatchError> {
     let mut tx = pool.begin().await?;
-    let applied = apply_batch_in(&mut tx, schema, projection, messages, None).await?;
+    let applied = apply_batch_in(&mut tx, decoder, schema, projection, messages, None).await?;
     tx.commit().await?;
     Ok(applied)
 }
@@ -107,6 +110,7 @@ pub async fn apply_batch(
 /// projection's advisory lock until it ends), with the chain heads in `held` when given.
 async fn apply_batch_in(
     conn: &mut PgConnection,
+    decoder: &Decoder,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
@@ -132,7 +136,7 @@ async fn apply_batch_in(
                 got: message.sequence,
             });
         }
-        let commit = decode_commit(message.sequence, &message.payload).map_err(|e| {
+        let commit = decoder.decode(projection, message).map_err(|e| {
             BatchError::Apply(ApplyError::Inconsistent {
                 sequence: message.sequence,
                 reason: e.to_string(),
@@ -148,6 +152,7 @@ async fn apply_batch_in(
             .or(applied.last_recorded_at);
         commits.push(commit);
     }
+    let commits: Vec<&HashedCommit> = commits.iter().map(|commit| &**commit).collect();
     apply_holding(conn, projection, &commits, held)
         .await
         .map_err(BatchError::Apply)?;
@@ -219,21 +224,27 @@ pub async fn apply_quarantined_in(
 /// The chain heads are in `held` when given (what a piece that fails changed there is undone).
 pub async fn apply_releasing(
     conn: &mut PgConnection,
+    decoder: &Decoder,
     stream: &stream::Stream,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
     mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
+    let target = Target {
+        decoder,
+        schema,
+        projection,
+    };
     let whole = Piece::Commits(messages);
-    let first = match apply_piece(conn, schema, projection, whole, held.as_deref_mut()).await {
+    let first = match apply_piece(conn, target, whole, held.as_deref_mut()).await {
         Err(e) if e.stall_sequence().is_some() => e,
         outcome => return outcome,
     };
     let mut applied: Option<Applied> = None;
     for message in messages {
         let piece = Piece::Commits(std::slice::from_ref(message));
-        let done = match apply_piece(conn, schema, projection, piece, held.as_deref_mut()).await {
+        let done = match apply_piece(conn, target, piece, held.as_deref_mut()).await {
             Err(e) if e.stall_sequence() == Some(message.sequence) => {
                 let (stored, decision) = match signed_off_at(stream, message.sequence).await {
                     Ok(released) => released,
@@ -241,13 +252,21 @@ pub async fn apply_releasing(
                     Err(_) => return Err(e),
                 };
                 let piece = Piece::Quarantined(&stored, &decision);
-                apply_piece(conn, schema, projection, piece, held.as_deref_mut()).await?
+                apply_piece(conn, target, piece, held.as_deref_mut()).await?
             }
             outcome => outcome?,
         };
         applied = Some(applied.map_or(done, |before| before.then(done)));
     }
     applied.ok_or(first)
+}
+
+/// Where [`apply_piece`] applies, decoding through which decoder.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    decoder: &'a Decoder,
+    schema: &'a str,
+    projection: Projection,
 }
 
 /// What [`apply_piece`] applies.
@@ -260,8 +279,11 @@ enum Piece<'a> {
 /// and undoes what it changed in `held` when it fails.
 async fn apply_piece(
     conn: &mut PgConnection,
-    schema: &str,
-    projection: Projection,
+    Target {
+        decoder,
+        schema,
+        projection,
+    }: Target<'_>,
     piece: Piece<'_>,
     mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
@@ -269,7 +291,8 @@ async fn apply_piece(
     let mut tx = conn.begin().await?;
     let outcome = match piece {
         Piece::Commits(messages) => {
-            apply_batch_in(&mut tx, schema, projection, messages, held.as_deref_mut()).await
+            let held = held.as_deref_mut();
+            apply_batch_in(&mut tx, decoder, schema, projection, messages, held).await
         }
         Piece::Quarantined(message, decision) => {
             apply_quarantined_in(&mut tx, schema, projection, message, decision).await

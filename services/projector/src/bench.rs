@@ -4,6 +4,7 @@
 //! The history goes to a scratch stream and the read model to scratch schemas, both removed
 //! afterwards; the live stream and schemas are not touched.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -19,6 +20,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::StartError;
 use crate::batch::{BatchError, apply_batch, quoted};
+use crate::decode::Decoder;
 use crate::rebuild::Reader;
 
 /// Why the benchmark stopped; the scratch stream and schemas are removed all the same.
@@ -43,6 +45,9 @@ pub enum BenchError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Rebuild(#[from] crate::rebuild::RebuildError),
+    /// A projection's catch-up task ended without an answer (it panicked).
+    #[error("a catch-up task ended without an answer: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What the benchmark times over the generated history.
@@ -272,6 +277,7 @@ pub async fn run(
 /// `batch_size` as the live worker does; returns the seconds it took.
 async fn catch_up(
     pool: &PgPool,
+    decoder: &Decoder,
     stream: &stream::Stream,
     prefix: &str,
     projection: Projection,
@@ -284,7 +290,7 @@ async fn catch_up(
     let mut applied = 0u64;
     while applied < events {
         let batch = reader.next_batch(applied, events).await?;
-        applied = apply_batch(pool, &schema, projection, &batch)
+        applied = apply_batch(pool, decoder, &schema, projection, &batch)
             .await?
             .checkpoint;
     }
@@ -372,7 +378,11 @@ async fn measure(
     // One projection after the other: what each costs on its own.
     let mut per_projection = Vec::new();
     for projection in Projection::ALL {
-        let seconds = catch_up(pool, &stream, prefix, projection, events, batch_size).await?;
+        let decoder = Decoder::new(crate::DECODED_KEPT_BATCHES * batch_size);
+        let seconds = catch_up(
+            pool, &decoder, &stream, prefix, projection, events, batch_size,
+        )
+        .await?;
         eprintln!(
             "{:<5} caught up on {events} events in {seconds:.1}s",
             projection.name()
@@ -380,19 +390,24 @@ async fn measure(
         per_projection.push((projection, seconds));
     }
     let total_seconds: f64 = per_projection.iter().map(|(_, s)| s).sum();
-    // Both at once, as the projector runs them (a worker each): the catch-up a deployment sees.
+    // Both at once, as the projector runs them (a worker each, on a task of its own): the
+    // catch-up a deployment sees,
+    // sharing one decoder as the workers do.
+    let decoder = Arc::new(Decoder::new(crate::DECODED_KEPT_BATCHES * batch_size));
     let started = Instant::now();
     let [core, audit] = Projection::ALL.map(|projection| {
-        catch_up(
-            pool,
-            &stream,
-            parallel_prefix,
-            projection,
-            events,
-            batch_size,
-        )
+        let (pool, stream, prefix) = (pool.clone(), stream.clone(), parallel_prefix.to_owned());
+        let decoder = Arc::clone(&decoder);
+        tokio::spawn(async move {
+            catch_up(
+                &pool, &decoder, &stream, &prefix, projection, events, batch_size,
+            )
+            .await
+        })
     });
-    tokio::try_join!(core, audit)?;
+    let (core, audit) = tokio::join!(core, audit);
+    core??;
+    audit??;
     let parallel_seconds = started.elapsed().as_secs_f64();
     // Measured before the COPY twins exist: what the catch-up itself stored.
     let audit_bytes: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -419,6 +434,12 @@ async fn measure(
     println!("read model catch-up (both projections): {catch_up:>9.0} events/s");
     println!(
         "both projections in parallel:           {parallel:>9.0} events/s ({parallel_seconds:.2}s)"
+    );
+    let (decoded, taken) = decoder.counters();
+    println!(
+        "  decoded and hashed once for both: {} of {events} commits (decoded {} times)",
+        taken.get(),
+        decoded.get()
     );
     println!(
         "raw COPY of the resulting {} rows:    {copy_all:>9.0} rows/s ({:.2}s)",

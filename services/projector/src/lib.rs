@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod decode;
 pub mod leader;
 pub mod rebuild;
 pub mod status;
@@ -30,6 +31,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
+use crate::decode::Decoder;
 use crate::status::Status;
 use crate::worker::WorkerContext;
 
@@ -110,6 +112,10 @@ impl Config {
         })
     }
 }
+
+/// How many batches' worth of commits the workers' shared [`Decoder`] keeps for a projection
+/// that has not got to them yet: a projection further behind than that decodes for itself.
+pub(crate) const DECODED_KEPT_BATCHES: usize = 4;
 
 /// Connections of the time-travel snapshot maintenance's own pool, so that the projections'
 /// batches never wait for one it holds: a refresh holds three at once (its lock, the events it
@@ -202,13 +208,17 @@ impl Projector {
             }
         }
         let stream = stream.ok_or_else(|| StartError::NoStream(config.stream_name.clone()))?;
+        let status = Arc::new(Status::default());
+        let decoder = Arc::new(Decoder::new(DECODED_KEPT_BATCHES * config.batch_size));
+        status.count_decoding(&decoder);
         Ok(Self {
             context: WorkerContext {
                 pool,
                 stream,
                 schema_prefix: config.schema_prefix.clone(),
                 batch_size: config.batch_size,
-                status: Arc::new(Status::default()),
+                status,
+                decoder,
             },
             nats,
             snapshot_interval: config.snapshot_interval,

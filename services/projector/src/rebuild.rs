@@ -7,6 +7,7 @@
 //! A message an auditor set aside with a quarantine decision is passed as quarantined here too,
 //! so the rebuilt schema comes out as the live one did.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
@@ -18,6 +19,7 @@ use readmodel::{
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::batch::{BatchError, Delivered, apply_releasing, quoted, search_path};
+use crate::decode::Decoder;
 
 /// Commits per batch when rebuilding, unless `REBUILD_BATCH_SIZE` says otherwise: larger than
 /// the live worker's, since nobody waits on a rebuild's individual commits.
@@ -123,6 +125,7 @@ async fn analyze(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
 /// own, with the chain heads in `heads`; returns the checkpoint it reached and the heads.
 async fn load(
     pool: PgPool,
+    decoder: Arc<Decoder>,
     stream: stream::Stream,
     schema: String,
     projection: Projection,
@@ -138,6 +141,7 @@ async fn load(
         .await?;
     let applied = apply_releasing(
         &mut tx,
+        &decoder,
         &stream,
         &schema,
         projection,
@@ -162,6 +166,20 @@ async fn store_heads(pool: &PgPool, schema: &str, heads: &HeldHeads) -> Result<(
 /// `report` is called after every batch.
 pub async fn rebuild(
     pool: &PgPool,
+    stream: &stream::Stream,
+    projection: Projection,
+    live: &str,
+    batch_size: usize,
+    report: impl FnMut(Progress),
+) -> Result<u64, RebuildError> {
+    let decoder = Arc::new(Decoder::new(batch_size));
+    rebuild_decoding(pool, &decoder, stream, projection, live, batch_size, report).await
+}
+
+/// [`rebuild`], decoding through `decoder` (shared with the rebuilds of other projections).
+async fn rebuild_decoding(
+    pool: &PgPool,
+    decoder: &Arc<Decoder>,
     stream: &stream::Stream,
     projection: Projection,
     live: &str,
@@ -206,6 +224,7 @@ pub async fn rebuild(
             read = batch.last().map_or(read, |message| message.sequence);
             loading.spawn(load(
                 pool.clone(),
+                Arc::clone(decoder),
                 stream.clone(),
                 rebuilt.clone(),
                 projection,
@@ -244,7 +263,7 @@ pub async fn rebuild(
     let target = live_checkpoint.unwrap_or(0) as u64;
     while applied < target {
         let batch = reader.next_batch(applied, target).await?;
-        applied = apply_releasing(&mut tx, stream, &rebuilt, projection, &batch, None)
+        applied = apply_releasing(&mut tx, decoder, stream, &rebuilt, projection, &batch, None)
             .await?
             .checkpoint;
     }
@@ -273,10 +292,13 @@ pub async fn rebuild_all(
     report: impl Fn(Projection, Progress),
 ) -> Result<Vec<(Projection, u64, Duration)>, RebuildError> {
     let report = &report;
+    // The projections' readers go through the stream side by side: a batch one of them decoded
+    // is kept for the others until they get to it.
+    let decoder = &Arc::new(Decoder::new(batch_size));
     let runs = projections.iter().map(|&projection| async move {
         let started = Instant::now();
         let live = projection.schema(prefix);
-        let applied = rebuild(pool, stream, projection, &live, batch_size, |p| {
+        let applied = rebuild_decoding(pool, decoder, stream, projection, &live, batch_size, |p| {
             report(projection, p)
         })
         .await?;

@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 use readmodel::Projection;
 use serde_json::{Value, json};
 
+use crate::decode::Decoder;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
     pub projection: &'static str,
@@ -261,6 +263,25 @@ impl Status {
             })
             .collect();
         (healthy, Value::Object(projections))
+    }
+
+    /// Adds `decoder`'s counters to the metrics.
+    pub fn count_decoding(&self, decoder: &Decoder) {
+        let (decoded, taken) = decoder.counters();
+        let mut registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        registry.register(
+            "commits_decoded",
+            "Delivered messages decoded, and their events hashed, for the projections",
+            decoded,
+        );
+        registry.register(
+            "commits_decoded_shared",
+            "Commits a projection took as another had decoded and hashed them, instead of again",
+            taken,
+        );
     }
 
     pub fn render(&self) -> String {

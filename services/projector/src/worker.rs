@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::batch::{BatchError, Delivered, apply_batch, apply_quarantined};
+use crate::decode::Decoder;
 use crate::status::{Stall, Status};
 
 /// How often a stopped projection looks for a quarantine decision for the message it stopped at:
@@ -81,6 +82,8 @@ pub struct WorkerContext {
     pub schema_prefix: String,
     pub batch_size: usize,
     pub status: Arc<Status>,
+    /// Shared by the projections' workers: each message is decoded and hashed once.
+    pub decoder: Arc<Decoder>,
 }
 
 impl WorkerContext {
@@ -487,7 +490,15 @@ async fn apply_retrying(
 ) -> Result<crate::batch::Applied, BatchError> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match apply_batch(&context.pool, schema, projection, delivered).await {
+        match apply_batch(
+            &context.pool,
+            &context.decoder,
+            schema,
+            projection,
+            delivered,
+        )
+        .await
+        {
             Err(e) if e.is_transient() => {
                 tracing::warn!(projection = projection.name(), error = %e, "batch failed; retrying");
                 tokio::time::sleep(delay).await;

@@ -9,6 +9,7 @@
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
+//! - `decoding`: each commit is decoded and hashed once for both projections;
 //! - `regressions`: each test fails on the defect it names (projection defects, a stop recorded
 //!   for the query service, NATS permissions);
 //! - `quarantine`: a message that breaks the record stays a stop until an auditor's quarantine
@@ -40,6 +41,9 @@ mod rebuild;
 
 #[path = "projector/snapshots.rs"]
 mod snapshots;
+
+#[path = "projector/decoding.rs"]
+mod decoding;
 
 #[path = "projector/quarantine.rs"]
 mod quarantine;

@@ -9,7 +9,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::CloudEvent;
+use crate::envelope::{CloudEvent, Commit};
 
 /// RFC 8785-style canonical JSON: object keys sorted at every level, no whitespace. Independent
 /// of serde_json's `preserve_order` feature, so any consumer can reproduce it.
@@ -233,22 +233,72 @@ pub enum ChainError {
 pub fn verify_link(head: &str, events: &[CloudEvent]) -> Result<String, ChainError> {
     let mut previous = head.to_owned();
     for event in events {
-        let aggregate = format!("{}/{}", event.aggregatetype, event.aggregateid);
-        if event.prevhash != previous {
-            return Err(ChainError::BrokenLink {
-                aggregate,
-                event_id: event.id.to_string(),
-            });
-        }
-        if event.hash != event_hash(event) {
-            return Err(ChainError::AlteredContent {
-                aggregate,
-                event_id: event.id.to_string(),
-            });
-        }
+        check_link(&previous, event, || event.hash == event_hash(event))?;
         previous = event.hash.clone();
     }
     Ok(previous)
+}
+
+/// The checks of one event against the head `previous` of its aggregate's chain, in the order
+/// they are reported: the link first, then (asked only when the link holds) whether its hash
+/// matches its content.
+fn check_link(
+    previous: &str,
+    event: &CloudEvent,
+    content_matches: impl FnOnce() -> bool,
+) -> Result<(), ChainError> {
+    let aggregate = || format!("{}/{}", event.aggregatetype, event.aggregateid);
+    if event.prevhash != previous {
+        return Err(ChainError::BrokenLink {
+            aggregate: aggregate(),
+            event_id: event.id.to_string(),
+        });
+    }
+    if !content_matches() {
+        return Err(ChainError::AlteredContent {
+            aggregate: aggregate(),
+            event_id: event.id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A commit whose events' hashes were each computed over their content once, when it was
+/// decoded. Hashing is the costly half of checking a chain, and every projection receives the
+/// same message: each then checks only the links, against its own chain heads
+/// ([`HashedCommit::link`]), and reports a break exactly as [`verify_link`] would.
+#[derive(Debug, Clone)]
+pub struct HashedCommit {
+    commit: Commit,
+    /// The first event whose `hash` does not match its content. The events after it are never
+    /// checked: a chain check stops at the first break.
+    altered: Option<usize>,
+}
+
+impl HashedCommit {
+    pub fn new(commit: Commit) -> Self {
+        let mut buffer = Vec::with_capacity(1024);
+        let altered = commit
+            .events
+            .iter()
+            .position(|event| event.hash != event_hash_with(event, &mut buffer));
+        Self { commit, altered }
+    }
+
+    /// Checks the commit's event at `index` against `previous`, the head of its aggregate's
+    /// chain (what [`verify_link`] checks for it); its own hash is the new head.
+    pub fn link(&self, index: usize, previous: &str) -> Result<(), ChainError> {
+        let event = &self.commit.events[index];
+        check_link(previous, event, || self.altered != Some(index))
+    }
+}
+
+impl std::ops::Deref for HashedCommit {
+    type Target = Commit;
+
+    fn deref(&self) -> &Commit {
+        &self.commit
+    }
 }
 
 /// One digest over all chain heads (`aggregate → head`, in any order): a SHA-256 over the sorted
@@ -377,6 +427,51 @@ mod tests {
         assert_eq!(events[1].prevhash, events[0].hash);
         assert_eq!(head, events[1].hash);
         assert_eq!(verify_link("", &events), Ok(head));
+    }
+
+    /// Whatever is wrong with a commit, checking its links after hashing it once reports what
+    /// checking it whole reports: the same break at the same event, or the same head.
+    #[test]
+    fn a_hashed_commit_reports_what_verify_link_reports() {
+        let mut sealed = vec![fixed_envelope(), fixed_envelope(), fixed_envelope()];
+        seal("", &mut sealed);
+        let altered_data =
+            |e: &mut CloudEvent| e.data = serde_json::json!({"due_on": "2026-01-01"});
+        let relinked = |e: &mut CloudEvent| e.prevhash = "cd".repeat(32);
+        let rehashed = |e: &mut CloudEvent| e.hash = "ef".repeat(32);
+        // What is changed, at which event of the commit.
+        type Tampering<'a> = Vec<(usize, &'a dyn Fn(&mut CloudEvent))>;
+        let cases: Vec<Tampering> = vec![
+            vec![],
+            vec![(1, &altered_data)],
+            vec![(1, &relinked)],
+            vec![(2, &rehashed)],
+            vec![(0, &altered_data), (2, &relinked)],
+            vec![(1, &relinked), (1, &altered_data)],
+        ];
+        for (case, changes) in cases.iter().enumerate() {
+            let mut events = sealed.clone();
+            for (index, change) in changes {
+                change(&mut events[*index]);
+            }
+            let whole = verify_link("", &events);
+            let hashed = HashedCommit::new(Commit {
+                sequence: 1,
+                events: events.clone(),
+            });
+            let mut previous = String::new();
+            let linked = events
+                .iter()
+                .enumerate()
+                .try_for_each(|(index, event)| {
+                    hashed.link(index, &previous)?;
+                    previous = event.hash.clone();
+                    Ok(())
+                })
+                .map(|()| previous.clone());
+            assert_eq!(linked, whole, "case {case}");
+            assert_eq!(whole.is_ok(), changes.is_empty(), "case {case}");
+        }
     }
 
     #[test]

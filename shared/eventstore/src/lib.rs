@@ -16,7 +16,7 @@ mod stream;
 mod verify;
 
 pub use chain::{
-    ChainError, canonical_json, digest, envelope_hash, event_hash, seal, verify_link,
+    ChainError, HashedCommit, canonical_json, digest, envelope_hash, event_hash, seal, verify_link,
     write_envelope_without_data,
 };
 pub use envelope::{

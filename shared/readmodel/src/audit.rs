@@ -1,7 +1,7 @@
 //! The audit projection: one row per event. Its data is stored once, in `payload`; `envelope`
 //! holds every other member of the envelope, and [`ENVELOPE`] puts the two together again.
 
-use event_store::{Commit, write_envelope_without_data};
+use event_store::{HashedCommit, write_envelope_without_data};
 use sqlx::PgConnection;
 
 use crate::ApplyError;
@@ -39,7 +39,7 @@ const COLUMNS: [&str; 17] = [
 /// come instead of unpacking an array per column. Each event's data and the rest of its
 /// envelope are serialised once each, straight into the rows; no JSON tree is built per event.
 /// The data goes to `payload` only: written twice, it doubled the table (see [`ENVELOPE`]).
-pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), ApplyError> {
+pub async fn apply(conn: &mut PgConnection, commits: &[&HashedCommit]) -> Result<(), ApplyError> {
     let mut rows = BinaryRows::new(COLUMNS.len());
     for commit in commits {
         for (position, event) in commit.events.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use event_store::{Commit, verify_link};
+use event_store::HashedCommit;
 use sqlx::PgConnection;
 
 use crate::ApplyError;
@@ -71,14 +71,16 @@ impl HeldHeads {
 }
 
 /// Checks every event of `commits` against the chain heads this projection holds (`held`, else
-/// its `chain_heads` table), and moves the heads forward. A break stops the projection at the
-/// commit that carries it. An aggregate without a head starts its chain empty — unless the
-/// projection held events before it tracked chains (`chain_tracking.since` > 0) and the event
-/// says it continues one: that first link is taken as given (the event's own hash is still
-/// checked), and every later one is checked.
+/// its `chain_heads` table), and moves the heads forward. Each event's hash was computed over its
+/// content once, when the commit was decoded for every projection ([`HashedCommit`]); here the
+/// links are checked, and a mismatch found then is reported where [`event_store::verify_link`]
+/// would report it. A break stops the projection at the commit that carries it. An aggregate
+/// without a head starts its chain empty — unless the projection held events before it tracked
+/// chains (`chain_tracking.since` > 0) and the event says it continues one: that first link is
+/// taken as given (the event's own hash is still checked), and every later one is checked.
 pub async fn check_and_advance(
     conn: &mut PgConnection,
-    commits: &[Commit],
+    commits: &[&HashedCommit],
     held: Option<&mut HeldHeads>,
 ) -> Result<(), ApplyError> {
     let key = |e: &event_store::CloudEvent| format!("{}/{}", e.aggregatetype, e.aggregateid);
@@ -107,7 +109,7 @@ pub async fn check_and_advance(
     };
     let mut tracked_before_events: Option<bool> = None;
     for commit in commits {
-        for event in &commit.events {
+        for (index, event) in commit.events.iter().enumerate() {
             let aggregate = key(event);
             let previous = match heads.get(&aggregate) {
                 Some(head) => head.as_str(),
@@ -125,14 +127,14 @@ pub async fn check_and_advance(
                 }
                 None => "",
             };
-            let head = verify_link(previous, std::slice::from_ref(event)).map_err(|e| {
-                ApplyError::Forged {
+            commit
+                .link(index, previous)
+                .map_err(|e| ApplyError::Forged {
                     sequence: commit.sequence,
                     aggregate: aggregate.clone(),
                     reason: e.to_string(),
-                }
-            })?;
-            heads.insert(aggregate, head);
+                })?;
+            heads.insert(aggregate, event.hash.clone());
         }
     }
     if let Some(held) = held {

@@ -11,7 +11,7 @@ mod schema;
 mod stall;
 mod verify;
 
-use event_store::Commit;
+use event_store::HashedCommit;
 use sqlx::PgConnection;
 
 pub use audit::ENVELOPE as AUDIT_ENVELOPE;
@@ -101,7 +101,7 @@ impl ApplyError {
 pub async fn apply(
     conn: &mut PgConnection,
     projection: Projection,
-    commits: &[Commit],
+    commits: &[&HashedCommit],
 ) -> Result<(), ApplyError> {
     apply_holding(conn, projection, commits, None).await
 }
@@ -111,7 +111,7 @@ pub async fn apply(
 pub async fn apply_holding(
     conn: &mut PgConnection,
     projection: Projection,
-    commits: &[Commit],
+    commits: &[&HashedCommit],
     held: Option<&mut HeldHeads>,
 ) -> Result<(), ApplyError> {
     chain::check_and_advance(conn, commits, held).await?;

@@ -6,7 +6,7 @@ use event_store::{CloudEvent, CommandMeta, Commit, seal};
 use readmodel::export::{
     Dataset, Format, Range, compilation_csv, compilation_xlsx, export, quarterly_compilation,
 };
-use readmodel::{Projection, apply, prepare_schema};
+use readmodel::{Projection, prepare_schema};
 use remediation_domain::calendar::Quarter;
 use remediation_domain::item::{AssignmentRole, ItemEvent};
 use remediation_domain::lifecycle::Lifecycle;
@@ -17,6 +17,7 @@ use remediation_domain::unit::{UnitEvent, UnitKind};
 use remediation_domain::{Actor, AggregateRef, Assignee, Event, Role};
 use sqlx::postgres::PgPoolOptions;
 use test_support::TestDatabase;
+use test_support::history::apply;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use event_store::{CloudEvent, CommandMeta, Commit, seal};
+use event_store::{CloudEvent, CommandMeta, Commit, HashedCommit, seal};
 use readmodel::{ApplyError, Projection, save_checkpoint};
 use remediation_domain::calendar::{Quarter, local_date, start_of_local_day};
 use remediation_domain::facts::Facts;
@@ -26,7 +26,7 @@ use remediation_domain::seed::Seed;
 use remediation_domain::task::{CancelTask, ChangeTaskStatus, PlanTask, RescheduleTask};
 use remediation_domain::text::{ItemId, PlanId, TaskId, Text, UnitId};
 use remediation_domain::{Actor, AggregateRef, Assignee, Command, Context, Role};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use time_travel::state::PlanState;
 
@@ -558,6 +558,17 @@ pub async fn insert(pool: &PgPool, schema: &str, commits: &[Commit]) -> Result<(
     apply_commits(pool, schema, Projection::Audit, commits).await
 }
 
+/// [`readmodel::apply`] of `commits` on `conn` (in a transaction, with the schema on its search
+/// path), each hashed first as the projector hashes what it decodes.
+pub async fn apply(
+    conn: &mut PgConnection,
+    projection: Projection,
+    commits: &[Commit],
+) -> Result<(), ApplyError> {
+    let hashed: Vec<HashedCommit> = commits.iter().cloned().map(HashedCommit::new).collect();
+    readmodel::apply(conn, projection, &hashed.iter().collect::<Vec<_>>()).await
+}
+
 /// Applies `commits` to `projection` in `schema` with its checkpoint, in one transaction, with
 /// the projection's own statements (as the projector's batches do, without its gap check).
 pub async fn apply_commits(
@@ -575,7 +586,7 @@ pub async fn apply_commits(
     )))
     .execute(&mut *tx)
     .await?;
-    readmodel::apply(&mut tx, projection, commits).await?;
+    apply(&mut tx, projection, commits).await?;
     let recorded_at = last.events.last().map(|e| e.time);
     save_checkpoint(&mut tx, projection, last.sequence, recorded_at).await?;
     tx.commit().await?;

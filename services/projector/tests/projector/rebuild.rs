@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use projector::batch::{BatchError, apply_batch};
+use projector::decode::Decoder;
 use projector::rebuild::{Progress, RebuildError, rebuild};
 use readmodel::{ApplyError, Projection};
 use remediation_domain::Role;
@@ -329,10 +330,12 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
         .await
         .expect("prepare the reference");
     let messages = all_messages(&js, head).await;
+    let decoder = Decoder::new(500);
     for projection in Projection::ALL {
         for chunk in messages.chunks(500) {
             apply_batch(
                 &pool,
+                &decoder,
                 &format!("ref_{}", projection.name()),
                 projection,
                 chunk,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use chrono::Utc;
 use projector::batch::{Applied, BatchError, Delivered, apply_batch};
+use projector::decode::Decoder;
 use readmodel::{ApplyError, Projection};
 use remediation_domain::Role;
 use serde_json::json;
@@ -127,12 +128,15 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         .expect("prepare the reference");
     let mut conn = connect(&db.url()).await;
     let m = |from: u64, to: u64| messages[(from - 1) as usize..to as usize].to_vec();
+    // Shared by every batch, as by the projector's workers: a payload spoiled after it was
+    // decoded once is still decoded from its own bytes.
+    let decoder = Decoder::new(1_000);
 
     for projection in Projection::ALL {
         let schema = projection.name().to_owned();
         let reference = format!("ref_{schema}");
         // The reference: every commit applied once, in one batch.
-        let all = apply_batch(&pool, &reference, projection, &messages)
+        let all = apply_batch(&pool, &decoder, &reference, projection, &messages)
             .await
             .expect("reference");
         // Every command of this history makes exactly one event.
@@ -140,12 +144,12 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
 
         // 1..=60, then the very same batch again: nothing changes, not even the checkpoint's
         // updated_at (no write at all).
-        let first = apply_batch(&pool, &schema, projection, &m(1, 60))
+        let first = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60))
             .await
             .expect("batch");
         assert_eq!(summary(&first), (60, 60, 60));
         let after_first = state(&mut conn, &schema).await;
-        let again = apply_batch(&pool, &schema, projection, &m(1, 60))
+        let again = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60))
             .await
             .expect("redelivery");
         assert_eq!(summary(&again), (60, 0, 0));
@@ -156,14 +160,14 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         );
 
         // A batch overlapping the applied one: only 61..=100 are applied.
-        let overlap = apply_batch(&pool, &schema, projection, &m(31, 100))
+        let overlap = apply_batch(&pool, &decoder, &schema, projection, &m(31, 100))
             .await
             .expect("overlap");
         assert_eq!(summary(&overlap), (100, 40, 40));
         let after_overlap = state(&mut conn, &schema).await;
 
         // A gap: 121.. while the checkpoint is 100. Refused, nothing written.
-        match apply_batch(&pool, &schema, projection, &m(121, 140)).await {
+        match apply_batch(&pool, &decoder, &schema, projection, &m(121, 140)).await {
             Err(BatchError::Gap {
                 expected: 101,
                 got: 121,
@@ -173,7 +177,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         // A gap inside a batch, after applicable commits: the whole batch is refused.
         let mut holed = m(101, 110);
         holed.extend(m(112, 115));
-        let refused = apply_batch(&pool, &schema, projection, &holed).await;
+        let refused = apply_batch(&pool, &decoder, &schema, projection, &holed).await;
         assert!(
             matches!(
                 refused,
@@ -195,7 +199,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
             sequence: 101,
             payload: Bytes::from_static(b"{\"not\": \"a commit"),
         };
-        let error = apply_batch(&pool, &schema, projection, &[garbage])
+        let error = apply_batch(&pool, &decoder, &schema, projection, &[garbage])
             .await
             .expect_err("garbage is refused");
         assert_eq!(error.stall_sequence(), Some(101), "{schema}: {error}");
@@ -210,7 +214,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
             sequence: 111,
             payload: Bytes::from_static(b"[{]"),
         });
-        let error = apply_batch(&pool, &schema, projection, &spoiled)
+        let error = apply_batch(&pool, &decoder, &schema, projection, &spoiled)
             .await
             .expect_err("garbage is refused");
         assert_eq!(error.stall_sequence(), Some(111), "{schema}: {error}");
@@ -226,6 +230,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
             let to = (next + 36).min(head);
             let batch = apply_batch(
                 &pool,
+                &decoder,
                 &schema,
                 projection,
                 &m(next.saturating_sub(10).max(1), to),
@@ -255,7 +260,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     publisher.flush().await;
     let unknown = all_messages(&js, sequence).await.split_off(head as usize);
     let before = state(&mut conn, "core").await;
-    let error = apply_batch(&pool, "core", Projection::Core, &unknown)
+    let error = apply_batch(&pool, &decoder, "core", Projection::Core, &unknown)
         .await
         .expect_err("unknown type refused");
     assert!(
@@ -264,7 +269,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     );
     assert_eq!(error.stall_sequence(), Some(sequence));
     assert_eq!(state(&mut conn, "core").await, before);
-    let audited = apply_batch(&pool, "audit", Projection::Audit, &unknown)
+    let audited = apply_batch(&pool, &decoder, "audit", Projection::Audit, &unknown)
         .await
         .expect("audit");
     assert_eq!(summary(&audited), (sequence, 1, 1));

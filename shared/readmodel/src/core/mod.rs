@@ -14,7 +14,7 @@ mod rows;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
-use event_store::{CloudEvent, Commit};
+use event_store::{CloudEvent, HashedCommit};
 use remediation_domain::calendar::Quarter;
 use remediation_domain::group::GroupEvent;
 use remediation_domain::item::{AssignmentRole, ItemEvent};
@@ -77,7 +77,7 @@ enum Mode {
 }
 
 /// Applies the events of `commits`, in order, to the core tables.
-pub async fn apply(conn: &mut PgConnection, commits: &[Commit]) -> Result<(), ApplyError> {
+pub async fn apply(conn: &mut PgConnection, commits: &[&HashedCommit]) -> Result<(), ApplyError> {
     let steps: Vec<Step<'_>> = commits
         .iter()
         .flat_map(|commit| {

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use event_store::{CloudEvent, CommandMeta, Commit, seal};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use readmodel::{ApplyError, Projection, apply, prepare_schema};
+use readmodel::{ApplyError, Projection, prepare_schema};
 use remediation_domain::calendar::Quarter;
 use remediation_domain::group::GroupEvent;
 use remediation_domain::item::{AssignmentRole, ItemEvent};
@@ -24,6 +24,7 @@ use remediation_domain::unit::{Succession, UnitEvent, UnitKind};
 use remediation_domain::{Actor, AggregateRef, Assignee, Event, Role};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use test_support::TestDatabase;
+use test_support::history::apply;
 
 const UNITS: [&str; 5] = [
     "so-tai-chinh",
