@@ -9,12 +9,6 @@ use readmodel::Projection;
 
 mod replay;
 
-/// mimalloc instead of the system allocator: decoding commits and folding batches allocate and
-/// free many small values, and glibc's malloc took a fifth of the projector's time in a rebuild's
-/// profile (`perf record --call-graph dwarf` during `projector bench 250000 --rebuild`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs the read-model projections (configuration from the environment: NATS_URL,
 /// DATABASE_URL, …; see the README), or one of the commands below.
 #[derive(Debug, Parser)]
