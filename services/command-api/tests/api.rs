@@ -696,14 +696,17 @@ async fn every_error_status_is_problem_json_and_appends_nothing() {
 
 #[tokio::test]
 async fn conflict_after_exhausted_retries_is_409() {
-    // One attempt only: two racing writers on one item make at least one of them lose, unless the
-    // runtime happened to serialise them; loop until a race was observed.
-    let (_nats, _config, service) = seeded(1).await;
+    // One attempt only: racing writers on one item make at least one of them lose, unless the
+    // runtime happened to serialise them; loop until a race was observed. The writers race from
+    // two instances: within one, commands on an item take turns and do not conflict.
+    let (_nats, config, service) = seeded(1).await;
+    let second = Service::start(&config).await;
     let office = office();
     for round in 0..50 {
         let dates = ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30"];
-        let replies = futures::future::join_all(dates.iter().map(|due| {
-            let (url, office) = (service.url.clone(), office.clone());
+        let replies = futures::future::join_all(dates.iter().enumerate().map(|(k, due)| {
+            let url = [&service.url, &second.url][k % 2].clone();
+            let office = office.clone();
             let body = json!({ "item_id": ITEM, "due_on": due, "reason": format!("Vòng {round}") });
             async move { post(&url, "set-item-deadline", &office, body).await }
         }))
@@ -714,11 +717,54 @@ async fn conflict_after_exhausted_retries_is_409() {
                 StatusCode::CONFLICT,
                 "urn:kh63:problem:concurrency-conflict",
             );
+            second.shutdown().await;
             service.shutdown().await;
             return;
         }
     }
     panic!("no conflict observed in 50 rounds of 4 racing writers");
+}
+
+#[tokio::test]
+async fn racing_commands_on_one_item_in_one_instance_take_turns_instead_of_conflicting() {
+    // One attempt only, so that a single lost race would answer 409: commands on one item that
+    // reach the same instance at once decide one after the other, each on the state the one
+    // before it left, and every one of them lands.
+    const WRITERS: usize = 16;
+    let (nats, _config, service) = seeded(1).await;
+    let office = office();
+    let store = open_store(&nats, &StreamSettings::default()).await;
+    let target = AggregateRef::Item(remediation_domain::text::ItemId::new(ITEM).expect("id"));
+    let last_before = store
+        .commits_after(&target, 0)
+        .await
+        .expect("commits")
+        .last()
+        .expect("seeded item has commits")
+        .sequence;
+    for round in 0..5 {
+        let replies = futures::future::join_all((0..WRITERS).map(|k| {
+            let (url, office) = (service.url.clone(), office.clone());
+            let due = format!("2026-{:02}-{:02}", 1 + round, 1 + k);
+            let body = json!({ "item_id": ITEM, "due_on": due, "reason": format!("Lượt {round}") });
+            async move { post(&url, "set-item-deadline", &office, body).await }
+        }))
+        .await;
+        for reply in &replies {
+            assert_eq!(
+                reply.status,
+                StatusCode::CREATED,
+                "round {round}: {}",
+                reply.body
+            );
+        }
+    }
+    let commits = store
+        .commits_after(&target, last_before)
+        .await
+        .expect("commits");
+    assert_eq!(commits.len(), 5 * WRITERS, "one commit per command");
+    service.shutdown().await;
 }
 
 #[tokio::test]

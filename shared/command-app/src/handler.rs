@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::claim::{KeyClaim, Turn};
 use crate::metrics::Metrics;
 use crate::outcome::{Answer, CommandError, Receipt, Settled, StoredOutcome};
+use crate::writers::Writers;
 use service_kit::config::{ConfigError, parsed};
 
 /// A decision reads a handful of other aggregates; this bound stops a corrupt web of references
@@ -80,6 +81,7 @@ pub struct CommandHandler {
     repository: Repository,
     metrics: Metrics,
     settings: HandlerSettings,
+    writers: Writers,
 }
 
 /// The receipt of a commit the stream already held: the first send's, as [`Receipt::new`] takes
@@ -121,6 +123,7 @@ impl CommandHandler {
             repository,
             metrics: Metrics::default(),
             settings,
+            writers: Writers::default(),
         }
     }
 
@@ -235,6 +238,9 @@ impl CommandHandler {
         let mut message_id = first_message_id.clone();
         // The target's subject has been searched for an earlier send's commit up to here.
         let mut searched = 0;
+        // Held until the command is settled: the next command on this aggregate decides on the
+        // state this one leaves in the cache, rather than racing it (see [`crate::writers`]).
+        let _turn = self.writers.turn(&target).await;
         for attempt in 1..=self.settings.max_attempts {
             if attempt > 1 {
                 self.metrics.retry();

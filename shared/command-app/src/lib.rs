@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod outcome;
 pub mod quarantine;
 pub mod seed;
+mod writers;
