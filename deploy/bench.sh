@@ -18,6 +18,8 @@
 #           (remediation-admin bench);
 #        c. one hot item: 32 clients on the same item — accepted/s, conflicts, and the check that
 #           the stream holds exactly the accepted commits (remediation-admin bench --hot-item);
+#           then 32 clients with 10 % of their commands on one shared item (--hot-share 10):
+#           throughput, the service's conflicts and retries, and the same check on that item;
 #   4. starts the projector and times its catch-up on everything written so far, then starts
 #      query-api and measures
 #        b. command latency at a fixed rate (1 000 commands/s) and read-your-writes staleness:
@@ -245,6 +247,7 @@ admin seed --file "$SEED_FILE" >/dev/null 2>>"$WORK/admin.log" || die "loading t
 bench_json http32 --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS"
 bench_json http128 --url "$COMMAND_API" --clients 128 --seconds "$PHASE_SECS"
 bench_json hot --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot-item
+bench_json hot10 --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot-share 10
 
 # --- read side: catch-up, then b --------------------------------------------------------------------
 HEAD=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
@@ -393,8 +396,9 @@ Command: \`${CMD[http32]}\`, \`${CMD[http128]}\`.
 ## One hot item: conflicts and exactly-once
 
 $(j hot .clients) clients on the same item, each sending \`set-item-deadline\` with a date no other
-command of the run uses. The service decides again on a conflict (up to \`MAX_ATTEMPTS\`, 5) and
-answers 409 once it gives up. Afterwards every commit stored on the item's subject since the run
+command of the run uses. Within the one command-api instance, commands on the item take turns
+(each decides on the state the one before it left); a conflict with any other writer is decided
+again (up to \`MAX_ATTEMPTS\`, 5) and answers 409 once it gives up. Afterwards every commit stored on the item's subject since the run
 started is read back: each accepted command's events are stored once, in one commit, and nothing
 else is (the command fails otherwise). The raw side: as many publishers racing on one subject, each
 with the last sequence it knows as the expected one; the sides alternate in $(j hot .rounds) slices.
@@ -406,7 +410,27 @@ with the last sequence it knows as the expected one; the sides alternate in $(j 
 
 Ratio of accepted/s: **$(two "$(j hot .ratio)")**. Exactly once: $(num "$(j hot .http.accepted)") accepted answers,
 $(num "$(j hot .stored_commits)") commits stored for the item — $(j hot 'if .exactly_once then "equal, command ids matching one to one" else "MISMATCH" end').
+The service's own counters over the HTTP side: $(num "$(j hot .service.append_conflicts)") append
+conflicts, $(num "$(j hot .service.retries)") decisions made again.
 Command: \`${CMD[hot]}\`.
+
+### 10 % of the commands on one hot item
+
+$(j hot10 .clients) closed-loop clients as in the first table, but one command in ten (spread
+evenly, not in runs) goes to one item all of them share, with a date no other command uses; the raw
+side does the same on its subjects (racing on the shared one with the last sequence it knows).
+The shared item's commits are checked as above.
+
+| | commands/s | accepted | conflicts (409 / wrong last sequence) | failed | latency p50 / p99 |
+|---|---|---|---|---|---|
+| HTTP commands | $(num "$(j hot10 .http.per_second)") | $(num "$(j hot10 .http.accepted)") | $(num "$(j hot10 .http.conflicts)") | $(j hot10 .http.failed) | $(j hot10 '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"') |
+| raw JetStream publish | $(num "$(j hot10 .raw.per_second)") | $(num "$(j hot10 .raw.accepted)") | $(num "$(j hot10 .raw.conflicts)") | $(j hot10 .raw.failed) | $(j hot10 '"\(.raw.latency.p50_ms) / \(.raw.latency.p99_ms) ms"') |
+
+Ratio: **$(two "$(j hot10 .ratio)")**. The service: $(num "$(j hot10 .service.append_conflicts)") append
+conflicts, $(num "$(j hot10 .service.retries)") decisions made again. On the shared item:
+$(num "$(j hot10 .hot.accepted)") accepted answers, $(num "$(j hot10 .hot.stored_commits)") commits stored —
+$(j hot10 'if .hot.exactly_once then "equal, command ids matching one to one: none lost, none twice" else "MISMATCH" end').
+Command: \`${CMD[hot10]}\`.
 
 ## Command latency and read-your-writes staleness at a fixed rate
 

@@ -1,6 +1,7 @@
 //! `remediation-admin bench` against a command service on a private nats-server: the hot-item
 //! mode's exactly-once check holds with clients racing on one item, the throughput mode's JSON
-//! report carries both sides, and the fixed-rate mode sends every command it was due to. No
+//! report carries both sides (and, with a hot share, the shared item's check and the service's
+//! conflict counters), and the fixed-rate mode sends every command it was due to. No
 //! timing is asserted: the numbers come from release runs of deploy/bench.sh.
 
 use std::path::PathBuf;
@@ -91,6 +92,38 @@ async fn throughput_report_holds_both_sides_and_their_ratio() {
     }
     assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
     assert!(report["payload_bytes"].as_u64() > Some(0), "{report}");
+    stop_commands(service).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_share_stores_each_accepted_command_on_the_shared_item_exactly_once_and_counts_retries()
+ {
+    let nats = NatsServer::start();
+    let service = start_command_api(&nats).await;
+    let url = service.url();
+    let report = bench(
+        &nats,
+        &url,
+        &["--clients", "8", "--seconds", "1", "--hot-share", "50"],
+    )
+    .await;
+    assert_eq!(report["mode"], "throughput");
+    let hot = &report["hot"];
+    assert_eq!(hot["share_percent"], 50, "{report}");
+    assert_eq!(hot["exactly_once"], true, "{report}");
+    let accepted = hot["accepted"]
+        .as_u64()
+        .expect("accepted on the shared item");
+    assert!(accepted > 0, "{report}");
+    assert_eq!(hot["stored_commits"].as_u64(), Some(accepted), "{report}");
+    assert!(
+        report["http"]["accepted"].as_u64() > Some(accepted),
+        "own items too: {report}"
+    );
+    assert_eq!(report["http"]["failed"], 0, "{report}");
+    // One instance: its commands on the shared item take turns, so none conflicts with another.
+    assert_eq!(report["service"]["append_conflicts"], 0, "{report}");
+    assert_eq!(report["service"]["retries"], 0, "{report}");
     stop_commands(service).await;
 }
 

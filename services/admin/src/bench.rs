@@ -12,7 +12,10 @@
 //!   read side is; the raw side publishes at the same rate;
 //! - `--hot-item`: every client on one item, so commands conflict; the accepted answers are
 //!   checked against the item's commits in the stream (each accepted command's events stored
-//!   exactly once, nothing else), next to raw publishers racing on one subject.
+//!   exactly once, nothing else), next to raw publishers racing on one subject;
+//! - `--hot-share P`: throughput, with P % of all commands (spread evenly) on one item shared by
+//!   every client: the service's conflicts and retries are read from its metrics, and the shared
+//!   item's commits are checked as with `--hot-item`, so that none is lost or stored twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +58,7 @@ pub struct BenchArgs {
     rounds: u32,
     /// Send this many commands per second, each when it is due (open loop), and measure latency
     /// and read-your-writes staleness instead of throughput.
-    #[arg(long, conflicts_with = "hot_item", value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
+    #[arg(long, conflicts_with_all = ["hot_item", "hot_share"], value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
     rate: Option<u64>,
     /// With --rate: how many items the commands go round.
     #[arg(long, default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
@@ -69,8 +72,12 @@ pub struct BenchArgs {
     query_url: String,
     /// Every client on one item: conflicts (409), and a check that the stream holds exactly the
     /// accepted commits.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hot_share")]
     hot_item: bool,
+    /// Throughput with this percentage of the commands on one item all clients share (the rest
+    /// on their own items): conflicts and retries counted, and the shared item's commits checked.
+    #[arg(long, value_parser = RangedU64ValueParser::<u64>::new().range(1..=100))]
+    hot_share: Option<u64>,
     /// Print the results as one JSON object (read by deploy/bench.sh) instead of text.
     #[arg(long)]
     json: bool,
@@ -101,6 +108,8 @@ pub enum BenchError {
         status: StatusCode,
         body: Value,
     },
+    #[error("reading the command service's metrics: {0}")]
+    Metrics(String),
     #[error("generated item id {0:?} is invalid")]
     ItemId(String),
     #[error(
@@ -362,6 +371,22 @@ impl Commands {
         Ok(Answer { status, body })
     }
 
+    /// The service's conflict counters now.
+    async fn counters(&self) -> Result<ServiceCounters, BenchError> {
+        let text = async {
+            self.http
+                .get(format!("{}/metrics", self.url))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        }
+        .await
+        .map_err(|e| BenchError::Metrics(e.to_string()))?;
+        Ok(ServiceCounters::parse(&text))
+    }
+
     /// Sends a setup command that must succeed.
     async fn must(&self, command: &'static str, body: Value) -> Result<Answer, BenchError> {
         let answer = self.send(command, &body).await?;
@@ -400,6 +425,42 @@ impl Commands {
             .await?;
         }
         Ok(ids)
+    }
+}
+
+/// Whether the `n`-th command of a run goes to the shared item: `share` of every 100, spread
+/// evenly rather than in runs, so that the shared item is hot all the time, not in bursts.
+fn is_hot(n: u64, share: u64) -> bool {
+    (n * share) % 100 < share
+}
+
+/// The command service's conflict counters, from its metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServiceCounters {
+    conflicts: u64,
+    retries: u64,
+}
+
+impl ServiceCounters {
+    fn parse(metrics: &str) -> Self {
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
+        Self {
+            conflicts: value("kh63_command_append_conflicts_total"),
+            retries: value("kh63_command_command_retries_total"),
+        }
+    }
+
+    fn since(self, before: &Self) -> Self {
+        Self {
+            conflicts: self.conflicts.saturating_sub(before.conflicts),
+            retries: self.retries.saturating_sub(before.retries),
+        }
     }
 }
 
@@ -547,16 +608,53 @@ impl Bench {
 
     async fn throughput(&self) -> Result<Value, BenchError> {
         let clients = self.args.clients;
-        let items = Arc::new(self.commands.plan_with_items(&self.run_id, clients).await?);
-        let (commands, loop_items) = (self.commands.clone(), items.clone());
+        let share = self.args.hot_share.unwrap_or(0);
+        // With a hot share, one more item, the last, which every client shares.
+        let own_items = clients + usize::from(share > 0);
+        let items = Arc::new(
+            self.commands
+                .plan_with_items(&self.run_id, own_items)
+                .await?,
+        );
+        let hot_item = items[own_items - 1].clone();
+        let hot_target = item_ref(&hot_item)?;
+        let before = self
+            .store
+            .messages_after(&hot_target, 0)
+            .await?
+            .last()
+            .map_or(0, |m| m.sequence);
+        let hot_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+        let counters_before = self.commands.counters().await?;
+        let (commands, loop_items, ids) = (self.commands.clone(), items.clone(), hot_ids.clone());
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+        let http_next = Arc::new(AtomicU64::new(0));
         let http_op = Arc::new(move |client: usize| {
-            let (commands, items, sent) = (commands.clone(), loop_items.clone(), sent.clone());
+            let (commands, items, sent, ids, next) = (
+                commands.clone(),
+                loop_items.clone(),
+                sent.clone(),
+                ids.clone(),
+                http_next.clone(),
+            );
             async move {
-                let round = sent[client].fetch_add(1, Ordering::Relaxed);
-                let body = alternating_deadline(&items[client], round);
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let hot = is_hot(n, share);
+                let body = if hot {
+                    distinct_deadline(&items[items.len() - 1], n)
+                } else {
+                    let round = sent[client].fetch_add(1, Ordering::Relaxed);
+                    alternating_deadline(&items[client], round)
+                };
                 match commands.send("set-item-deadline", &body).await {
-                    Ok(answer) => answer.outcome(),
+                    Ok(answer) => {
+                        let outcome = answer.outcome();
+                        if hot && outcome == Outcome::Accepted {
+                            let id = answer.command_id().unwrap_or_default().to_owned();
+                            ids.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+                        }
+                        outcome
+                    }
                     Err(_) => Outcome::Failed,
                 }
             }
@@ -565,15 +663,28 @@ impl Bench {
 
         let payload = self.sample_payload(&items[0]).await?;
         let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
-        let last: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+        // Per client, then the shared subject's.
+        let last: Arc<Vec<AtomicU64>> =
+            Arc::new((0..=clients).map(|_| AtomicU64::new(0)).collect());
         let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
+        let raw_next = Arc::new(AtomicU64::new(0));
         let raw_op = Arc::new(move |client: usize| {
-            let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
+            let (raw, payload, last, next) = (
+                raw_side.clone(),
+                raw_payload.clone(),
+                last.clone(),
+                raw_next.clone(),
+            );
             async move {
-                let expected = last[client].load(Ordering::Relaxed);
-                match raw.append(raw.subject(client), payload, expected).await {
+                let key = if is_hot(next.fetch_add(1, Ordering::Relaxed), share) {
+                    clients
+                } else {
+                    client
+                };
+                let expected = last[key].load(Ordering::Relaxed);
+                match raw.append(raw.subject(key), payload, expected).await {
                     Ok(sequence) => {
-                        last[client].store(sequence, Ordering::Relaxed);
+                        last[key].fetch_max(sequence, Ordering::Relaxed);
                         Outcome::Accepted
                     }
                     Err(outcome) => outcome,
@@ -582,8 +693,23 @@ impl Bench {
         });
         let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
         raw_stream.delete().await?;
+        let service = self.commands.counters().await?.since(&counters_before);
 
         let ratio = http.rate() / raw.rate();
+        let hot = if share > 0 {
+            let accepted =
+                std::mem::take(&mut *hot_ids.lock().unwrap_or_else(PoisonError::into_inner));
+            let commits = self.store.commits_after(&hot_target, before).await?;
+            let stored: Vec<Vec<String>> = commits
+                .iter()
+                .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
+                .collect();
+            exactly_once(&hot_item, &accepted, &stored)?;
+            json!({ "share_percent": share, "item": hot_item, "accepted": accepted.len(),
+                    "stored_commits": commits.len(), "exactly_once": true })
+        } else {
+            Value::Null
+        };
         if !self.args.json {
             println!(
                 "payload: {} bytes per commit; {clients} clients, each on its own item; {} s per side in {} alternating slices",
@@ -591,7 +717,17 @@ impl Bench {
                 self.args.seconds,
                 self.args.rounds
             );
+            if share > 0 {
+                println!(
+                    "{share} % of the commands on {hot_item}, shared by every client: {} accepted, {} commits stored for it, each accepted command's events once",
+                    hot["accepted"], hot["stored_commits"]
+                );
+            }
             println!("HTTP commands:        {}", http.text());
+            println!(
+                "the service:          {} append conflicts, {} decisions made again",
+                service.conflicts, service.retries
+            );
             println!("raw JetStream append: {}", raw.text());
             println!("ratio: {ratio:.2} of the raw limit");
         }
@@ -602,6 +738,8 @@ impl Bench {
             "rounds": self.args.rounds,
             "payload_bytes": payload.len(),
             "http": http.json(),
+            "service": { "append_conflicts": service.conflicts, "retries": service.retries },
+            "hot": hot,
             "raw": raw.json(),
             "ratio": round2(ratio),
         }))
@@ -741,6 +879,7 @@ impl Bench {
             .last()
             .map_or(0, |m| m.sequence);
         let accepted_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+        let counters_before = self.commands.counters().await?;
         let next = Arc::new(AtomicU64::new(0));
         let (commands, loop_item, ids) =
             (self.commands.clone(), item.clone(), accepted_ids.clone());
@@ -789,6 +928,7 @@ impl Bench {
         });
         let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
         raw_stream.delete().await?;
+        let service = self.commands.counters().await?.since(&counters_before);
 
         let accepted_ids =
             std::mem::take(&mut *accepted_ids.lock().unwrap_or_else(PoisonError::into_inner));
@@ -806,6 +946,10 @@ impl Bench {
                 self.args.seconds, self.args.rounds
             );
             println!("HTTP commands:        {}", http.text());
+            println!(
+                "the service:          {} append conflicts, {} decisions made again",
+                service.conflicts, service.retries
+            );
             println!("raw JetStream append: {}", raw.text());
             println!(
                 "exactly once: {} accepted answers, {} commits stored for the item, each accepted command's events once",
@@ -821,6 +965,7 @@ impl Bench {
             "rounds": self.args.rounds,
             "item": *item,
             "http": http.json(),
+            "service": { "append_conflicts": service.conflicts, "retries": service.retries },
             "raw": raw.json(),
             "stored_commits": commits.len(),
             "exactly_once": true,
@@ -1014,6 +1159,33 @@ mod tests {
         assert_eq!(samples.percentile(0.99), Duration::from_millis(99));
         assert_eq!(samples.percentile(1.0), Duration::from_millis(100));
         assert_eq!(Latencies::default().percentile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_hot_share_is_that_many_of_every_hundred_commands_spread_out() {
+        for share in [1, 10, 37, 100] {
+            let hot: Vec<u64> = (0..100).filter(|&n| is_hot(n, share)).collect();
+            assert_eq!(hot.len() as u64, share, "{share} %");
+        }
+        let tenth: Vec<u64> = (0..40).filter(|&n| is_hot(n, 10)).collect();
+        assert_eq!(tenth, [0, 10, 20, 30], "one in ten, not ten in a row");
+    }
+
+    #[test]
+    fn the_service_counters_are_read_from_its_openmetrics_text() {
+        let text = "# HELP kh63_command_append_conflicts Appends refused\n\
+                    # TYPE kh63_command_append_conflicts counter\n\
+                    kh63_command_append_conflicts_total 12\n\
+                    kh63_command_command_retries_total 7\n\
+                    kh63_command_command_retries_total_other 99\n";
+        let counters = ServiceCounters::parse(text);
+        assert_eq!((counters.conflicts, counters.retries), (12, 7));
+        let later = ServiceCounters {
+            conflicts: 20,
+            retries: 9,
+        };
+        let since = later.since(&counters);
+        assert_eq!((since.conflicts, since.retries), (8, 2));
     }
 
     #[test]
