@@ -51,17 +51,22 @@ async fn bench(nats: &NatsServer, url: &str, args: &[&str]) -> Value {
     serde_json::from_str(line).expect("the report is JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
+/// Runs `remediation-admin bench ARGS` against a command service of its own on a private
+/// nats-server (`{url}` in ARGS stands for the service's URL) and returns the report.
+async fn bench_alone(args: &[&str]) -> Value {
     let nats = NatsServer::start();
     let service = start_command_api(&nats).await;
     let url = service.url();
-    let report = bench(
-        &nats,
-        &url,
-        &["--hot-item", "--clients", "8", "--seconds", "1"],
-    )
-    .await;
+    let args: Vec<String> = args.iter().map(|a| a.replace("{url}", &url)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = bench(&nats, &url, &args).await;
+    stop_commands(service).await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
+    let report = bench_alone(&["--hot-item", "--clients", "8", "--seconds", "1"]).await;
     assert_eq!(report["mode"], "hot-item");
     assert_eq!(report["exactly_once"], true);
     let accepted = report["http"]["accepted"].as_u64().expect("accepted");
@@ -73,15 +78,11 @@ async fn racing_clients_on_one_item_store_each_accepted_command_exactly_once() {
     );
     assert_eq!(report["http"]["failed"], 0, "{report}");
     assert!(report["raw"]["accepted"].as_u64() > Some(0), "{report}");
-    stop_commands(service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_report_holds_both_sides_and_their_ratio() {
-    let nats = NatsServer::start();
-    let service = start_command_api(&nats).await;
-    let url = service.url();
-    let report = bench(&nats, &url, &["--clients", "2", "--seconds", "1"]).await;
+    let report = bench_alone(&["--clients", "2", "--seconds", "1"]).await;
     assert_eq!(report["mode"], "throughput");
     assert_eq!(report["clients"], 2);
     assert_eq!(report["rounds"], 5);
@@ -92,21 +93,12 @@ async fn throughput_report_holds_both_sides_and_their_ratio() {
     }
     assert!(report["ratio"].as_f64() > Some(0.0), "{report}");
     assert!(report["payload_bytes"].as_u64() > Some(0), "{report}");
-    stop_commands(service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_share_stores_each_accepted_command_on_the_shared_item_exactly_once_and_counts_retries()
  {
-    let nats = NatsServer::start();
-    let service = start_command_api(&nats).await;
-    let url = service.url();
-    let report = bench(
-        &nats,
-        &url,
-        &["--clients", "8", "--seconds", "1", "--hot-share", "50"],
-    )
-    .await;
+    let report = bench_alone(&["--clients", "8", "--seconds", "1", "--hot-share", "50"]).await;
     assert_eq!(report["mode"], "throughput");
     let hot = &report["hot"];
     assert_eq!(hot["share_percent"], 50, "{report}");
@@ -124,32 +116,24 @@ async fn a_hot_share_stores_each_accepted_command_on_the_shared_item_exactly_onc
     // One instance: its commands on the shared item take turns, so none conflicts with another.
     assert_eq!(report["service"]["append_conflicts"], 0, "{report}");
     assert_eq!(report["service"]["retries"], 0, "{report}");
-    stop_commands(service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read() {
-    let nats = NatsServer::start();
-    let service = start_command_api(&nats).await;
-    let url = service.url();
     // No query service here: the sampled reads go to the command service, which has no such
     // route, and must be counted as not answered rather than lost.
-    let report = bench(
-        &nats,
-        &url,
-        &[
-            "--rate",
-            "50",
-            "--seconds",
-            "1",
-            "--items",
-            "4",
-            "--sample-every",
-            "10",
-            "--query-url",
-            &url,
-        ],
-    )
+    let report = bench_alone(&[
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--items",
+        "4",
+        "--sample-every",
+        "10",
+        "--query-url",
+        "{url}",
+    ])
     .await;
     assert_eq!(report["mode"], "rate");
     assert_eq!(report["http"]["accepted"], 50, "{report}");
@@ -157,5 +141,4 @@ async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read(
     let samples = report["staleness"]["samples"].as_u64().expect("samples");
     let unanswered = report["staleness_failed"].as_u64().expect("failed reads");
     assert_eq!(samples + unanswered, 5, "{report}");
-    stop_commands(service).await;
 }

@@ -464,6 +464,61 @@ impl ServiceCounters {
     }
 }
 
+/// An item clients race on: the commands accepted for it, and the check, after the run, that its
+/// commits since the run started are exactly theirs (see [`exactly_once`]).
+#[derive(Debug, Clone)]
+struct SharedItem {
+    item: Arc<String>,
+    target: AggregateRef,
+    /// The item's last sequence before the run.
+    before: u64,
+    accepted: Arc<Mutex<Vec<String>>>,
+}
+
+impl SharedItem {
+    async fn open(store: &EventStore, item: String) -> Result<Self, BenchError> {
+        let target = item_ref(&item)?;
+        let before = store
+            .messages_after(&target, 0)
+            .await?
+            .last()
+            .map_or(0, |m| m.sequence);
+        Ok(Self {
+            item: Arc::new(item),
+            target,
+            before,
+            accepted: Arc::default(),
+        })
+    }
+
+    /// Notes `answer`'s command if it was accepted; returns its outcome.
+    fn record(&self, answer: &Answer) -> Outcome {
+        let outcome = answer.outcome();
+        if outcome == Outcome::Accepted {
+            let id = answer.command_id().unwrap_or_default().to_owned();
+            self.accepted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(id);
+        }
+        outcome
+    }
+
+    /// Checks the item's commits against the accepted commands; returns how many were accepted
+    /// and how many commits are stored (equal when the check holds).
+    async fn check(&self, store: &EventStore) -> Result<(usize, usize), BenchError> {
+        let accepted =
+            std::mem::take(&mut *self.accepted.lock().unwrap_or_else(PoisonError::into_inner));
+        let commits = store.commits_after(&self.target, self.before).await?;
+        let stored: Vec<Vec<String>> = commits
+            .iter()
+            .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
+            .collect();
+        exactly_once(&self.item, &accepted, &stored)?;
+        Ok((accepted.len(), commits.len()))
+    }
+}
+
 /// The deadline a client's `round` sets on its own item: alternating dates, so every command
 /// changes the item.
 fn alternating_deadline(item: &str, round: u64) -> Value {
@@ -616,45 +671,32 @@ impl Bench {
                 .plan_with_items(&self.run_id, own_items)
                 .await?,
         );
-        let hot_item = items[own_items - 1].clone();
-        let hot_target = item_ref(&hot_item)?;
-        let before = self
-            .store
-            .messages_after(&hot_target, 0)
-            .await?
-            .last()
-            .map_or(0, |m| m.sequence);
-        let hot_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+        let shared = SharedItem::open(&self.store, items[own_items - 1].clone()).await?;
         let counters_before = self.commands.counters().await?;
-        let (commands, loop_items, ids) = (self.commands.clone(), items.clone(), hot_ids.clone());
+        let (commands, loop_items, loop_shared) =
+            (self.commands.clone(), items.clone(), shared.clone());
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
         let http_next = Arc::new(AtomicU64::new(0));
         let http_op = Arc::new(move |client: usize| {
-            let (commands, items, sent, ids, next) = (
+            let (commands, items, sent, shared, next) = (
                 commands.clone(),
                 loop_items.clone(),
                 sent.clone(),
-                ids.clone(),
+                loop_shared.clone(),
                 http_next.clone(),
             );
             async move {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let hot = is_hot(n, share);
                 let body = if hot {
-                    distinct_deadline(&items[items.len() - 1], n)
+                    distinct_deadline(&shared.item, n)
                 } else {
                     let round = sent[client].fetch_add(1, Ordering::Relaxed);
                     alternating_deadline(&items[client], round)
                 };
                 match commands.send("set-item-deadline", &body).await {
-                    Ok(answer) => {
-                        let outcome = answer.outcome();
-                        if hot && outcome == Outcome::Accepted {
-                            let id = answer.command_id().unwrap_or_default().to_owned();
-                            ids.lock().unwrap_or_else(PoisonError::into_inner).push(id);
-                        }
-                        outcome
-                    }
+                    Ok(answer) if hot => shared.record(&answer),
+                    Ok(answer) => answer.outcome(),
                     Err(_) => Outcome::Failed,
                 }
             }
@@ -697,16 +739,9 @@ impl Bench {
 
         let ratio = http.rate() / raw.rate();
         let hot = if share > 0 {
-            let accepted =
-                std::mem::take(&mut *hot_ids.lock().unwrap_or_else(PoisonError::into_inner));
-            let commits = self.store.commits_after(&hot_target, before).await?;
-            let stored: Vec<Vec<String>> = commits
-                .iter()
-                .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
-                .collect();
-            exactly_once(&hot_item, &accepted, &stored)?;
-            json!({ "share_percent": share, "item": hot_item, "accepted": accepted.len(),
-                    "stored_commits": commits.len(), "exactly_once": true })
+            let (accepted, stored) = shared.check(&self.store).await?;
+            json!({ "share_percent": share, "item": *shared.item, "accepted": accepted,
+                    "stored_commits": stored, "exactly_once": true })
         } else {
             Value::Null
         };
@@ -719,8 +754,8 @@ impl Bench {
             );
             if share > 0 {
                 println!(
-                    "{share} % of the commands on {hot_item}, shared by every client: {} accepted, {} commits stored for it, each accepted command's events once",
-                    hot["accepted"], hot["stored_commits"]
+                    "{share} % of the commands on {}, shared by every client: {} accepted, {} commits stored for it, each accepted command's events once",
+                    shared.item, hot["accepted"], hot["stored_commits"]
                 );
             }
             println!("HTTP commands:        {}", http.text());
@@ -869,42 +904,23 @@ impl Bench {
 
     async fn hot_item(&self) -> Result<Value, BenchError> {
         let clients = self.args.clients;
-        let items = self.commands.plan_with_items(&self.run_id, 1).await?;
-        let item = Arc::new(items[0].clone());
-        let target = item_ref(&item)?;
-        let before = self
-            .store
-            .messages_after(&target, 0)
-            .await?
-            .last()
-            .map_or(0, |m| m.sequence);
-        let accepted_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut items = self.commands.plan_with_items(&self.run_id, 1).await?;
+        let shared = SharedItem::open(&self.store, items.remove(0)).await?;
+        let item = shared.item.clone();
         let counters_before = self.commands.counters().await?;
         let next = Arc::new(AtomicU64::new(0));
-        let (commands, loop_item, ids) =
-            (self.commands.clone(), item.clone(), accepted_ids.clone());
+        let (commands, loop_shared) = (self.commands.clone(), shared.clone());
         let http_op = Arc::new(move |_: usize| {
-            let (commands, item, ids, next) = (
-                commands.clone(),
-                loop_item.clone(),
-                ids.clone(),
-                next.clone(),
-            );
+            let (commands, shared, next) = (commands.clone(), loop_shared.clone(), next.clone());
             async move {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let answer = match commands
-                    .send("set-item-deadline", &distinct_deadline(&item, n))
+                match commands
+                    .send("set-item-deadline", &distinct_deadline(&shared.item, n))
                     .await
                 {
-                    Ok(answer) => answer,
-                    Err(_) => return Outcome::Failed,
-                };
-                let outcome = answer.outcome();
-                if outcome == Outcome::Accepted {
-                    let id = answer.command_id().unwrap_or_default().to_owned();
-                    ids.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+                    Ok(answer) => shared.record(&answer),
+                    Err(_) => Outcome::Failed,
                 }
-                outcome
             }
         });
         let mut http = drive(clients, self.slice(), http_op.clone()).await;
@@ -930,14 +946,7 @@ impl Bench {
         raw_stream.delete().await?;
         let service = self.commands.counters().await?.since(&counters_before);
 
-        let accepted_ids =
-            std::mem::take(&mut *accepted_ids.lock().unwrap_or_else(PoisonError::into_inner));
-        let commits = self.store.commits_after(&target, before).await?;
-        let stored_ids: Vec<Vec<String>> = commits
-            .iter()
-            .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
-            .collect();
-        exactly_once(&item, &accepted_ids, &stored_ids)?;
+        let (accepted, stored) = shared.check(&self.store).await?;
 
         let ratio = http.rate() / raw.rate();
         if !self.args.json {
@@ -953,8 +962,7 @@ impl Bench {
             println!("raw JetStream append: {}", raw.text());
             println!(
                 "exactly once: {} accepted answers, {} commits stored for the item, each accepted command's events once",
-                accepted_ids.len(),
-                commits.len()
+                accepted, stored
             );
             println!("ratio: {ratio:.2} of the raw limit");
         }
@@ -967,7 +975,7 @@ impl Bench {
             "http": http.json(),
             "service": { "append_conflicts": service.conflicts, "retries": service.retries },
             "raw": raw.json(),
-            "stored_commits": commits.len(),
+            "stored_commits": stored,
             "exactly_once": true,
             "ratio": round2(ratio),
         }))
