@@ -178,7 +178,7 @@ num() {
 }
 
 # --- machine, build -----------------------------------------------------------------------------
-ensure_packages nats postgresql curl jq
+ensure_packages nats postgresql curl jq c-build
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain and re-run"
 STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)

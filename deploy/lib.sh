@@ -72,9 +72,13 @@ pg_bindir() {
     printf '%s' "$best"
 }
 
+have_c_build() { command -v cc >/dev/null && command -v make >/dev/null; }
+
 # ensure_packages WHAT...: installs the Debian packages behind the named needs that are missing.
 # Needs: nats (nats-server), postgresql (server + psql/pg_isready), curl, jq, python-venv (python3
-# able to make a virtualenv with pip: the feed-consumer test installs nats-py and cloudevents).
+# able to make a virtualenv with pip: the feed-consumer test installs nats-py and cloudevents),
+# c-build (a C compiler and make: crates that build C — ring, zstd, and the projector's jemalloc,
+# whose build runs make).
 ensure_packages() {
     local want=() need
     for need in "$@"; do
@@ -88,6 +92,7 @@ ensure_packages() {
         curl) command -v curl >/dev/null || want+=(curl ca-certificates) ;;
         jq) command -v jq >/dev/null || want+=(jq) ;;
         python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3 python3-venv python3-pip) ;;
+        c-build) have_c_build || want+=(build-essential) ;;
         *) die "ensure_packages: unknown need $need" ;;
         esac
     done
@@ -101,6 +106,7 @@ ensure_packages() {
         curl) command -v curl >/dev/null || die "curl still missing after install" ;;
         jq) command -v jq >/dev/null || die "jq still missing after install" ;;
         python-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || die "python3 venv support still missing after install" ;;
+        c-build) have_c_build || die "a C compiler or make still missing after install" ;;
         esac
     done
 }

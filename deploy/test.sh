@@ -56,7 +56,7 @@ run_step() {
 
 prepare_packages() {
     say "checking required tools"
-    ensure_packages nats postgresql python-venv
+    ensure_packages nats postgresql python-venv c-build
     # The dashboard's browser test: Debian's Chromium (playwright cannot download its own here)
     # and a font with every Vietnamese letter.
     if ! command -v chromium >/dev/null || [[ ! -d /usr/share/fonts/truetype/dejavu ]]; then

@@ -107,7 +107,7 @@ trap 'printf "error: deploy/up.sh failed at line %s\n" "$LINENO" >&2' ERR
 # --- 1. packages --------------------------------------------------------------------------------
 step_packages() {
     say "checking required tools"
-    ensure_packages nats postgresql curl
+    ensure_packages nats postgresql curl c-build
     command -v cargo >/dev/null ||
         die "cargo not found: install the Rust toolchain (https://rustup.rs) and re-run"
 }

@@ -384,7 +384,7 @@ impl Commands {
         }
         .await
         .map_err(|e| BenchError::Metrics(e.to_string()))?;
-        Ok(ServiceCounters::parse(&text))
+        ServiceCounters::parse(&text)
     }
 
     /// Sends a setup command that must succeed.
@@ -442,18 +442,25 @@ struct ServiceCounters {
 }
 
 impl ServiceCounters {
-    fn parse(metrics: &str) -> Self {
+    /// Both counters from the service's OpenMetrics text; one missing is an error, not a zero, so
+    /// that a renamed metric cannot pass for "no conflicts".
+    fn parse(metrics: &str) -> Result<Self, BenchError> {
         let value = |name: &str| {
             metrics
                 .lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .map_or(0, |v| v as u64)
+                .map(|v| v as u64)
+                .ok_or_else(|| BenchError::Metrics(format!("no counter {name} in /metrics")))
         };
-        Self {
-            conflicts: value("kh63_command_append_conflicts_total"),
-            retries: value("kh63_command_command_retries_total"),
-        }
+        Ok(Self {
+            conflicts: value("kh63_command_append_conflicts_total")?,
+            retries: value("kh63_command_command_retries_total")?,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "append_conflicts": self.conflicts, "retries": self.retries })
     }
 
     fn since(self, before: &Self) -> Self {
@@ -504,9 +511,8 @@ impl SharedItem {
         outcome
     }
 
-    /// Checks the item's commits against the accepted commands; returns how many were accepted
-    /// and how many commits are stored (equal when the check holds).
-    async fn check(&self, store: &EventStore) -> Result<(usize, usize), BenchError> {
+    /// Checks the item's commits against the accepted commands.
+    async fn check(self, store: &EventStore) -> Result<SharedChecked, BenchError> {
         let accepted =
             std::mem::take(&mut *self.accepted.lock().unwrap_or_else(PoisonError::into_inner));
         let commits = store.commits_after(&self.target, self.before).await?;
@@ -515,8 +521,21 @@ impl SharedItem {
             .map(|c| c.events.iter().map(|e| e.commandid.to_string()).collect())
             .collect();
         exactly_once(&self.item, &accepted, &stored)?;
-        Ok((accepted.len(), commits.len()))
+        Ok(SharedChecked {
+            item: self.item.to_string(),
+            accepted: accepted.len(),
+            stored: commits.len(),
+        })
     }
+}
+
+/// A shared item whose commits were exactly its accepted commands'.
+#[derive(Debug)]
+struct SharedChecked {
+    item: String,
+    accepted: usize,
+    /// Equal to `accepted`, as the check held.
+    stored: usize,
 }
 
 /// The deadline a client's `round` sets on its own item: alternating dates, so every command
@@ -661,17 +680,22 @@ impl Bench {
         raw
     }
 
-    async fn throughput(&self) -> Result<Value, BenchError> {
+    /// `clients` closed loops, `share` % of all their commands on one item they all share (100:
+    /// every command, the hot-item mode; 0: none) and the rest on each client's own item; the raw
+    /// side in the same shape. The shared item's commits are checked afterwards.
+    async fn closed_loop(&self, share: u64) -> Result<ClosedLoop, BenchError> {
         let clients = self.args.clients;
-        let share = self.args.hot_share.unwrap_or(0);
-        // With a hot share, one more item, the last, which every client shares.
-        let own_items = clients + usize::from(share > 0);
-        let items = Arc::new(
-            self.commands
-                .plan_with_items(&self.run_id, own_items)
-                .await?,
-        );
-        let shared = SharedItem::open(&self.store, items[own_items - 1].clone()).await?;
+        // Each client's own item, unless every command goes to the shared one, which comes last.
+        let own = if share == 100 { 0 } else { clients };
+        let items = self
+            .commands
+            .plan_with_items(&self.run_id, own + usize::from(share > 0))
+            .await?;
+        let shared = match items.get(own) {
+            Some(item) if share > 0 => Some(SharedItem::open(&self.store, item.clone()).await?),
+            _ => None,
+        };
+        let items = Arc::new(items);
         let counters_before = self.commands.counters().await?;
         let (commands, loop_items, loop_shared) =
             (self.commands.clone(), items.clone(), shared.clone());
@@ -687,17 +711,18 @@ impl Bench {
             );
             async move {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let hot = is_hot(n, share);
-                let body = if hot {
-                    distinct_deadline(&shared.item, n)
-                } else {
-                    let round = sent[client].fetch_add(1, Ordering::Relaxed);
-                    alternating_deadline(&items[client], round)
+                let hot = shared.filter(|_| is_hot(n, share));
+                let body = match &hot {
+                    Some(shared) => distinct_deadline(&shared.item, n),
+                    None => {
+                        let round = sent[client].fetch_add(1, Ordering::Relaxed);
+                        alternating_deadline(&items[client], round)
+                    }
                 };
-                match commands.send("set-item-deadline", &body).await {
-                    Ok(answer) if hot => shared.record(&answer),
-                    Ok(answer) => answer.outcome(),
-                    Err(_) => Outcome::Failed,
+                match (commands.send("set-item-deadline", &body).await, hot) {
+                    (Ok(answer), Some(shared)) => shared.record(&answer),
+                    (Ok(answer), None) => answer.outcome(),
+                    (Err(_), _) => Outcome::Failed,
                 }
             }
         });
@@ -736,46 +761,51 @@ impl Bench {
         let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
         raw_stream.delete().await?;
         let service = self.commands.counters().await?.since(&counters_before);
-
-        let ratio = http.rate() / raw.rate();
-        let hot = if share > 0 {
-            let (accepted, stored) = shared.check(&self.store).await?;
-            json!({ "share_percent": share, "item": *shared.item, "accepted": accepted,
-                    "stored_commits": stored, "exactly_once": true })
-        } else {
-            Value::Null
+        let shared = match shared {
+            Some(shared) => Some(shared.check(&self.store).await?),
+            None => None,
         };
+        Ok(ClosedLoop {
+            payload_bytes: payload.len(),
+            http,
+            raw,
+            service,
+            shared,
+        })
+    }
+
+    async fn throughput(&self) -> Result<Value, BenchError> {
+        let clients = self.args.clients;
+        let share = self.args.hot_share.unwrap_or(0);
+        let run = self.closed_loop(share).await?;
+        let ratio = run.ratio();
         if !self.args.json {
             println!(
                 "payload: {} bytes per commit; {clients} clients, each on its own item; {} s per side in {} alternating slices",
-                payload.len(),
-                self.args.seconds,
-                self.args.rounds
+                run.payload_bytes, self.args.seconds, self.args.rounds
             );
-            if share > 0 {
+            if let Some(shared) = &run.shared {
                 println!(
                     "{share} % of the commands on {}, shared by every client: {} accepted, {} commits stored for it, each accepted command's events once",
-                    shared.item, hot["accepted"], hot["stored_commits"]
+                    shared.item, shared.accepted, shared.stored
                 );
             }
-            println!("HTTP commands:        {}", http.text());
-            println!(
-                "the service:          {} append conflicts, {} decisions made again",
-                service.conflicts, service.retries
-            );
-            println!("raw JetStream append: {}", raw.text());
-            println!("ratio: {ratio:.2} of the raw limit");
+            run.print();
         }
+        let hot = run.shared.as_ref().map_or(Value::Null, |shared| {
+            json!({ "share_percent": share, "item": shared.item, "accepted": shared.accepted,
+                    "stored_commits": shared.stored, "exactly_once": true })
+        });
         Ok(json!({
             "mode": "throughput",
             "clients": clients,
             "seconds": self.args.seconds,
             "rounds": self.args.rounds,
-            "payload_bytes": payload.len(),
-            "http": http.json(),
-            "service": { "append_conflicts": service.conflicts, "retries": service.retries },
+            "payload_bytes": run.payload_bytes,
+            "http": run.http.json(),
+            "service": run.service.json(),
             "hot": hot,
-            "raw": raw.json(),
+            "raw": run.raw.json(),
             "ratio": round2(ratio),
         }))
     }
@@ -904,81 +934,65 @@ impl Bench {
 
     async fn hot_item(&self) -> Result<Value, BenchError> {
         let clients = self.args.clients;
-        let mut items = self.commands.plan_with_items(&self.run_id, 1).await?;
-        let shared = SharedItem::open(&self.store, items.remove(0)).await?;
-        let item = shared.item.clone();
-        let counters_before = self.commands.counters().await?;
-        let next = Arc::new(AtomicU64::new(0));
-        let (commands, loop_shared) = (self.commands.clone(), shared.clone());
-        let http_op = Arc::new(move |_: usize| {
-            let (commands, shared, next) = (commands.clone(), loop_shared.clone(), next.clone());
-            async move {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                match commands
-                    .send("set-item-deadline", &distinct_deadline(&shared.item, n))
-                    .await
-                {
-                    Ok(answer) => shared.record(&answer),
-                    Err(_) => Outcome::Failed,
-                }
-            }
-        });
-        let mut http = drive(clients, self.slice(), http_op.clone()).await;
-
-        let payload = self.sample_payload(&item).await?;
-        let raw_stream = Arc::new(RawStream::create(&self.js, &self.run_id).await?);
-        let last = Arc::new(AtomicU64::new(0));
-        let (raw_side, raw_payload) = (raw_stream.clone(), payload.clone());
-        let raw_op = Arc::new(move |_: usize| {
-            let (raw, payload, last) = (raw_side.clone(), raw_payload.clone(), last.clone());
-            async move {
-                let expected = last.load(Ordering::Relaxed);
-                match raw.append(raw.subject("hot"), payload, expected).await {
-                    Ok(sequence) => {
-                        last.fetch_max(sequence, Ordering::Relaxed);
-                        Outcome::Accepted
-                    }
-                    Err(outcome) => outcome,
-                }
-            }
-        });
-        let raw = self.take_turns(clients, &mut http, &http_op, &raw_op).await;
-        raw_stream.delete().await?;
-        let service = self.commands.counters().await?.since(&counters_before);
-
-        let (accepted, stored) = shared.check(&self.store).await?;
-
-        let ratio = http.rate() / raw.rate();
+        let run = self.closed_loop(100).await?;
+        let ratio = run.ratio();
         if !self.args.json {
             println!(
-                "{clients} clients on one item ({item}); {} s per side in {} alternating slices",
+                "{clients} clients on one item; {} s per side in {} alternating slices",
                 self.args.seconds, self.args.rounds
             );
-            println!("HTTP commands:        {}", http.text());
-            println!(
-                "the service:          {} append conflicts, {} decisions made again",
-                service.conflicts, service.retries
-            );
-            println!("raw JetStream append: {}", raw.text());
-            println!(
-                "exactly once: {} accepted answers, {} commits stored for the item, each accepted command's events once",
-                accepted, stored
-            );
-            println!("ratio: {ratio:.2} of the raw limit");
+            run.print();
+            if let Some(shared) = &run.shared {
+                println!(
+                    "exactly once on {}: {} accepted answers, {} commits stored for the item, each accepted command's events once",
+                    shared.item, shared.accepted, shared.stored
+                );
+            }
         }
-        Ok(json!({
+        let mut report = json!({
             "mode": "hot-item",
             "clients": clients,
             "seconds": self.args.seconds,
             "rounds": self.args.rounds,
-            "item": *item,
-            "http": http.json(),
-            "service": { "append_conflicts": service.conflicts, "retries": service.retries },
-            "raw": raw.json(),
-            "stored_commits": stored,
-            "exactly_once": true,
+            "http": run.http.json(),
+            "service": run.service.json(),
+            "raw": run.raw.json(),
             "ratio": round2(ratio),
-        }))
+        });
+        if let Some(shared) = run.shared {
+            report["item"] = json!(shared.item);
+            report["stored_commits"] = json!(shared.stored);
+            report["exactly_once"] = json!(true);
+        }
+        Ok(report)
+    }
+}
+
+/// What [`Bench::closed_loop`] measured.
+#[derive(Debug)]
+struct ClosedLoop {
+    payload_bytes: usize,
+    http: Phase,
+    raw: Phase,
+    /// The service's conflict counters over the HTTP side.
+    service: ServiceCounters,
+    /// With a share on one shared item: its check, which held.
+    shared: Option<SharedChecked>,
+}
+
+impl ClosedLoop {
+    fn ratio(&self) -> f64 {
+        self.http.rate() / self.raw.rate()
+    }
+
+    fn print(&self) {
+        println!("HTTP commands:        {}", self.http.text());
+        println!(
+            "the service:          {} append conflicts, {} decisions made again",
+            self.service.conflicts, self.service.retries
+        );
+        println!("raw JetStream append: {}", self.raw.text());
+        println!("ratio: {:.2} of the raw limit", self.ratio());
     }
 }
 
@@ -1186,8 +1200,12 @@ mod tests {
                     kh63_command_append_conflicts_total 12\n\
                     kh63_command_command_retries_total 7\n\
                     kh63_command_command_retries_total_other 99\n";
-        let counters = ServiceCounters::parse(text);
+        let counters = ServiceCounters::parse(text).expect("both counters");
         assert_eq!((counters.conflicts, counters.retries), (12, 7));
+        assert!(
+            ServiceCounters::parse("kh63_command_command_retries_total 7\n").is_err(),
+            "a missing counter is no zero"
+        );
         let later = ServiceCounters {
             conflicts: 20,
             retries: 9,

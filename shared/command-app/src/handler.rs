@@ -240,7 +240,7 @@ impl CommandHandler {
         let mut searched = 0;
         // Held until the command is settled: the next command on this aggregate decides on the
         // state this one leaves in the cache, rather than racing it (see [`crate::writers`]).
-        let _turn = self.writers.turn(&target).await;
+        let _writer = self.writers.lock(&target).await;
         for attempt in 1..=self.settings.max_attempts {
             if attempt > 1 {
                 self.metrics.retry();

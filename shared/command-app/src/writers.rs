@@ -22,9 +22,10 @@ pub(crate) struct Writers {
     gates: Mutex<HashMap<AggregateRef, Arc<TurnLock<()>>>>,
 }
 
-/// A command's turn on one aggregate: others wait until it is dropped.
+/// A command's hold on one aggregate (its turn): others wait until it is dropped. Not the
+/// Idempotency-Key claim's `Turn`, which decides who decides for one key.
 #[derive(Debug)]
-pub(crate) struct WriterTurn<'a> {
+pub(crate) struct WriterLock<'a> {
     writers: &'a Writers,
     target: AggregateRef,
     gate: Arc<TurnLock<()>>,
@@ -41,17 +42,17 @@ impl Writers {
 
     /// Waits until no other command of this process decides on `target`, first come first
     /// served (tokio's mutex is fair).
-    pub(crate) async fn turn(&self, target: &AggregateRef) -> WriterTurn<'_> {
+    pub(crate) async fn lock(&self, target: &AggregateRef) -> WriterLock<'_> {
         let gate = self.gates().entry(target.clone()).or_default().clone();
         // Made before waiting, so that a command dropped while it waits still tidies up.
-        let mut turn = WriterTurn {
+        let mut lock = WriterLock {
             writers: self,
             target: target.clone(),
             gate,
             held: None,
         };
-        turn.held = Some(turn.gate.clone().lock_owned().await);
-        turn
+        lock.held = Some(lock.gate.clone().lock_owned().await);
+        lock
     }
 
     #[cfg(test)]
@@ -60,12 +61,12 @@ impl Writers {
     }
 }
 
-impl Drop for WriterTurn<'_> {
+impl Drop for WriterLock<'_> {
     fn drop(&mut self) {
         let mut gates = self.writers.gates();
         self.held = None;
         // Every handle to a gate is cloned under the map's lock, so with that lock held the
-        // count is exact: the map's and this turn's are the last two when nobody else waits.
+        // count is exact: the map's and this lock's are the last two when nobody else waits.
         if let Entry::Occupied(entry) = gates.entry(self.target.clone())
             && Arc::ptr_eq(entry.get(), &self.gate)
             && Arc::strong_count(&self.gate) == 2
@@ -91,15 +92,15 @@ mod tests {
     async fn turns_on_one_aggregate_follow_each_other_and_others_do_not_wait() {
         let writers = Writers::default();
         let hot = item("kh-63-2025-01");
-        let first = writers.turn(&hot).await;
+        let first = writers.lock(&hot).await;
         // Another aggregate goes ahead at once.
         let other =
-            tokio::time::timeout(Duration::from_secs(5), writers.turn(&item("kh-63-2025-02")))
+            tokio::time::timeout(Duration::from_secs(5), writers.lock(&item("kh-63-2025-02")))
                 .await
                 .expect("a turn on another aggregate does not wait");
         drop(other);
         // The same aggregate waits for the first turn to end.
-        let mut second = Box::pin(writers.turn(&hot));
+        let mut second = Box::pin(writers.lock(&hot));
         assert!(
             tokio::time::timeout(Duration::from_millis(50), &mut second)
                 .await
@@ -118,10 +119,10 @@ mod tests {
     #[tokio::test]
     async fn a_command_dropped_while_waiting_leaves_nothing_behind() {
         let writers = Writers::default();
-        let first = writers.turn(&item("kh-63-2025-01")).await;
+        let first = writers.lock(&item("kh-63-2025-01")).await;
         let waiting = tokio::time::timeout(
             Duration::from_millis(20),
-            writers.turn(&item("kh-63-2025-01")),
+            writers.lock(&item("kh-63-2025-01")),
         )
         .await;
         assert!(waiting.is_err(), "it waited, then was dropped");
