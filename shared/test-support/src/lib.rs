@@ -155,6 +155,8 @@ struct Ports {
     client: u16,
     /// Its route port, when it runs in a cluster.
     cluster: Option<u16>,
+    /// Its HTTP monitoring port, when it serves one (`-m`).
+    monitoring: Option<u16>,
 }
 
 /// Waits for `<dir>/nats-server_<pid>.ports` and reads the ports from it.
@@ -179,6 +181,7 @@ fn read_ports(dir: &Path, pid: u32) -> Ports {
             return Ports {
                 client,
                 cluster: port_of(&json["cluster"][0]),
+                monitoring: port_of(&json["monitoring"][0]),
             };
         }
         assert!(
