@@ -26,6 +26,8 @@
 #           for 1 command in 50, from its answer until the query API answers with min_sequence =
 #           the answer's stream_sequence (remediation-admin bench --rate); then the same at
 #           5 000 commands/s;
+#        a again, 32 clients, with the whole stack running (the projector applying each commit
+#           as it lands, query-api up), then waits until the projector has applied everything;
 #   5. d. projector bench (catch-up, each projection alone and both at once, vs raw COPY of the
 #         audit rows and of all rows, on a scratch stream and schemas) and
 #         the as-of benchmark (cargo bench -p stack-tests --bench as-of: as-of latency);
@@ -249,24 +251,37 @@ bench_json http128 --url "$COMMAND_API" --clients 128 --seconds "$PHASE_SECS"
 bench_json hot --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot-item
 bench_json hot10 --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot-share 10
 
+# stream_head: the stream's last sequence, as command-api reports it.
+stream_head() {
+    local head
+    head=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
+    [[ $head =~ ^[0-9]+$ ]] || die "cannot read the stream's last sequence from command-api"
+    printf '%s' "$head"
+}
+
+# wait_caught_up HEAD: waits until both of the projector's projections have applied HEAD.
+wait_caught_up() {
+    local head=$1 answer behind caught
+    while :; do
+        answer=$(curl -s --max-time 5 "http://$PROJECTOR_ADDR/readyz") || answer=""
+        behind=$(jq -r --argjson head "$head" \
+            '[.projections // {} | to_entries[] | select((.value.checkpoint // 0) < $head)] | length' \
+            <<<"${answer:-null}" 2>/dev/null) || behind=""
+        caught=$(jq -r '.projections // {} | length' <<<"${answer:-null}" 2>/dev/null) || caught=0
+        if [[ $behind == 0 ]] && ((caught >= 2)); then break; fi
+        pid_alive "$PROJECTOR_PID" || die "the projector exited while catching up"
+        [[ $answer != *'"stalled":{'* ]] || die "a projection stopped: $answer"
+        sleep 0.2
+    done
+}
+
 # --- read side: catch-up, then b --------------------------------------------------------------------
-HEAD=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
-[[ $HEAD =~ ^[0-9]+$ ]] || die "cannot read the stream's last sequence from command-api"
+HEAD=$(stream_head)
 say "starting the projector on $PROJECTOR_ADDR; catching up on $HEAD commits"
 CATCH_UP_START=$(date +%s.%N)
 start projector env NO_COLOR=1 "$BIN/projector"
 PROJECTOR_PID=$STARTED_PID
-while :; do
-    answer=$(curl -s --max-time 5 "http://$PROJECTOR_ADDR/readyz") || answer=""
-    behind=$(jq -r --argjson head "$HEAD" \
-        '[.projections // {} | to_entries[] | select((.value.checkpoint // 0) < $head)] | length' \
-        <<<"${answer:-null}" 2>/dev/null) || behind=""
-    caught=$(jq -r '.projections // {} | length' <<<"${answer:-null}" 2>/dev/null) || caught=0
-    if [[ $behind == 0 ]] && ((caught >= 2)); then break; fi
-    pid_alive "$PROJECTOR_PID" || die "the projector exited while catching up"
-    [[ $answer != *'"stalled":{'* ]] || die "a projection stopped: $answer"
-    sleep 0.2
-done
+wait_caught_up "$HEAD"
 CATCH_UP_SECS=$(awk -v s="$CATCH_UP_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 note "caught up on $HEAD commits in ${CATCH_UP_SECS}s"
 
@@ -276,6 +291,13 @@ wait_ready query-api "$QUERY_API/readyz" "$STARTED_PID"
 
 bench_json rate --url "$COMMAND_API" --query-url "$QUERY_API" --rate "$RATE" --seconds "$PHASE_SECS"
 bench_json high_rate --url "$COMMAND_API" --query-url "$QUERY_API" --rate "$HIGH_RATE" --seconds "$PHASE_SECS"
+# a again as the issue measures it: the whole stack running, the projector applying each commit as
+# it lands and query-api up (the raw side publishes to a scratch stream that nothing reads). Then
+# the projector is let catch up, so that what it still owes does not weigh on the phases after.
+bench_json http32_stack --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS"
+STACK_HEAD=$(stream_head)
+say "waiting for the projector to apply the $STACK_HEAD commits written so far"
+wait_caught_up "$STACK_HEAD"
 
 # --- d. projector benchmarks on the scratch database ----------------------------------------------
 CMD[projector]="projector bench $PROJECTOR_EVENTS"
@@ -349,8 +371,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 two() { LC_ALL=C printf '%.2f' "$1"; }
 
 throughput_row() {
-    local name=$1
-    printf '| %s | %s | %s | %s | %s | **%s** |\n' "$(j "$name" .clients)" \
+    local name=$1 label=${2:-}
+    printf '| %s%s | %s | %s | %s | %s | **%s** |\n' "$(j "$name" .clients)" "$label" \
         "$(num "$(j "$name" .http.per_second)")/s" \
         "$(j "$name" '"\(.http.latency.p50_ms) / \(.http.latency.p99_ms) ms"')" \
         "$(num "$(j "$name" .raw.per_second)")/s" \
@@ -382,16 +404,21 @@ projections produce — because absolute numbers on a shared machine move with w
 
 Closed loop: each client on its own item sends \`set-item-deadline\` (which always changes the item),
 waits for the answer, sends the next; ${PHASE_SECS} s per side, in $(j http32 .rounds) slices alternating
-between HTTP and raw, so that load coming and going on the machine weighs on both sides alike. The
-projector is not running yet, so it does not compete for the cores. Latencies are p50 / p99.
+between HTTP and raw, so that load coming and going on the machine weighs on both sides alike.
+Latencies are p50 / p99. The first two rows are measured before the projector starts, so that it
+does not compete for the cores; the last is the issue's measurement, the same 32 clients after the
+rate phases with the whole stack running as a deployment runs it: the projector applying each
+commit as it lands (both projections, PostgreSQL) and query-api up. The raw side always publishes
+to a scratch stream that nothing reads.
 
 | Clients | HTTP commands | latency | raw JetStream publish | latency | ratio |
 |---|---|---|---|---|---|
 $(throughput_row http32)
 $(throughput_row http128)
+$(throughput_row http32_stack ", whole stack running")
 
 Payload: $(j http32 .payload_bytes) bytes per commit.
-Command: \`${CMD[http32]}\`, \`${CMD[http128]}\`.
+Command: \`${CMD[http32]}\`, \`${CMD[http128]}\` (the last row: the first command again).
 
 ## One hot item: conflicts and exactly-once
 
@@ -524,7 +551,7 @@ EOF
 ## Memory of the services
 
 Resident set of each service at the end of the run, after every phase above (the stack's projector
-has applied every commit written to it, $(num "$HEAD") before its start and the rate phases' after),
+has applied every commit written to it, $(num "$HEAD") before its start and those of the phases after it),
 and its peak (VmHWM). The target: under 100 MB.
 
 | service | resident | peak |
