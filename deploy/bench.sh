@@ -33,7 +33,7 @@
 #         the as-of benchmark (cargo bench -p stack-tests --bench as-of: as-of latency);
 #      e. projector rebuild all on the loaded read model, vs the COPY rate of step d (full mode);
 #   6. writes docs/benchmarks.md: date, machine, git commit, a table per measurement with the raw
-#      limit and the ratio, the exact commands.
+#      limit and the ratio, the exact commands; keeps the run's logs in target/bench-logs/.
 #
 # Usage: deploy/bench.sh [--quick]
 #   --quick   3-second phases and smaller histories, no rebuild: to try the script (its
@@ -80,8 +80,10 @@ DB_STACK="kh63_bench_${RUN_ID}"
 DB_SCRATCH="kh63_bench_${RUN_ID}_scratch"
 DBS_MADE=()
 PIDS=()
+LOGS_KEPT="$ROOT/target/bench-logs"
 
-# Stops what this run started, newest first, drops its databases and removes its files.
+# Stops what this run started, newest first, drops its databases and removes its files, keeping
+# the logs in $LOGS_KEPT.
 cleanup() {
     local status=$? i
     trap - EXIT
@@ -99,6 +101,11 @@ cleanup() {
             printf -- '--- %s (last 20 lines)\n' "$(basename "$log")" >&2
             tail -n 20 "$log" >&2
         done
+    fi
+    # Kept, so that an odd figure can still be traced to what the services logged.
+    rm -rf "$LOGS_KEPT"
+    if mkdir -p "$LOGS_KEPT" && cp "$WORK"/*.log "$LOGS_KEPT"/ 2>/dev/null; then
+        note "the logs of this run are in ${LOGS_KEPT#"$ROOT"/}/"
     fi
     rm -rf "$WORK"
     exit "$status"
@@ -300,9 +307,12 @@ say "waiting for the projector to apply the $STACK_HEAD commits written so far"
 wait_caught_up "$STACK_HEAD"
 
 # --- d. projector benchmarks on the scratch database ----------------------------------------------
+# Warnings, and each time the stream reader replaces its consumer (a lost delivery, missed
+# heartbeats): what a catch-up that stands still would show.
+PROJECTOR_BENCH_LOG="warn,event_store::reader=debug"
 CMD[projector]="projector bench $PROJECTOR_EVENTS"
 say "${CMD[projector]}"
-DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" bench "$PROJECTOR_EVENTS" \
+DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG="$PROJECTOR_BENCH_LOG" "$BIN/projector" bench "$PROJECTOR_EVENTS" \
     >"$WORK/projector-bench.out" 2>>"$WORK/projector-bench.log" || die "projector bench failed"
 cat "$WORK/projector-bench.out" >&2
 COPY_RATE=$(sed -n 's/^raw COPY of the resulting \([0-9]*\) rows: *\([0-9]*\) rows\/s.*/\2/p' "$WORK/projector-bench.out")
@@ -344,7 +354,7 @@ if [[ -z $QUICK ]]; then
     for n in $SCALE_EVENTS; do
         CMD[scale]="projector bench N --rebuild"
         say "projector bench $n --rebuild"
-        DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG=warn "$BIN/projector" bench "$n" --rebuild \
+        DATABASE_URL=$(db_url "$DB_SCRATCH") RUST_LOG="$PROJECTOR_BENCH_LOG" "$BIN/projector" bench "$n" --rebuild \
             >"$WORK/scale-$n.out" 2>>"$WORK/scale.log" || die "projector bench $n --rebuild failed"
         cat "$WORK/scale-$n.out" >&2
         line=$(sed -n 's/^rebuild of both projections at once: *\([0-9]*\) events\/s (\([0-9.]*\)s; core \([0-9.]*\)s, audit \([0-9.]*\)s).*/\1 \2 \3 \4/p' "$WORK/scale-$n.out")
