@@ -260,26 +260,12 @@ bench_json hot10 --url "$COMMAND_API" --clients 32 --seconds "$PHASE_SECS" --hot
 
 # stream_head: the stream's last sequence, as command-api reports it.
 stream_head() {
-    local head
-    head=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
-    [[ $head =~ ^[0-9]+$ ]] || die "cannot read the stream's last sequence from command-api"
-    printf '%s' "$head"
+    stream_last_sequence "$COMMAND_API" || die "cannot read the stream's last sequence from command-api"
 }
 
 # wait_caught_up HEAD: waits until both of the projector's projections have applied HEAD.
 wait_caught_up() {
-    local head=$1 answer behind caught
-    while :; do
-        answer=$(curl -s --max-time 5 "http://$PROJECTOR_ADDR/readyz") || answer=""
-        behind=$(jq -r --argjson head "$head" \
-            '[.projections // {} | to_entries[] | select((.value.checkpoint // 0) < $head)] | length' \
-            <<<"${answer:-null}" 2>/dev/null) || behind=""
-        caught=$(jq -r '.projections // {} | length' <<<"${answer:-null}" 2>/dev/null) || caught=0
-        if [[ $behind == 0 ]] && ((caught >= 2)); then break; fi
-        pid_alive "$PROJECTOR_PID" || die "the projector exited while catching up"
-        [[ $answer != *'"stalled":{'* ]] || die "a projection stopped: $answer"
-        sleep 0.2
-    done
+    wait_projections "http://$PROJECTOR_ADDR" "$1" "$PROJECTOR_PID" || die "$CATCH_UP_FAILURE"
 }
 
 # --- read side: catch-up, then b --------------------------------------------------------------------
@@ -339,7 +325,7 @@ REPLAY_ROWS=$(sed -nE 's/^ +(.*[^ ]) +(recorded|effective) +p50 +([0-9.]+) ms +p
 REBUILD=""
 if [[ -z $QUICK ]]; then
     CMD[rebuild]="projector rebuild all"
-    REBUILD_HEAD=$(curl -s --max-time 5 "$COMMAND_API/readyz" | jq -r '.last_sequence')
+    REBUILD_HEAD=$(stream_head)
     say "${CMD[rebuild]} ($REBUILD_HEAD commits, the live projector running)"
     RUST_LOG=warn "$BIN/projector" rebuild all 2>"$WORK/rebuild.out" >&2 || die "projector rebuild all failed"
     tr '\r' '\n' <"$WORK/rebuild.out" | grep 'rebuilt up to' >&2 || true

@@ -380,3 +380,81 @@ ensure_database() {
         note "created database $PG_DB"
     fi
 }
+
+# --- the running services -----------------------------------------------------------------------
+# What up.sh and bench.sh both wait on, in one place.
+
+# The read model's projections, as the projector's /readyz names them: caught up means all of
+# them, since a projection appears there only once its worker has resumed.
+PROJECTIONS=(audit core)
+
+# stream_last_sequence API_URL: the stream's last sequence, from command-api's GET /readyz;
+# fails when command-api does not answer with one.
+stream_last_sequence() {
+    local head
+    head=$(curl -s --max-time 5 "$1/readyz" | sed -n 's/.*"last_sequence":\([0-9]*\).*/\1/p') || head=""
+    [[ -n $head ]] || return 1
+    printf '%s\n' "$head"
+}
+
+# projection_numbers READYZ: from the projector's /readyz answer, one line per projection:
+# "NAME CHECKPOINT LAG_EVENTS" (a stalled projection's entry may lack its numbers).
+projection_numbers() {
+    local entry name
+    # An entry is "name":{"checkpoint":N,"lag_events":N,...}; [^{}]* stops before a "stalled"
+    # object, which only a stalled projection has.
+    grep -o '"[a-z0-9_]*":{[^{}]*"lag_events":[0-9]*[^{}]*' <<<"$1" | while IFS= read -r entry; do
+        name=${entry%%\":*}
+        printf '%s %s %s\n' "${name#\"}" \
+            "$(grep -o '"checkpoint":[0-9]*' <<<"$entry" | cut -d: -f2)" \
+            "$(grep -o '"lag_events":[0-9]*' <<<"$entry" | cut -d: -f2)"
+    done || true
+}
+
+# wait_projections PROJECTOR_URL HEAD [PID]: waits until every projection of PROJECTIONS has
+# applied the stream up to HEAD, telling how far they are every 10 s. Fails, with the reason in
+# CATCH_UP_FAILURE, when a projection stops, when the projector makes no progress for 60 s, or
+# when the process PID (if given) exits.
+wait_projections() {
+    local url="$1/readyz" head=$2 pid=${3:-} answer code moved=$SECONDS told=$SECONDS
+    local state="" last="" name checkpoint reported behind
+    CATCH_UP_FAILURE=""
+    while :; do
+        answer=$(curl -s --max-time 5 -w '\n%{http_code}' "$url") || answer=""
+        code=${answer##*$'\n'}
+        answer=${answer%$'\n'*}
+        if [[ $answer == *'"stalled":{'* ]]; then
+            CATCH_UP_FAILURE="a projection stopped (GET $url: $answer)"
+            return 1
+        fi
+        state="" reported=0 behind=0
+        # /readyz reports each projection's checkpoint from the moment it resumes, also when
+        # a restart finds nothing to apply.
+        while read -r name checkpoint _; do
+            state+="${state:+, }$name $checkpoint/$head"
+            [[ " ${PROJECTIONS[*]} " == *" $name "* ]] && reported=$((reported + 1))
+            ((checkpoint >= head)) || behind=1
+        done < <(projection_numbers "$answer")
+        if [[ $code == 200 ]] && ((reported == ${#PROJECTIONS[@]} && behind == 0)); then
+            note "caught up: $state"
+            return 0
+        fi
+        if [[ -n $pid ]] && ! pid_alive "$pid"; then
+            CATCH_UP_FAILURE="the projector exited while catching up"
+            return 1
+        fi
+        if [[ $state != "$last" ]]; then
+            last=$state
+            moved=$SECONDS
+        fi
+        if ((SECONDS - moved >= 60)); then
+            CATCH_UP_FAILURE="the projector made no progress for 60 s (GET $url answered ${code:-nothing}: $answer)"
+            return 1
+        fi
+        if ((SECONDS - told >= 10)); then
+            note "applying: ${state:-no projection reported yet}"
+            told=$SECONDS
+        fi
+        sleep 0.2
+    done
+}

@@ -524,61 +524,14 @@ step_seed() {
 
 # --- 9. read model caught up --------------------------------------------------------------------
 
-# projection_numbers READYZ: from the projector's /readyz answer, one line per projection:
-# "NAME CHECKPOINT LAG_EVENTS" (a stalled projection's entry may lack its numbers).
-projection_numbers() {
-    local entry name
-    # An entry is "name":{"checkpoint":N,"lag_events":N,...}; [^{}]* stops before a "stalled"
-    # object, which only a stalled projection has.
-    grep -o '"[a-z0-9_]*":{[^{}]*"lag_events":[0-9]*[^{}]*' <<<"$1" | while IFS= read -r entry; do
-        name=${entry%%\":*}
-        printf '%s %s %s\n' "${name#\"}" \
-            "$(grep -o '"checkpoint":[0-9]*' <<<"$entry" | cut -d: -f2)" \
-            "$(grep -o '"lag_events":[0-9]*' <<<"$entry" | cut -d: -f2)"
-    done || true
-}
-
 # Waits until every projection has applied the stream up to its last sequence now, so reads
 # through query-api see the seed. Gives up when the projector makes no progress for 60 s.
 step_catch_up() {
-    local head url answer code moved=$SECONDS told=$SECONDS state="" last=""
-    local name checkpoint behind
-    head=$(curl -s --max-time 5 "$(service_url command-api)/readyz" |
-        sed -n 's/.*"last_sequence":\([0-9]*\).*/\1/p') || head=""
-    [[ -n $head ]] || die "cannot read the stream's last sequence from GET $(service_url command-api)/readyz"
-    url="$(service_url projector)/readyz"
+    local head
+    head=$(stream_last_sequence "$(service_url command-api)") ||
+        die "cannot read the stream's last sequence from GET $(service_url command-api)/readyz"
     say "waiting for the projector to apply the stream up to sequence $head"
-    while :; do
-        answer=$(curl -s --max-time 5 -w '\n%{http_code}' "$url") || answer=""
-        code=${answer##*$'\n'}
-        answer=${answer%$'\n'*}
-        if [[ $answer == *'"stalled":{'* ]]; then
-            service_failed projector "a projection stopped (GET $url: $answer)"
-        fi
-        state="" behind=0
-        # /readyz reports each projection's checkpoint from the moment it resumes, also when
-        # a restart finds nothing to apply.
-        while read -r name checkpoint _; do
-            state+="${state:+, }$name $checkpoint/$head"
-            ((checkpoint >= head)) || behind=1
-        done < <(projection_numbers "$answer")
-        if [[ $code == 200 && -n $state ]] && ((behind == 0)); then
-            note "caught up: $state"
-            return 0
-        fi
-        if [[ $state != "$last" ]]; then
-            last=$state
-            moved=$SECONDS
-        fi
-        if ((SECONDS - moved >= 60)); then
-            service_failed projector "the projector made no progress for 60 s (GET $url answered ${code:-nothing}: $answer)"
-        fi
-        if ((SECONDS - told >= 10)); then
-            note "applying: ${state:-no projection reported yet}"
-            told=$SECONDS
-        fi
-        sleep 0.5
-    done
+    wait_projections "$(service_url projector)" "$head" || service_failed projector "$CATCH_UP_FAILURE"
 }
 
 # --- 10. summary and tokens ---------------------------------------------------------------------

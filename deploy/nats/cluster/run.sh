@@ -70,7 +70,7 @@ formed_leader() {
 }
 
 start() {
-    local node pid port i leader="" views=""
+    local node pid port leader="" views="" deadline
     ensure_packages curl jq
     cluster_nats_server
     note "$("$CLUSTER_NATS_SERVER" --version)"
@@ -97,7 +97,9 @@ start() {
     # Every node's view, not one: nats-server 2.10 can elect a meta leader in a group of two and
     # never add the third node, and then every replicated stream fails with "no suitable peers
     # for placement" (the test harness saw it in about one start in ten under load).
-    for ((i = 0; i < 60; i++)); do
+    # A deadline rather than a count: a node that does not answer costs each round a timeout.
+    deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
         for node in "${NODES[@]}"; do
             if ! node_pid "$node" >/dev/null; then
                 tail -n 20 "$LOGS/cluster-$node.log" >&2
