@@ -48,6 +48,7 @@ pub struct Status {
     stalled_sequence: Family<ProjectionLabel, Gauge>,
     checkpoint: Family<ProjectionLabel, Gauge>,
     quarantined: Family<ProjectionLabel, Counter>,
+    consumers_remade: Family<ProjectionLabel, Counter>,
     active: Family<ProjectionLabel, Gauge>,
     registry: Mutex<Registry>,
 }
@@ -67,6 +68,7 @@ impl Default for Status {
         let (lag_events, lag_milliseconds, stalled, stalled_sequence, checkpoint) =
             Default::default();
         let quarantined = Family::<ProjectionLabel, Counter>::default();
+        let consumers_remade = Family::<ProjectionLabel, Counter>::default();
         let active = Family::<ProjectionLabel, Gauge>::default();
         let mut registry = Registry::with_prefix("kh63_projector");
         registry.register(
@@ -110,6 +112,11 @@ impl Default for Status {
             quarantined.clone(),
         );
         registry.register(
+            "consumers_remade",
+            "Durable consumers made anew at the checkpoint: stuck, deliveries lost, or a pull request left unanswered",
+            consumers_remade.clone(),
+        );
+        registry.register(
             "active",
             "1 while this instance holds the projection's lock and applies it, 0 while it stands by",
             Family::clone(&active),
@@ -124,6 +131,7 @@ impl Default for Status {
             stalled_sequence,
             checkpoint,
             quarantined,
+            consumers_remade,
             active,
             registry: Mutex::new(registry),
         }
@@ -179,6 +187,13 @@ impl Status {
             .get_or_create(&label(projection))
             .set(checkpoint as i64);
         self.with_state(projection, |s| s.applied = checkpoint);
+    }
+
+    /// The worker found its consumer gone wrong and makes it anew at the checkpoint.
+    pub fn consumer_remade(&self, projection: Projection) {
+        self.consumers_remade
+            .get_or_create(&label(projection))
+            .inc();
     }
 
     /// The checkpoint a worker found on start, before it applies anything.

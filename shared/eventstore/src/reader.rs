@@ -119,6 +119,12 @@ impl StreamReader {
     }
 }
 
+/// How often the server signals an idle pull: a reader takes its consumer for gone after two
+/// missed signals in a row. async-nats's default (15 s, missed after 30) left a consumer that
+/// nats-server 2.9 had stopped answering — no message, no heartbeat, its pull requests
+/// unanswered — unnoticed for a minute (`projector bench`'s catch-up: 62 s for 50 000 events).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// An ephemeral consumer from `from` on: no acks, in memory, gone 30 s after its last pull.
 async fn consume(stream: &stream::Stream, from: u64) -> Result<pull::Stream, StoreError> {
     let consumer = stream
@@ -134,5 +140,10 @@ async fn consume(stream: &stream::Stream, from: u64) -> Result<pull::Stream, Sto
         })
         .await
         .map_err(StoreError::unavailable)?;
-    consumer.messages().await.map_err(StoreError::unavailable)
+    consumer
+        .stream()
+        .heartbeat(HEARTBEAT)
+        .messages()
+        .await
+        .map_err(StoreError::unavailable)
 }

@@ -32,6 +32,26 @@ fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(Duration::from_secs(2))
 }
 
+/// Logs what the connection reports only asynchronously. A refused publish or subscription
+/// would otherwise show as nothing but a timeout; a disconnection or a slow-consumer drop loses
+/// replies in flight (a pull request's answer among them), and the stall that follows is only
+/// explained by the event logged here.
+fn log_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::ServerError(error) => tracing::error!(%error, "NATS server error"),
+        Event::ClientError(error) => tracing::error!(%error, "NATS client error"),
+        Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        Event::SlowConsumer(subscription) => tracing::warn!(
+            subscription,
+            "NATS messages dropped: a subscription's buffer was full"
+        ),
+        Event::LameDuckMode => tracing::warn!("the NATS server is going away (lame duck mode)"),
+        Event::Connected => tracing::info!("connected to NATS"),
+        Event::Draining | Event::Closed => tracing::debug!(%event, "NATS connection"),
+    }
+}
+
 /// Connects to NATS (`url`: one server or a comma-separated list) as `service` and returns the client and its JetStream context. With
 /// `nkey_file` (the service's seed) it logs in with that key and takes replies under the
 /// service's own inbox prefix, as the generated server configuration requires; without it the
@@ -49,13 +69,7 @@ pub async fn connect_nats(
         .connection_timeout(timeout)
         .reconnect_delay_callback(reconnect_delay)
         .retry_on_initial_connect()
-        // A refused publish or subscription is only reported asynchronously; without this the
-        // caller sees nothing but a timeout.
-        .event_callback(|event| async move {
-            if let async_nats::Event::ServerError(error) = event {
-                tracing::error!(%error, "NATS server error");
-            }
-        });
+        .event_callback(|event| async move { log_event(&event) });
     let client = credentials::login(options, service, nkey_file)
         .map_err(|e| NatsError::Login {
             service: service.name(),

@@ -21,11 +21,13 @@ mod binary;
 mod cluster;
 pub mod history;
 mod postgres;
+mod proxy;
 mod service;
 mod tables;
 pub use binary::workspace_binary;
 pub use cluster::NatsCluster;
 pub use postgres::PostgresServer;
+pub use proxy::PullDropper;
 pub use service::{NotStarted, ServiceBinary, ServiceProcess};
 pub use tables::{all_checksums, checkpoint, checksums, wait_for_checkpoints};
 

@@ -7,9 +7,12 @@
 //! - `projection`: defects of the projections found while writing the projector's tests (a stall
 //!   that left earlier commits unapplied, constraints retried forever, re-membership on the same
 //!   day, the checkpoint after a restart, compliance at an instant, invisible panics);
-//! - `consumer`: a consumer that delivers nothing although the stream holds more is made anew.
+//! - `consumer`: a consumer that delivers nothing although the stream holds more is made anew;
+//! - `lost_pull`: a pull request NATS leaves unanswered holds neither the stream reader nor the
+//!   live worker for long.
 
 mod consumer;
+mod lost_pull;
 mod nats_permissions;
 mod projection;
 mod stops;

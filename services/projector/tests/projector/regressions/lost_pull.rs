@@ -1,0 +1,112 @@
+//! Pull requests NATS leaves unanswered. nats-server 2.9 now and then answers a pull request
+//! with nothing at all — no message, no heartbeat, no timeout status — and the consumer stays
+//! silent for the next ones (`projector bench`, BATCH_SIZE=2500: one run in a dozen). The
+//! stream reader of rebuilds and catch-ups noticed only after two missed 15 s heartbeats (its
+//! catch-up took 62 s instead of 4), and the live worker's fetch waited the 5 s async-nats adds
+//! to the expiry (read-your-writes staleness of about 5 s). A proxy in front of the real server
+//! drops the requests ([`PullDropper`]); the bounds below are guards far above what the fixed
+//! code takes (about 4 s and 1.5 s) and below what the old code took.
+
+use std::time::{Duration, Instant};
+
+use event_store::StreamReader;
+use event_store::access::Service as Identity;
+use test_support::{NatsServer, PullDropper, TestDatabase};
+
+use crate::harness::*;
+
+/// A reader whose first pull request is lost reads the stream's first commit within 20 s
+/// (it took a minute).
+#[tokio::test]
+async fn a_stream_reader_whose_pull_request_is_lost_reads_on() {
+    let nats = NatsServer::start();
+    let (_admin, js) = jetstream(&nats).await;
+    provision(&js).await;
+    let mut publisher = Publisher::after_two_units(&js).await;
+    publisher.flush().await;
+
+    let proxy = PullDropper::start(&nats.url()).await;
+    let (_client, proxied) = service_kit::connect_nats(
+        &proxy.url(),
+        Identity::Projector,
+        Some(&nats.nkey_file(Identity::Projector)),
+        "lost-pull-test",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect through the proxy");
+    let stream = proxied.get_stream(STREAM).await.expect("stream");
+    proxy.drop_pull_requests(1);
+
+    let started = Instant::now();
+    let mut reader = StreamReader::open(&stream, 1).await.expect("open");
+    let first = tokio::time::timeout(Duration::from_secs(20), reader.next())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no commit 20 s after the pull request was lost ({} dropped)",
+                proxy.dropped()
+            )
+        })
+        .expect("a commit");
+    assert_eq!(first.info().expect("info").stream_sequence, 1);
+    assert_eq!(
+        proxy.dropped(),
+        1,
+        "the reader's first pull was the one lost"
+    );
+    eprintln!("read on {:?} after the lost pull", started.elapsed());
+}
+
+/// With the next pull request of the running projector lost, a commit is applied by both
+/// projections within 4.5 s (it took at least 5.5 s: the lost fetch's expiry and async-nats's
+/// 5 s on top), and the consumer made anew is counted.
+#[tokio::test]
+async fn the_live_worker_makes_its_consumer_anew_when_a_pull_request_is_lost() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_admin, js) = jetstream(&nats).await;
+    provision(&js).await;
+    let mut publisher = Publisher::after_two_units(&js).await;
+    publisher.flush().await;
+
+    let proxy = PullDropper::start(&nats.url()).await;
+    let mut config = projector_config(&nats, &db.url(), "", 100);
+    config.nats_url = proxy.url();
+    let projector = InProcessProjector::start(&config).await;
+    let mut conn = connect(&db.url()).await;
+    wait_for_checkpoints(&mut conn, "", 2).await;
+
+    // Each worker pulls every half second while idle: the next two requests are about one each.
+    proxy.drop_pull_requests(2);
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.dropped() < 2 {
+        assert!(Instant::now() < deadline, "the projector stopped pulling");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost_at = Instant::now();
+    let (target, event) = registered("so-cong-thuong", "Sở Công Thương");
+    let sequence = publisher
+        .commit(
+            &target,
+            &[event],
+            &meta("register-unit", chrono::Utc::now()),
+        )
+        .await;
+    publisher.flush().await;
+    wait_for_checkpoints(&mut conn, "", sequence).await;
+    let took = lost_at.elapsed();
+    assert!(
+        took < Duration::from_millis(4_500),
+        "the commit after the lost pull requests was applied only after {took:?}"
+    );
+
+    let (_, metrics) = get_text(&format!("{}/metrics", projector.url)).await;
+    let remade: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("kh63_projector_consumers_remade_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(remade >= 1, "no consumer counted as made anew:\n{metrics}");
+    projector.stop().await;
+}
