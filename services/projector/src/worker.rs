@@ -72,10 +72,10 @@ impl Watchdog {
         match stream.get_info().await {
             Ok(info) if info.state.last_sequence > self.checkpoint => {
                 if self.behind_seen {
-                    return Err(RunError::StuckConsumer {
+                    return Err(RunError::Remake(Remake::Stuck {
                         checkpoint: self.checkpoint,
                         head: info.state.last_sequence,
-                    });
+                    }));
                 }
                 self.behind_seen = true;
             }
@@ -193,32 +193,12 @@ pub async fn run(
         }
         match run_once(&context, projection, &mut shutdown, &mut anew).await {
             Ok(()) => return,
-            Err(RunError::StuckConsumer { checkpoint, head }) => {
+            Err(RunError::Remake(why)) => {
                 context.status.consumer_remade(projection);
                 tracing::warn!(
                     projection = projection.name(),
-                    checkpoint,
-                    head,
-                    "the consumer delivers nothing although the stream holds commits beyond the checkpoint; making it anew"
-                );
-                anew = true;
-            }
-            Err(RunError::LostDeliveries { expected, got }) => {
-                context.status.consumer_remade(projection);
-                tracing::warn!(
-                    projection = projection.name(),
-                    expected,
-                    got,
-                    "the consumer skipped commits the stream holds (deliveries lost in a failover); making it anew at the checkpoint"
-                );
-                anew = true;
-            }
-            Err(RunError::UnansweredPull { waited }) => {
-                context.status.consumer_remade(projection);
-                tracing::warn!(
-                    projection = projection.name(),
-                    ?waited,
-                    "NATS left a pull request unanswered; making the consumer anew at the checkpoint"
+                    reason = %why,
+                    "making the consumer anew at the checkpoint"
                 );
                 anew = true;
             }
@@ -297,32 +277,39 @@ pub async fn persist_stall(
 enum RunError {
     Stalled(Stall),
     Transient(String),
+    /// The consumer went wrong; a new one at the checkpoint puts it right.
+    Remake(Remake),
+}
+
+/// Why a worker makes its durable consumer anew at the checkpoint, each counted in
+/// `kh63_projector_consumers_remade_total`.
+#[derive(Debug, thiserror::Error)]
+enum Remake {
     /// The consumer delivered nothing for [`STUCK_AFTER`] while the stream's head stood beyond
     /// the checkpoint.
-    StuckConsumer {
-        checkpoint: u64,
-        head: u64,
-    },
+    #[error(
+        "the consumer delivers nothing although the stream holds commits beyond the checkpoint {checkpoint} (head {head})"
+    )]
+    Stuck { checkpoint: u64, head: u64 },
     /// The consumer delivered `got` while the checkpoint asked for `expected`, and the stream
     /// holds `expected`: deliveries were lost on the way, as when the node a pull's answer
     /// passed through is cut off. The consumer counts them as delivered and would only send
     /// them again after its ack wait (AckPolicy::All: acknowledging `got` would even cover
     /// them), so it is made anew at the checkpoint. A gap the stream itself has still stops.
-    LostDeliveries {
-        expected: u64,
-        got: u64,
-    },
+    #[error(
+        "the consumer skipped commits the stream holds (deliveries lost in a failover): expected {expected}, got {got}"
+    )]
+    LostDeliveries { expected: u64, got: u64 },
     /// A fetch got neither messages nor the server's closing status within
     /// [`FETCH_ANSWER_GRACE`] past its expiry: its pull request was lost. What it received is
     /// neither applied nor acknowledged; the consumer is made anew at the checkpoint, which
     /// also drops whatever the lost request might still deliver.
-    UnansweredPull {
-        waited: Duration,
-    },
+    #[error("NATS left a pull request unanswered for {waited:?}")]
+    UnansweredPull { waited: Duration },
 }
 
 /// One fetch of at most `max` messages, ended by the server's answer, or by
-/// [`FETCH_ANSWER_GRACE`] without one ([`RunError::UnansweredPull`]).
+/// [`FETCH_ANSWER_GRACE`] without one ([`Remake::UnansweredPull`]).
 async fn fetch(consumer: &PullConsumer, max: usize) -> Result<Vec<jetstream::Message>, RunError> {
     let started = tokio::time::Instant::now();
     let mut batch = consumer
@@ -341,12 +328,12 @@ async fn fetch(consumer: &PullConsumer, max: usize) -> Result<Vec<jetstream::Mes
                 deadline = deadline.max(tokio::time::Instant::now() + FETCH_ANSWER_GRACE);
             }
             // An error status ends the fetch; what came before it is applied as usual.
-            Ok(Some(Err(_))) => {}
+            Ok(Some(Err(error))) => tracing::warn!(%error, "a fetch ended on an error status"),
             Ok(None) => return Ok(messages),
             Err(_) => {
-                return Err(RunError::UnansweredPull {
+                return Err(RunError::Remake(Remake::UnansweredPull {
                     waited: started.elapsed(),
-                });
+                }));
             }
         }
     }
@@ -498,7 +485,7 @@ async fn run_once(
                         Err(BatchError::Gap { expected, got })
                             if stream_holds(&context.stream, expected).await? =>
                         {
-                            return Err(RunError::LostDeliveries { expected, got });
+                            return Err(RunError::Remake(Remake::LostDeliveries { expected, got }));
                         }
                         Err(e) => {
                             stall = Some(Stall {

@@ -227,6 +227,25 @@ pub async fn provision(js: &jetstream::Context) {
         .expect("provision the stream");
 }
 
+/// A fresh stream, provisioned, holding two units' registrations (stream sequences 1 and 2):
+/// the operator's connection, its JetStream context and the publisher to go on with.
+pub async fn stream_with_two_units(
+    nats: &NatsServer,
+) -> (async_nats::Client, jetstream::Context, Publisher) {
+    let (client, js) = jetstream(nats).await;
+    provision(&js).await;
+    let publisher = Publisher::after_two_units(&js).await;
+    (client, js, publisher)
+}
+
+/// The value `name` has for `projection` in a Prometheus text exposition.
+pub fn metric(metrics: &str, name: &str, projection: &str) -> Option<String> {
+    let prefix = format!("{name}{{projection=\"{projection}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+}
+
 pub async fn stream_head(js: &jetstream::Context) -> u64 {
     let mut stream = js.get_stream(STREAM).await.expect("stream");
     stream

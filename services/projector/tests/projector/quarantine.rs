@@ -129,13 +129,6 @@ async fn let_the_projector_look_again() {
     tokio::time::sleep(QUARANTINE_POLL * 2 + Duration::from_millis(500)).await;
 }
 
-fn metric(metrics: &str, name: &str, projection: &str) -> Option<String> {
-    let prefix = format!("{name}{{projection=\"{projection}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
-}
-
 async fn a_message_that_breaks_the_record_stays_stopped_until_it_is_quarantined(bad: Bad) {
     let nats = NatsServer::start();
     let db = TestDatabase::create();

@@ -362,9 +362,7 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
 async fn a_rebuild_stops_at_the_event_it_cannot_apply_not_at_the_commits_before_it() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_client, js, mut publisher) = stream_with_two_units(&nats).await;
     let unknown = publisher.unknown_type("so-moi", "Sở Mới").await;
     publisher.flush().await;
     assert_eq!(unknown, 3);

@@ -27,21 +27,11 @@ pub async fn wait_until_not_ready(url: &str) -> Value {
     }
 }
 
-fn metric_line(metrics: &str, name: &str, projection: &str) -> Option<String> {
-    let prefix = format!("{name}{{projection=\"{projection}\"}} ");
-    metrics
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .map(|l| l[prefix.len()..].to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_skipped() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_client, _, mut publisher) = stream_with_two_units(&nats).await;
     let bad = publisher
         .raw(
             "events.unit.so-hong",
@@ -78,12 +68,12 @@ async fn garbage_in_the_stream_stalls_both_projections_visibly_and_nothing_is_sk
     assert_eq!(status, StatusCode::OK);
     for projection in ["core", "audit"] {
         assert_eq!(
-            metric_line(&metrics, "kh63_projector_stalled", projection).as_deref(),
+            metric(&metrics, "kh63_projector_stalled", projection).as_deref(),
             Some("1"),
             "{metrics}"
         );
         assert_eq!(
-            metric_line(&metrics, "kh63_projector_stalled_sequence", projection).as_deref(),
+            metric(&metrics, "kh63_projector_stalled_sequence", projection).as_deref(),
             Some("3"),
             "{metrics}"
         );
@@ -168,15 +158,15 @@ async fn an_unknown_event_type_stalls_core_while_audit_records_it_and_goes_on() 
     assert!(body["projections"]["audit"]["stalled"].is_null(), "{body}");
     let metrics = get_text(&format!("{}/metrics", projector.url)).await.1;
     assert_eq!(
-        metric_line(&metrics, "kh63_projector_stalled", "core").as_deref(),
+        metric(&metrics, "kh63_projector_stalled", "core").as_deref(),
         Some("1")
     );
     assert_eq!(
-        metric_line(&metrics, "kh63_projector_stalled_sequence", "core"),
+        metric(&metrics, "kh63_projector_stalled_sequence", "core"),
         Some(unknown.to_string())
     );
     assert_ne!(
-        metric_line(&metrics, "kh63_projector_stalled", "audit").as_deref(),
+        metric(&metrics, "kh63_projector_stalled", "audit").as_deref(),
         Some("1")
     );
     projector.stop().await;

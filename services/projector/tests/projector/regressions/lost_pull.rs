@@ -20,9 +20,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn a_stream_reader_whose_pull_request_is_lost_reads_on() {
     let nats = NatsServer::start();
-    let (_admin, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_admin, _, mut publisher) = stream_with_two_units(&nats).await;
     publisher.flush().await;
 
     let proxy = PullDropper::start(&nats.url()).await;
@@ -65,9 +63,7 @@ async fn a_stream_reader_whose_pull_request_is_lost_reads_on() {
 async fn the_live_worker_makes_its_consumer_anew_when_a_pull_request_is_lost() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_admin, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_admin, _, mut publisher) = stream_with_two_units(&nats).await;
     publisher.flush().await;
 
     let proxy = PullDropper::start(&nats.url()).await;
@@ -102,10 +98,17 @@ async fn the_live_worker_makes_its_consumer_anew_when_a_pull_request_is_lost() {
     );
 
     let (_, metrics) = get_text(&format!("{}/metrics", projector.url)).await;
-    let remade: u64 = metrics
-        .lines()
-        .filter(|line| line.starts_with("kh63_projector_consumers_remade_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    let remade: u64 = ["core", "audit"]
+        .into_iter()
+        .filter_map(|projection| {
+            metric(
+                &metrics,
+                "kh63_projector_consumers_remade_total",
+                projection,
+            )?
+            .parse::<u64>()
+            .ok()
+        })
         .sum();
     assert!(remade >= 1, "no consumer counted as made anew:\n{metrics}");
     projector.stop().await;

@@ -39,9 +39,7 @@ async fn not_ready_within(url: &str, limit: Duration) -> Option<serde_json::Valu
 async fn a_stall_applies_every_commit_before_the_bad_one() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_client, _, mut publisher) = stream_with_two_units(&nats).await;
     let bad = publisher
         .raw("events.unit.so-hong", b"not json".to_vec())
         .await;

@@ -123,9 +123,7 @@ async fn a_stop_the_database_does_not_take_at_once_is_recorded_once_it_does() {
 async fn a_recorded_stop_is_cleared_once_the_projection_applies_or_finds_nothing_left() {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_client, js) = jetstream(&nats).await;
-    provision(&js).await;
-    let mut publisher = Publisher::after_two_units(&js).await;
+    let (_client, _, mut publisher) = stream_with_two_units(&nats).await;
     publisher.flush().await;
     let pool = projector::connect_database(&db.url()).await.expect("pool");
     projector::prepare(&pool, "").await.expect("schemas");
