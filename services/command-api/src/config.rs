@@ -8,7 +8,8 @@ use std::time::Duration;
 use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
 use service_kit::config::{
-    ConfigError, nats_nkey_file, parsed, previous_token_secret, stream_settings, token_secret, var,
+    ConfigError, http_max_connections, nats_nkey_file, parsed, previous_token_secret,
+    stream_settings, token_secret, var,
 };
 
 /// Twice the 128 clients the benchmark keeps busy without a refusal; far below the flood that
@@ -21,6 +22,8 @@ pub struct Config {
     /// The service's NATS seed (`NATS_NKEY_FILE`); `None`: connect anonymously.
     pub nats_nkey_file: Option<PathBuf>,
     pub bind: SocketAddr,
+    /// Connections held open at once (`HTTP_MAX_CONNECTIONS`).
+    pub http_max_connections: NonZeroUsize,
     pub stream: StreamSettings,
     pub handler: HandlerSettings,
     pub cache_capacity: NonZeroUsize,
@@ -40,6 +43,7 @@ impl Config {
             nats_url: var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             nats_nkey_file: nats_nkey_file(),
             bind: parsed("COMMAND_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            http_max_connections: http_max_connections()?,
             stream: stream_settings()?,
             handler: HandlerSettings::from_env()?,
             cache_capacity: parsed(

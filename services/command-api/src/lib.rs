@@ -30,8 +30,6 @@ pub enum ServeError {
     TokenSecret(#[from] WeakSecret),
     #[error(transparent)]
     Listen(#[from] service_kit::ListenError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Builds the HTTP state: NATS connection, provisioned stream, handler, token keys.
@@ -66,21 +64,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = app_state(&config).await?;
-    let listener = service_kit::listen(config.bind).await?;
+    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
     run(listener, state, shutdown).await
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets in-flight commands finish and
 /// flushes NATS.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<service_kit::HttpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let nats = state.nats.clone();
-    service_kit::serve_http("command API", listener, http::router(state), shutdown)
-        .await
-        .map_err(ServeError::Serve)?;
+    service_kit::serve_http(
+        "command API",
+        listener.into(),
+        http::router(state),
+        shutdown,
+    )
+    .await;
     // Bounded: with NATS down a flush would wait forever and hold up the shutdown.
     match tokio::time::timeout(Duration::from_secs(5), nats.flush()).await {
         Ok(Ok(())) => {}

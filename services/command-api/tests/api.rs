@@ -45,6 +45,7 @@ fn config(nats: &NatsServer, stream: StreamSettings, max_attempts: u32) -> Confi
         nats_url: nats.url(),
         nats_nkey_file: Some(nats.nkey_file(Identity::CommandApi)),
         bind: "127.0.0.1:0".parse().expect("address"),
+        http_max_connections: service_kit::DEFAULT_MAX_CONNECTIONS,
         stream,
         handler: HandlerSettings {
             max_attempts,

@@ -43,6 +43,8 @@ pub struct Config {
     pub nats_nkey_file: Option<std::path::PathBuf>,
     pub database_url: String,
     pub bind: SocketAddr,
+    /// HTTP connections held open at once (`HTTP_MAX_CONNECTIONS`).
+    pub http_max_connections: std::num::NonZeroUsize,
     pub stream_name: String,
     /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
     pub schema_prefix: String,
@@ -75,8 +77,6 @@ pub enum StartError {
     NoStream(String),
     #[error(transparent)]
     Listen(#[from] service_kit::ListenError),
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
     #[error("the HTTP server's task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -101,6 +101,7 @@ impl Config {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/kh63".to_owned()),
             bind: parsed("PROJECTOR_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            http_max_connections: service_kit::config::http_max_connections()?,
             stream_name: var("STREAM_NAME").unwrap_or_else(|| "PLAN_EVENTS".to_owned()),
             schema_prefix: var("SCHEMA_PREFIX").unwrap_or_default(),
             batch_size: at_least_one("BATCH_SIZE", 500)?,
@@ -321,7 +322,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let projector = Projector::connect(&config).await?;
-    let listener = service_kit::listen(config.bind).await?;
+    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = projector.router();
     let http = tokio::spawn(service_kit::serve_http(
@@ -334,7 +335,7 @@ pub async fn serve(
     ));
     projector.run(shutdown).await;
     let _ = stop_http.send(());
-    http.await?.map_err(StartError::Serve)?;
+    http.await?;
     tracing::info!("projector stopped");
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! Configuration from the environment, with the defaults a local stack needs.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use command_app::handler::HandlerSettings;
 use event_store::StreamSettings;
 use service_kit::config::{
-    ConfigError, nats_nkey_file, parsed, stream_settings, token_secret, var,
+    ConfigError, http_max_connections, nats_nkey_file, parsed, stream_settings, token_secret, var,
 };
 
 use crate::readiness::Bounds;
@@ -21,6 +22,8 @@ pub struct Config {
     /// replayed it, because the checkpoint is read in the answer's own snapshot.
     pub database_url: String,
     pub bind: SocketAddr,
+    /// HTTP connections held open at once (`HTTP_MAX_CONNECTIONS`).
+    pub http_max_connections: NonZeroUsize,
     /// Prepended to the projection schemas: the service reads `<prefix>core` and
     /// `<prefix>audit`, as the projector writes them.
     pub schema_prefix: String,
@@ -56,6 +59,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
+            .field("http_max_connections", &self.http_max_connections)
             .field("schema_prefix", &self.schema_prefix)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
@@ -77,6 +81,7 @@ impl Config {
         Self {
             database_url: database_url.into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            http_max_connections: service_kit::DEFAULT_MAX_CONNECTIONS,
             schema_prefix: String::new(),
             token_secret,
             previous_token_secret: None,
@@ -108,6 +113,7 @@ impl Config {
         );
         config.previous_token_secret = service_kit::config::previous_token_secret()?;
         config.bind = parsed("QUERY_API_ADDR", config.bind)?;
+        config.http_max_connections = http_max_connections()?;
         config.schema_prefix = var("SCHEMA_PREFIX").unwrap_or_default();
         config.bulk_statement_timeout = Duration::from_secs(parsed(
             "EXPORT_TIMEOUT_SECS",

@@ -39,8 +39,6 @@ pub enum StartError {
     Nats(#[from] service_kit::NatsError),
     #[error(transparent)]
     Listen(#[from] service_kit::ListenError),
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Builds the HTTP state. The database is not contacted yet (`/readyz` reports it), nor is NATS
@@ -55,22 +53,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let state = app_state(&config).await?;
-    let listener = service_kit::listen(config.bind).await?;
+    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
     run(listener, state, shutdown).await
 }
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight queries finish, then closes
 /// the pools and flushes NATS.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<service_kit::HttpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let read_model = state.read_model.clone();
     let audit_reads = state.audit_reads.clone();
-    service_kit::serve_http("query API", listener, router(state), shutdown)
-        .await
-        .map_err(StartError::Serve)?;
+    service_kit::serve_http("query API", listener.into(), router(state), shutdown).await;
     read_model.listen.close().await;
     read_model.pool.close().await;
     read_model.bulk.close().await;

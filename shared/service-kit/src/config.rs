@@ -85,6 +85,12 @@ pub fn nats_nkey_file() -> Option<PathBuf> {
     var("NATS_NKEY_FILE").map(PathBuf::from)
 }
 
+/// Connections the service's HTTP listener holds open at once (`HTTP_MAX_CONNECTIONS`); more
+/// wait in the kernel's accept queue until one closes.
+pub fn http_max_connections() -> Result<std::num::NonZeroUsize, ConfigError> {
+    parsed("HTTP_MAX_CONNECTIONS", crate::DEFAULT_MAX_CONNECTIONS)
+}
+
 /// The stream settings from `STREAM_NAME`, `SUBJECT_PREFIX`, `IDEMPOTENCY_BUCKET`,
 /// `STREAM_REPLICAS`, `DUPLICATE_WINDOW_SECS`. Two deployments in one NATS account need their
 /// own of the first three: streams may not share subjects.

@@ -6,10 +6,12 @@
 
 pub mod auth;
 pub mod config;
+mod listener;
 pub mod metrics;
 pub mod nats;
 pub mod problem;
 mod runtime;
 
+pub use listener::{Connection, DEFAULT_MAX_CONNECTIONS, HttpListener};
 pub use nats::{NatsError, connect_nats, open_store};
 pub use runtime::{ErrorChain, ListenError, init_tracing, listen, serve_http, shutdown_signal};

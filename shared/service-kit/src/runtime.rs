@@ -1,4 +1,6 @@
-//! How every service logs and stops, and how a process reports the error it ends on.
+//! How every service logs, serves and stops, and how a process reports the error it ends on.
+
+use crate::listener::HttpListener;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -54,27 +56,80 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
-/// Binds the service's HTTP address.
-pub async fn listen(address: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ListenError> {
+/// Binds the service's HTTP address, to hold at most `max_connections` connections at once.
+pub async fn listen(
+    address: std::net::SocketAddr,
+    max_connections: std::num::NonZeroUsize,
+) -> Result<HttpListener, ListenError> {
     tokio::net::TcpListener::bind(address)
         .await
+        .map(|tcp| HttpListener::new(tcp, max_connections))
         .map_err(|source| ListenError { address, source })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; requests already taken are answered
-/// in full before it returns, so a service closes its pools and flushes NATS only after them.
+/// How long a connection may take to send a request's head, counted from the moment it waits for
+/// one (so also how long it may stay idle between requests): hyper's own default, which takes
+/// effect only with a timer, and axum's server sets none. A connection that trickles a header
+/// byte by byte would otherwise hold its slot for good.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown` resolves; requests already taken
+/// are answered in full before it returns, so a service closes its pools and flushes NATS only
+/// after them.
 pub async fn serve_http(
     service: &'static str,
-    listener: tokio::net::TcpListener,
+    mut listener: HttpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{service} listening");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    // Changed once, on shutdown; every connection task holds `open` until its connection ends.
+    let (stopping, stop) = tokio::sync::watch::channel(());
+    let (all_closed, open) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (connection, remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let recycle = connection.recycle_signal();
+        let serving = http.serve_connection(
+            hyper_util::rt::TokioIo::new(connection),
+            hyper_util::service::TowerToHyperService::new(router.clone()),
+        );
+        let (mut stop, open) = (stop.clone(), open.clone());
+        tokio::spawn(async move {
+            let mut serving = std::pin::pin!(serving);
+            let ended = tokio::select! {
+                ended = serving.as_mut() => ended,
+                // Answers the request in hand, if any, with `Connection: close`, then closes.
+                _ = stop.changed() => {
+                    serving.as_mut().graceful_shutdown();
+                    serving.await
+                }
+                () = recycle.notified() => {
+                    serving.as_mut().graceful_shutdown();
+                    serving.await
+                }
+            };
+            // A client that hangs up, sends garbage or stays silent ends its own connection;
+            // the service has nothing to do about it.
+            if let Err(error) = ended {
+                tracing::debug!(%remote, %error, "connection ended");
+            }
+            drop(open);
+        });
+    }
+    // No new connections from here; each open one finishes the request it has, then closes.
+    drop(listener);
+    stopping.send_replace(());
+    drop(open);
+    all_closed.closed().await;
 }
 
 /// An error and its causes on one line, for a process's last words. Most errors here already

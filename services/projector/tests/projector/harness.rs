@@ -440,6 +440,7 @@ pub fn projector_config(
         nats_nkey_file: Some(nats.nkey_file(Identity::Projector)),
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().expect("address"),
+        http_max_connections: service_kit::DEFAULT_MAX_CONNECTIONS,
         stream_name: STREAM.to_owned(),
         schema_prefix: prefix.to_owned(),
         batch_size,
