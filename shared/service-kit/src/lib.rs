@@ -12,6 +12,6 @@ pub mod nats;
 pub mod problem;
 mod runtime;
 
-pub use listener::{Connection, DEFAULT_MAX_CONNECTIONS, HttpListener};
+pub use listener::{DEFAULT_MAX_CONNECTIONS, HttpListener};
 pub use nats::{NatsError, connect_nats, open_store};
 pub use runtime::{ErrorChain, ListenError, init_tracing, listen, serve_http, shutdown_signal};

@@ -72,7 +72,7 @@ impl HttpListener {
     /// The next connection, once a slot is free. The connection is taken from the kernel's queue
     /// first, so that the oldest are recycled only for a client that is there (one connection
     /// beyond the limit, the one waiting for its slot, is held at most).
-    pub async fn accept(&mut self) -> (Connection, SocketAddr) {
+    pub(crate) async fn accept(&mut self) -> (Connection, SocketAddr) {
         // axum's accept logs the errors of accepting and retries: a client that reset its
         // connection at once, or no file descriptor left for a second.
         let (stream, remote) = axum::serve::Listener::accept(&mut self.tcp).await;
@@ -144,7 +144,7 @@ impl From<TcpListener> for HttpListener {
 
 /// An accepted connection; its slot is given back when hyper drops it.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     stream: TcpStream,
     recycle: Arc<Notify>,
     _slot: OwnedSemaphorePermit,
@@ -152,7 +152,7 @@ pub struct Connection {
 
 impl Connection {
     /// Notified when the listener is full and this connection is the one to close.
-    pub fn recycle_signal(&self) -> Arc<Notify> {
+    pub(crate) fn recycle_signal(&self) -> Arc<Notify> {
         self.recycle.clone()
     }
 }
