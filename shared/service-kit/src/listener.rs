@@ -6,7 +6,8 @@
 //! client that opens a new connection whenever its others are busy (5 000 commands/s on two
 //! cores) had command-api holding 3 587 connections and 159 MB resident, although `MAX_IN_FLIGHT`
 //! refused every command beyond 256 at once. Beyond the limit a new connection waits for a slot,
-//! and those behind it wait in the kernel's accept queue, which costs the service nothing.
+//! and those behind it wait in the kernel's accept queue (`runtime::ACCEPT_QUEUE`), which costs
+//! the service nothing.
 //!
 //! A full listener does not wait for a connection to close by itself: a client's pool of idle
 //! keep-alive connections would hold every slot while its new connections wait in the queue (with

@@ -56,13 +56,30 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
+/// Connections the kernel completes and queues for the service before it refuses more: tokio's
+/// `TcpListener::bind` asks for 128, as the standard library does. With every slot of the
+/// listener taken, a connection past the queue has its handshake dropped and the client's kernel
+/// retries it after 1, 3, 7 s…; a queued one waits only until a recycled connection frees a slot,
+/// at no cost to the service's memory. Linux caps it at `net.core.somaxconn` (4 096 by default).
+const ACCEPT_QUEUE: u32 = 1024;
+
 /// Binds the service's HTTP address, to hold at most `max_connections` connections at once.
 pub async fn listen(
     address: std::net::SocketAddr,
     max_connections: std::num::NonZeroUsize,
 ) -> Result<HttpListener, ListenError> {
-    tokio::net::TcpListener::bind(address)
-        .await
+    let bind = || {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        // As tokio's own bind: a restarted service need not wait out the old socket's TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(ACCEPT_QUEUE)
+    };
+    bind()
         .map(|tcp| HttpListener::new(tcp, max_connections))
         .map_err(|source| ListenError { address, source })
 }
@@ -156,6 +173,33 @@ impl std::fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::ErrorChain;
+
+    /// More connections than tokio's default queue of 128 complete their handshake while the
+    /// service takes none up: they wait in the kernel's queue, not in the clients' retries.
+    #[tokio::test]
+    async fn the_kernel_queues_more_connections_than_tokio_would() {
+        let address = "127.0.0.1:0".parse().expect("address");
+        let listener = super::listen(address, std::num::NonZeroUsize::MIN)
+            .await
+            .expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut connects = tokio::task::JoinSet::new();
+        for _ in 0..300 {
+            connects.spawn(tokio::time::timeout(
+                std::time::Duration::from_millis(800),
+                tokio::net::TcpStream::connect(address),
+            ));
+        }
+        // Held until counted: a stream dropped early would free its place in the queue.
+        let connected = connects
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|connect| matches!(connect, Ok(Ok(_))))
+            .count();
+        assert_eq!(connected, 300, "handshakes completed without an accept");
+        drop(listener);
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("disk full")]
