@@ -23,7 +23,7 @@ pub struct Config {
     pub nats_nkey_file: Option<PathBuf>,
     pub bind: SocketAddr,
     /// Connections held open at once (`HTTP_MAX_CONNECTIONS`).
-    pub http_max_connections: NonZeroUsize,
+    pub http_max_connections: std::num::NonZeroU32,
     pub stream: StreamSettings,
     pub handler: HandlerSettings,
     pub cache_capacity: NonZeroUsize,

@@ -64,8 +64,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = app_state(&config).await?;
-    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
-    run(listener, state, shutdown).await
+    let listener = service_kit::listen(config.bind, config.http_max_connections)?;
+    run(listener, state, shutdown).await;
+    Ok(())
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets in-flight commands finish and
@@ -74,7 +75,7 @@ pub async fn run(
     listener: impl Into<service_kit::HttpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) {
     let nats = state.nats.clone();
     service_kit::serve_http(
         "command API",
@@ -90,5 +91,4 @@ pub async fn run(
         Err(_) => tracing::warn!("NATS flush timed out on shutdown"),
     }
     tracing::info!("command API stopped");
-    Ok(())
 }

@@ -64,7 +64,7 @@ struct Service {
     url: String,
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), command_api::ServeError>>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Service {
@@ -92,7 +92,7 @@ impl Service {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("join").expect("clean shutdown");
+            task.await.expect("clean shutdown");
         }
     }
 

@@ -44,7 +44,7 @@ pub struct Config {
     pub database_url: String,
     pub bind: SocketAddr,
     /// HTTP connections held open at once (`HTTP_MAX_CONNECTIONS`).
-    pub http_max_connections: std::num::NonZeroUsize,
+    pub http_max_connections: std::num::NonZeroU32,
     pub stream_name: String,
     /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
     pub schema_prefix: String,
@@ -322,7 +322,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let projector = Projector::connect(&config).await?;
-    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
+    let listener = service_kit::listen(config.bind, config.http_max_connections)?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = projector.router();
     let http = tokio::spawn(service_kit::serve_http(

@@ -82,20 +82,28 @@ impl Watchdog {
         if self.progress_at.elapsed() < STUCK_AFTER {
             return Ok(());
         }
-        match stream.get_info().await {
-            Ok(info) if info.state.last_sequence > self.checkpoint => {
+        match head_beyond(stream, self.checkpoint).await {
+            Some(head) => {
                 if self.behind_seen {
                     return Err(RunError::Remake(Remake::Stuck {
                         checkpoint: self.checkpoint,
-                        head: info.state.last_sequence,
+                        head,
                     }));
                 }
                 self.behind_seen = true;
             }
-            _ => *self = Self::new(self.checkpoint),
+            None => *self = Self::new(self.checkpoint),
         }
         Ok(())
     }
+}
+
+/// The stream's last sequence when it lies beyond `checkpoint`; `None` when it does not, or when
+/// the stream does not answer (then the caller goes on as if it were not ahead: whether a
+/// consumer is stuck or a pull lost is only decided on an answer).
+async fn head_beyond(stream: &stream::Stream, checkpoint: u64) -> Option<u64> {
+    let head = stream.get_info().await.ok()?.state.last_sequence;
+    (head > checkpoint).then_some(head)
 }
 
 /// Everything a worker needs.
@@ -352,10 +360,7 @@ async fn fetch(
             }
             Err(_) if wake < deadline => {
                 probe_at = None;
-                // A stream that does not answer leaves the fetch to its own deadline.
-                if let Ok(info) = stream.get_info().await
-                    && info.state.last_sequence > checkpoint
-                {
+                if head_beyond(stream, checkpoint).await.is_some() {
                     deadline = deadline.min(tokio::time::Instant::now() + LOST_AFTER_AHEAD);
                 }
             }

@@ -1,7 +1,7 @@
 //! Configuration from the environment, with the defaults a local stack needs.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub struct Config {
     pub database_url: String,
     pub bind: SocketAddr,
     /// HTTP connections held open at once (`HTTP_MAX_CONNECTIONS`).
-    pub http_max_connections: NonZeroUsize,
+    pub http_max_connections: NonZeroU32,
     /// Prepended to the projection schemas: the service reads `<prefix>core` and
     /// `<prefix>audit`, as the projector writes them.
     pub schema_prefix: String,

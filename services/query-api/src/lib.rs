@@ -53,8 +53,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let state = app_state(&config).await?;
-    let listener = service_kit::listen(config.bind, config.http_max_connections).await?;
-    run(listener, state, shutdown).await
+    let listener = service_kit::listen(config.bind, config.http_max_connections)?;
+    run(listener, state, shutdown).await;
+    Ok(())
 }
 
 /// Serves on `listener` until `shutdown` resolves, lets in-flight queries finish, then closes
@@ -63,7 +64,7 @@ pub async fn run(
     listener: impl Into<service_kit::HttpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
+) {
     let read_model = state.read_model.clone();
     let audit_reads = state.audit_reads.clone();
     service_kit::serve_http("query API", listener.into(), router(state), shutdown).await;
@@ -72,5 +73,4 @@ pub async fn run(
     read_model.bulk.close().await;
     audit_reads.close().await;
     tracing::info!("query API stopped");
-    Ok(())
 }

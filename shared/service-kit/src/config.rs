@@ -87,7 +87,7 @@ pub fn nats_nkey_file() -> Option<PathBuf> {
 
 /// Connections the service's HTTP listener holds open at once (`HTTP_MAX_CONNECTIONS`); more
 /// wait in the kernel's accept queue until one closes.
-pub fn http_max_connections() -> Result<std::num::NonZeroUsize, ConfigError> {
+pub fn http_max_connections() -> Result<std::num::NonZeroU32, ConfigError> {
     parsed("HTTP_MAX_CONNECTIONS", crate::DEFAULT_MAX_CONNECTIONS)
 }
 

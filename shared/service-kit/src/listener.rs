@@ -18,13 +18,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
-use std::pin::Pin;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -33,7 +30,7 @@ use tokio::time::Instant;
 /// 256 commands in flight, so that a client's pool can keep idle connections while every slot
 /// is busy. At 20–40 kB a connection (measured under the 5 000 commands/s flood), at most
 /// 20–40 MB; the flood that reached 3 587 connections without a limit stays under it in most runs.
-pub const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = NonZeroUsize::new(1024).expect("non-zero");
+pub const DEFAULT_MAX_CONNECTIONS: NonZeroU32 = NonZeroU32::new(1024).expect("non-zero");
 
 /// How long a full listener waits for the connection it asked to close before it asks the next
 /// oldest: about one command's time on a busy machine, so that a connection held by a long
@@ -49,17 +46,17 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub struct HttpListener {
     tcp: TcpListener,
     slots: Arc<Semaphore>,
-    max: NonZeroUsize,
-    /// The open connections' recycle signals, oldest first (closed ones are dropped lazily).
+    max: NonZeroU32,
+    /// The open connections' close requests, oldest first (closed ones are dropped lazily).
     open: VecDeque<Weak<Notify>>,
     last_warning: Option<Instant>,
 }
 
 impl HttpListener {
-    pub fn new(tcp: TcpListener, max_connections: NonZeroUsize) -> Self {
+    pub fn new(tcp: TcpListener, max_connections: NonZeroU32) -> Self {
         Self {
             tcp,
-            slots: Arc::new(Semaphore::new(max_connections.get())),
+            slots: Arc::new(Semaphore::new(max_connections.get() as usize)),
             max: max_connections,
             open: VecDeque::new(),
             last_warning: None,
@@ -70,43 +67,55 @@ impl HttpListener {
         self.tcp.local_addr()
     }
 
-    /// The next connection, once a slot is free. The connection is taken from the kernel's queue
-    /// first, so that the oldest are recycled only for a client that is there (one connection
-    /// beyond the limit, the one waiting for its slot, is held at most).
-    pub(crate) async fn accept(&mut self) -> (Connection, SocketAddr) {
+    /// The next connection and its slot, once one is free. The connection is taken from the
+    /// kernel's queue first, so that the oldest are recycled only for a client that is there (one
+    /// connection beyond the limit, the one waiting for its slot, is held at most).
+    pub(crate) async fn accept(&mut self) -> (TcpStream, SocketAddr, Slot) {
         // axum's accept logs the errors of accepting and retries: a client that reset its
         // connection at once, or no file descriptor left for a second.
         let (stream, remote) = axum::serve::Listener::accept(&mut self.tcp).await;
-        let slot = self.slot().await;
-        let recycle = Arc::new(Notify::new());
-        if self.open.len() >= 2 * self.max.get() {
+        let permit = self.permit().await;
+        let close = Arc::new(Notify::new());
+        if self.open.len() >= 2 * self.max.get() as usize {
             self.open.retain(|signal| signal.strong_count() > 0);
         }
-        self.open.push_back(Arc::downgrade(&recycle));
+        self.open.push_back(Arc::downgrade(&close));
         (
-            Connection {
-                stream,
-                recycle,
-                _slot: slot,
-            },
+            stream,
             remote,
+            Slot {
+                close,
+                _permit: permit,
+            },
         )
     }
 
-    /// A slot for the next connection; while all are taken, the oldest connections are asked to
-    /// close, one every [`RECYCLE_EVERY`].
-    async fn slot(&mut self) -> OwnedSemaphorePermit {
-        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return slot;
+    /// Stops listening, asks every open connection to answer what it holds and close, and
+    /// waits until all have: until every slot is back.
+    pub(crate) async fn close(mut self) {
+        drop(self.tcp);
+        for signal in self.open.drain(..) {
+            if let Some(close) = signal.upgrade() {
+                close.notify_one();
+            }
+        }
+        // The semaphore is never closed, so acquiring only waits.
+        let _all = self.slots.acquire_many(self.max.get()).await;
+    }
+
+    /// A permit for the next connection; while all are taken, the oldest connections are asked
+    /// to close, one every [`RECYCLE_EVERY`].
+    async fn permit(&mut self) -> OwnedSemaphorePermit {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return permit;
         }
         self.warn_full();
         loop {
             self.recycle_oldest();
-            // The semaphore is never closed, so acquiring only waits.
-            if let Ok(Ok(slot)) =
+            if let Ok(Ok(permit)) =
                 tokio::time::timeout(RECYCLE_EVERY, self.slots.clone().acquire_owned()).await
             {
-                return slot;
+                return permit;
             }
         }
     }
@@ -114,8 +123,8 @@ impl HttpListener {
     /// Asks the oldest open connection to close once its request, if any, is answered.
     fn recycle_oldest(&mut self) {
         while let Some(signal) = self.open.pop_front() {
-            if let Some(recycle) = signal.upgrade() {
-                recycle.notify_one();
+            if let Some(close) = signal.upgrade() {
+                close.notify_one();
                 return;
             }
         }
@@ -143,64 +152,25 @@ impl From<TcpListener> for HttpListener {
     }
 }
 
-/// An accepted connection; its slot is given back when hyper drops it.
+/// A connection's place among the open ones, held by the task that serves it: the place is
+/// given back when the task ends.
 #[derive(Debug)]
-pub(crate) struct Connection {
-    stream: TcpStream,
-    recycle: Arc<Notify>,
-    _slot: OwnedSemaphorePermit,
+pub(crate) struct Slot {
+    close: Arc<Notify>,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Connection {
-    /// Notified when the listener is full and this connection is the one to close.
-    pub(crate) fn recycle_signal(&self) -> Arc<Notify> {
-        self.recycle.clone()
-    }
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+impl Slot {
+    /// Resolves once the listener asks this connection to close: it is the oldest of a full
+    /// listener, or the service shuts down.
+    pub(crate) async fn close_requested(&self) {
+        self.close.notified().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroUsize;
+    use std::num::NonZeroU32;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -216,7 +186,7 @@ mod tests {
     ) {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = tcp.local_addr().expect("address");
-        let listener = HttpListener::new(tcp, NonZeroUsize::MIN);
+        let listener = HttpListener::new(tcp, NonZeroU32::MIN);
         let router = axum::Router::new()
             .route("/", axum::routing::get(|| async { "ok" }))
             .route(

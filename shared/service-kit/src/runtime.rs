@@ -64,9 +64,9 @@ pub struct ListenError {
 const ACCEPT_QUEUE: u32 = 1024;
 
 /// Binds the service's HTTP address, to hold at most `max_connections` connections at once.
-pub async fn listen(
+pub fn listen(
     address: std::net::SocketAddr,
-    max_connections: std::num::NonZeroUsize,
+    max_connections: std::num::NonZeroU32,
 ) -> Result<HttpListener, ListenError> {
     let bind = || {
         let socket = if address.is_ipv4() {
@@ -105,31 +105,22 @@ pub async fn serve_http(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT);
-    // Changed once, on shutdown; every connection task holds `open` until its connection ends.
-    let (stopping, stop) = tokio::sync::watch::channel(());
-    let (all_closed, open) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (connection, remote) = tokio::select! {
+        let (stream, remote, slot) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let recycle = connection.recycle_signal();
         let serving = http.serve_connection(
-            hyper_util::rt::TokioIo::new(connection),
+            hyper_util::rt::TokioIo::new(stream),
             hyper_util::service::TowerToHyperService::new(router.clone()),
         );
-        let (mut stop, open) = (stop.clone(), open.clone());
         tokio::spawn(async move {
             let mut serving = std::pin::pin!(serving);
             let ended = tokio::select! {
                 ended = serving.as_mut() => ended,
                 // Answers the request in hand, if any, with `Connection: close`, then closes.
-                _ = stop.changed() => {
-                    serving.as_mut().graceful_shutdown();
-                    serving.await
-                }
-                () = recycle.notified() => {
+                () = slot.close_requested() => {
                     serving.as_mut().graceful_shutdown();
                     serving.await
                 }
@@ -139,14 +130,11 @@ pub async fn serve_http(
             if let Err(error) = ended {
                 tracing::debug!(%remote, %error, "connection ended");
             }
-            drop(open);
+            drop(slot);
         });
     }
     // No new connections from here; each open one finishes the request it has, then closes.
-    drop(listener);
-    stopping.send_replace(());
-    drop(open);
-    all_closed.closed().await;
+    listener.close().await;
 }
 
 /// An error and its causes on one line, for a process's last words. Most errors here already
@@ -179,9 +167,7 @@ mod tests {
     #[tokio::test]
     async fn the_kernel_queues_more_connections_than_tokio_would() {
         let address = "127.0.0.1:0".parse().expect("address");
-        let listener = super::listen(address, std::num::NonZeroUsize::MIN)
-            .await
-            .expect("listen");
+        let listener = super::listen(address, std::num::NonZeroU32::MIN).expect("listen");
         let address = listener.local_addr().expect("address");
         let mut connects = tokio::task::JoinSet::new();
         for _ in 0..300 {
