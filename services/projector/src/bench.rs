@@ -274,7 +274,8 @@ pub async fn run(
 }
 
 /// Applies the whole scratch stream to `projection` in `prefix`'s schemas, in batches of
-/// `batch_size` as the live worker does; returns the seconds it took.
+/// `batch_size` as the live worker does (the next batch read while one is applied); returns the
+/// seconds it took.
 async fn catch_up(
     pool: &PgPool,
     decoder: &Decoder,
@@ -287,12 +288,14 @@ async fn catch_up(
     let mut reader = Reader::open(stream, batch_size).await?;
     let schema = projection.schema(prefix);
     let started = Instant::now();
-    let mut applied = 0u64;
-    while applied < events {
-        let batch = reader.next_batch(applied, events).await?;
-        applied = apply_batch(pool, decoder, &schema, projection, &batch)
-            .await?
-            .checkpoint;
+    let mut batch = reader.next_batch(0, events).await?;
+    while let Some(last) = batch.last().map(|d| d.sequence) {
+        let (applied, next) = tokio::join!(
+            apply_batch(pool, decoder, &schema, projection, &batch),
+            reader.next_batch(last, events)
+        );
+        applied?;
+        batch = next?;
     }
     Ok(started.elapsed().as_secs_f64())
 }

@@ -134,11 +134,9 @@ async fn load(
 ) -> Result<(u64, HeldHeads), RebuildError> {
     let mut tx = pool.begin().await?;
     // Nobody reads the fresh schema before the switch, and the switch commits durably, which
-    // makes every commit before it durable too: a batch need not wait for its own flush to disk.
-    // After a crash the rebuild starts again from a fresh schema anyway.
-    sqlx::query("SET LOCAL synchronous_commit TO off")
-        .execute(&mut *tx)
-        .await?;
+    // makes every commit before it durable too. After a crash the rebuild starts again from a
+    // fresh schema anyway.
+    crate::batch::without_flush(&mut tx).await?;
     let applied = apply_releasing(
         &mut tx,
         &decoder,

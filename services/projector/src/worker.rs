@@ -470,10 +470,15 @@ async fn run_once(
     // by applying a batch (which clears it in the batch's transaction) or by finding nothing
     // left to apply.
     let mut stop_cleared = false;
+    // The batch fetched while the one before it was applied.
+    let mut prefetched = None;
     loop {
-        let messages = tokio::select! {
-            fetched = fetch(&consumer, &context.stream, watchdog.checkpoint, context.batch_size) => fetched?,
-            _ = shutdown.changed() => return Ok(()),
+        let messages = match prefetched.take() {
+            Some(messages) => messages,
+            None => tokio::select! {
+                fetched = fetch(&consumer, &context.stream, watchdog.checkpoint, context.batch_size) => fetched?,
+                _ = shutdown.changed() => return Ok(()),
+            },
         };
         let Some(last) = messages.last() else {
             watchdog.check(&context.stream).await?;
@@ -495,7 +500,21 @@ async fn run_once(
                 })
             })
             .collect::<Result<Vec<_>, RunError>>()?;
-        let applied = match apply_retrying(context, &schema, projection, &delivered).await {
+        let after = delivered.last().map_or(watchdog.checkpoint, |d| d.sequence);
+        // The next batch is asked for while this one is applied, so that neither the database
+        // nor NATS waits on the other: the server delivers after what it delivered, whatever is
+        // acknowledged, and nothing of it is applied before this batch commits. A stop leaves it
+        // unacknowledged, and the next start makes the consumer anew at the checkpoint.
+        let (applied, next) = tokio::join!(
+            apply_retrying(context, &schema, projection, &delivered),
+            async {
+                tokio::select! {
+                    fetched = fetch(&consumer, &context.stream, after, context.batch_size) => Some(fetched),
+                    _ = shutdown.changed() => None,
+                }
+            }
+        );
+        let applied = match applied {
             Ok(applied) => applied,
             Err(error) => {
                 // Find the culprit one commit at a time, so that everything before it is applied
@@ -553,6 +572,10 @@ async fn run_once(
             applied.commits,
             applied.events,
         );
+        match next {
+            Some(fetched) => prefetched = Some(fetched?),
+            None => return Ok(()),
+        }
     }
 }
 

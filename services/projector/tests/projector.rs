@@ -6,6 +6,7 @@
 //! - `crash`: `kill -9` while catching up on 50 000 commits, restart, equal to a rebuild;
 //! - `standby`: two projector processes, one applies, the other takes over when it is killed;
 //! - `redelivery`: redelivered, overlapping, gapped and undecodable batches;
+//! - `pipeline`: the next batch is fetched while one is applied, and applied only after it;
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
@@ -26,6 +27,9 @@ mod compliance;
 
 #[path = "projector/redelivery.rs"]
 mod redelivery;
+
+#[path = "projector/pipeline.rs"]
+mod pipeline;
 
 #[path = "projector/stall.rs"]
 mod stall;

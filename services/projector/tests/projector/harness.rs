@@ -361,14 +361,18 @@ impl Publisher {
         .await
     }
 
+    /// Publishes a unit's registration ([`registered`]); returns its stream sequence.
+    pub async fn register(&mut self, id: &str, name: &str) -> u64 {
+        let (target, event) = registered(id, name);
+        self.commit(&target, &[event], &meta("register-unit", Utc::now()))
+            .await
+    }
+
     /// For a fresh stream, after publishing two units' registrations (stream sequences 1 and 2).
     pub async fn after_two_units(js: &jetstream::Context) -> Self {
         let mut publisher = Self::new(js, 0);
         for (id, name) in [("so-tai-chinh", "Sở Tài chính"), ("so-y-te", "Sở Y tế")] {
-            let (target, event) = registered(id, name);
-            publisher
-                .commit(&target, &[event], &meta("register-unit", Utc::now()))
-                .await;
+            publisher.register(id, name).await;
         }
         publisher
     }

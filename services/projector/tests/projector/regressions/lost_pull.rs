@@ -83,14 +83,7 @@ async fn the_live_worker_makes_its_consumer_anew_when_a_pull_request_is_lost() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let lost_at = Instant::now();
-    let (target, event) = registered("so-cong-thuong", "Sở Công Thương");
-    let sequence = publisher
-        .commit(
-            &target,
-            &[event],
-            &meta("register-unit", chrono::Utc::now()),
-        )
-        .await;
+    let sequence = publisher.register("so-cong-thuong", "Sở Công Thương").await;
     publisher.flush().await;
     wait_for_checkpoints(&mut conn, "", sequence).await;
     let took = lost_at.elapsed();
