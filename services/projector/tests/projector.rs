@@ -7,6 +7,7 @@
 //! - `standby`: two projector processes, one applies, the other takes over when it is killed;
 //! - `redelivery`: redelivered, overlapping, gapped and undecodable batches;
 //! - `pipeline`: the next batch is fetched while one is applied, and applied only after it;
+//! - `went_back`: a read model put back to an earlier checkpoint is brought forward by itself;
 //! - `stall`: a stalled projection shows on `/readyz` and `/metrics`;
 //! - `rebuild`: rebuild and swap while queries run and commands keep arriving;
 //! - `snapshots`: the running projector keeps the time-travel snapshots fresh;
@@ -30,6 +31,9 @@ mod redelivery;
 
 #[path = "projector/pipeline.rs"]
 mod pipeline;
+
+#[path = "projector/went_back.rs"]
+mod went_back;
 
 #[path = "projector/stall.rs"]
 mod stall;

@@ -153,6 +153,28 @@ impl PostgresServer {
         }
     }
 
+    /// Stops the server cleanly, keeps a copy of its data directory, and starts it again: what
+    /// [`PostgresServer::go_back`] returns to. Its clients' sessions end, as in any restart.
+    pub fn save(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        copy_dir(&self.data(), &self.saved());
+        self.restart();
+    }
+
+    /// Puts the server back to what [`PostgresServer::save`] kept, as a crash that lost the
+    /// commits since (made with `synchronous_commit` off), or a restored backup, would: stops it
+    /// at once, replaces its data directory with the copy, and starts it again.
+    pub fn go_back(&self) {
+        self.crash();
+        fs::remove_dir_all(self.data()).expect("remove the data directory");
+        copy_dir(&self.saved(), &self.data());
+        self.restart();
+    }
+
+    fn saved(&self) -> String {
+        self.dir.join("saved").display().to_string()
+    }
+
     fn accepts_queries(&self) -> bool {
         Command::new(self.bin.join("pg_isready"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -165,6 +187,15 @@ impl PostgresServer {
     pub fn log(&self) -> PathBuf {
         self.dir.join("server.log")
     }
+}
+
+/// `cp -a`: owner and modes kept, which the server checks on its data directory.
+fn copy_dir(from: &str, to: &str) {
+    let copied = Command::new("cp")
+        .args(["-a", from, to])
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "cp -a {from} {to}");
 }
 
 impl Drop for PostgresServer {

@@ -1,0 +1,68 @@
+//! The read model goes back under the running projector: PostgreSQL lost the last batches in a
+//! crash (they commit without waiting for their WAL flush), or a backup was restored, after the
+//! worker had acknowledged them. The stream still holds them, and the projector applies them
+//! again by itself, with no new commit to show it the gap.
+
+use std::time::{Duration, Instant};
+
+use test_support::{NatsServer, PostgresServer};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_read_model_that_went_back_is_brought_forward_without_a_new_commit() {
+    let postgres = PostgresServer::start();
+    let db = postgres.database();
+    let nats = NatsServer::start();
+    let (_admin, _js, mut publisher) = stream_with_two_units(&nats).await;
+    publisher.flush().await;
+    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 100)).await;
+    let mut conn = connect(&db.url()).await;
+    wait_for_checkpoints(&mut conn, "", 2).await;
+    drop(conn);
+
+    postgres.save();
+    let lost = publisher.register("so-cong-thuong", "Sở Công Thương").await;
+    publisher.flush().await;
+    let mut conn = connect(&db.url()).await;
+    wait_for_checkpoints(&mut conn, "", lost).await;
+    drop(conn);
+    postgres.go_back();
+
+    let mut conn = connect(&db.url()).await;
+    for schema in ["core", "audit"] {
+        assert_eq!(
+            checkpoint(&mut conn, schema).await,
+            Some(lost - 1),
+            "{schema}: the database went back one commit"
+        );
+    }
+    // Far above the leader lock's heartbeat and a restart of the worker; nothing else is
+    // published, so only the projector itself can find what it lost.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let core = checkpoint(&mut conn, "core").await;
+        let audit = checkpoint(&mut conn, "audit").await;
+        if core >= Some(lost) && audit >= Some(lost) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the read model stays at core {core:?}, audit {audit:?}, behind the commit {lost} it \
+             lost (PostgreSQL log: {})",
+            postgres.log().display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let units: i64 = sqlx::query_scalar("SELECT count(*) FROM core.units")
+        .fetch_one(&mut conn)
+        .await
+        .expect("units");
+    assert_eq!(units, 3, "the lost registration applied again, once");
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.audit_log")
+        .fetch_one(&mut conn)
+        .await
+        .expect("audit rows");
+    assert_eq!(logged, 3, "one audit row per event, none twice");
+    projector.stop().await;
+}
