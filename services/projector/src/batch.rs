@@ -110,12 +110,12 @@ pub async fn apply_batch(
 /// Lets the transaction commit without waiting for its WAL to reach the disk
 /// (`synchronous_commit` off for it alone): the worker waited for that flush once a batch, with
 /// its core idle. A crash of PostgreSQL may then lose the last batches (at most about three times
-/// `wal_writer_delay`, 600 ms by default), but always whole, each with its checkpoint, so the read
-/// model goes back to an earlier checkpoint and never holds half a batch; the stream still holds
-/// those commits, and the worker applies them again: on a start the consumer is made anew at the
-/// checkpoint when its acknowledgements went past it, and a running worker that meets the gap
-/// makes it anew there too ([`BatchError::Gap`]). Applying a batch is never a decision anyone
-/// else relies on being durable: the stream is.
+/// `wal_writer_delay`, 600 ms by default) after they were acknowledged, but always whole, each
+/// with its checkpoint: the read model goes back to an earlier checkpoint and never holds half a
+/// batch, and the stream still holds those commits. The restart ends the session holding the
+/// projection's leader lock, so the worker stops within a [`crate::leader::HEARTBEAT`] and starts
+/// again from the stored checkpoint, making its consumer anew there since its acknowledgements
+/// went past it (`went_back.rs` in the projector's tests).
 pub(crate) async fn without_flush(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SET LOCAL synchronous_commit TO off")
         .execute(conn)

@@ -329,13 +329,14 @@ enum Remake {
     UnansweredPull { waited: Duration },
 }
 
-/// One fetch of at most `max` messages after `checkpoint`, ended by the server's answer, or by
-/// [`FETCH_ANSWER_GRACE`] without one, or [`LOST_AFTER_AHEAD`] without one once `stream` was
-/// seen to hold commits past `checkpoint` ([`Remake::UnansweredPull`]).
+/// One fetch of at most `max` messages after the stream sequence `after` (the last one
+/// delivered), ended by the server's answer, or by [`FETCH_ANSWER_GRACE`] without one, or
+/// [`LOST_AFTER_AHEAD`] without one once `stream` was seen to hold commits past `after`
+/// ([`Remake::UnansweredPull`]).
 async fn fetch(
     consumer: &PullConsumer,
     stream: &stream::Stream,
-    checkpoint: u64,
+    after: u64,
     max: usize,
 ) -> Result<Vec<jetstream::Message>, RunError> {
     let started = tokio::time::Instant::now();
@@ -360,7 +361,7 @@ async fn fetch(
             }
             Err(_) if wake < deadline => {
                 probe_at = None;
-                if head_beyond(stream, checkpoint).await.is_some() {
+                if head_beyond(stream, after).await.is_some() {
                     deadline = deadline.min(tokio::time::Instant::now() + LOST_AFTER_AHEAD);
                 }
             }
@@ -470,26 +471,20 @@ async fn run_once(
     // by applying a batch (which clears it in the batch's transaction) or by finding nothing
     // left to apply.
     let mut stop_cleared = false;
-    // The batch fetched while the one before it was applied.
-    let mut prefetched = None;
+    // What the next round applies: fetched while the batch before it was applied.
+    let mut next = fetch_until(
+        shutdown,
+        &consumer,
+        &context.stream,
+        checkpoint,
+        context.batch_size,
+    )
+    .await;
     loop {
-        let messages = match prefetched.take() {
-            Some(messages) => messages,
-            None => tokio::select! {
-                fetched = fetch(&consumer, &context.stream, watchdog.checkpoint, context.batch_size) => fetched?,
-                _ = shutdown.changed() => return Ok(()),
-            },
+        let Some(fetched) = next else {
+            return Ok(());
         };
-        let Some(last) = messages.last() else {
-            watchdog.check(&context.stream).await?;
-            if !stop_cleared {
-                clear_stall(&context.pool, &schema, projection)
-                    .await
-                    .map_err(|e| transient(&e))?;
-                stop_cleared = true;
-            }
-            continue;
-        };
+        let messages = fetched?;
         let delivered = messages
             .iter()
             .map(|m| {
@@ -500,19 +495,38 @@ async fn run_once(
                 })
             })
             .collect::<Result<Vec<_>, RunError>>()?;
-        let after = delivered.last().map_or(watchdog.checkpoint, |d| d.sequence);
+        let (Some(last), Some(after)) = (messages.last(), delivered.last().map(|d| d.sequence))
+        else {
+            watchdog.check(&context.stream).await?;
+            if !stop_cleared {
+                clear_stall(&context.pool, &schema, projection)
+                    .await
+                    .map_err(|e| transient(&e))?;
+                stop_cleared = true;
+            }
+            next = fetch_until(
+                shutdown,
+                &consumer,
+                &context.stream,
+                watchdog.checkpoint,
+                context.batch_size,
+            )
+            .await;
+            continue;
+        };
         // The next batch is asked for while this one is applied, so that neither the database
         // nor NATS waits on the other: the server delivers after what it delivered, whatever is
         // acknowledged, and nothing of it is applied before this batch commits. A stop leaves it
         // unacknowledged, and the next start makes the consumer anew at the checkpoint.
-        let (applied, next) = tokio::join!(
+        let (applied, fetched) = tokio::join!(
             apply_retrying(context, &schema, projection, &delivered),
-            async {
-                tokio::select! {
-                    fetched = fetch(&consumer, &context.stream, after, context.batch_size) => Some(fetched),
-                    _ = shutdown.changed() => None,
-                }
-            }
+            fetch_until(
+                shutdown,
+                &consumer,
+                &context.stream,
+                after,
+                context.batch_size
+            )
         );
         let applied = match applied {
             Ok(applied) => applied,
@@ -572,10 +586,22 @@ async fn run_once(
             applied.commits,
             applied.events,
         );
-        match next {
-            Some(fetched) => prefetched = Some(fetched?),
-            None => return Ok(()),
-        }
+        next = fetched;
+    }
+}
+
+/// [`fetch`], or `None` once `shutdown` turns true (nothing fetched is lost: what is not
+/// acknowledged is delivered again).
+async fn fetch_until(
+    shutdown: &mut watch::Receiver<bool>,
+    consumer: &PullConsumer,
+    stream: &stream::Stream,
+    after: u64,
+    max: usize,
+) -> Option<Result<Vec<jetstream::Message>, RunError>> {
+    tokio::select! {
+        fetched = fetch(consumer, stream, after, max) => Some(fetched),
+        _ = shutdown.changed() => None,
     }
 }
 
