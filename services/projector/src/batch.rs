@@ -16,10 +16,10 @@ use event_store::{
     HashedCommit, NotSignedOff, SignedOff, StoreError, StoredMessage, signed_off_at,
 };
 use readmodel::{
-    ApplyError, HeldHeads, Projection, apply_holding, apply_quarantined as record_quarantined,
-    lock_checkpoint, save_checkpoint,
+    ApplyError, Durability, HeadCache, Heads, HeldHeads, Projection, apply_holding,
+    apply_quarantined as record_quarantined, lock_checkpoint, save_checkpoint,
 };
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::decode::Decoder;
 
@@ -92,49 +92,57 @@ impl BatchError {
 }
 
 /// Applies `messages` (in delivery order) to `projection` in `schema`, with its checkpoint, in
-/// one transaction; each is decoded through `decoder`, shared with the other projections.
+/// one transaction; each is decoded through `decoder`, shared with the other projections. The
+/// chain heads are read through `heads`, kept by the caller from one batch to the next.
+///
+/// The transaction commits without waiting for its WAL flush ([`Durability::Unflushed`]): the
+/// worker waited for that flush once a batch, with its core idle. A crash of PostgreSQL may then
+/// lose the last batches (at most about three times `wal_writer_delay`, 600 ms by default) after
+/// they were acknowledged, but always whole, each with its checkpoint: the read model goes back
+/// to an earlier checkpoint and never holds half a batch, and the stream still holds those
+/// commits. The restart ends the session holding the projection's leader lock, so the worker
+/// stops within a [`crate::leader::HEARTBEAT`] and starts again from the stored checkpoint,
+/// making its consumer anew there since its acknowledgements went past it (`went_back.rs` in the
+/// projector's tests).
 pub async fn apply_batch(
     pool: &PgPool,
     decoder: &Decoder,
     schema: &str,
     projection: Projection,
     messages: &[Delivered],
+    heads: &mut HeadCache,
 ) -> Result<Applied, BatchError> {
     let mut tx = pool.begin().await?;
-    without_flush(&mut tx).await?;
-    let applied = apply_batch_in(&mut tx, decoder, schema, projection, messages, None).await?;
+    let target = Target {
+        decoder,
+        schema,
+        projection,
+        durability: Durability::Unflushed,
+    };
+    let applied = apply_batch_in(&mut tx, target, messages, Heads::Cached(heads)).await?;
     tx.commit().await?;
+    heads.committed(applied.checkpoint);
     Ok(applied)
 }
 
-/// Lets the transaction commit without waiting for its WAL to reach the disk
-/// (`synchronous_commit` off for it alone): the worker waited for that flush once a batch, with
-/// its core idle. A crash of PostgreSQL may then lose the last batches (at most about three times
-/// `wal_writer_delay`, 600 ms by default) after they were acknowledged, but always whole, each
-/// with its checkpoint: the read model goes back to an earlier checkpoint and never holds half a
-/// batch, and the stream still holds those commits. The restart ends the session holding the
-/// projection's leader lock, so the worker stops within a [`crate::leader::HEARTBEAT`] and starts
-/// again from the stored checkpoint, making its consumer anew there since its acknowledgements
-/// went past it (`went_back.rs` in the projector's tests).
-pub(crate) async fn without_flush(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL synchronous_commit TO off")
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
 /// The body of [`apply_batch`], inside the caller's transaction (which then holds the
-/// projection's advisory lock until it ends), with the chain heads in `held` when given.
+/// projection's advisory lock until it ends), with the chain heads where `heads` says.
 async fn apply_batch_in(
     conn: &mut PgConnection,
-    decoder: &Decoder,
-    schema: &str,
-    projection: Projection,
+    Target {
+        decoder,
+        schema,
+        projection,
+        durability,
+    }: Target<'_>,
     messages: &[Delivered],
-    held: Option<&mut HeldHeads>,
+    mut heads: Heads<'_>,
 ) -> Result<Applied, BatchError> {
-    search_path(conn, schema).await?;
-    let mut checkpoint = lock_checkpoint(conn, schema, projection).await?;
+    let locked = lock_checkpoint(conn, schema, projection, durability).await?;
+    if let Heads::Cached(cache) = &mut heads {
+        cache.enter(locked.table, locked.checkpoint);
+    }
+    let mut checkpoint = locked.checkpoint;
     let mut applied = Applied {
         checkpoint,
         commits: 0,
@@ -170,7 +178,7 @@ async fn apply_batch_in(
         commits.push(commit);
     }
     let commits: Vec<&HashedCommit> = commits.iter().map(|commit| &**commit).collect();
-    apply_holding(conn, projection, &commits, held)
+    apply_holding(conn, projection, &commits, heads)
         .await
         .map_err(BatchError::Apply)?;
     if applied.commits > 0 {
@@ -192,21 +200,25 @@ pub async fn apply_quarantined(
     decision: &SignedOff,
 ) -> Result<Applied, BatchError> {
     let mut tx = pool.begin().await?;
-    let applied = apply_quarantined_in(&mut tx, schema, projection, message, decision).await?;
+    let durability = Durability::Configured;
+    let applied =
+        apply_quarantined_in(&mut tx, schema, projection, durability, message, decision).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
 /// The body of [`apply_quarantined`], inside the caller's transaction.
-pub async fn apply_quarantined_in(
+async fn apply_quarantined_in(
     conn: &mut PgConnection,
     schema: &str,
     projection: Projection,
+    durability: Durability,
     message: &StoredMessage,
     decision: &SignedOff,
 ) -> Result<Applied, BatchError> {
-    search_path(conn, schema).await?;
-    let checkpoint = lock_checkpoint(conn, schema, projection).await?;
+    let checkpoint = lock_checkpoint(conn, schema, projection, durability)
+        .await?
+        .checkpoint;
     let passed = Applied {
         checkpoint,
         commits: 0,
@@ -238,21 +250,15 @@ pub async fn apply_quarantined_in(
 /// come out as the live projection, which the same decision released. Each piece is applied in a
 /// transaction of its own (a savepoint inside the caller's): the whole batch at once, and only
 /// when that fails one commit at a time, so that the message to set aside is found exactly.
-/// The chain heads are in `held` when given (what a piece that fails changed there is undone).
+/// The chain heads are in `held` when given (what a piece that fails changed there is undone),
+/// else in the schema's table.
 pub async fn apply_releasing(
     conn: &mut PgConnection,
-    decoder: &Decoder,
+    target: Target<'_>,
     stream: &stream::Stream,
-    schema: &str,
-    projection: Projection,
     messages: &[Delivered],
     mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
-    let target = Target {
-        decoder,
-        schema,
-        projection,
-    };
     let whole = Piece::Commits(messages);
     let first = match apply_piece(conn, target, whole, held.as_deref_mut()).await {
         Err(e) if e.stall_sequence().is_some() => e,
@@ -278,12 +284,13 @@ pub async fn apply_releasing(
     applied.ok_or(first)
 }
 
-/// Where [`apply_piece`] applies, decoding through which decoder.
-#[derive(Clone, Copy)]
-struct Target<'a> {
-    decoder: &'a Decoder,
-    schema: &'a str,
-    projection: Projection,
+/// Where a batch applies, decoding through which decoder, committing how.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub decoder: &'a Decoder,
+    pub schema: &'a str,
+    pub projection: Projection,
+    pub durability: Durability,
 }
 
 /// What [`apply_piece`] applies.
@@ -296,11 +303,7 @@ enum Piece<'a> {
 /// and undoes what it changed in `held` when it fails.
 async fn apply_piece(
     conn: &mut PgConnection,
-    Target {
-        decoder,
-        schema,
-        projection,
-    }: Target<'_>,
+    target: Target<'_>,
     piece: Piece<'_>,
     mut held: Option<&mut HeldHeads>,
 ) -> Result<Applied, BatchError> {
@@ -308,11 +311,17 @@ async fn apply_piece(
     let mut tx = conn.begin().await?;
     let outcome = match piece {
         Piece::Commits(messages) => {
-            let held = held.as_deref_mut();
-            apply_batch_in(&mut tx, decoder, schema, projection, messages, held).await
+            let heads = held.as_deref_mut().map_or(Heads::Stored, Heads::Held);
+            apply_batch_in(&mut tx, target, messages, heads).await
         }
         Piece::Quarantined(message, decision) => {
-            apply_quarantined_in(&mut tx, schema, projection, message, decision).await
+            let Target {
+                schema,
+                projection,
+                durability,
+                ..
+            } = target;
+            apply_quarantined_in(&mut tx, schema, projection, durability, message, decision).await
         }
     };
     let settled = match outcome {
@@ -329,20 +338,4 @@ async fn apply_piece(
         held.undo_to(mark);
     }
     settled
-}
-
-/// Puts `schema` on the search path for the rest of the transaction `conn` is in.
-pub(crate) async fn search_path(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {}",
-        quoted(schema)
-    )))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Double-quotes an identifier for SQL.
-pub fn quoted(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }

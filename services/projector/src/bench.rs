@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use chrono::{NaiveDate, Utc};
 use event_store::{CloudEvent, CommandMeta, seal};
 use futures::{StreamExt, TryStreamExt};
-use readmodel::Projection;
+use readmodel::{HeadCache, Projection, quoted};
 use remediation_domain::item::ItemEvent;
 use remediation_domain::lifecycle::Lifecycle;
 use remediation_domain::text::{ItemId, PlanId, Prose, Text, TextError};
@@ -19,7 +19,7 @@ use remediation_domain::{Actor, AggregateRef, Event, Role};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::StartError;
-use crate::batch::{BatchError, apply_batch, quoted};
+use crate::batch::{BatchError, apply_batch};
 use crate::decode::Decoder;
 use crate::rebuild::Reader;
 
@@ -288,10 +288,11 @@ async fn catch_up(
     let mut reader = Reader::open(stream, batch_size).await?;
     let schema = projection.schema(prefix);
     let started = Instant::now();
+    let mut heads = HeadCache::default();
     let mut batch = reader.next_batch(0, events).await?;
     while let Some(last) = batch.last().map(|d| d.sequence) {
         let (applied, next) = tokio::join!(
-            apply_batch(pool, decoder, &schema, projection, &batch),
+            apply_batch(pool, decoder, &schema, projection, &batch, &mut heads),
             reader.next_batch(last, events)
         );
         applied?;

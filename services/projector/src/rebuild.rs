@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::stream;
 use event_store::{StoreError, StreamReader};
 use readmodel::{
-    HeldHeads, Projection, create_indexes, drop_secondary_indexes, grant_reader, prepare_schema,
-    swap_schema,
+    Durability, HeldHeads, Projection, create_indexes, drop_secondary_indexes, grant_reader,
+    prepare_schema, quoted, swap_schema,
 };
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::batch::{BatchError, Delivered, apply_releasing, quoted, search_path};
+use crate::batch::{BatchError, Delivered, Target, apply_releasing};
 use crate::decode::Decoder;
 
 /// Commits per batch when rebuilding, unless `REBUILD_BATCH_SIZE` says otherwise: larger than
@@ -133,20 +133,16 @@ async fn load(
     mut heads: HeldHeads,
 ) -> Result<(u64, HeldHeads), RebuildError> {
     let mut tx = pool.begin().await?;
-    // Nobody reads the fresh schema before the switch, and the switch commits durably, which
-    // makes every commit before it durable too. After a crash the rebuild starts again from a
-    // fresh schema anyway.
-    crate::batch::without_flush(&mut tx).await?;
-    let applied = apply_releasing(
-        &mut tx,
-        &decoder,
-        &stream,
-        &schema,
+    let target = Target {
+        decoder: &decoder,
+        schema: &schema,
         projection,
-        &batch,
-        Some(&mut heads),
-    )
-    .await?;
+        // Nobody reads the fresh schema before the switch, and the switch commits durably, which
+        // makes every commit before it durable too. After a crash the rebuild starts again from
+        // a fresh schema anyway.
+        durability: Durability::Unflushed,
+    };
+    let applied = apply_releasing(&mut tx, target, &stream, &batch, Some(&mut heads)).await?;
     tx.commit().await?;
     heads.settle();
     Ok((applied.checkpoint, heads))
@@ -154,10 +150,7 @@ async fn load(
 
 /// Stores the chain heads a rebuild's load held into the fresh schema `schema`.
 async fn store_heads(pool: &PgPool, schema: &str, heads: &HeldHeads) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    search_path(&mut tx, schema).await?;
-    heads.store(&mut tx).await?;
-    tx.commit().await
+    heads.store(&mut *pool.acquire().await?, schema).await
 }
 
 /// Rebuilds `projection` (live schema `live`) and swaps it in; returns the rebuilt checkpoint.
@@ -261,7 +254,13 @@ async fn rebuild_decoding(
     let target = live_checkpoint.unwrap_or(0) as u64;
     while applied < target {
         let batch = reader.next_batch(applied, target).await?;
-        applied = apply_releasing(&mut tx, decoder, stream, &rebuilt, projection, &batch, None)
+        let target = Target {
+            decoder,
+            schema: &rebuilt,
+            projection,
+            durability: Durability::Configured,
+        };
+        applied = apply_releasing(&mut tx, target, stream, &batch, None)
             .await?
             .checkpoint;
     }

@@ -8,7 +8,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::{self, stream};
 use event_store::{NotSignedOff, signed_off_at};
 use futures::StreamExt;
-use readmodel::{Projection, clear_stall, read_checkpoint, record_stall};
+use readmodel::{HeadCache, Projection, clear_stall, read_checkpoint, record_stall};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -134,7 +134,7 @@ impl WorkerContext {
         let mut conn = self.pool.acquire().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SET search_path TO {}",
-            crate::batch::quoted(&self.schema(projection))
+            readmodel::quoted(&self.schema(projection))
         )))
         .execute(&mut *conn)
         .await?;
@@ -471,6 +471,7 @@ async fn run_once(
     // by applying a batch (which clears it in the batch's transaction) or by finding nothing
     // left to apply.
     let mut stop_cleared = false;
+    let mut heads = HeadCache::default();
     // What the next round applies: fetched while the batch before it was applied.
     let mut next = fetch_until(
         shutdown,
@@ -519,7 +520,7 @@ async fn run_once(
         // acknowledged, and nothing of it is applied before this batch commits. A stop leaves it
         // unacknowledged, and the next start makes the consumer anew at the checkpoint.
         let (applied, fetched) = tokio::join!(
-            apply_retrying(context, &schema, projection, &delivered),
+            apply_retrying(context, &schema, projection, &delivered, &mut heads),
             fetch_until(
                 shutdown,
                 &consumer,
@@ -540,6 +541,7 @@ async fn run_once(
                         &schema,
                         projection,
                         std::slice::from_ref(message),
+                        &mut heads,
                     )
                     .await
                     {
@@ -612,6 +614,7 @@ async fn apply_retrying(
     schema: &str,
     projection: Projection,
     delivered: &[Delivered],
+    heads: &mut HeadCache,
 ) -> Result<crate::batch::Applied, BatchError> {
     let mut delay = Duration::from_millis(100);
     loop {
@@ -621,6 +624,7 @@ async fn apply_retrying(
             schema,
             projection,
             delivered,
+            heads,
         )
         .await
         {

@@ -15,7 +15,7 @@ use event_store::HashedCommit;
 use sqlx::PgConnection;
 
 pub use audit::ENVELOPE as AUDIT_ENVELOPE;
-pub use chain::{HeadsMark, HeldHeads};
+pub use chain::{HeadCache, Heads, HeadsMark, HeldHeads};
 pub use quarantined::apply_quarantined;
 pub use schema::{
     InvalidSchemaName, READER_ROLE, create_database_if_missing, create_indexes,
@@ -103,18 +103,17 @@ pub async fn apply(
     projection: Projection,
     commits: &[&HashedCommit],
 ) -> Result<(), ApplyError> {
-    apply_holding(conn, projection, commits, None).await
+    apply_holding(conn, projection, commits, Heads::Stored).await
 }
 
-/// [`apply`], with the chain heads checked against and advanced in `held` when given (see
-/// [`HeldHeads`]), else in the schema's `chain_heads` table.
+/// [`apply`], with the chain heads checked against and advanced where `heads` says.
 pub async fn apply_holding(
     conn: &mut PgConnection,
     projection: Projection,
     commits: &[&HashedCommit],
-    held: Option<&mut HeldHeads>,
+    heads: Heads<'_>,
 ) -> Result<(), ApplyError> {
-    chain::check_and_advance(conn, commits, held).await?;
+    chain::check_and_advance(conn, commits, heads).await?;
     match projection {
         Projection::Core => core::apply(conn, commits).await,
         Projection::Audit => audit::apply(conn, commits).await,
@@ -132,23 +131,66 @@ pub fn lock_key(schema: &str) -> i64 {
     hash as i64
 }
 
-/// The checkpoint row, locked for the rest of the transaction.
+/// Whether a writer's transaction waits for its WAL to reach the disk when it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// As the server is configured: normally it waits.
+    Configured,
+    /// It does not (`synchronous_commit` off for this transaction alone). A crash of PostgreSQL
+    /// may then lose the last such transactions, always whole: for a projection, whole batches
+    /// with their checkpoint, which the stream still holds.
+    Unflushed,
+}
+
+/// Where a projection's schema stood when its writer lock was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
+    /// The last stream sequence applied.
+    pub checkpoint: u64,
+    /// The `checkpoints` table's oid: a rebuild's switch puts another table under the name.
+    pub table: i64,
+}
+
+/// Enters `schema` for the rest of the transaction `conn` is in: puts it on the search path,
+/// takes its writer lock (see [`lock_key`]) and locks its checkpoint row. The search path, the
+/// commit's `durability` and the lock are set in one round trip, which a batch of the live
+/// projector pays every time: they were three. The checkpoint is read in a statement of its own,
+/// after the lock, so that it reads the table that holds the name once the lock is held.
 pub async fn lock_checkpoint(
     conn: &mut PgConnection,
     schema: &str,
     projection: Projection,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    durability: Durability,
+) -> Result<Locked, sqlx::Error> {
+    let enter = match durability {
+        Durability::Configured => {
+            "SELECT set_config('search_path', $1, true), pg_advisory_xact_lock($2)"
+        }
+        Durability::Unflushed => {
+            "SELECT set_config('search_path', $1, true), pg_advisory_xact_lock($2),
+                    set_config('synchronous_commit', 'off', true)"
+        }
+    };
+    sqlx::query(enter)
+        .bind(quoted(schema))
         .bind(lock_key(schema))
         .execute(&mut *conn)
         .await?;
-    let last: i64 = sqlx::query_scalar(
-        "SELECT last_sequence FROM checkpoints WHERE projection = $1 FOR UPDATE",
+    let (checkpoint, table): (i64, i64) = sqlx::query_as(
+        "SELECT last_sequence, tableoid::bigint FROM checkpoints WHERE projection = $1 FOR UPDATE",
     )
     .bind(projection.name())
     .fetch_one(&mut *conn)
     .await?;
-    Ok(last as u64)
+    Ok(Locked {
+        checkpoint: checkpoint as u64,
+        table,
+    })
+}
+
+/// Double-quotes an identifier for SQL.
+pub fn quoted(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// The channel a checkpoint is announced on when its transaction commits (`NOTIFY` is delivered

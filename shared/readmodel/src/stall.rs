@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::{Projection, lock_checkpoint, quoted_schema};
+use crate::{Durability, Projection, lock_checkpoint, quoted_schema};
 
 fn quoted(schema: &str) -> Result<String, sqlx::Error> {
     quoted_schema(schema).map_err(|e| sqlx::Error::Configuration(e.into()))
@@ -20,12 +20,8 @@ pub async fn record_stall(
     sequence: Option<u64>,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    let search_path = format!("SET LOCAL search_path TO {}", quoted(schema)?);
     let mut tx = pool.begin().await?;
-    sqlx::query(AssertSqlSafe(search_path))
-        .execute(&mut *tx)
-        .await?;
-    lock_checkpoint(&mut tx, schema, projection).await?;
+    lock_checkpoint(&mut tx, schema, projection, Durability::Configured).await?;
     sqlx::query(
         "UPDATE checkpoints SET stalled_sequence = $2, stalled_reason = $3,
              stalled_since = CASE

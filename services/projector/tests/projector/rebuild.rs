@@ -332,6 +332,7 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
     let messages = all_messages(&js, head).await;
     let decoder = Decoder::new(500);
     for projection in Projection::ALL {
+        let heads = &mut readmodel::HeadCache::default();
         for chunk in messages.chunks(500) {
             apply_batch(
                 &pool,
@@ -339,6 +340,7 @@ async fn rebuild_swaps_in_under_queries_and_traffic_and_the_live_projector_carri
                 &format!("ref_{}", projection.name()),
                 projection,
                 chunk,
+                heads,
             )
             .await
             .expect("reference batch");

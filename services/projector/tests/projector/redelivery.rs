@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use projector::batch::{Applied, BatchError, Delivered, apply_batch};
 use projector::decode::Decoder;
-use readmodel::{ApplyError, Projection};
+use readmodel::{ApplyError, HeadCache, Projection};
 use remediation_domain::Role;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -136,20 +136,23 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         let schema = projection.name().to_owned();
         let reference = format!("ref_{schema}");
         // The reference: every commit applied once, in one batch.
-        let all = apply_batch(&pool, &decoder, &reference, projection, &messages)
+        let once = &mut HeadCache::default();
+        let all = apply_batch(&pool, &decoder, &reference, projection, &messages, once)
             .await
             .expect("reference");
         // Every command of this history makes exactly one event.
         assert_eq!(summary(&all), (head, head as usize, head as usize));
+        // The chain heads kept from batch to batch, as by a worker.
+        let heads = &mut HeadCache::default();
 
         // 1..=60, then the very same batch again: nothing changes, not even the checkpoint's
         // updated_at (no write at all).
-        let first = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60))
+        let first = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60), heads)
             .await
             .expect("batch");
         assert_eq!(summary(&first), (60, 60, 60));
         let after_first = state(&mut conn, &schema).await;
-        let again = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60))
+        let again = apply_batch(&pool, &decoder, &schema, projection, &m(1, 60), heads)
             .await
             .expect("redelivery");
         assert_eq!(summary(&again), (60, 0, 0));
@@ -160,14 +163,14 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         );
 
         // A batch overlapping the applied one: only 61..=100 are applied.
-        let overlap = apply_batch(&pool, &decoder, &schema, projection, &m(31, 100))
+        let overlap = apply_batch(&pool, &decoder, &schema, projection, &m(31, 100), heads)
             .await
             .expect("overlap");
         assert_eq!(summary(&overlap), (100, 40, 40));
         let after_overlap = state(&mut conn, &schema).await;
 
         // A gap: 121.. while the checkpoint is 100. Refused, nothing written.
-        match apply_batch(&pool, &decoder, &schema, projection, &m(121, 140)).await {
+        match apply_batch(&pool, &decoder, &schema, projection, &m(121, 140), heads).await {
             Err(BatchError::Gap {
                 expected: 101,
                 got: 121,
@@ -177,7 +180,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
         // A gap inside a batch, after applicable commits: the whole batch is refused.
         let mut holed = m(101, 110);
         holed.extend(m(112, 115));
-        let refused = apply_batch(&pool, &decoder, &schema, projection, &holed).await;
+        let refused = apply_batch(&pool, &decoder, &schema, projection, &holed, heads).await;
         assert!(
             matches!(
                 refused,
@@ -199,7 +202,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
             sequence: 101,
             payload: Bytes::from_static(b"{\"not\": \"a commit"),
         };
-        let error = apply_batch(&pool, &decoder, &schema, projection, &[garbage])
+        let error = apply_batch(&pool, &decoder, &schema, projection, &[garbage], heads)
             .await
             .expect_err("garbage is refused");
         assert_eq!(error.stall_sequence(), Some(101), "{schema}: {error}");
@@ -214,7 +217,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
             sequence: 111,
             payload: Bytes::from_static(b"[{]"),
         });
-        let error = apply_batch(&pool, &decoder, &schema, projection, &spoiled)
+        let error = apply_batch(&pool, &decoder, &schema, projection, &spoiled, heads)
             .await
             .expect_err("garbage is refused");
         assert_eq!(error.stall_sequence(), Some(111), "{schema}: {error}");
@@ -234,6 +237,7 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
                 &schema,
                 projection,
                 &m(next.saturating_sub(10).max(1), to),
+                heads,
             )
             .await
             .expect("batch");
@@ -260,7 +264,8 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     publisher.flush().await;
     let unknown = all_messages(&js, sequence).await.split_off(head as usize);
     let before = state(&mut conn, "core").await;
-    let error = apply_batch(&pool, &decoder, "core", Projection::Core, &unknown)
+    let heads = &mut HeadCache::default();
+    let error = apply_batch(&pool, &decoder, "core", Projection::Core, &unknown, heads)
         .await
         .expect_err("unknown type refused");
     assert!(
@@ -269,8 +274,55 @@ async fn redelivered_and_overlapping_batches_change_nothing_and_gaps_or_garbage_
     );
     assert_eq!(error.stall_sequence(), Some(sequence));
     assert_eq!(state(&mut conn, "core").await, before);
-    let audited = apply_batch(&pool, &decoder, "audit", Projection::Audit, &unknown)
+    let audited = apply_batch(&pool, &decoder, "audit", Projection::Audit, &unknown, heads)
         .await
         .expect("audit");
     assert_eq!(summary(&audited), (sequence, 1, 1));
+}
+
+/// A worker keeps its chain heads from one batch to the next, and reads from the table only the
+/// aggregates it has not seen. Once something else moved the schema — here another writer, as a
+/// projector that took the lock over would — what it kept is stale and must not be checked
+/// against: the next batch reads the heads again and applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_chain_heads_are_read_again_once_another_writer_moved_the_schema() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let messages = history(&nats).await;
+    let head = messages.len() as u64;
+    let pool = projector::connect_database(&db.url()).await.expect("pool");
+    projector::prepare(&pool, "").await.expect("prepare");
+    let m = |from: u64, to: u64| messages[(from - 1) as usize..to as usize].to_vec();
+    let decoder = Decoder::new(1_000);
+    for projection in Projection::ALL {
+        let schema = projection.name();
+        let kept = &mut HeadCache::default();
+        apply_batch(&pool, &decoder, schema, projection, &m(1, head - 9), kept)
+            .await
+            .expect("the first batch");
+        // head-8 and head-7 change item 1 (its deadline, its status), head-4 and head-3 its
+        // report; the last batch changes both again.
+        let other = &mut HeadCache::default();
+        apply_batch(
+            &pool,
+            &decoder,
+            schema,
+            projection,
+            &m(head - 8, head - 3),
+            other,
+        )
+        .await
+        .expect("another writer's batch");
+        let last = apply_batch(
+            &pool,
+            &decoder,
+            schema,
+            projection,
+            &m(head - 2, head),
+            kept,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{schema}: checked against stale heads: {e}"));
+        assert_eq!(summary(&last), (head, 3, 3), "{schema}");
+    }
 }
