@@ -49,6 +49,9 @@ pub struct Config {
     /// Prepended to each projection's schema name (`core`, `audit`); tests use it to isolate.
     pub schema_prefix: String,
     pub batch_size: usize,
+    /// The least time between the starts of two live batches while they come in below
+    /// `batch_size` (`BATCH_INTERVAL_MS`; 0: none): see [`worker::WorkerContext::batch_interval`].
+    pub batch_interval: Duration,
     /// How often the stored time-travel snapshots are brought up to date (`None`: never here;
     /// then `projector replay --snapshot` from cron keeps as-of queries fast).
     pub snapshot_interval: Option<Duration>,
@@ -105,6 +108,10 @@ impl Config {
             stream_name: var("STREAM_NAME").unwrap_or_else(|| "PLAN_EVENTS".to_owned()),
             schema_prefix: var("SCHEMA_PREFIX").unwrap_or_default(),
             batch_size: at_least_one("BATCH_SIZE", 500)?,
+            batch_interval: Duration::from_millis(parsed(
+                "BATCH_INTERVAL_MS",
+                DEFAULT_BATCH_INTERVAL_MS,
+            )?),
             snapshot_interval: match parsed("SNAPSHOT_INTERVAL_SECS", 60u64)? {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
@@ -113,6 +120,9 @@ impl Config {
         })
     }
 }
+
+/// `BATCH_INTERVAL_MS` unless set.
+pub const DEFAULT_BATCH_INTERVAL_MS: u64 = 10;
 
 /// How many batches' worth of commits the workers' shared [`Decoder`] keeps for a projection
 /// that has not got to them yet: a projection further behind than that decodes for itself.
@@ -218,6 +228,7 @@ impl Projector {
                 stream,
                 schema_prefix: config.schema_prefix.clone(),
                 batch_size: config.batch_size,
+                batch_interval: config.batch_interval,
                 status,
                 decoder,
             },

@@ -39,12 +39,16 @@ const FETCH_EXPIRES: Duration = Duration::from_millis(500);
 /// commands/s in one benchmark run).
 const FETCH_ANSWER_GRACE: Duration = Duration::from_secs(1);
 
-/// A fetch that has had nothing for this long asks the stream whether it holds commits past the
+/// Until its first message, a fetch asks the stream this often whether it holds commits past the
 /// checkpoint. If it does, the server had them to deliver at once, and a fetch that still gets
 /// nothing [`LOST_AFTER_AHEAD`] later takes its pull request for lost. A lost pull then costs the
-/// read side about a third of a second rather than the 1.5 s of the expiry and its grace, which
-/// were the staleness tail at 1 000 commands/s (p99 969 ms, max 1 150 ms) in a benchmark run
-/// where one was lost right after the catch-up.
+/// read side about a third of a second from the first commit it should have delivered, rather
+/// than the 1.5 s of the expiry and its grace, which were the staleness tail at 1 000 commands/s
+/// (p99 969 ms, max 1 150 ms) in a benchmark run where one was lost right after the catch-up.
+/// The stream is asked again and again, not once: the pulls nats-server 2.9.10 loses come in a
+/// quiet stretch (captured on the wire: a request sent right after its predecessor's expiry
+/// status gets nothing at all, not even the commits stored 0.5 s later), so one look at 100 ms
+/// found nothing yet and the commits that followed waited out the whole 1.5 s.
 const QUIET_PROBE: Duration = Duration::from_millis(100);
 
 /// How long a fetch waits, once the stream was seen ahead, for what the server holds: room for a
@@ -113,6 +117,15 @@ pub struct WorkerContext {
     pub stream: stream::Stream,
     pub schema_prefix: String,
     pub batch_size: usize,
+    /// The least time between the starts of two batches' fetches while batches come in below
+    /// `batch_size`. Each batch costs the same handful of round trips and statements whether it
+    /// holds one commit or a hundred, and at 1 000 commands/s a worker that fetched again the
+    /// moment it could applied batches of about three commits: the projector and PostgreSQL
+    /// then spent about 1 ms of CPU per commit, and on two cores that crowded out the command
+    /// path (its latency p99 three times what it was with the projector stopped). A first
+    /// commit after a quiet stretch is not held (the waiting fetch gets it at once); the ones
+    /// close behind it wait at most this long. Full batches (a catch-up) are not held either.
+    pub batch_interval: Duration,
     pub status: Arc<Status>,
     /// Shared by the projections' workers: each message is decoded and hashed once.
     pub decoder: Arc<Decoder>,
@@ -331,7 +344,8 @@ enum Remake {
 
 /// One fetch of at most `max` messages after the stream sequence `after` (the last one
 /// delivered), ended by the server's answer, or by [`FETCH_ANSWER_GRACE`] without one, or
-/// [`LOST_AFTER_AHEAD`] without one once `stream` was seen to hold commits past `after`
+/// [`LOST_AFTER_AHEAD`] without one once `stream` (asked every [`QUIET_PROBE`] until the first
+/// message) was seen to hold commits past `after`
 /// ([`Remake::UnansweredPull`]).
 async fn fetch(
     consumer: &PullConsumer,
@@ -360,9 +374,12 @@ async fn fetch(
                 deadline = deadline.max(tokio::time::Instant::now() + FETCH_ANSWER_GRACE);
             }
             Err(_) if wake < deadline => {
-                probe_at = None;
+                let now = tokio::time::Instant::now();
                 if head_beyond(stream, after).await.is_some() {
-                    deadline = deadline.min(tokio::time::Instant::now() + LOST_AFTER_AHEAD);
+                    probe_at = None;
+                    deadline = deadline.min(now + LOST_AFTER_AHEAD);
+                } else {
+                    probe_at = Some(now + QUIET_PROBE);
                 }
             }
             // An error status ends the fetch; what came before it is applied as usual.
@@ -473,6 +490,7 @@ async fn run_once(
     let mut stop_cleared = false;
     let mut heads = HeadCache::default();
     // What the next round applies: fetched while the batch before it was applied.
+    let mut fetch_started = tokio::time::Instant::now();
     let mut next = fetch_until(
         shutdown,
         &consumer,
@@ -505,6 +523,7 @@ async fn run_once(
                     .map_err(|e| transient(&e))?;
                 stop_cleared = true;
             }
+            fetch_started = tokio::time::Instant::now();
             next = fetch_until(
                 shutdown,
                 &consumer,
@@ -519,15 +538,25 @@ async fn run_once(
         // nor NATS waits on the other: the server delivers after what it delivered, whatever is
         // acknowledged, and nothing of it is applied before this batch commits. A stop leaves it
         // unacknowledged, and the next start makes the consumer anew at the checkpoint.
+        let not_before = if messages.len() < context.batch_size {
+            fetch_started + context.batch_interval
+        } else {
+            tokio::time::Instant::now()
+        };
         let (applied, fetched) = tokio::join!(
             apply_retrying(context, &schema, projection, &delivered, &mut heads),
-            fetch_until(
-                shutdown,
-                &consumer,
-                &context.stream,
-                after,
-                context.batch_size
-            )
+            async {
+                tokio::time::sleep_until(not_before).await;
+                fetch_started = tokio::time::Instant::now();
+                fetch_until(
+                    shutdown,
+                    &consumer,
+                    &context.stream,
+                    after,
+                    context.batch_size,
+                )
+                .await
+            }
         );
         let applied = match applied {
             Ok(applied) => applied,

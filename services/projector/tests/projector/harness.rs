@@ -448,6 +448,7 @@ pub fn projector_config(
         stream_name: STREAM.to_owned(),
         schema_prefix: prefix.to_owned(),
         batch_size,
+        batch_interval: Duration::from_millis(projector::DEFAULT_BATCH_INTERVAL_MS),
         snapshot_interval: None,
         snapshot_every: time_travel::DEFAULT_EVERY,
     }

@@ -75,3 +75,74 @@ async fn the_next_batch_is_fetched_while_one_is_applied_and_applied_only_after_i
     assert_eq!(units, 2 + 3 * BATCH as i64, "every unit once, none twice");
     projector.stop().await;
 }
+
+/// Batches `projection` applied up to stream sequence `through` (the batch size histogram's
+/// count, read once the metrics show that checkpoint: they are counted after the commit).
+async fn batches(projector: &InProcessProjector, projection: &str, through: u64) -> u64 {
+    let number = |metrics: &str, name: &str| {
+        metric(metrics, name, projection).and_then(|value| value.parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, metrics) = get_text(&format!("{}/metrics", projector.url)).await;
+        if number(&metrics, "kh63_projector_checkpoint").is_some_and(|at| at >= through) {
+            return number(&metrics, "kh63_projector_batch_size_count").unwrap_or(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{projection} never showed {through}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// While commits trickle in, the live worker's batches start `batch_interval` apart (here 2 s,
+/// so that the counts below cannot come from timing): a first commit after a quiet stretch is
+/// applied at once, the twenty close behind it (one every 30 ms) wait for the interval and come
+/// as one batch or two. Fetching again the moment it could, the worker applied about one batch
+/// per commit.
+#[tokio::test]
+async fn small_batches_start_the_batch_interval_apart_but_a_first_commit_is_not_held() {
+    let nats = NatsServer::start();
+    let db = TestDatabase::create();
+    let (_admin, _js, mut publisher) = stream_with_two_units(&nats).await;
+    publisher.flush().await;
+    let mut config = projector_config(&nats, &db.url(), "", 500);
+    config.batch_interval = Duration::from_secs(2);
+    let projector = InProcessProjector::start(&config).await;
+    let mut conn = connect(&db.url()).await;
+    wait_for_checkpoints(&mut conn, "", 2).await;
+    // The fetch after the catch-up's batch is held for the interval; past it, the worker waits
+    // on a fetch that gets the next commit as soon as it is stored.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let before = batches(&projector, "core", 2).await;
+
+    let stored_at = Instant::now();
+    let first = publisher.register("don-vi-0", "Đơn vị 0").await;
+    publisher.flush().await;
+    wait_for_checkpoints(&mut conn, "", first).await;
+    let took = stored_at.elapsed();
+    assert!(
+        took < Duration::from_millis(1_000),
+        "a commit after a quiet stretch was held: applied {took:?} after it was stored"
+    );
+
+    let mut last = first;
+    for n in 1..=20 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        last = publisher
+            .register(&format!("don-vi-{n}"), &format!("Đơn vị {n}"))
+            .await;
+        publisher.flush().await;
+    }
+    wait_for_checkpoints(&mut conn, "", last).await;
+    let trickle = batches(&projector, "core", last).await - before - 1;
+    eprintln!(
+        "the first commit applied {took:?} after it was stored; the 20 after it in {trickle} batches"
+    );
+    assert!(
+        (1..=3).contains(&trickle),
+        "20 commits 30 ms apart came in {trickle} batches, not held for the interval"
+    );
+    projector.stop().await;
+}
