@@ -490,17 +490,17 @@ async fn run_once(
     let mut stop_cleared = false;
     let mut heads = HeadCache::default();
     // What the next round applies: fetched while the batch before it was applied.
-    let mut fetch_started = tokio::time::Instant::now();
     let mut next = fetch_until(
         shutdown,
         &consumer,
         &context.stream,
         checkpoint,
         context.batch_size,
+        tokio::time::Instant::now(),
     )
     .await;
     loop {
-        let Some(fetched) = next else {
+        let Some((asked_at, fetched)) = next else {
             return Ok(());
         };
         let messages = fetched?;
@@ -523,13 +523,13 @@ async fn run_once(
                     .map_err(|e| transient(&e))?;
                 stop_cleared = true;
             }
-            fetch_started = tokio::time::Instant::now();
             next = fetch_until(
                 shutdown,
                 &consumer,
                 &context.stream,
                 watchdog.checkpoint,
                 context.batch_size,
+                tokio::time::Instant::now(),
             )
             .await;
             continue;
@@ -538,25 +538,22 @@ async fn run_once(
         // nor NATS waits on the other: the server delivers after what it delivered, whatever is
         // acknowledged, and nothing of it is applied before this batch commits. A stop leaves it
         // unacknowledged, and the next start makes the consumer anew at the checkpoint.
+        // A small batch's successor is held (see `WorkerContext::batch_interval`).
         let not_before = if messages.len() < context.batch_size {
-            fetch_started + context.batch_interval
+            asked_at + context.batch_interval
         } else {
             tokio::time::Instant::now()
         };
         let (applied, fetched) = tokio::join!(
             apply_retrying(context, &schema, projection, &delivered, &mut heads),
-            async {
-                tokio::time::sleep_until(not_before).await;
-                fetch_started = tokio::time::Instant::now();
-                fetch_until(
-                    shutdown,
-                    &consumer,
-                    &context.stream,
-                    after,
-                    context.batch_size,
-                )
-                .await
-            }
+            fetch_until(
+                shutdown,
+                &consumer,
+                &context.stream,
+                after,
+                context.batch_size,
+                not_before,
+            )
         );
         let applied = match applied {
             Ok(applied) => applied,
@@ -621,7 +618,8 @@ async fn run_once(
     }
 }
 
-/// [`fetch`], or `None` once `shutdown` turns true (nothing fetched is lost: what is not
+/// [`fetch`] asked for at `not_before` or later, with the instant it was asked for; or `None`
+/// once `shutdown` turns true, also while it waits to ask (nothing fetched is lost: what is not
 /// acknowledged is delivered again).
 async fn fetch_until(
     shutdown: &mut watch::Receiver<bool>,
@@ -629,9 +627,18 @@ async fn fetch_until(
     stream: &stream::Stream,
     after: u64,
     max: usize,
-) -> Option<Result<Vec<jetstream::Message>, RunError>> {
+    not_before: tokio::time::Instant,
+) -> Option<(
+    tokio::time::Instant,
+    Result<Vec<jetstream::Message>, RunError>,
+)> {
+    let asked = async {
+        tokio::time::sleep_until(not_before).await;
+        let asked_at = tokio::time::Instant::now();
+        (asked_at, fetch(consumer, stream, after, max).await)
+    };
     tokio::select! {
-        fetched = fetch(consumer, stream, after, max) => Some(fetched),
+        fetched = asked => Some(fetched),
         _ = shutdown.changed() => None,
     }
 }

@@ -96,22 +96,47 @@ async fn batches(projector: &InProcessProjector, projection: &str, through: u64)
     }
 }
 
-/// While commits trickle in, the live worker's batches start `batch_interval` apart (here 2 s,
-/// so that the counts below cannot come from timing): a first commit after a quiet stretch is
-/// applied at once, the twenty close behind it (one every 30 ms) wait for the interval and come
-/// as one batch or two. Fetching again the moment it could, the worker applied about one batch
-/// per commit.
-#[tokio::test]
-async fn small_batches_start_the_batch_interval_apart_but_a_first_commit_is_not_held() {
+/// A projector holding small batches' fetches for `interval`, caught up on the stream's two
+/// commits (one small batch: the fetch after it is held); the servers live as long as it does.
+struct Held {
+    publisher: Publisher,
+    projector: InProcessProjector,
+    conn: sqlx::PgConnection,
+    _admin: async_nats::Client,
+    _db: TestDatabase,
+    _nats: NatsServer,
+}
+
+async fn caught_up_holding(interval: Duration) -> Held {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_admin, _js, mut publisher) = stream_with_two_units(&nats).await;
+    let (admin, _js, mut publisher) = stream_with_two_units(&nats).await;
     publisher.flush().await;
     let mut config = projector_config(&nats, &db.url(), "", 500);
-    config.batch_interval = Duration::from_secs(2);
+    config.batch_interval = interval;
     let projector = InProcessProjector::start(&config).await;
     let mut conn = connect(&db.url()).await;
     wait_for_checkpoints(&mut conn, "", 2).await;
+    Held {
+        publisher,
+        projector,
+        conn,
+        _admin: admin,
+        _db: db,
+        _nats: nats,
+    }
+}
+
+/// While commits trickle in, the live worker's batches start `batch_interval` apart (here 2 s,
+/// so that the counts below cannot come from timing): a first commit after a quiet stretch is
+/// applied at once, the twenty close behind it (one every 30 ms) wait for the interval and come
+/// in one batch (three at most, for a slow machine). Fetching again the moment it could, the
+/// worker applied about one batch per commit.
+#[tokio::test]
+async fn small_batches_start_the_batch_interval_apart_but_a_first_commit_is_not_held() {
+    // Moved out field by field: the servers in `held` live to the end of the test.
+    let held = caught_up_holding(Duration::from_secs(2)).await;
+    let (mut publisher, projector, mut conn) = (held.publisher, held.projector, held.conn);
     // The fetch after the catch-up's batch is held for the interval; past it, the worker waits
     // on a fetch that gets the next commit as soon as it is stored.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -145,4 +170,18 @@ async fn small_batches_start_the_batch_interval_apart_but_a_first_commit_is_not_
         "20 commits 30 ms apart came in {trickle} batches, not held for the interval"
     );
     projector.stop().await;
+}
+
+/// A fetch held for the batch interval gives way to a shutdown like any other fetch: with the
+/// interval at an hour, the projector stops within 30 s of being asked while the fetch after its
+/// small catch-up batch is held. The hold once sat outside the wait for the shutdown, and the
+/// stop waited out the whole interval.
+#[tokio::test]
+async fn a_fetch_held_for_the_batch_interval_gives_way_to_a_shutdown() {
+    let held = caught_up_holding(Duration::from_secs(3_600)).await;
+
+    let asked = Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), held.projector.stop())
+        .await
+        .unwrap_or_else(|_| panic!("still stopping {:?} after being asked", asked.elapsed()));
 }
