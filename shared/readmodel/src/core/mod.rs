@@ -607,17 +607,19 @@ impl State {
         let row = HistoryRow {
             aggregate_type: change.aggregate.0.to_owned(),
             aggregate_id: change.aggregate.1,
-            status: wire(&change.status),
-            previous_status: change.previous.map(|p| wire(&p)),
-            reason: change.reason,
-            evidence: change.evidence,
+            stream_sequence: recorded.sequence,
             effective_from: change.at,
             effective_until: None,
-            recorded_from: recorded.time,
             recorded_until: None,
-            actor_user: recorded.actor_user.clone(),
-            actor_unit: recorded.actor_unit.clone(),
-            stream_sequence: recorded.sequence,
+            entry: Some(HistoryEntry {
+                status: wire(&change.status),
+                previous_status: change.previous.map(|p| wire(&p)),
+                reason: change.reason,
+                evidence: change.evidence,
+                recorded_from: recorded.time,
+                actor_user: recorded.actor_user.clone(),
+                actor_unit: recorded.actor_unit.clone(),
+            }),
         };
         rows.push(Tracked::inserted(row, order));
     }

@@ -89,6 +89,11 @@ fn split<'a, R: Clone + PartialEq + 'a>(
     (inserts.into_iter().map(|(_, r)| r).collect(), updates)
 }
 
+/// One column of `rows`, to bind as an array.
+fn column<'a, T, V>(rows: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(value).collect()
+}
+
 fn keyed<R: Clone + PartialEq>(
     keys: impl IntoIterator<Item = String>,
     rows: Vec<R>,
@@ -819,21 +824,32 @@ pub async fn write_lines(
 
 // ── status history ─────────────────────────────────────────────────────────────────────────
 
+/// A status history row as the fold sees it: its key and where it sits on the two time axes,
+/// which is all a later change moves (it closes the open row on the recorded axis and recomputes
+/// the effective ends). The rest is written once, when the row is inserted, and never read back.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryRow {
     pub aggregate_type: String,
     pub aggregate_id: String,
+    pub stream_sequence: i64,
+    pub effective_from: Time,
+    pub effective_until: Option<Time>,
+    pub recorded_until: Option<Time>,
+    /// The rest of a row the batch inserts; `None` for a row loaded from the table.
+    #[sqlx(skip)]
+    pub entry: Option<HistoryEntry>,
+}
+
+/// What a status history row records besides its key and its ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
     pub status: String,
     pub previous_status: Option<String>,
     pub reason: Option<String>,
     pub evidence: Option<String>,
-    pub effective_from: Time,
-    pub effective_until: Option<Time>,
     pub recorded_from: Time,
-    pub recorded_until: Option<Time>,
     pub actor_user: String,
     pub actor_unit: Option<String>,
-    pub stream_sequence: i64,
 }
 
 /// (aggregate type, aggregate id).
@@ -847,8 +863,8 @@ pub async fn load_history(
 ) -> Result<Groups<Aggregate, HistoryRow>, sqlx::Error> {
     let (types, ids): (Vec<&str>, Vec<String>) = keys.into_iter().unzip();
     let rows: Vec<HistoryRow> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, status, previous_status, reason, evidence, effective_from,
-                effective_until, recorded_from, recorded_until, actor_user, actor_unit, stream_sequence
+        "SELECT aggregate_type, aggregate_id, stream_sequence, effective_from, effective_until,
+                recorded_until
          FROM status_history
          WHERE (aggregate_type, aggregate_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
     )
@@ -904,62 +920,55 @@ pub async fn write_history(
         }
     }
     let (inserts, updates) = split(groups.values().flatten());
-    for (rows, upsert) in [(inserts, false), (updates, true)] {
-        if rows.is_empty() {
-            continue;
-        }
-        let sql = upsert_sql(
+    // Only the fold makes inserted rows, and it makes them whole.
+    let inserts: Vec<(&HistoryRow, &HistoryEntry)> = inserts
+        .into_iter()
+        .filter_map(|row| Some((row, row.entry.as_ref()?)))
+        .collect();
+    if !inserts.is_empty() {
+        sqlx::query(
             "INSERT INTO status_history (aggregate_type, aggregate_id, status, previous_status, reason, evidence,
                  effective_from, effective_until, recorded_from, recorded_until, actor_user, actor_unit,
                  stream_sequence)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[],
                  $12::text[], $13::int8[])",
-            "aggregate_type, aggregate_id, stream_sequence",
-            &["effective_until", "recorded_until"],
-            upsert,
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(
-                rows.iter()
-                    .map(|r| r.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                rows.iter()
-                    .map(|r| r.aggregate_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.previous_status.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.reason.as_deref()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.evidence.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.effective_from).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.effective_until).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.recorded_from).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.recorded_until).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.actor_user.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                rows.iter()
-                    .map(|r| r.actor_unit.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.stream_sequence).collect::<Vec<_>>())
-            .persistent(false)
-            .execute(&mut *conn)
-            .await?;
+        )
+        .bind(column(&inserts, |(r, _)| r.aggregate_type.as_str()))
+        .bind(column(&inserts, |(r, _)| r.aggregate_id.as_str()))
+        .bind(column(&inserts, |(_, e)| e.status.as_str()))
+        .bind(column(&inserts, |(_, e)| e.previous_status.as_deref()))
+        .bind(column(&inserts, |(_, e)| e.reason.as_deref()))
+        .bind(column(&inserts, |(_, e)| e.evidence.as_deref()))
+        .bind(column(&inserts, |(r, _)| r.effective_from))
+        .bind(column(&inserts, |(r, _)| r.effective_until))
+        .bind(column(&inserts, |(_, e)| e.recorded_from))
+        .bind(column(&inserts, |(r, _)| r.recorded_until))
+        .bind(column(&inserts, |(_, e)| e.actor_user.as_str()))
+        .bind(column(&inserts, |(_, e)| e.actor_unit.as_deref()))
+        .bind(column(&inserts, |(r, _)| r.stream_sequence))
+        .persistent(false)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // A row that was there before the batch changes only at its ends.
+    if !updates.is_empty() {
+        sqlx::query(
+            "UPDATE status_history AS h
+             SET effective_until = u.effective_until, recorded_until = u.recorded_until
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::timestamptz[])
+                 AS u (aggregate_type, aggregate_id, stream_sequence, effective_until, recorded_until)
+             WHERE (h.aggregate_type, h.aggregate_id, h.stream_sequence)
+                 = (u.aggregate_type, u.aggregate_id, u.stream_sequence)",
+        )
+        .bind(column(&updates, |r| r.aggregate_type.as_str()))
+        .bind(column(&updates, |r| r.aggregate_id.as_str()))
+        .bind(column(&updates, |r| r.stream_sequence))
+        .bind(column(&updates, |r| r.effective_until))
+        .bind(column(&updates, |r| r.recorded_until))
+        .persistent(false)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
