@@ -920,11 +920,20 @@ pub async fn write_history(
         }
     }
     let (inserts, updates) = split(groups.values().flatten());
-    // Only the fold makes inserted rows, and it makes them whole.
-    let inserts: Vec<(&HistoryRow, &HistoryEntry)> = inserts
+    // Only the fold makes inserted rows, and it makes them whole: one without its entry would be
+    // a bug here, refused rather than left out of the table.
+    let inserts = inserts
         .into_iter()
-        .filter_map(|row| Some((row, row.entry.as_ref()?)))
-        .collect();
+        .map(|row| {
+            let entry = row.entry.as_ref().ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "the status history row of {} {} at stream sequence {} was to be inserted without its status and actor",
+                    row.aggregate_type, row.aggregate_id, row.stream_sequence
+                ))
+            })?;
+            Ok((row, entry))
+        })
+        .collect::<Result<Vec<(&HistoryRow, &HistoryEntry)>, sqlx::Error>>()?;
     if !inserts.is_empty() {
         sqlx::query(
             "INSERT INTO status_history (aggregate_type, aggregate_id, status, previous_status, reason, evidence,
