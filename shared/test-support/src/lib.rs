@@ -29,7 +29,9 @@ pub use cluster::NatsCluster;
 pub use postgres::PostgresServer;
 pub use proxy::PullDropper;
 pub use service::{NotStarted, ServiceBinary, ServiceProcess};
-pub use tables::{all_checksums, checkpoint, checksums, wait_for_checkpoints};
+pub use tables::{
+    GROUP_MEMBER_BY_RANK, all_checksums, checkpoint, checksums, wait_for_checkpoints,
+};
 
 /// A nats-server with JetStream, owned by a test.
 #[derive(Debug)]

@@ -5,6 +5,11 @@ use std::collections::BTreeMap;
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
+/// A row of `group_members` (as `t`) with its `membership_id` replaced by its rank: the
+/// memberships in the order they were made, whatever numbers their sequence handed out.
+pub const GROUP_MEMBER_BY_RANK: &str = "(to_jsonb(t) - 'membership_id'
+    || jsonb_build_object('rank', row_number() OVER (ORDER BY t.membership_id)))::text";
+
 /// Row count and md5 of every table of `schema` (rows as text, sorted), leaving out the
 /// migration bookkeeping, the checkpoint's wall-clock `updated_at` and the time-travel snapshots
 /// (a cache over the audit log that a rebuilt schema starts without). Stretches of group
@@ -27,10 +32,7 @@ pub async fn checksums(conn: &mut PgConnection, schema: &str) -> BTreeMap<String
     for table in tables {
         let row = match table.as_str() {
             "checkpoints" => "(t.projection, t.last_sequence, t.last_recorded_at)::text",
-            "group_members" => {
-                "(to_jsonb(t) - 'membership_id'
-                    || jsonb_build_object('rank', row_number() OVER (ORDER BY t.membership_id)))::text"
-            }
+            "group_members" => GROUP_MEMBER_BY_RANK,
             _ => "t::text",
         };
         let (count, md5): (i64, String) = sqlx::query_as(AssertSqlSafe(format!(

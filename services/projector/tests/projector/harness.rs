@@ -238,6 +238,32 @@ pub async fn stream_with_two_units(
     (client, js, publisher)
 }
 
+/// A projector started with `config` on `nats`'s fresh stream of two units, caught up on them.
+pub struct CaughtUp {
+    /// Keeps the operator's connection open for the test.
+    pub admin: async_nats::Client,
+    pub publisher: Publisher,
+    pub projector: InProcessProjector,
+    /// To `config`'s database.
+    pub conn: PgConnection,
+}
+
+/// [`stream_with_two_units`], then a projector started with `config` (which may reach NATS
+/// through a proxy of the test's) and waited for until both projections applied them.
+pub async fn caught_up_on_two_units(nats: &NatsServer, config: &projector::Config) -> CaughtUp {
+    let (admin, _js, mut publisher) = stream_with_two_units(nats).await;
+    publisher.flush().await;
+    let projector = InProcessProjector::start(config).await;
+    let mut conn = connect(&config.database_url).await;
+    wait_for_checkpoints(&mut conn, "", 2).await;
+    CaughtUp {
+        admin,
+        publisher,
+        projector,
+        conn,
+    }
+}
+
 /// The value `name` has for `projection` in a Prometheus text exposition.
 pub fn metric(metrics: &str, name: &str, projection: &str) -> Option<String> {
     let prefix = format!("{name}{{projection=\"{projection}\"}} ");

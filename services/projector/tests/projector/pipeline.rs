@@ -110,13 +110,14 @@ struct Held {
 async fn caught_up_holding(interval: Duration) -> Held {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (admin, _js, mut publisher) = stream_with_two_units(&nats).await;
-    publisher.flush().await;
     let mut config = projector_config(&nats, &db.url(), "", 500);
     config.batch_interval = interval;
-    let projector = InProcessProjector::start(&config).await;
-    let mut conn = connect(&db.url()).await;
-    wait_for_checkpoints(&mut conn, "", 2).await;
+    let CaughtUp {
+        admin,
+        publisher,
+        projector,
+        conn,
+    } = caught_up_on_two_units(&nats, &config).await;
     Held {
         publisher,
         projector,

@@ -14,11 +14,12 @@ async fn a_read_model_that_went_back_is_brought_forward_without_a_new_commit() {
     let postgres = PostgresServer::start();
     let db = postgres.database();
     let nats = NatsServer::start();
-    let (_admin, _js, mut publisher) = stream_with_two_units(&nats).await;
-    publisher.flush().await;
-    let projector = InProcessProjector::start(&projector_config(&nats, &db.url(), "", 100)).await;
-    let mut conn = connect(&db.url()).await;
-    wait_for_checkpoints(&mut conn, "", 2).await;
+    let CaughtUp {
+        mut publisher,
+        projector,
+        conn,
+        ..
+    } = caught_up_on_two_units(&nats, &projector_config(&nats, &db.url(), "", 100)).await;
     drop(conn);
 
     postgres.save();

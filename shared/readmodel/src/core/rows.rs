@@ -920,20 +920,11 @@ pub async fn write_history(
         }
     }
     let (inserts, updates) = split(groups.values().flatten());
-    // Only the fold makes inserted rows, and it makes them whole: one without its entry would be
-    // a bug here, refused rather than left out of the table.
-    let inserts = inserts
-        .into_iter()
-        .map(|row| {
-            let entry = row.entry.as_ref().ok_or_else(|| {
-                sqlx::Error::Protocol(format!(
-                    "the status history row of {} {} at stream sequence {} was to be inserted without its status and actor",
-                    row.aggregate_type, row.aggregate_id, row.stream_sequence
-                ))
-            })?;
-            Ok((row, entry))
-        })
-        .collect::<Result<Vec<(&HistoryRow, &HistoryEntry)>, sqlx::Error>>()?;
+    // Only the fold makes inserted rows, and it makes them whole. One without its entry would be
+    // refused by the table's NOT NULL columns (status, recorded_from, actor_user), not left out.
+    fn entry<'a>(row: &&'a HistoryRow) -> Option<&'a HistoryEntry> {
+        row.entry.as_ref()
+    }
     if !inserts.is_empty() {
         sqlx::query(
             "INSERT INTO status_history (aggregate_type, aggregate_id, status, previous_status, reason, evidence,
@@ -943,19 +934,23 @@ pub async fn write_history(
                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[],
                  $12::text[], $13::int8[])",
         )
-        .bind(column(&inserts, |(r, _)| r.aggregate_type.as_str()))
-        .bind(column(&inserts, |(r, _)| r.aggregate_id.as_str()))
-        .bind(column(&inserts, |(_, e)| e.status.as_str()))
-        .bind(column(&inserts, |(_, e)| e.previous_status.as_deref()))
-        .bind(column(&inserts, |(_, e)| e.reason.as_deref()))
-        .bind(column(&inserts, |(_, e)| e.evidence.as_deref()))
-        .bind(column(&inserts, |(r, _)| r.effective_from))
-        .bind(column(&inserts, |(r, _)| r.effective_until))
-        .bind(column(&inserts, |(_, e)| e.recorded_from))
-        .bind(column(&inserts, |(r, _)| r.recorded_until))
-        .bind(column(&inserts, |(_, e)| e.actor_user.as_str()))
-        .bind(column(&inserts, |(_, e)| e.actor_unit.as_deref()))
-        .bind(column(&inserts, |(r, _)| r.stream_sequence))
+        .bind(column(&inserts, |r| r.aggregate_type.as_str()))
+        .bind(column(&inserts, |r| r.aggregate_id.as_str()))
+        .bind(column(&inserts, |r| entry(r).map(|e| e.status.as_str())))
+        .bind(column(&inserts, |r| {
+            entry(r).and_then(|e| e.previous_status.as_deref())
+        }))
+        .bind(column(&inserts, |r| entry(r).and_then(|e| e.reason.as_deref())))
+        .bind(column(&inserts, |r| entry(r).and_then(|e| e.evidence.as_deref())))
+        .bind(column(&inserts, |r| r.effective_from))
+        .bind(column(&inserts, |r| r.effective_until))
+        .bind(column(&inserts, |r| entry(r).map(|e| e.recorded_from)))
+        .bind(column(&inserts, |r| r.recorded_until))
+        .bind(column(&inserts, |r| entry(r).map(|e| e.actor_user.as_str())))
+        .bind(column(&inserts, |r| {
+            entry(r).and_then(|e| e.actor_unit.as_deref())
+        }))
+        .bind(column(&inserts, |r| r.stream_sequence))
         .persistent(false)
         .execute(&mut *conn)
         .await?;

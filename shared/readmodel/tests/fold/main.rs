@@ -576,7 +576,7 @@ async fn tables(
     let mut all = Vec::new();
     for table in TABLES {
         let row = if table == "group_members" && !exact_ids {
-            "(to_jsonb(t) - 'membership_id' || jsonb_build_object('rank', row_number() OVER (ORDER BY membership_id)))::text"
+            test_support::GROUP_MEMBER_BY_RANK
         } else {
             "to_jsonb(t)::text"
         };

@@ -73,15 +73,15 @@ struct AfterLostPulls {
 async fn commit_after_lost_pulls(quiet: Duration) -> AfterLostPulls {
     let nats = NatsServer::start();
     let db = TestDatabase::create();
-    let (_admin, _, mut publisher) = stream_with_two_units(&nats).await;
-    publisher.flush().await;
-
     let proxy = PullDropper::start(&nats.url()).await;
     let mut config = projector_config(&nats, &db.url(), "", 100);
     config.nats_url = proxy.url();
-    let projector = InProcessProjector::start(&config).await;
-    let mut conn = connect(&db.url()).await;
-    wait_for_checkpoints(&mut conn, "", 2).await;
+    let CaughtUp {
+        mut publisher,
+        projector,
+        mut conn,
+        ..
+    } = caught_up_on_two_units(&nats, &config).await;
 
     proxy.drop_pull_requests(2);
     let deadline = Instant::now() + PATIENCE;
