@@ -21,9 +21,11 @@ import json
 import os
 import sys
 import urllib.request
+from urllib.parse import quote
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect, sync_playwright
 
 CONFIG = json.loads(os.environ["DASHBOARD_TEST"])
@@ -232,6 +234,49 @@ def check_time_control(p):
     b.wait()
     expect(page.locator("#items tbody tr")).to_have_count(1)
     expect(page.locator("#items tbody")).to_contain_text("Không có dữ liệu")
+    b.close()
+
+
+def check_late_answer(p):
+    """An answer for a route the reader has already left never paints over the route asked for.
+
+    The time control can change the route twice in a moment (the axis, then the slider), and the
+    answers come back in any order. Here the first route's as-of answer (now, on the effective
+    axis: the health department's report sent late) is held until the second route (1 July 2025:
+    that report does not exist yet) is drawn, and only then let through.
+    """
+    b = Browser(p)
+    page = b.page
+    b.sign_in_with_link(TOKENS["office"])
+    held = []
+    page.route("**/v1/as-of/plan?*", lambda route: held.append(route) if not held else route.continue_())
+    recent = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    july = datetime(2025, 7, 1, tzinfo=VN).isoformat()
+    go = "fragment => { location.hash = fragment; }"
+    with page.expect_request("**/v1/as-of/plan?*"):
+        page.evaluate(go, f"#/tuan-thu?at={quote(recent)}&axis=effective")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1, "the first route's answer was not held"
+    page.evaluate(go, f"#/tuan-thu?at={quote(july)}&axis=effective")
+    b.wait()
+    health = f'#matrix tr[data-unit="{OTHER}"] td[data-quarter="Quý 2/2025"]'
+    expect(page.locator(health)).to_have_attribute("data-compliance", "missing")
+    drawn = int(page.get_attribute("body", "data-complete"))
+
+    held[0].continue_()
+    try:
+        # The held render, the one just before the drawn one, gives way and says so.
+        page.wait_for_selector(f'body[data-superseded="{drawn - 1}"]', state="attached", timeout=15_000)
+    except PlaywrightTimeout:
+        raise AssertionError(
+            "the render of the left route never gave way; the cell now reads "
+            f"{page.get_attribute(health, 'data-compliance')!r}"
+        ) from None
+    assert page.get_attribute(health, "data-compliance") == "missing", "the late answer painted over"
+    expect(page.locator("#past-banner")).to_contain_text("01/07/2025")
     b.close()
 
 
@@ -449,6 +494,7 @@ def main():
             for check in (
                 check_sign_in_and_overview,
                 check_time_control,
+                check_late_answer,
                 check_item_and_diff,
                 check_scorecard_and_compliance,
                 check_audit,

@@ -287,10 +287,12 @@
 
   const asOf = (r) => ({ at: r.at, axis: r.axis });
 
-  async function renderTime(r) {
+  /** The time control of route `r`, drawn only while `current()` (a later route may have come). */
+  async function renderTime(r, current) {
     const box = document.getElementById('time');
     box.hidden = false;
     const overview = await plan().catch(() => null);
+    if (!current()) return;
     const start = Date.parse(`${overview ? overview.plan.issued_on : '2025-01-01'}T00:00:00+07:00`);
     const now = Date.now();
     const shown = r.at ? Date.parse(r.at) : now;
@@ -1077,9 +1079,18 @@
 
   let renderCount = 0;
 
+  /**
+   * Draws the route in the location. Routes can follow each other faster than their answers come
+   * (a radio button and the slider a moment apart), and answers come back in any order: a render
+   * draws only while it is the latest. Its page is built off-screen and put in place only then,
+   * so an answer that arrives late can never paint an earlier route over the one asked for.
+   */
   async function render() {
     const started = performance.now();
     const ticket = ++renderCount;
+    const current = () => ticket === renderCount;
+    // Marks the latest render that gave way to a later one (the browser test waits for it).
+    const superseded = () => { document.body.dataset.superseded = String(ticket); };
     const r = route();
     const main = document.getElementById('main');
     const alerts = document.getElementById('alerts');
@@ -1121,19 +1132,21 @@
     renderHeader(r);
     const page = PAGES[r.page];
     fill(main, h('p', { class: 'loading' }, 'Đang tải…'));
-    const [ready] = await Promise.all([readyAnswer, renderTime(r)]);
-    if (ticket !== renderCount) return;
+    const [ready] = await Promise.all([readyAnswer, renderTime(r, current)]);
+    if (!current()) { superseded(); return; }
     fill(alerts, renderPastBanner(r), ready);
+    const stage = document.createElement('div');
     let after = null;
     try {
       if (!page) throw new ApiError(404, null, 'Không có trang này.');
-      after = await page(main, r);
+      after = await page(stage, r);
     } catch (e) {
-      if (ticket !== renderCount) return;
+      if (!current()) { superseded(); return; }
       if (e.status === 401) { signOut(); return; }
-      fill(main, problemView(e));
+      fill(stage, problemView(e));
     }
-    if (ticket !== renderCount) return;
+    if (!current()) { superseded(); return; }
+    main.replaceChildren(...stage.childNodes);
     renderHeader(r);
     renderFooter();
     document.body.dataset.rendered = String(performance.now() - started);
