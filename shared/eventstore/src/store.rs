@@ -186,10 +186,14 @@ impl EventStore {
 
 /// Parses a commit message's payload.
 pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError> {
-    let events = serde_json::from_slice(payload).map_err(|e| StoreError::Corrupt {
-        sequence,
-        reason: e.to_string(),
-    })?;
+    let mut events: Vec<CloudEvent> =
+        serde_json::from_slice(payload).map_err(|e| StoreError::Corrupt {
+            sequence,
+            reason: e.to_string(),
+        })?;
+    // serde grows the vector to room for four; most commits hold one event, and the projector
+    // keeps thousands of decoded commits at a time.
+    events.shrink_to_fit();
     Ok(Commit { sequence, events })
 }
 

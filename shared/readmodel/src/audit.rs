@@ -1,11 +1,11 @@
 //! The audit projection: one row per event. Its data is stored once, in `payload`; `envelope`
 //! holds every other member of the envelope, and [`ENVELOPE`] puts the two together again.
 
-use event_store::{HashedCommit, write_envelope_without_data};
+use event_store::{CloudEvent, HashedCommit, write_envelope_without_data};
 use sqlx::PgConnection;
 
 use crate::ApplyError;
-use crate::copy::BinaryRows;
+use crate::copy::{BinaryRows, CopyIn};
 
 /// The whole envelope of an audit row as SQL: the stored envelope, which lacks `data`, with the
 /// payload put back as its `data`. jsonb keeps its keys in its own order whatever order they
@@ -40,36 +40,47 @@ const COLUMNS: [&str; 17] = [
 /// envelope are serialised once each, straight into the rows; no JSON tree is built per event.
 /// The data goes to `payload` only: written twice, it doubled the table (see [`ENVELOPE`]).
 pub async fn apply(conn: &mut PgConnection, commits: &[&HashedCommit]) -> Result<(), ApplyError> {
-    let mut rows = BinaryRows::new(COLUMNS.len());
-    for commit in commits {
-        for (position, event) in commit.events.iter().enumerate() {
-            rows.row();
-            rows.field(&(commit.sequence as i64))?;
-            rows.field(&(position as i32))?;
-            rows.field(&event.id)?;
-            rows.field(&event.event_type.as_str())?;
-            rows.field(&event.aggregatetype.as_str())?;
-            rows.field(&event.aggregateid.as_str())?;
-            rows.field(&event.time)?;
-            rows.field(&event.effectivetime)?;
-            rows.field(&event.actoruser.as_str())?;
-            rows.field(&event.actorunit.as_deref())?;
-            rows.field(&event.actorrole.as_str())?;
-            rows.field(&event.correlationid.as_str())?;
-            rows.field(&event.causationid.as_str())?;
-            rows.field(&event.commandid)?;
-            rows.field(&event.commandname.as_str())?;
-            rows.jsonb(|out| serde_json::to_writer(out, &event.data))?;
-            rows.jsonb(|out| {
-                write_envelope_without_data(event, out);
-                Ok(())
-            })?;
-        }
-    }
     let statement = format!(
         "COPY audit_log ({}) FROM STDIN (FORMAT binary)",
         COLUMNS.join(", ")
     );
-    rows.copy(conn, &statement).await?;
+    let mut copy = CopyIn::new(conn, &statement, COLUMNS.len());
+    for commit in commits {
+        for (position, event) in commit.events.iter().enumerate() {
+            copy.row(|rows| write_row(rows, commit.sequence, position, event))
+                .await?;
+        }
+    }
+    copy.finish().await?;
     Ok(())
+}
+
+/// One event's row, in the order of [`COLUMNS`].
+fn write_row(
+    rows: &mut BinaryRows,
+    sequence: u64,
+    position: usize,
+    event: &CloudEvent,
+) -> Result<(), sqlx::Error> {
+    rows.row();
+    rows.field(&(sequence as i64))?;
+    rows.field(&(position as i32))?;
+    rows.field(&event.id)?;
+    rows.field(&event.event_type.as_str())?;
+    rows.field(&event.aggregatetype.as_str())?;
+    rows.field(&event.aggregateid.as_str())?;
+    rows.field(&event.time)?;
+    rows.field(&event.effectivetime)?;
+    rows.field(&event.actoruser.as_str())?;
+    rows.field(&event.actorunit.as_deref())?;
+    rows.field(&event.actorrole.as_str())?;
+    rows.field(&event.correlationid.as_str())?;
+    rows.field(&event.causationid.as_str())?;
+    rows.field(&event.commandid)?;
+    rows.field(&event.commandname.as_str())?;
+    rows.jsonb(|out| serde_json::to_writer(out, &event.data))?;
+    rows.jsonb(|out| {
+        write_envelope_without_data(event, out);
+        Ok(())
+    })
 }

@@ -6,7 +6,7 @@ use event_store::HashedCommit;
 use sqlx::PgConnection;
 
 use crate::ApplyError;
-use crate::copy::BinaryRows;
+use crate::copy::CopyIn;
 
 /// The chain heads of a schema that one writer fills alone (a rebuild's fresh schema), held in
 /// memory from batch to batch instead of read and rewritten by each: the heads change with every
@@ -56,17 +56,20 @@ impl HeldHeads {
     /// Writes the heads, with one binary `COPY`, into the `chain_heads` table of `schema`, which
     /// must hold none yet.
     pub async fn store(&self, conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-        let mut rows = BinaryRows::new(2);
-        for (aggregate, head) in &self.heads {
-            rows.row();
-            rows.field(&aggregate.as_str())?;
-            rows.field(&head.as_str())?;
-        }
         let statement = format!(
             "COPY {}.chain_heads (aggregate, head) FROM STDIN (FORMAT binary)",
             crate::quoted(schema)
         );
-        rows.copy(conn, &statement).await
+        let mut copy = CopyIn::new(conn, &statement, 2);
+        for (aggregate, head) in &self.heads {
+            copy.row(|rows| {
+                rows.row();
+                rows.field(&aggregate.as_str())?;
+                rows.field(&head.as_str())
+            })
+            .await?;
+        }
+        copy.finish().await
     }
 }
 
