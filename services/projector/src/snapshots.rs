@@ -35,14 +35,15 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("snapshots".to_owned())
         .spawn(move || {
+            // Held, never sent: dropped when the thread ends, which ends the wait below.
+            let _ended = ended;
             lower_priority();
             maintain(options, audit_schema, every, interval, stop);
-            let _ = ended.send(());
         });
     if let Err(error) = thread {
         tracing::error!(%error, "time-travel snapshots are not maintained: no thread");
     }
-    // The sender is dropped with the thread, or at once if it never started: either ends the wait.
+    // A thread that never started dropped the sender at once.
     tokio::spawn(async move {
         let _ = end.await;
     })

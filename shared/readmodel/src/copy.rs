@@ -98,7 +98,8 @@ const CHUNK: usize = 256 * 1024;
 enum Sink<'c> {
     Idle(&'c mut PgConnection),
     Open(PgCopyIn<&'c mut PgConnection>),
-    /// Beginning, sending or a row failed; the caller has the error.
+    /// Beginning it, sending to it or writing a row failed (an open `COPY` was aborted); the
+    /// caller has the error.
     Failed,
 }
 
@@ -122,19 +123,14 @@ impl<'c> CopyIn<'c> {
     }
 
     /// Writes one row with `write` (which starts it with [`BinaryRows::row`]), then sends what
-    /// is written once it fills a chunk. A row that cannot be written aborts the `COPY`, so
-    /// nothing of it is stored, and its error is returned.
+    /// is written once it fills a chunk. A row that cannot be written, or a chunk that cannot be
+    /// sent, aborts the `COPY`, so nothing of it is stored, and its error is returned.
     pub(crate) async fn row(
         &mut self,
         write: impl FnOnce(&mut BinaryRows) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
         if let Err(error) = write(&mut self.rows) {
-            if let Sink::Open(copy) = std::mem::replace(&mut self.sink, Sink::Failed)
-                && let Err(abort) = copy.abort(error.to_string()).await
-            {
-                tracing::warn!(error = %abort, "aborting a COPY failed");
-            }
-            return Err(error);
+            return Err(self.abort(error).await);
         }
         if self.rows.buffer.len() >= CHUNK {
             self.send().await?;
@@ -142,7 +138,7 @@ impl<'c> CopyIn<'c> {
         Ok(())
     }
 
-    /// Sends the rest and ends the `COPY`; a failure aborts it.
+    /// Sends the rest and ends the `COPY`; what fails before the end aborts it.
     pub(crate) async fn finish(mut self) -> Result<(), sqlx::Error> {
         if self.rows.rows == 0 {
             return Ok(());
@@ -155,7 +151,8 @@ impl<'c> CopyIn<'c> {
         }
     }
 
-    /// Sends the buffered data, beginning the `COPY` first if it has not begun.
+    /// Sends the buffered data, beginning the `COPY` first if it has not begun; aborts it when
+    /// the data does not go out.
     async fn send(&mut self) -> Result<(), sqlx::Error> {
         let mut copy = match std::mem::replace(&mut self.sink, Sink::Failed) {
             Sink::Idle(conn) => PgConnection::copy_in_raw(conn, self.statement).await?,
@@ -169,7 +166,20 @@ impl<'c> CopyIn<'c> {
         let sent = copy.send(self.rows.buffer.as_slice()).await.map(drop);
         self.rows.buffer.clear();
         self.sink = Sink::Open(copy);
-        sent
+        match sent {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.abort(error).await),
+        }
+    }
+
+    /// Aborts the `COPY` if it began, so that nothing of it is stored, and hands `error` back.
+    async fn abort(&mut self, error: sqlx::Error) -> sqlx::Error {
+        if let Sink::Open(copy) = std::mem::replace(&mut self.sink, Sink::Failed)
+            && let Err(abort) = copy.abort(error.to_string()).await
+        {
+            tracing::warn!(error = %abort, "aborting a COPY failed");
+        }
+        error
     }
 }
 
@@ -219,8 +229,28 @@ mod tests {
         (database, pool)
     }
 
-    /// Rows enough for several chunks arrive whole and in order, sent as they were written: the
-    /// rows' buffer never holds much more than a chunk.
+    /// Writes rows `numbers` of `(n, body)`; returns the most the rows' buffer held after one.
+    async fn write_numbered(
+        copy: &mut CopyIn<'_>,
+        numbers: std::ops::Range<usize>,
+        body: &str,
+    ) -> usize {
+        let mut largest = 0;
+        for n in numbers {
+            copy.row(|rows| {
+                rows.row();
+                rows.field(&(n as i64))?;
+                rows.field(&body)
+            })
+            .await
+            .expect("row");
+            largest = largest.max(copy.rows.buffer.len());
+        }
+        largest
+    }
+
+    /// Rows enough for several chunks arrive whole (as many rows, the numbers' sum, every body
+    /// intact), sent as they were written: the rows' buffer never holds much more than a chunk.
     #[tokio::test]
     async fn rows_over_several_chunks_are_stored_whole() {
         let (_database, pool) = table().await;
@@ -232,17 +262,7 @@ mod tests {
             "COPY rows (n, body) FROM STDIN (FORMAT binary)",
             2,
         );
-        let mut largest = 0;
-        for n in 0..rows {
-            copy.row(|rows| {
-                rows.row();
-                rows.field(&(n as i64))?;
-                rows.field(&body.as_str())
-            })
-            .await
-            .expect("row");
-            largest = largest.max(copy.rows.buffer.len());
-        }
+        let largest = write_numbered(&mut copy, 0..rows, &body).await;
         assert!(
             matches!(copy.sink, Sink::Open(_)),
             "chunks were sent before the end"
@@ -272,15 +292,8 @@ mod tests {
             "COPY rows (n, body) FROM STDIN (FORMAT binary)",
             2,
         );
-        for n in 0..(2 * CHUNK / body.len()) {
-            copy.row(|rows| {
-                rows.row();
-                rows.field(&(n as i64))?;
-                rows.field(&body.as_str())
-            })
-            .await
-            .expect("row");
-        }
+        write_numbered(&mut copy, 0..(2 * CHUNK / body.len()), &body).await;
+        assert!(matches!(copy.sink, Sink::Open(_)), "chunks went out first");
         let failed = copy
             .row(|rows| {
                 rows.row();
