@@ -21,6 +21,8 @@ use test_support::NatsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "api/appends.rs"]
+mod appends;
 #[path = "api/deployments.rs"]
 mod deployments;
 #[path = "api/faults.rs"]

@@ -7,6 +7,7 @@ mod chain;
 pub mod credentials;
 mod envelope;
 mod idempotency;
+mod publisher;
 mod quarantine;
 mod reader;
 mod repository;

@@ -10,6 +10,7 @@ use remediation_domain::AggregateRef;
 use remediation_domain::quarantine::QuarantineId;
 
 use crate::envelope::{BATCH_CONTENT_TYPE, CloudEvent, Commit};
+use crate::publisher::Publisher;
 use crate::quarantine::{NotSignedOff, SignedOff, StoredMessage, signed_off_on, utc};
 use crate::stream::StreamSettings;
 use crate::{IdempotencyStore, StoreError};
@@ -27,10 +28,10 @@ pub struct Appended {
 /// The JetStream event store: one stream, a subject per aggregate instance.
 #[derive(Debug, Clone)]
 pub struct EventStore {
-    js: jetstream::Context,
     stream: stream::Stream<()>,
     settings: StreamSettings,
     idempotency: IdempotencyStore,
+    publisher: Publisher,
 }
 
 impl EventStore {
@@ -48,7 +49,7 @@ impl EventStore {
             .await
             .map_err(StoreError::unavailable)?;
         Ok(Self {
-            js,
+            publisher: Publisher::start(js),
             stream,
             settings,
             idempotency: IdempotencyStore::new(bucket),
@@ -61,6 +62,12 @@ impl EventStore {
 
     pub fn idempotency(&self) -> &IdempotencyStore {
         &self.idempotency
+    }
+
+    /// How many times the store has put appends on the NATS connection: fewer than the appends
+    /// when appends made at the same moment went out together (see `publisher`).
+    pub fn publish_bursts(&self) -> u64 {
+        self.publisher.bursts()
     }
 
     /// `<prefix>.<aggregate type>.<id>`: identifiers are validated to be subject-safe.
@@ -102,9 +109,10 @@ impl EventStore {
             .message_id(message_id)
             .expected_last_subject_sequence(expected);
         let ack = self
-            .js
-            .send_publish(self.subject(target), publish)
+            .publisher
+            .publish(self.subject(target), publish)
             .await
+            .map_err(StoreError::unavailable)?
             .map_err(classify_publish_error)?
             .await
             .map_err(classify_publish_error)?;
