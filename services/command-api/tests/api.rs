@@ -952,6 +952,19 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         "{metrics}"
     );
     assert!(metrics.contains("kh63_command_append_duration_seconds_count"));
+    // The seed's appends and this command's, in at least one burst and at most one each.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    let bursts = value("kh63_command_append_bursts_total").expect("bursts counted");
+    let appends = value("kh63_command_append_duration_seconds_count").expect("appends counted");
+    assert!(
+        (1.0..=appends).contains(&bursts),
+        "{bursts} bursts, {appends} appends"
+    );
 
     let openapi: Value = get("/openapi.json")
         .await

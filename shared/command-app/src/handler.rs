@@ -120,8 +120,8 @@ fn replayed(settled: Settled) -> Answer {
 impl CommandHandler {
     pub fn new(repository: Repository, settings: HandlerSettings) -> Self {
         Self {
+            metrics: Metrics::new(repository.store()),
             repository,
-            metrics: Metrics::default(),
             settings,
             writers: Writers::default(),
         }

@@ -3,8 +3,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use event_store::EventStore;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -27,8 +29,27 @@ pub struct Metrics {
     registry: Mutex<Registry>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+/// The event store's count of the bursts its appends went to NATS in, read at each scrape: with
+/// `append_duration_seconds_count` (one per append), how many appends went out together.
+#[derive(Debug)]
+struct AppendBursts(EventStore);
+
+impl Collector for AppendBursts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let bursts = ConstCounter::new(self.0.publish_bursts());
+        let metric = encoder.encode_descriptor(
+            "append_bursts",
+            "Bursts the appends were put on the NATS connection in (fewer than the appends when they went out together)",
+            None,
+            bursts.metric_type(),
+        )?;
+        bursts.encode(metric)
+    }
+}
+
+impl Metrics {
+    /// The command side's metrics, with the bursts of `store`'s appends.
+    pub fn new(store: &EventStore) -> Self {
         let commands = Family::<CommandLabels, Counter>::default();
         // 100 µs … ~3 s: a local R1 append takes well under a millisecond, an R3 one a few.
         let append_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
@@ -67,6 +88,7 @@ impl Default for Metrics {
             "Idempotency-Key claims taken over because their holder released them or outlived its lease",
             idempotency_takeovers.clone(),
         );
+        registry.register_collector(Box::new(AppendBursts(store.clone())));
         Self {
             commands,
             append_seconds,
@@ -77,9 +99,7 @@ impl Default for Metrics {
             registry: Mutex::new(registry),
         }
     }
-}
 
-impl Metrics {
     pub fn command(&self, command: &'static str, outcome: &'static str) {
         self.commands
             .get_or_create(&CommandLabels { command, outcome })

@@ -16,6 +16,9 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::StoreError;
+use crate::store::classify_publish_error;
+
 /// Publishes queued on the connection in one burst at most. The connection's own queue holds
 /// 2 048 (async-nats' default `client_capacity`), so a burst never waits on it for long.
 const BURST: usize = 256;
@@ -36,11 +39,6 @@ pub(crate) struct Publisher {
     waiting: mpsc::Sender<Handed>,
     bursts: Arc<AtomicU64>,
 }
-
-/// The publisher's task is gone: the runtime is shutting down.
-#[derive(Debug, thiserror::Error)]
-#[error("the publisher's task has stopped")]
-pub(crate) struct Stopped;
 
 impl Publisher {
     /// Starts the task on the current runtime.
@@ -63,7 +61,7 @@ impl Publisher {
         &self,
         subject: String,
         message: PublishMessage,
-    ) -> Result<Result<PublishAckFuture, PublishError>, Stopped> {
+    ) -> Result<PublishAckFuture, StoreError> {
         let (queued, answer) = oneshot::channel();
         self.waiting
             .send(Handed {
@@ -72,9 +70,17 @@ impl Publisher {
                 queued,
             })
             .await
-            .map_err(|_| Stopped)?;
-        answer.await.map_err(|_| Stopped)
+            .map_err(stopped)?;
+        answer
+            .await
+            .map_err(stopped)?
+            .map_err(classify_publish_error)
     }
+}
+
+/// The task is gone while a handle is left: only a runtime shutting down does that.
+fn stopped<E>(_: E) -> StoreError {
+    StoreError::unavailable("the publisher's task has stopped")
 }
 
 async fn run(js: jetstream::Context, mut waiting: mpsc::Receiver<Handed>, bursts: Arc<AtomicU64>) {
@@ -83,11 +89,10 @@ async fn run(js: jetstream::Context, mut waiting: mpsc::Receiver<Handed>, bursts
         // Back of the line: the tasks this worker has ready now (those that the same poll of the
         // sockets woke) hand over their publishes first.
         tokio::task::yield_now().await;
-        while burst.len() < BURST {
-            match waiting.try_recv() {
-                Ok(handed) => burst.push(handed),
-                Err(_) => break,
-            }
+        while burst.len() < BURST
+            && let Ok(handed) = waiting.try_recv()
+        {
+            burst.push(handed);
         }
         bursts.fetch_add(1, Ordering::Relaxed);
         for Handed {

@@ -111,9 +111,7 @@ impl EventStore {
         let ack = self
             .publisher
             .publish(self.subject(target), publish)
-            .await
-            .map_err(StoreError::unavailable)?
-            .map_err(classify_publish_error)?
+            .await?
             .await
             .map_err(classify_publish_error)?;
         Ok(Appended {
@@ -205,7 +203,7 @@ pub fn decode_commit(sequence: u64, payload: &[u8]) -> Result<Commit, StoreError
     Ok(Commit { sequence, events })
 }
 
-fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
+pub(crate) fn classify_publish_error(error: jetstream::context::PublishError) -> StoreError {
     if refused_for_sequence(&error) {
         StoreError::Conflict
     } else {

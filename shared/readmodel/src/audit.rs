@@ -55,14 +55,13 @@ pub async fn apply(conn: &mut PgConnection, commits: &[&HashedCommit]) -> Result
     Ok(())
 }
 
-/// One event's row, in the order of [`COLUMNS`].
+/// One event's fields, in the order of [`COLUMNS`].
 fn write_row(
     rows: &mut BinaryRows,
     sequence: u64,
     position: usize,
     event: &CloudEvent,
 ) -> Result<(), sqlx::Error> {
-    rows.row();
     rows.field(&(sequence as i64))?;
     rows.field(&(position as i32))?;
     rows.field(&event.id)?;

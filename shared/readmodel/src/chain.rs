@@ -63,7 +63,6 @@ impl HeldHeads {
         let mut copy = CopyIn::new(conn, &statement, 2);
         for (aggregate, head) in &self.heads {
             copy.row(|rows| {
-                rows.row();
                 rows.field(&aggregate.as_str())?;
                 rows.field(&head.as_str())
             })

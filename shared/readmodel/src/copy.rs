@@ -122,13 +122,14 @@ impl<'c> CopyIn<'c> {
         }
     }
 
-    /// Writes one row with `write` (which starts it with [`BinaryRows::row`]), then sends what
-    /// is written once it fills a chunk. A row that cannot be written, or a chunk that cannot be
-    /// sent, aborts the `COPY`, so nothing of it is stored, and its error is returned.
+    /// Starts a row and writes its fields with `write`, then sends what is written once it fills
+    /// a chunk. A row that cannot be written, or a chunk that cannot be sent, aborts the `COPY`,
+    /// so nothing of it is stored, and its error is returned.
     pub(crate) async fn row(
         &mut self,
         write: impl FnOnce(&mut BinaryRows) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
+        self.rows.row();
         if let Err(error) = write(&mut self.rows) {
             return Err(self.abort(error).await);
         }
@@ -238,7 +239,6 @@ mod tests {
         let mut largest = 0;
         for n in numbers {
             copy.row(|rows| {
-                rows.row();
                 rows.field(&(n as i64))?;
                 rows.field(&body)
             })
@@ -295,10 +295,7 @@ mod tests {
         write_numbered(&mut copy, 0..(2 * CHUNK / body.len()), &body).await;
         assert!(matches!(copy.sink, Sink::Open(_)), "chunks went out first");
         let failed = copy
-            .row(|rows| {
-                rows.row();
-                Err(sqlx::Error::Encode("a value that does not encode".into()))
-            })
+            .row(|_| Err(sqlx::Error::Encode("a value that does not encode".into())))
             .await;
         assert!(matches!(failed, Err(sqlx::Error::Encode(_))), "{failed:?}");
         drop(copy);

@@ -1,13 +1,13 @@
 //! Appends made at the same moment: how they reach NATS, and that each still lands once.
 
 use chrono::Utc;
-use event_store::{CloudEvent, CommandMeta, StoreError, StreamSettings, seal};
+use event_store::{CloudEvent, CommandMeta, StoreError, StreamSettings, provision, seal};
 use remediation_domain::text::{Name, UnitId};
 use remediation_domain::unit::{UnitEvent, UnitKind};
 use remediation_domain::{Actor, AggregateRef, Event, Role};
 use test_support::NatsServer;
 
-use super::{Service, config, open_store};
+use super::{jetstream_of, open_store};
 
 /// A unit's registration, sealed as the first commit of its chain.
 fn registration(n: usize) -> (AggregateRef, Vec<CloudEvent>) {
@@ -45,8 +45,9 @@ async fn appends_made_at_once_go_out_together_and_each_lands_once() {
     const APPENDS: usize = 32;
     let nats = NatsServer::start();
     let settings = StreamSettings::default();
-    // Provisions the stream.
-    let service = Service::start(&config(&nats, settings.clone(), 5)).await;
+    provision(&jetstream_of(&nats).await, &settings)
+        .await
+        .expect("stream provisioned");
     let store = open_store(&nats, &settings).await;
     let commits: Vec<_> = (0..APPENDS).map(registration).collect();
 
@@ -89,5 +90,4 @@ async fn appends_made_at_once_go_out_together_and_each_lands_once() {
         .append(&target, 0, &envelopes[0].id.to_string(), &envelopes)
         .await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
-    service.shutdown().await;
 }
