@@ -2,9 +2,10 @@
 //! same run — in alternating slices (`--rounds`), so that load that comes and goes on a shared
 //! machine weighs on both sides alike:
 //!
-//! - throughput (default): `clients` closed loops through HTTP, each on its own item and waiting
-//!   for its answer before sending the next command; then the same shape of raw publishes of the
-//!   same commit payload, so the ratio shows what the service adds to the bare append;
+//! - throughput (default): `clients` closed loops through HTTP, each on its own item and its own
+//!   keep-alive connection ([`crate::keepalive`]), waiting for its answer before sending the next
+//!   command; then the same shape of raw publishes of the same commit payload, so the ratio shows
+//!   what the service adds to the bare append;
 //! - `--rate N`: commands sent at a fixed rate whatever the answers before them (open loop), with
 //!   latency counted from the moment each was due, so a slow answer cannot hide the ones queued
 //!   behind it; a sample of them is then read back through the query service with
@@ -39,6 +40,7 @@ use service_kit::config::{ConfigError, stream_settings, token_secret};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::keepalive::{Connections, KeepAliveError};
 use crate::nats::NatsArgs;
 
 #[derive(Debug, Args)]
@@ -101,6 +103,16 @@ pub enum BenchError {
     Http {
         what: &'static str,
         source: reqwest::Error,
+    },
+    #[error("{what}: {source}")]
+    KeepAlive {
+        what: &'static str,
+        source: KeepAliveError,
+    },
+    #[error("{what}: the answer is not JSON: {source}")]
+    Answer {
+        what: &'static str,
+        source: serde_json::Error,
     },
     #[error("{what}: {status} {body}")]
     Refused {
@@ -368,6 +380,39 @@ impl Commands {
             .map_err(http)?;
         let status = response.status();
         let body = response.json().await.map_err(http)?;
+        Ok(Answer { status, body })
+    }
+
+    /// One connection for each of `loops` closed loops ([`crate::keepalive`] says why).
+    fn connections(&self, loops: usize) -> Result<Connections, BenchError> {
+        Connections::new(&self.url, &self.token, loops).map_err(|source| BenchError::KeepAlive {
+            what: "the closed loops' connections",
+            source,
+        })
+    }
+
+    /// [`Self::send`] on closed loop `client`'s own connection.
+    async fn send_on(
+        connections: &Connections,
+        client: usize,
+        command: &'static str,
+        body: &Value,
+    ) -> Result<Answer, BenchError> {
+        let (status, body) = connections
+            .post(
+                client,
+                &format!("/v1/commands/{command}"),
+                Bytes::from(body.to_string()),
+            )
+            .await
+            .map_err(|source| BenchError::KeepAlive {
+                what: command,
+                source,
+            })?;
+        let body = serde_json::from_slice(&body).map_err(|source| BenchError::Answer {
+            what: command,
+            source,
+        })?;
         Ok(Answer { status, body })
     }
 
@@ -697,13 +742,16 @@ impl Bench {
         };
         let items = Arc::new(items);
         let counters_before = self.commands.counters().await?;
-        let (commands, loop_items, loop_shared) =
-            (self.commands.clone(), items.clone(), shared.clone());
+        let (connections, loop_items, loop_shared) = (
+            Arc::new(self.commands.connections(clients)?),
+            items.clone(),
+            shared.clone(),
+        );
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
         let http_next = Arc::new(AtomicU64::new(0));
         let http_op = Arc::new(move |client: usize| {
-            let (commands, items, sent, shared, next) = (
-                commands.clone(),
+            let (connections, items, sent, shared, next) = (
+                connections.clone(),
                 loop_items.clone(),
                 sent.clone(),
                 loop_shared.clone(),
@@ -719,7 +767,9 @@ impl Bench {
                         alternating_deadline(&items[client], round)
                     }
                 };
-                match (commands.send("set-item-deadline", &body).await, hot) {
+                let answer =
+                    Commands::send_on(&connections, client, "set-item-deadline", &body).await;
+                match (answer, hot) {
                     (Ok(answer), Some(shared)) => shared.record(&answer),
                     (Ok(answer), None) => answer.outcome(),
                     (Err(_), _) => Outcome::Failed,

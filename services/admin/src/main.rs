@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod keepalive;
 mod nats;
 mod quarantine;
 mod seed;
