@@ -45,7 +45,7 @@ use crate::nats::NatsArgs;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Base URL of the command API.
+    /// Base URL of the command API (`http://host:port`: the closed loops speak plain HTTP/1.1).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Concurrent clients, each on its own item (with --hot-item, all on the same one).
@@ -372,7 +372,7 @@ impl Commands {
         };
         let response = self
             .http
-            .post(format!("{}/v1/commands/{command}", self.url))
+            .post(format!("{}{}", self.url, command_path(command)))
             .bearer_auth(&self.token)
             .json(body)
             .send()
@@ -380,39 +380,6 @@ impl Commands {
             .map_err(http)?;
         let status = response.status();
         let body = response.json().await.map_err(http)?;
-        Ok(Answer { status, body })
-    }
-
-    /// One connection for each of `loops` closed loops ([`crate::keepalive`] says why).
-    fn connections(&self, loops: usize) -> Result<Connections, BenchError> {
-        Connections::new(&self.url, &self.token, loops).map_err(|source| BenchError::KeepAlive {
-            what: "the closed loops' connections",
-            source,
-        })
-    }
-
-    /// [`Self::send`] on closed loop `client`'s own connection.
-    async fn send_on(
-        connections: &Connections,
-        client: usize,
-        command: &'static str,
-        body: &Value,
-    ) -> Result<Answer, BenchError> {
-        let (status, body) = connections
-            .post(
-                client,
-                &format!("/v1/commands/{command}"),
-                Bytes::from(body.to_string()),
-            )
-            .await
-            .map_err(|source| BenchError::KeepAlive {
-                what: command,
-                source,
-            })?;
-        let body = serde_json::from_slice(&body).map_err(|source| BenchError::Answer {
-            what: command,
-            source,
-        })?;
         Ok(Answer { status, body })
     }
 
@@ -470,6 +437,44 @@ impl Commands {
             .await?;
         }
         Ok(ids)
+    }
+}
+
+/// Where the command API takes `command`.
+fn command_path(command: &str) -> String {
+    format!("/v1/commands/{command}")
+}
+
+/// The command API as the closed loops reach it: each on a connection of its own
+/// ([`crate::keepalive`] says why), as the province office.
+#[derive(Debug, Clone)]
+struct LoopCommands(Arc<Connections>);
+
+impl LoopCommands {
+    /// [`Commands::send`] on closed loop `client`'s connection.
+    async fn send(
+        &self,
+        client: usize,
+        command: &'static str,
+        body: &Value,
+    ) -> Result<Answer, BenchError> {
+        let (status, body) = self
+            .0
+            .post(
+                client,
+                &command_path(command),
+                Bytes::from(body.to_string()),
+            )
+            .await
+            .map_err(|source| BenchError::KeepAlive {
+                what: command,
+                source,
+            })?;
+        let body = serde_json::from_slice(&body).map_err(|source| BenchError::Answer {
+            what: command,
+            source,
+        })?;
+        Ok(Answer { status, body })
     }
 }
 
@@ -674,6 +679,7 @@ impl RawStream {
 struct Bench {
     args: BenchArgs,
     commands: Commands,
+    loops: LoopCommands,
     client: async_nats::Client,
     js: jetstream::Context,
     store: EventStore,
@@ -742,16 +748,12 @@ impl Bench {
         };
         let items = Arc::new(items);
         let counters_before = self.commands.counters().await?;
-        let (connections, loop_items, loop_shared) = (
-            Arc::new(self.commands.connections(clients)?),
-            items.clone(),
-            shared.clone(),
-        );
+        let (loops, loop_items, loop_shared) = (self.loops.clone(), items.clone(), shared.clone());
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
         let http_next = Arc::new(AtomicU64::new(0));
         let http_op = Arc::new(move |client: usize| {
-            let (connections, items, sent, shared, next) = (
-                connections.clone(),
+            let (loops, items, sent, shared, next) = (
+                loops.clone(),
                 loop_items.clone(),
                 sent.clone(),
                 loop_shared.clone(),
@@ -767,9 +769,7 @@ impl Bench {
                         alternating_deadline(&items[client], round)
                     }
                 };
-                let answer =
-                    Commands::send_on(&connections, client, "set-item-deadline", &body).await;
-                match (answer, hot) {
+                match (loops.send(client, "set-item-deadline", &body).await, hot) {
                     (Ok(answer), Some(shared)) => shared.record(&answer),
                     (Ok(answer), None) => answer.outcome(),
                     (Err(_), _) => Outcome::Failed,
@@ -1163,12 +1163,20 @@ pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), BenchError> {
         .connect("remediation-bench", Duration::from_secs(5))
         .await?;
     let store = EventStore::open(js.clone(), stream_settings()?).await?;
+    // Before any command is sent: a URL the closed loops cannot reach stops the run here.
+    let connections = Connections::new(&args.url, &token, args.clients).map_err(|source| {
+        BenchError::KeepAlive {
+            what: "--url",
+            source,
+        }
+    })?;
     let bench = Bench {
         commands: Commands {
             http: reqwest::Client::new(),
             url: args.url.trim_end_matches('/').to_owned(),
             token,
         },
+        loops: LoopCommands(Arc::new(connections)),
         client,
         js,
         store,

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, StatusCode};
+use hyper::http::uri::Scheme;
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -50,12 +51,16 @@ impl Connections {
     /// Connections for `loops` loops to the service at `url` (`http://host:port`, no path), each
     /// request signed with `token`.
     pub fn new(url: &str, token: &str, loops: usize) -> Result<Self, KeepAliveError> {
-        let authority = url
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .ok_or_else(|| KeepAliveError::Url(url.to_owned()))?
-            .to_owned();
+        let not_a_base = || KeepAliveError::Url(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| not_a_base())?;
+        let authority = match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+            (Some(scheme), Some(authority), path)
+                if *scheme == Scheme::HTTP && path.is_none_or(|p| p.as_str() == "/") =>
+            {
+                authority.to_string()
+            }
+            _ => return Err(not_a_base()),
+        };
         Ok(Self {
             host: HeaderValue::from_str(&authority)?,
             bearer: HeaderValue::from_str(&format!("Bearer {token}"))?,
