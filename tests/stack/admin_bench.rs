@@ -142,3 +142,27 @@ async fn fixed_rate_sends_every_command_due_and_accounts_for_every_sampled_read(
     let unanswered = report["staleness_failed"].as_u64().expect("failed reads");
     assert_eq!(samples + unanswered, 5, "{report}");
 }
+
+/// A URL the closed loops cannot use (they speak plain HTTP/1.1 to `http://host:port`) stops the
+/// run before it reaches anything: here NATS is not even there, and the error is still the URL's.
+#[tokio::test]
+async fn a_url_the_closed_loops_cannot_use_stops_the_run_before_anything_is_reached() {
+    for url in ["https://127.0.0.1:8080", "http://127.0.0.1:8080/v1"] {
+        let mut command = Command::new(&*ADMIN);
+        command
+            .args(["bench", "--url", url, "--seconds", "1"])
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("TOKEN_SECRET", SECRET)
+            .env("NO_COLOR", "1");
+        let out = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("remediation-admin runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {out:?}");
+        assert!(
+            stderr.contains("--url") && stderr.contains("http://host:port"),
+            "{url}: {stderr}"
+        );
+    }
+}

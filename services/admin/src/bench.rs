@@ -1159,17 +1159,17 @@ pub async fn run(nats: &NatsArgs, args: BenchArgs) -> Result<(), BenchError> {
         },
         chrono::Duration::hours(1),
     )?;
-    let (client, js) = nats
-        .connect("remediation-bench", Duration::from_secs(5))
-        .await?;
-    let store = EventStore::open(js.clone(), stream_settings()?).await?;
-    // Before any command is sent: a URL the closed loops cannot reach stops the run here.
+    // Before NATS or the service is reached: a URL the closed loops cannot reach stops the run here.
     let connections = Connections::new(&args.url, &token, args.clients).map_err(|source| {
         BenchError::KeepAlive {
             what: "--url",
             source,
         }
     })?;
+    let (client, js) = nats
+        .connect("remediation-bench", Duration::from_secs(5))
+        .await?;
+    let store = EventStore::open(js.clone(), stream_settings()?).await?;
     let bench = Bench {
         commands: Commands {
             http: reqwest::Client::new(),
