@@ -4,6 +4,7 @@
 //! The history goes to a scratch stream and the read model to scratch schemas, both removed
 //! afterwards; the live stream and schemas are not touched.
 
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,8 +54,12 @@ pub enum BenchError {
 /// What the benchmark times over the generated history.
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
-    /// Catch-up as the live worker applies commits: each projection alone, then both at once.
-    CatchUp { batch_size: usize },
+    /// Catch-up as the live worker applies commits: each projection alone, then both at once
+    /// `rounds` times, each round followed by the COPY limit.
+    CatchUp {
+        batch_size: usize,
+        rounds: NonZeroU16,
+    },
     /// `projector rebuild all`: both projections rebuilt at once into fresh schemas and swapped in.
     Rebuild { batch_size: usize },
 }
@@ -177,7 +182,7 @@ struct CopyRate {
 }
 
 /// Copies every row of the tables out, then times `COPY … FROM STDIN` of those bytes into empty
-/// twins with the same indexes, table by table.
+/// twins with the same indexes, table by table (the twins are dropped again).
 async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<CopyRate, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut dumps = Vec::new();
@@ -221,6 +226,10 @@ async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<CopyRate, sqlx::Error>
             rate.audit_rows = rows;
             rate.audit_seconds = seconds;
         }
+        // Gone before the next round copies into a twin of its own.
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {twin}")))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(rate)
 }
@@ -240,8 +249,6 @@ pub async fn run(
     let stream_name = format!("BENCH_{run_id}");
     let subject_prefix = format!("bench-{run_id}");
     let prefix = format!("bench_{run_id}_");
-    // The parallel run's schemas: the same history applied again, both projections at once.
-    let parallel_prefix = format!("bench_{run_id}_parallel_");
     js.create_stream(stream::Config {
         name: stream_name.clone(),
         subjects: vec![format!("{subject_prefix}.>")],
@@ -254,21 +261,27 @@ pub async fn run(
         js,
         &stream_name,
         &subject_prefix,
-        [&prefix, &parallel_prefix],
+        &prefix,
         events,
         mode,
     )
     .await;
     let _ = js.delete_stream(&stream_name).await;
-    for prefix in [&prefix, &parallel_prefix] {
-        for projection in Projection::ALL {
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                quoted(&projection.schema(prefix))
-            )))
-            .execute(pool)
-            .await;
-        }
+    // Every schema of the run (the rounds' among them) starts with the prefix.
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
+    )
+    .bind(&prefix)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for schema in schemas {
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quoted(&schema)
+        )))
+        .execute(pool)
+        .await;
     }
     outcome
 }
@@ -330,7 +343,7 @@ async fn measure_rebuild(
     let seconds = started.elapsed().as_secs_f64();
     let copy = copy_rate(pool, prefix).await?;
     let rate = events as f64 / seconds;
-    let copy_audit = copy.audit_rows as f64 / copy.audit_seconds;
+    let copy_audit = copy.audit_rate();
     println!(
         "events: {events} (one per commit; {EVENTS_PER_ITEM} per item: recorded, deadline and status changes)"
     );
@@ -354,12 +367,69 @@ async fn measure_rebuild(
     Ok(())
 }
 
+/// Both projections caught up at once over the whole scratch stream into `prefix`'s schemas, as
+/// the projector runs them (a worker each, on a task of its own, sharing one decoder); returns
+/// the seconds it took and the decoder's counts (decoded, taken by a second projection).
+async fn both_at_once(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    prefix: &str,
+    events: u64,
+    batch_size: usize,
+) -> Result<(f64, (u64, u64)), BenchError> {
+    let decoder = Arc::new(Decoder::new(crate::DECODED_KEPT_BATCHES * batch_size));
+    let started = Instant::now();
+    let [core, audit] = Projection::ALL.map(|projection| {
+        let (pool, stream, prefix) = (pool.clone(), stream.clone(), prefix.to_owned());
+        let decoder = Arc::clone(&decoder);
+        tokio::spawn(async move {
+            catch_up(
+                &pool, &decoder, &stream, &prefix, projection, events, batch_size,
+            )
+            .await
+        })
+    });
+    let (core, audit) = tokio::join!(core, audit);
+    core??;
+    audit??;
+    let seconds = started.elapsed().as_secs_f64();
+    let (decoded, taken) = decoder.counters();
+    Ok((seconds, (decoded.get(), taken.get())))
+}
+
+/// One round of both projections at once and the COPY limit measured right after it.
+struct Round {
+    seconds: f64,
+    shared: (u64, u64),
+    copy: CopyRate,
+}
+
+impl CopyRate {
+    fn audit_rate(&self) -> f64 {
+        self.audit_rows as f64 / self.audit_seconds
+    }
+}
+
+impl Round {
+    fn ratio(&self, events: u64) -> f64 {
+        events as f64 / self.seconds / self.copy.audit_rate()
+    }
+}
+
+/// The round whose ratio is the median; of an even number, the lower of the middle two. `None`
+/// for no round.
+fn median(mut rounds: Vec<Round>, events: u64) -> Option<Round> {
+    rounds.sort_by(|a, b| a.ratio(events).total_cmp(&b.ratio(events)));
+    let middle = rounds.len().checked_sub(1)? / 2;
+    Some(rounds.swap_remove(middle))
+}
+
 async fn measure(
     pool: &PgPool,
     js: &jetstream::Context,
     stream_name: &str,
     subject_prefix: &str,
-    [prefix, parallel_prefix]: [&str; 2],
+    prefix: &str,
     events: u64,
     mode: Mode,
 ) -> Result<(), BenchError> {
@@ -371,13 +441,12 @@ async fn measure(
     );
     crate::prepare(pool, prefix).await?;
     let stream = js.get_stream(stream_name).await?;
-    let batch_size = match mode {
-        Mode::CatchUp { batch_size } => batch_size,
+    let (batch_size, rounds) = match mode {
+        Mode::CatchUp { batch_size, rounds } => (batch_size, rounds),
         Mode::Rebuild { batch_size } => {
             return measure_rebuild(pool, &stream, prefix, events, batch_size).await;
         }
     };
-    crate::prepare(pool, parallel_prefix).await?;
 
     // One projection after the other: what each costs on its own.
     let mut per_projection = Vec::new();
@@ -394,37 +463,53 @@ async fn measure(
         per_projection.push((projection, seconds));
     }
     let total_seconds: f64 = per_projection.iter().map(|(_, s)| s).sum();
-    // Both at once, as the projector runs them (a worker each, on a task of its own): the
-    // catch-up a deployment sees,
-    // sharing one decoder as the workers do.
-    let decoder = Arc::new(Decoder::new(crate::DECODED_KEPT_BATCHES * batch_size));
-    let started = Instant::now();
-    let [core, audit] = Projection::ALL.map(|projection| {
-        let (pool, stream, prefix) = (pool.clone(), stream.clone(), parallel_prefix.to_owned());
-        let decoder = Arc::clone(&decoder);
-        tokio::spawn(async move {
-            catch_up(
-                &pool, &decoder, &stream, &prefix, projection, events, batch_size,
-            )
-            .await
-        })
-    });
-    let (core, audit) = tokio::join!(core, audit);
-    core??;
-    audit??;
-    let parallel_seconds = started.elapsed().as_secs_f64();
-    // Measured before the COPY twins exist: what the catch-up itself stored.
+    // Measured before any COPY twin exists: what the catch-up itself stored.
     let audit_bytes: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT pg_total_relation_size('{}.audit_log')",
         quoted(&Projection::Audit.schema(prefix))
     )))
     .fetch_one(pool)
     .await?;
-    let copy = copy_rate(pool, prefix).await?;
+    let mut measured = Vec::new();
+    for number in 1..=rounds.get() {
+        // The same history applied again into schemas of the round's own, then the COPY limit
+        // right after it, so that each ratio sets two measurements of the same moment side by
+        // side.
+        let round_prefix = format!("{prefix}parallel{number}_");
+        crate::prepare(pool, &round_prefix).await?;
+        let (seconds, shared) =
+            both_at_once(pool, &stream, &round_prefix, events, batch_size).await?;
+        let copy = copy_rate(pool, prefix).await?;
+        for projection in Projection::ALL {
+            sqlx::query(AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                quoted(&projection.schema(&round_prefix))
+            )))
+            .execute(pool)
+            .await?;
+        }
+        let round = Round {
+            seconds,
+            shared,
+            copy,
+        };
+        println!(
+            "both at once, round {number} of {rounds}: {:.0} events/s, COPY of the audit rows {:.0} rows/s: ratio {:.2}",
+            events as f64 / round.seconds,
+            round.copy.audit_rate(),
+            round.ratio(events)
+        );
+        measured.push(round);
+    }
+    let Round {
+        seconds: parallel_seconds,
+        shared: (decoded, taken),
+        copy,
+    } = median(measured, events).expect("at least one round: NonZeroU16");
     let catch_up = events as f64 / total_seconds;
     let parallel = events as f64 / parallel_seconds;
     let copy_all = copy.rows as f64 / copy.seconds;
-    let copy_audit = copy.audit_rows as f64 / copy.audit_seconds;
+    let copy_audit = copy.audit_rate();
     println!(
         "events: {events} (one per commit; {EVENTS_PER_ITEM} per item: recorded, deadline and status changes)"
     );
@@ -439,11 +524,8 @@ async fn measure(
     println!(
         "both projections in parallel:           {parallel:>9.0} events/s ({parallel_seconds:.2}s)"
     );
-    let (decoded, taken) = decoder.counters();
     println!(
-        "  decoded and hashed once for both: {} of {events} commits (decoded {} times)",
-        taken.get(),
-        decoded.get()
+        "  decoded and hashed once for both: {taken} of {events} commits (decoded {decoded} times)"
     );
     println!(
         "raw COPY of the resulting {} rows:    {copy_all:>9.0} rows/s ({:.2}s)",
@@ -455,7 +537,7 @@ async fn measure(
     );
     println!("ratio: {:.2} of the raw COPY rate", catch_up / copy_all);
     println!(
-        "ratio in parallel: {:.2} of the audit table's COPY rate",
+        "ratio in parallel: {:.2} of the audit table's COPY rate (the median of {rounds} rounds)",
         parallel / copy_audit
     );
     println!(

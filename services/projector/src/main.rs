@@ -44,6 +44,11 @@ enum Command {
         /// at once, REBUILD_BATCH_SIZE commits per batch, secondary indexes built after the load).
         #[arg(long)]
         rebuild: bool,
+        /// How many times both projections catch up at once, each followed by the COPY limit:
+        /// the round with the median ratio is reported (one round is a few seconds, and a
+        /// checkpoint of PostgreSQL or a neighbour on the machine moves it by a fifth).
+        #[arg(long, default_value = "3")]
+        rounds: std::num::NonZeroU16,
     },
     /// The plan as of any instant, a diff between two instants, or the stored snapshots
     /// brought up to date (DATABASE_URL, SCHEMA_PREFIX).
@@ -116,7 +121,11 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn bench(events: u64, rebuild: bool) -> Result<(), Box<dyn Error>> {
+async fn bench(
+    events: u64,
+    rebuild: bool,
+    rounds: std::num::NonZeroU16,
+) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
     if readmodel::create_database_if_missing(&config.database_url).await? {
         eprintln!("created the database {}", config.database_url);
@@ -138,6 +147,7 @@ async fn bench(events: u64, rebuild: bool) -> Result<(), Box<dyn Error>> {
     } else {
         projector::bench::Mode::CatchUp {
             batch_size: config.batch_size,
+            rounds,
         }
     };
     projector::bench::run(&pool, &js, events, mode).await?;
@@ -156,7 +166,11 @@ async fn main() -> ExitCode {
                 .map_err(Into::into),
             Err(e) => Err(e.into()),
         },
-        Some(Command::Bench { events, rebuild }) => bench(events, rebuild).await,
+        Some(Command::Bench {
+            events,
+            rebuild,
+            rounds,
+        }) => bench(events, rebuild, rounds).await,
         Some(Command::Rebuild { which }) => rebuild(which).await,
         Some(Command::Replay(args)) => replay::run(args).await.map_err(Into::into),
     };
