@@ -547,3 +547,38 @@ async fn measure(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round of 1 000 events that took `seconds`, next to a COPY of 1 000 rows in 0.5 s.
+    fn round(seconds: f64) -> Round {
+        Round {
+            seconds,
+            shared: (0, 0),
+            copy: CopyRate {
+                rows: 1_000,
+                seconds: 0.5,
+                audit_rows: 1_000,
+                audit_seconds: 0.5,
+            },
+        }
+    }
+
+    /// The round reported is a measured one, the middle by ratio, whatever order the rounds ran
+    /// in; of an even number, the lower middle (no round's ratio is made better than measured).
+    #[test]
+    fn the_median_round_is_the_middle_one_by_ratio_and_the_lower_of_two() {
+        let ratio = |r: Option<Round>| r.map(|r| (r.ratio(1_000) * 100.0).round());
+        // Ratios 0.25, 1.0 and 0.5: 1 000 events in 2, 0.5 and 1 s against 2 000 rows/s.
+        let rounds = vec![round(2.0), round(0.5), round(1.0)];
+        assert_eq!(ratio(median(rounds, 1_000)), Some(50.0));
+        assert_eq!(
+            ratio(median(vec![round(0.5), round(2.0)], 1_000)),
+            Some(25.0)
+        );
+        assert_eq!(ratio(median(vec![round(1.0)], 1_000)), Some(50.0));
+        assert!(median(Vec::new(), 1_000).is_none());
+    }
+}
