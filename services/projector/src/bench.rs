@@ -181,52 +181,81 @@ struct CopyRate {
     audit_seconds: f64,
 }
 
-/// Copies every row of the tables out, then times `COPY … FROM STDIN` of those bytes into empty
-/// twins with the same indexes, table by table (the twins are dropped again).
-async fn copy_rate(pool: &PgPool, prefix: &str) -> Result<CopyRate, sqlx::Error> {
+impl CopyRate {
+    fn audit_rate(&self) -> f64 {
+        self.audit_rows as f64 / self.audit_seconds
+    }
+}
+
+/// One filled table's rows, copied out as `COPY … TO STDOUT` wrote them.
+struct Dump {
+    table: &'static str,
+    source: String,
+    twin: String,
+    chunks: Vec<bytes::Bytes>,
+    rows: u64,
+}
+
+/// Copies every row of the tables in `prefix`'s schemas out, once: the rounds time `COPY` of the
+/// same bytes, and reading them is not part of what is timed.
+async fn dump(pool: &PgPool, prefix: &str) -> Result<Vec<Dump>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut dumps = Vec::new();
-    for (projection, table) in TABLES {
-        let source = format!("{}.{}", quoted(&projection.schema(prefix)), quoted(table));
-        let twin = format!(
-            "{}.{}",
-            quoted(&projection.schema(prefix)),
-            quoted(&format!("{table}_copy"))
-        );
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE TABLE {twin} (LIKE {source} INCLUDING ALL)"
-        )))
-        .execute(&mut *conn)
-        .await?;
+    for &(projection, table) in TABLES {
+        let schema = quoted(&projection.schema(prefix));
+        let source = format!("{schema}.{}", quoted(table));
         let chunks: Vec<bytes::Bytes> = conn
             .copy_out_raw(&format!("COPY {source} TO STDOUT"))
             .await?
             .try_collect()
             .await?;
-        let rows = chunks.iter().map(|c| bytecount_newlines(c)).sum::<u64>();
-        dumps.push((*table, twin, chunks, rows));
+        dumps.push(Dump {
+            table,
+            twin: format!("{schema}.{}", quoted(&format!("{table}_copy"))),
+            source,
+            rows: chunks.iter().map(|c| bytecount_newlines(c)).sum(),
+            chunks,
+        });
     }
+    Ok(dumps)
+}
+
+/// Times `COPY … FROM STDIN` of `dumps` into empty twins of their tables with the same indexes,
+/// table by table; each twin is dropped again, ready for the next round.
+async fn copy_rate(pool: &PgPool, dumps: &[Dump]) -> Result<CopyRate, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let mut rate = CopyRate {
         rows: 0,
         seconds: 0.0,
         audit_rows: 0,
         audit_seconds: 0.0,
     };
-    for (table, twin, chunks, rows) in dumps {
+    for Dump {
+        table,
+        source,
+        twin,
+        chunks,
+        rows,
+    } in dumps
+    {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {twin} (LIKE {source} INCLUDING ALL)"
+        )))
+        .execute(&mut *conn)
+        .await?;
         let started = Instant::now();
         let mut copy = conn.copy_in_raw(&format!("COPY {twin} FROM STDIN")).await?;
         for chunk in chunks {
-            copy.send(chunk).await?;
+            copy.send(chunk.clone()).await?;
         }
         copy.finish().await?;
         let seconds = started.elapsed().as_secs_f64();
         rate.rows += rows;
         rate.seconds += seconds;
-        if table == "audit_log" {
-            rate.audit_rows = rows;
+        if *table == "audit_log" {
+            rate.audit_rows = *rows;
             rate.audit_seconds = seconds;
         }
-        // Gone before the next round copies into a twin of its own.
         sqlx::query(AssertSqlSafe(format!("DROP TABLE {twin}")))
             .execute(&mut *conn)
             .await?;
@@ -267,23 +296,30 @@ pub async fn run(
     )
     .await;
     let _ = js.delete_stream(&stream_name).await;
-    // Every schema of the run (the rounds' among them) starts with the prefix.
+    // Every schema of the run, the rounds' among them, even when it stopped halfway.
+    if let Err(error) = drop_schemas(pool, &prefix).await {
+        tracing::warn!(%error, prefix, "the benchmark's scratch schemas could not all be dropped");
+    }
+    outcome
+}
+
+/// Drops every schema whose name starts with `prefix`.
+async fn drop_schemas(pool: &PgPool, prefix: &str) -> Result<(), sqlx::Error> {
     let schemas: Vec<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
     )
-    .bind(&prefix)
+    .bind(prefix)
     .fetch_all(pool)
-    .await
-    .unwrap_or_default();
+    .await?;
     for schema in schemas {
-        let _ = sqlx::query(AssertSqlSafe(format!(
+        sqlx::query(AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {} CASCADE",
             quoted(&schema)
         )))
         .execute(pool)
-        .await;
+        .await?;
     }
-    outcome
+    Ok(())
 }
 
 /// Applies the whole scratch stream to `projection` in `prefix`'s schemas, in batches of
@@ -341,7 +377,7 @@ async fn measure_rebuild(
     };
     let (core, audit) = (took(Projection::Core), took(Projection::Audit));
     let seconds = started.elapsed().as_secs_f64();
-    let copy = copy_rate(pool, prefix).await?;
+    let copy = copy_rate(pool, &dump(pool, prefix).await?).await?;
     let rate = events as f64 / seconds;
     let copy_audit = copy.audit_rate();
     println!(
@@ -404,12 +440,6 @@ struct Round {
     copy: CopyRate,
 }
 
-impl CopyRate {
-    fn audit_rate(&self) -> f64 {
-        self.audit_rows as f64 / self.audit_seconds
-    }
-}
-
 impl Round {
     fn ratio(&self, events: u64) -> f64 {
         events as f64 / self.seconds / self.copy.audit_rate()
@@ -470,6 +500,7 @@ async fn measure(
     )))
     .fetch_one(pool)
     .await?;
+    let dumps = dump(pool, prefix).await?;
     let mut measured = Vec::new();
     for number in 1..=rounds.get() {
         // The same history applied again into schemas of the round's own, then the COPY limit
@@ -479,15 +510,8 @@ async fn measure(
         crate::prepare(pool, &round_prefix).await?;
         let (seconds, shared) =
             both_at_once(pool, &stream, &round_prefix, events, batch_size).await?;
-        let copy = copy_rate(pool, prefix).await?;
-        for projection in Projection::ALL {
-            sqlx::query(AssertSqlSafe(format!(
-                "DROP SCHEMA {} CASCADE",
-                quoted(&projection.schema(&round_prefix))
-            )))
-            .execute(pool)
-            .await?;
-        }
+        let copy = copy_rate(pool, &dumps).await?;
+        drop_schemas(pool, &round_prefix).await?;
         let round = Round {
             seconds,
             shared,

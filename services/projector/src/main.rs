@@ -45,8 +45,8 @@ enum Command {
         #[arg(long)]
         rebuild: bool,
         /// How many times both projections catch up at once, each followed by the COPY limit:
-        /// the round with the median ratio is reported (one round is a few seconds, and a
-        /// checkpoint of PostgreSQL or a neighbour on the machine moves it by a fifth).
+        /// the round with the median ratio is reported (one round is a few seconds, and on a
+        /// shared machine its ratio moved by a fifth from run to run).
         #[arg(long, default_value = "3")]
         rounds: std::num::NonZeroU16,
     },
