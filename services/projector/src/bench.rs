@@ -334,7 +334,7 @@ async fn catch_up(
     events: u64,
     batch_size: usize,
 ) -> Result<f64, BenchError> {
-    let mut reader = Reader::open(stream, batch_size).await?;
+    let mut reader = Reader::open(stream, 1, batch_size).await?;
     let schema = projection.schema(prefix);
     let started = Instant::now();
     let mut heads = HeadCache::default();
@@ -371,6 +371,7 @@ async fn measure_rebuild(
     .await?;
     let took = |which: Projection| {
         rebuilt
+            .projections
             .iter()
             .find(|(projection, ..)| *projection == which)
             .map_or(0.0, |(.., took)| took.as_secs_f64())
@@ -385,6 +386,10 @@ async fn measure_rebuild(
     );
     println!(
         "rebuild of both projections at once: {rate:>9.0} events/s ({seconds:.2}s; core {core:.2}s, audit {audit:.2}s)"
+    );
+    println!(
+        "  commits decoded and hashed: {} for {events} commits",
+        rebuilt.decoded
     );
     println!(
         "raw COPY of the resulting {} rows:    {:>9.0} rows/s ({:.2}s)",

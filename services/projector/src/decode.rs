@@ -58,7 +58,7 @@ fn all_bits() -> u8 {
 }
 
 impl Decoder {
-    /// Keeps at most `capacity` commits that not every projection has taken yet.
+    /// Keeps at most `capacity` commits that not every projection has taken yet (0: none).
     pub fn new(capacity: usize) -> Self {
         Self {
             kept: Mutex::new(BTreeMap::new()),

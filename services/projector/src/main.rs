@@ -77,8 +77,8 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
     let config = projector::Config::from_env()?;
     let batch_size = projector::rebuild::batch_size_from_env()?;
     let projector = projector::Projector::connect(&config).await?;
-    // The projections rebuild side by side (each reads the stream and writes its own schema),
-    // a progress bar each.
+    // The projections rebuild side by side (the stream read once for them all, each writing its
+    // own schema), a progress bar each.
     let bars = MultiProgress::new();
     let style =
         ProgressStyle::with_template("{prefix:5} [{bar:30}] {pos}/{len} commits  {msg}  ETA {eta}")
@@ -111,7 +111,7 @@ async fn rebuild(which: Which) -> Result<(), Box<dyn Error>> {
     progress.iter().for_each(|(_, bar)| bar.finish());
     // Printed also where the bars are not drawn (stderr not a terminal): deploy/bench.sh reads
     // these lines.
-    for (projection, applied, took) in rebuilt {
+    for (projection, applied, took) in rebuilt.projections {
         eprintln!(
             "{}: rebuilt up to stream sequence {applied} in {:.1}s and switched in",
             projection.name(),

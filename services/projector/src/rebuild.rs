@@ -7,7 +7,7 @@
 //! A message an auditor set aside with a quarantine decision is passed as quarantined here too,
 //! so the rebuilt schema comes out as the live one did.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::stream;
@@ -17,6 +17,7 @@ use readmodel::{
     prepare_schema, quoted, swap_schema,
 };
 use sqlx::{AssertSqlSafe, PgPool};
+use tokio::sync::mpsc;
 
 use crate::batch::{BatchError, Delivered, Target, apply_releasing};
 use crate::decode::Decoder;
@@ -44,6 +45,10 @@ pub enum RebuildError {
     Message(#[source] async_nats::Error),
     #[error(transparent)]
     Apply(#[from] BatchError),
+    /// The stream's reader ended before the head without an error of its own: the rebuild was
+    /// being torn down.
+    #[error("the rebuild's reading of the stream stopped before its head")]
+    ReadingStopped,
     /// A batch's task ended without an answer (it panicked).
     #[error("a rebuild's batch ended without an answer: {0}")]
     Task(#[source] tokio::task::JoinError),
@@ -66,13 +71,14 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// From the stream's first commit on, `batch_size` commits a batch.
+    /// From the stream's commit `from` on (1: the first), `batch_size` commits a batch.
     pub(crate) async fn open(
         stream: &stream::Stream,
+        from: u64,
         batch_size: usize,
     ) -> Result<Self, RebuildError> {
         Ok(Self {
-            messages: StreamReader::open(stream, 1).await?,
+            messages: StreamReader::open(stream, from).await?,
             batch_size,
         })
     }
@@ -121,6 +127,9 @@ async fn analyze(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// One batch of the stream, read once and handed to every projection being rebuilt.
+type Batch = Arc<[Delivered]>;
+
 /// Applies one batch of a rebuild's load to the fresh schema `schema` in a transaction of its
 /// own, with the chain heads in `heads`; returns the checkpoint it reached and the heads.
 async fn load(
@@ -129,7 +138,7 @@ async fn load(
     stream: stream::Stream,
     schema: String,
     projection: Projection,
-    batch: Vec<Delivered>,
+    batch: Batch,
     mut heads: HeldHeads,
 ) -> Result<(u64, HeldHeads), RebuildError> {
     let mut tx = pool.begin().await?;
@@ -161,50 +170,183 @@ pub async fn rebuild(
     projection: Projection,
     live: &str,
     batch_size: usize,
-    report: impl FnMut(Progress),
+    report: impl FnMut(Progress) + Send,
 ) -> Result<u64, RebuildError> {
-    let decoder = Arc::new(Decoder::new(batch_size));
-    rebuild_decoding(pool, &decoder, stream, projection, live, batch_size, report).await
+    let report = Mutex::new(report);
+    let rebuilt = side_by_side(pool, stream, &[(projection, live)], batch_size, &|_, p| {
+        (report.lock().unwrap_or_else(PoisonError::into_inner))(p)
+    })
+    .await?;
+    Ok(rebuilt
+        .projections
+        .first()
+        .map_or(0, |&(_, checkpoint, _)| checkpoint))
 }
 
-/// [`rebuild`], decoding through `decoder` (shared with the rebuilds of other projections).
-async fn rebuild_decoding(
+/// What [`rebuild_all`] did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// Each projection in the order asked, with the checkpoint it was rebuilt to and the time it
+    /// took.
+    pub projections: Vec<(Projection, u64, Duration)>,
+    /// How many commits were decoded and hashed, for all the projections together.
+    pub decoded: u64,
+}
+
+/// Rebuilds each of `projections` (live schema `<prefix><name>`) as [`rebuild`] does, side by
+/// side. The first failure ends the others (their live schemas untouched). `report` hears every
+/// batch of every projection.
+pub async fn rebuild_all(
     pool: &PgPool,
-    decoder: &Arc<Decoder>,
     stream: &stream::Stream,
-    projection: Projection,
-    live: &str,
+    projections: &[Projection],
+    prefix: &str,
     batch_size: usize,
-    mut report: impl FnMut(Progress),
-) -> Result<u64, RebuildError> {
-    let rebuilt = format!("{live}_rebuild");
-    let retired = format!("{live}_retired");
+    report: impl Fn(Projection, Progress) + Sync,
+) -> Result<Rebuilt, RebuildError> {
+    let lives: Vec<String> = projections.iter().map(|p| p.schema(prefix)).collect();
+    let runs: Vec<(Projection, &str)> = projections
+        .iter()
+        .copied()
+        .zip(lives.iter().map(String::as_str))
+        .collect();
+    side_by_side(pool, stream, &runs, batch_size, &report).await
+}
+
+/// Rebuilds each `(projection, live schema)` of `runs` into a fresh schema and swaps it in.
+///
+/// The stream up to its head is read once and each batch goes to every projection, through a
+/// channel of one batch each: a projection that gets ahead waits for the slowest, so they stay
+/// within a few batches of each other and the shared decoder, which keeps that many, decodes
+/// each commit once. Read apart, they drifted further than it kept, and decoding twice took a
+/// tenth of the machine (README, "Rebuild"). A projection rebuilt alone keeps nothing decoded.
+async fn side_by_side(
+    pool: &PgPool,
+    stream: &stream::Stream,
+    runs: &[(Projection, &str)],
+    batch_size: usize,
+    report: &(impl Fn(Projection, Progress) + Sync),
+) -> Result<Rebuilt, RebuildError> {
+    let kept = if runs.len() > 1 {
+        crate::DECODED_KEPT_BATCHES * batch_size
+    } else {
+        0
+    };
+    let decoder = &Arc::new(Decoder::new(kept));
+    let (decoded, _) = decoder.counters();
+    let head = stream.get_info().await?.state.last_sequence;
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        runs.iter().map(|_| mpsc::channel::<Batch>(1)).unzip();
+    let loads = runs
+        .iter()
+        .zip(receivers)
+        .map(|(&(projection, live), batches)| async move {
+            let started = Instant::now();
+            let rebuilt = format!("{live}_rebuild");
+            let deferred = prepare(pool, projection, &rebuilt).await?;
+            let (applied, heads) = load_all(
+                pool,
+                decoder,
+                stream,
+                (projection, &rebuilt),
+                head,
+                batches,
+                |p| report(projection, p),
+            )
+            .await?;
+            let loaded = started.elapsed();
+            store_heads(pool, &rebuilt, &heads).await?;
+            create_indexes(pool, &deferred).await?;
+            let indexed = started.elapsed();
+            analyze(pool, &rebuilt).await?;
+            // Where a rebuild's time went: the load, then the indexes and statistics.
+            tracing::info!(
+                projection = projection.name(),
+                loaded = ?loaded,
+                indexed = ?indexed,
+                analyzed = ?started.elapsed(),
+                "rebuilt schema loaded, indexed and analyzed; switching"
+            );
+            let applied =
+                switch(pool, decoder, stream, projection, live, applied, batch_size).await?;
+            Ok::<_, RebuildError>((projection, applied, started.elapsed()))
+        });
+    let ((), projections) = tokio::try_join!(
+        read_for_all(stream, head, batch_size, senders),
+        futures::future::try_join_all(loads)
+    )?;
+    Ok(Rebuilt {
+        projections,
+        decoded: decoded.get(),
+    })
+}
+
+/// A fresh, empty schema `rebuilt` for `projection`, readable by the query service, without its
+/// secondary indexes; returns their definitions, to create once the load is done.
+async fn prepare(
+    pool: &PgPool,
+    projection: Projection,
+    rebuilt: &str,
+) -> Result<Vec<String>, RebuildError> {
     sqlx::query(AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
-        quoted(&rebuilt)
+        quoted(rebuilt)
     )))
     .execute(pool)
     .await?;
-    prepare_schema(pool, projection, &rebuilt).await?;
-    grant_reader(pool, &rebuilt).await?;
-    let deferred = drop_secondary_indexes(pool, &rebuilt).await?;
+    prepare_schema(pool, projection, rebuilt).await?;
+    grant_reader(pool, rebuilt).await?;
+    Ok(drop_secondary_indexes(pool, rebuilt).await?)
+}
 
-    let head = stream.get_info().await?.state.last_sequence;
-    let mut reader = Reader::open(stream, batch_size).await?;
+/// Reads the stream up to `head` and sends each batch to every one of `senders`, in order.
+async fn read_for_all(
+    stream: &stream::Stream,
+    head: u64,
+    batch_size: usize,
+    senders: Vec<mpsc::Sender<Batch>>,
+) -> Result<(), RebuildError> {
+    let mut reader = Reader::open(stream, 1, batch_size).await?;
+    let mut read = 0;
+    while read < head {
+        let batch: Batch = reader.next_batch(read, head).await?.into();
+        read = batch.last().map_or(head, |message| message.sequence);
+        for sender in &senders {
+            // A closed channel is a load that stopped with an error of its own, which is what
+            // the rebuild answers with.
+            if sender.send(Arc::clone(&batch)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the batches from `batches`, up to `head`, to the fresh schema of `target`
+/// (projection, schema); returns the checkpoint reached and the chain heads held.
+async fn load_all(
+    pool: &PgPool,
+    decoder: &Arc<Decoder>,
+    stream: &stream::Stream,
+    (projection, schema): (Projection, &str),
+    head: u64,
+    mut batches: mpsc::Receiver<Batch>,
+    mut report: impl FnMut(Progress),
+) -> Result<(u64, HeldHeads), RebuildError> {
     let started = Instant::now();
     let mut applied = 0u64;
     let mut read = 0u64;
     // Nobody else writes the fresh schema, so its chain heads stay in memory until the load
     // is done, and go with each batch to its task and back.
     let mut heads = HeldHeads::default();
-    // One batch is applied on a task of its own while the next is read: decoding and
+    // One batch is applied on a task of its own while the next is received: decoding and
     // writing take a core of their own, and the reading overlaps them. Batches still commit
     // one after the other, in stream order (dropping the set aborts the one in flight).
     let mut loading = tokio::task::JoinSet::new();
     while applied < head {
-        // Read the next batch (if any is left) before waiting for the one being written.
+        // Take the next batch (if any is left) before waiting for the one being written.
         let next = if read < head {
-            Some(reader.next_batch(read, head).await?)
+            Some(batches.recv().await.ok_or(RebuildError::ReadingStopped)?)
         } else {
             None
         };
@@ -212,12 +354,12 @@ async fn rebuild_decoding(
             (applied, heads) = loaded.map_err(RebuildError::Task)??;
         }
         if let Some(batch) = next {
-            read = batch.last().map_or(read, |message| message.sequence);
+            read = batch.last().map_or(head, |message| message.sequence);
             loading.spawn(load(
                 pool.clone(),
                 Arc::clone(decoder),
                 stream.clone(),
-                rebuilt.clone(),
+                schema.to_owned(),
                 projection,
                 batch,
                 std::mem::take(&mut heads),
@@ -232,13 +374,23 @@ async fn rebuild_decoding(
                 .then(|| Duration::from_secs_f64(head.saturating_sub(applied) as f64 / rate)),
         });
     }
+    Ok((applied, heads))
+}
 
-    store_heads(pool, &rebuilt, &heads).await?;
-    create_indexes(pool, &deferred).await?;
-    analyze(pool, &rebuilt).await?;
-
-    // The switch, exclusive against the live worker's batches: whatever the live projection
-    // applied meanwhile is applied here too, then the schemas trade names.
+/// The switch, exclusive against the live worker's batches: whatever the live projection
+/// applied since the load's head (`applied`) is applied to the rebuilt schema too, then the
+/// schemas trade names. Returns the rebuilt checkpoint.
+async fn switch(
+    pool: &PgPool,
+    decoder: &Decoder,
+    stream: &stream::Stream,
+    projection: Projection,
+    live: &str,
+    mut applied: u64,
+    batch_size: usize,
+) -> Result<u64, RebuildError> {
+    let rebuilt = format!("{live}_rebuild");
+    let retired = format!("{live}_retired");
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(readmodel::lock_key(live))
@@ -252,17 +404,20 @@ async fn rebuild_decoding(
     .fetch_optional(&mut *tx)
     .await?;
     let target = live_checkpoint.unwrap_or(0) as u64;
-    while applied < target {
-        let batch = reader.next_batch(applied, target).await?;
-        let target = Target {
-            decoder,
-            schema: &rebuilt,
-            projection,
-            durability: Durability::Configured,
-        };
-        applied = apply_releasing(&mut tx, target, stream, &batch, None)
-            .await?
-            .checkpoint;
+    if applied < target {
+        let mut reader = Reader::open(stream, applied + 1, batch_size).await?;
+        while applied < target {
+            let batch = reader.next_batch(applied, target).await?;
+            let target = Target {
+                decoder,
+                schema: &rebuilt,
+                projection,
+                durability: Durability::Configured,
+            };
+            applied = apply_releasing(&mut tx, target, stream, &batch, None)
+                .await?
+                .checkpoint;
+        }
     }
     swap_schema(&mut tx, live, &rebuilt, &retired).await?;
     tx.commit().await?;
@@ -274,32 +429,4 @@ async fn rebuild_decoding(
     .execute(pool)
     .await?;
     Ok(applied)
-}
-
-/// Rebuilds each of `projections` (live schema `<prefix><name>`) as [`rebuild`] does, side by
-/// side; answers in the order asked, with the rebuilt checkpoint and the time each took. The
-/// first failure ends the others (their live schemas untouched). `report` hears every batch of
-/// every projection.
-pub async fn rebuild_all(
-    pool: &PgPool,
-    stream: &stream::Stream,
-    projections: &[Projection],
-    prefix: &str,
-    batch_size: usize,
-    report: impl Fn(Projection, Progress),
-) -> Result<Vec<(Projection, u64, Duration)>, RebuildError> {
-    let report = &report;
-    // The projections' readers go through the stream side by side: a batch one of them decoded
-    // is kept for the others until they get to it.
-    let decoder = &Arc::new(Decoder::new(batch_size));
-    let runs = projections.iter().map(|&projection| async move {
-        let started = Instant::now();
-        let live = projection.schema(prefix);
-        let applied = rebuild_decoding(pool, decoder, stream, projection, &live, batch_size, |p| {
-            report(projection, p)
-        })
-        .await?;
-        Ok::<_, RebuildError>((projection, applied, started.elapsed()))
-    });
-    futures::future::try_join_all(runs).await
 }
