@@ -311,13 +311,9 @@ async fn drop_schemas(pool: &PgPool, prefix: &str) -> Result<(), sqlx::Error> {
     .bind(prefix)
     .fetch_all(pool)
     .await?;
+    let mut conn = pool.acquire().await?;
     for schema in schemas {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            quoted(&schema)
-        )))
-        .execute(pool)
-        .await?;
+        readmodel::drop_schema(&mut conn, &schema).await?;
     }
     Ok(())
 }

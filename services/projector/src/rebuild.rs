@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::stream;
 use event_store::{StoreError, StreamReader};
 use readmodel::{
-    Durability, HeldHeads, Projection, create_indexes, drop_secondary_indexes, grant_reader,
-    prepare_schema, quoted, swap_schema,
+    Durability, HeldHeads, Projection, create_indexes, drop_schema, drop_secondary_indexes,
+    grant_reader, prepare_schema, quoted, swap_schema,
 };
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
@@ -288,12 +288,7 @@ async fn prepare(
     projection: Projection,
     rebuilt: &str,
 ) -> Result<Vec<String>, RebuildError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        quoted(rebuilt)
-    )))
-    .execute(pool)
-    .await?;
+    drop_schema(&mut *pool.acquire().await?, rebuilt).await?;
     prepare_schema(pool, projection, rebuilt).await?;
     grant_reader(pool, rebuilt).await?;
     Ok(drop_secondary_indexes(pool, rebuilt).await?)
@@ -422,11 +417,6 @@ async fn switch(
     swap_schema(&mut tx, live, &rebuilt, &retired).await?;
     tx.commit().await?;
     // Waits for queries still reading the old tables, then frees them.
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        quoted(&retired)
-    )))
-    .execute(pool)
-    .await?;
+    drop_schema(&mut *pool.acquire().await?, &retired).await?;
     Ok(applied)
 }

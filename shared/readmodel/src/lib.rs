@@ -18,7 +18,7 @@ pub use audit::ENVELOPE as AUDIT_ENVELOPE;
 pub use chain::{HeadCache, Heads, HeadsMark, HeldHeads};
 pub use quarantined::apply_quarantined;
 pub use schema::{
-    InvalidSchemaName, READER_ROLE, create_database_if_missing, create_indexes,
+    InvalidSchemaName, READER_ROLE, create_database_if_missing, create_indexes, drop_schema,
     drop_secondary_indexes, grant_reader, prepare_read_model, prepare_schema, quoted_schema,
     swap_schema,
 };

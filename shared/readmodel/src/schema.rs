@@ -145,10 +145,16 @@ pub async fn swap_schema(
     retired: &str,
 ) -> Result<(), sqlx::Error> {
     let (live, rebuilt, retired) = (checked(live)?, checked(rebuilt)?, checked(retired)?);
-    execute(conn, format!("DROP SCHEMA IF EXISTS {retired} CASCADE")).await?;
+    drop_schema(conn, retired).await?;
     execute(conn, format!("ALTER SCHEMA {live} RENAME TO {retired}")).await?;
     execute(conn, format!("ALTER SCHEMA {rebuilt} RENAME TO {live}")).await?;
     Ok(())
+}
+
+/// Drops `schema` with everything in it, if it exists (waiting for queries still reading it).
+pub async fn drop_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let schema = checked(schema)?;
+    execute(conn, format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
 }
 
 /// Secondary indexes the projections' own writes find rows by (the open stretches of a group
