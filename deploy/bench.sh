@@ -345,9 +345,10 @@ if [[ -z $QUICK ]]; then
         cat "$WORK/scale-$n.out" >&2
         line=$(sed -n 's/^rebuild of both projections at once: *\([0-9]*\) events\/s (\([0-9.]*\)s; core \([0-9.]*\)s, audit \([0-9.]*\)s).*/\1 \2 \3 \4/p' "$WORK/scale-$n.out")
         copy=$(sed -n "s/^raw COPY of the audit table's [0-9]* rows: *\([0-9]*\) rows\/s.*/\1/p" "$WORK/scale-$n.out")
-        [[ -n $line && -n $copy ]] || die "cannot read the results of projector bench $n --rebuild"
+        peak=$(sed -n 's/^  resident peak through the rebuild: \([0-9]*\) MB$/\1/p' "$WORK/scale-$n.out")
+        [[ -n $line && -n $copy && -n $peak ]] || die "cannot read the results of projector bench $n --rebuild"
         read -r rate secs core_s audit_s <<<"$line"
-        SCALE_ROWS+="| $(num "$n") | ${secs} s (core ${core_s} s, audit ${audit_s} s) | $(num "$rate") events/s | $(awk -v s="$secs" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }') s | $(num "$copy") rows/s | **$(awk -v a="$rate" -v b="$copy" 'BEGIN { printf "%.2f", a / b }')** |"$'\n'
+        SCALE_ROWS+="| $(num "$n") | ${secs} s (core ${core_s} s, audit ${audit_s} s) | $(num "$rate") events/s | $(awk -v s="$secs" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }') s | $(num "$copy") rows/s | **$(awk -v a="$rate" -v b="$copy" 'BEGIN { printf "%.2f", a / b }')** | ${peak} MB |"$'\n'
     done
 fi
 
@@ -537,10 +538,12 @@ EOF
 \`projector rebuild all\` does over it: both projections at once, each into a fresh schema with its
 secondary indexes built after the load, then swapped in. The COPY limit is the audit table's rows
 of the same run with their indexes. Seconds per million events show whether the rebuild grows
-linearly (the target: ≤ 60 s for 1 000 000 events).
+linearly (the target: ≤ 60 s for 1 000 000 events). The resident peak is the benchmark process's
+(VmHWM) when the rebuild ends, before it reads the tables back for the COPY: what
+\`projector rebuild all\` holds, at the default \`REBUILD_BATCH_SIZE\`.
 
-| events | rebuild (wall) | rate | per 1 000 000 events | raw COPY of the audit rows | ratio |
-|---|---|---|---|---|---|
+| events | rebuild (wall) | rate | per 1 000 000 events | raw COPY of the audit rows | ratio | resident peak |
+|---|---|---|---|---|---|---|
 ${SCALE_ROWS}
 Command: \`${CMD[scale]}\` for N in ${SCALE_EVENTS// /, }.
 EOF

@@ -374,6 +374,8 @@ async fn measure_rebuild(
     };
     let (core, audit) = (took(Projection::Core), took(Projection::Audit));
     let seconds = started.elapsed().as_secs_f64();
+    // Read before the COPY below, which reads every table back into this process.
+    let resident_peak = resident_peak();
     let copy = copy_rate(pool, &dump(pool, prefix).await?).await?;
     let rate = events as f64 / seconds;
     let copy_audit = copy.audit_rate();
@@ -387,6 +389,12 @@ async fn measure_rebuild(
         "  commits decoded and hashed: {} for {events} commits",
         rebuilt.decoded
     );
+    if let Some(bytes) = resident_peak {
+        println!(
+            "  resident peak through the rebuild: {} MB",
+            bytes / (1024 * 1024)
+        );
+    }
     println!(
         "raw COPY of the resulting {} rows:    {:>9.0} rows/s ({:.2}s)",
         copy.rows,
@@ -402,6 +410,21 @@ async fn measure_rebuild(
         rate / copy_audit
     );
     Ok(())
+}
+
+/// The process's resident peak so far (`VmHWM`, Linux): through the rebuild, whose memory
+/// outgrows the publishing before it. `None` where `/proc` does not say.
+fn resident_peak() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kilobytes = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kilobytes * 1024)
 }
 
 /// Both projections caught up at once over the whole scratch stream into `prefix`'s schemas, as

@@ -334,21 +334,19 @@ async fn load_all(
     // Nobody else writes the fresh schema, so its chain heads stay in memory until the load
     // is done, and go with each batch to its task and back.
     let mut heads = HeldHeads::default();
-    // One batch is applied on a task of its own while the next is received: decoding and
-    // writing take a core of their own, and the reading overlaps them. Batches still commit
-    // one after the other, in stream order (dropping the set aborts the one in flight).
+    // One batch is applied on a task of its own, decoding and writing on a core of their own,
+    // while the reader fills this projection's channel with the next. Only then is the next
+    // taken: it is waiting in the channel already, and taking it earlier would hold a fourth
+    // batch (the reader's, the channel's, this one, the one being written) for nothing, since
+    // a batch needs the chain heads the one before it leaves. Batches commit one after the
+    // other, in stream order (dropping the set aborts the one in flight).
     let mut loading = tokio::task::JoinSet::new();
     while applied < head {
-        // Take the next batch (if any is left) before waiting for the one being written.
-        let next = if read < head {
-            Some(batches.recv().await.ok_or(RebuildError::ReadingStopped)?)
-        } else {
-            None
-        };
         if let Some(loaded) = loading.join_next().await {
             (applied, heads) = loaded.map_err(RebuildError::Task)??;
         }
-        if let Some(batch) = next {
+        if read < head {
+            let batch = batches.recv().await.ok_or(RebuildError::ReadingStopped)?;
             read = batch.last().map_or(head, |message| message.sequence);
             loading.spawn(load(
                 pool.clone(),

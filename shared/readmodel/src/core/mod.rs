@@ -611,7 +611,7 @@ impl State {
             effective_from: change.at,
             effective_until: None,
             recorded_until: None,
-            entry: Some(HistoryEntry {
+            entry: Some(Box::new(HistoryEntry {
                 status: wire(&change.status),
                 previous_status: change.previous.map(|p| wire(&p)),
                 reason: change.reason,
@@ -619,7 +619,7 @@ impl State {
                 recorded_from: recorded.time,
                 actor_user: recorded.actor_user.clone(),
                 actor_unit: recorded.actor_unit.clone(),
-            }),
+            })),
         };
         rows.push(Tracked::inserted(row, order));
     }
