@@ -267,8 +267,16 @@ async fn side_by_side(
                 analyzed = ?started.elapsed(),
                 "rebuilt schema loaded, indexed and analyzed; switching"
             );
-            let applied =
-                switch(pool, decoder, stream, projection, live, applied, batch_size).await?;
+            let applied = switch(
+                pool,
+                decoder,
+                stream,
+                projection,
+                (live, &rebuilt),
+                applied,
+                batch_size,
+            )
+            .await?;
             Ok::<_, RebuildError>((projection, applied, started.elapsed()))
         });
     let ((), projections) = tokio::try_join!(
@@ -371,18 +379,17 @@ async fn load_all(
 }
 
 /// The switch, exclusive against the live worker's batches: whatever the live projection
-/// applied since the load's head (`applied`) is applied to the rebuilt schema too, then the
-/// schemas trade names. Returns the rebuilt checkpoint.
+/// applied since the load's head (`applied`) is applied to the schema `rebuilt` too, then it
+/// trades names with `live`. Returns the rebuilt checkpoint.
 async fn switch(
     pool: &PgPool,
     decoder: &Decoder,
     stream: &stream::Stream,
     projection: Projection,
-    live: &str,
+    (live, rebuilt): (&str, &str),
     mut applied: u64,
     batch_size: usize,
 ) -> Result<u64, RebuildError> {
-    let rebuilt = format!("{live}_rebuild");
     let retired = format!("{live}_retired");
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -403,7 +410,7 @@ async fn switch(
             let batch = reader.next_batch(applied, target).await?;
             let target = Target {
                 decoder,
-                schema: &rebuilt,
+                schema: rebuilt,
                 projection,
                 durability: Durability::Configured,
             };
@@ -412,7 +419,7 @@ async fn switch(
                 .checkpoint;
         }
     }
-    swap_schema(&mut tx, live, &rebuilt, &retired).await?;
+    swap_schema(&mut tx, live, rebuilt, &retired).await?;
     tx.commit().await?;
     // Waits for queries still reading the old tables, then frees them.
     drop_schema(&mut *pool.acquire().await?, &retired).await?;
